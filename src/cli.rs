@@ -1,0 +1,228 @@
+//! The command line, as nginx's: `-c FILE`, `-p PREFIX`, `-g DIRECTIVES`,
+//! `-e ERROR_LOG`, `-t`, `-T`, `-q`, `-s SIGNAL`, `-v`, `-V`, `-h`/`-?`.
+//! Flags may be grouped (`-tq`) and values attached (`-cFILE`) or separate.
+
+use std::path::PathBuf;
+
+use crate::config::model::LogTarget;
+use crate::config::{self, LoadOptions};
+use crate::runtime::master::{self, Master};
+
+/// Where ringx looks for its config when `-c` is not given.
+pub const DEFAULT_CONF: &str = "/etc/ringx/nginx.conf";
+
+#[derive(Debug, Default, Clone)]
+pub struct Args {
+    pub conf: Option<PathBuf>,
+    pub prefix: Option<PathBuf>,
+    pub global: Option<String>,
+    pub error_log: Option<String>,
+    pub test: bool,
+    pub dump: bool,
+    pub quiet: bool,
+    pub signal: Option<String>,
+    pub version: bool,
+    pub version_full: bool,
+    pub help: bool,
+}
+
+pub fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut i = 0;
+    while i < argv.len() {
+        let arg = &argv[i];
+        let Some(flags) = arg.strip_prefix('-') else {
+            return Err(format!("invalid option: \"{arg}\""));
+        };
+        let chars: Vec<char> = flags.chars().collect();
+        if chars.is_empty() {
+            return Err(format!("invalid option: \"{arg}\""));
+        }
+        let mut j = 0;
+        while j < chars.len() {
+            let ch = chars[j];
+            match ch {
+                'h' | '?' => a.help = true,
+                'v' => a.version = true,
+                'V' => a.version_full = true,
+                't' => a.test = true,
+                'T' => {
+                    a.test = true;
+                    a.dump = true;
+                }
+                'q' => a.quiet = true,
+                'c' | 'p' | 'g' | 'e' | 's' => {
+                    let rest: String = chars[j + 1..].iter().collect();
+                    let val = if !rest.is_empty() {
+                        rest
+                    } else {
+                        i += 1;
+                        argv.get(i).cloned().ok_or_else(|| {
+                            format!(
+                                "option \"-{ch}\" requires {}",
+                                match ch {
+                                    'c' => "file name",
+                                    'p' => "directory name",
+                                    'g' => "parameter",
+                                    'e' => "file name",
+                                    _ => "parameter",
+                                }
+                            )
+                        })?
+                    };
+                    match ch {
+                        'c' => a.conf = Some(PathBuf::from(val)),
+                        'p' => a.prefix = Some(PathBuf::from(val)),
+                        'g' => a.global = Some(val),
+                        'e' => a.error_log = Some(val),
+                        _ => a.signal = Some(val),
+                    }
+                    j = chars.len();
+                    continue;
+                }
+                _ => return Err(format!("invalid option: \"{ch}\"")),
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    Ok(a)
+}
+
+const USAGE: &str = "Usage: ringx [-?hvVtTq] [-s signal] [-p prefix]
+             [-e filename] [-c filename] [-g directives]
+
+Options:
+  -?,-h         : this help
+  -v            : show version and exit
+  -V            : show version and configure options then exit
+  -t            : test configuration and exit
+  -T            : test configuration, dump it and exit
+  -q            : suppress non-error messages during configuration testing
+  -s signal     : send signal to the running instance: stop, quit, reopen, reload
+  -p prefix     : set prefix path (default: the configuration file's directory)
+  -e filename   : set error log file (default: stderr)
+  -c filename   : set configuration file (default: /etc/ringx/nginx.conf;
+                  without it, ringx runs its built-in demo)
+  -g directives : set global directives out of configuration file
+";
+
+/// Runs the command line; returns the process exit code.
+pub fn main(argv: Vec<String>) -> i32 {
+    let args = match parse_args(&argv[1.min(argv.len())..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ringx: {e}");
+            eprint!("{USAGE}");
+            return 1;
+        }
+    };
+    if args.help {
+        eprintln!("ringx version: ringx/{}", env!("CARGO_PKG_VERSION"));
+        eprint!("{USAGE}");
+        return 0;
+    }
+    if args.version || args.version_full {
+        eprintln!("ringx version: ringx/{}", env!("CARGO_PKG_VERSION"));
+        if args.version_full {
+            eprintln!("built with rustc, io_uring runtime tokio-uring 0.5, httparse, mimalloc");
+            eprintln!("reads nginx configuration (http upstream/proxy_pass subset, see docs/config.md)");
+        }
+        if !args.test && args.signal.is_none() {
+            return 0;
+        }
+    }
+    let conf = args.conf.clone().or_else(|| {
+        let d = PathBuf::from(DEFAULT_CONF);
+        d.exists().then_some(d)
+    });
+    let demo = conf.is_none();
+    let opts = LoadOptions {
+        file: conf.clone(),
+        prefix: args.prefix.clone(),
+        global: args.global.clone(),
+    };
+    let name = conf
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<embedded demo config>".into());
+
+    if let Some(sig) = &args.signal {
+        let loaded = match config::load(&opts) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ringx: [emerg] {e}");
+                return 1;
+            }
+        };
+        let Some(pid) = loaded.config.pid.clone() else {
+            eprintln!("ringx: [error] no \"pid\" file configured");
+            return 1;
+        };
+        return match master::signal_running(&pid, sig) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ringx: [error] {e}");
+                1
+            }
+        };
+    }
+
+    let loaded = match config::load(&opts) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ringx: [emerg] {e}");
+            if args.test {
+                eprintln!("ringx: configuration file {name} test failed");
+            }
+            return 1;
+        }
+    };
+    if args.test {
+        if !args.quiet {
+            eprintln!("ringx: the configuration file {name} syntax is ok");
+            eprintln!("ringx: configuration file {name} test is successful");
+        }
+        if args.dump {
+            for (p, text) in &loaded.sources.files {
+                println!("# configuration file {}:", p.display());
+                println!("{text}");
+            }
+            if demo {
+                println!("# configuration file {name}:");
+                println!("{}", config::DEMO_CONF);
+            }
+        }
+        return 0;
+    }
+    let err_override = args.error_log.as_deref().map(|e| {
+        if e == "stderr" {
+            LogTarget::Stderr
+        } else {
+            LogTarget::File(PathBuf::from(e))
+        }
+    });
+    let demo_backends = if demo {
+        match crate::demo::start_backends() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("ringx: [emerg] demo backends: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    let master = match Master::start(opts, loaded.config, err_override) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ringx: [emerg] {e}");
+            return 1;
+        }
+    };
+    if let Some(b) = demo_backends {
+        let addr = master.local_addrs()[0];
+        crate::demo::run_tour(b, addr);
+    }
+    master.run()
+}

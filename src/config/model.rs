@@ -1,0 +1,328 @@
+//! The typed configuration: what the workers read.
+//!
+//! Built from the directive tree by [`super::build`], with nginx's defaults and
+//! inheritance already applied, so the request path reads plain fields. A [`Config`] is
+//! immutable; a reload builds a new one and workers swap their `Arc` to it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::bytes::Regex;
+
+use super::vars::Template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warn,
+    Error,
+    Crit,
+    Alert,
+    Emerg,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "notice" => LogLevel::Notice,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            "crit" => LogLevel::Crit,
+            "alert" => LogLevel::Alert,
+            "emerg" => LogLevel::Emerg,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Crit => "crit",
+            LogLevel::Alert => "alert",
+            LogLevel::Emerg => "emerg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorLog {
+    pub target: LogTarget,
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone)]
+pub enum CpuAffinity {
+    /// No pinning.
+    None,
+    /// Worker i on the i-th CPU of the process's allowed set.
+    Auto,
+    /// One CPU mask per worker (the last repeats), as nginx's bit strings.
+    Masks(Vec<u64>),
+}
+
+/// The whole configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub worker_processes: usize,
+    pub worker_cpu_affinity: CpuAffinity,
+    pub worker_connections: usize,
+    pub worker_rlimit_nofile: Option<u64>,
+    pub worker_shutdown_timeout: Option<Duration>,
+    pub daemon: bool,
+    pub pid: Option<PathBuf>,
+    pub error_log: ErrorLog,
+    pub http: Http,
+}
+
+#[derive(Debug, Default)]
+pub struct Http {
+    pub servers: Vec<Server>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub listens: Vec<ListenGroup>,
+}
+
+/// All servers listening on one address.
+#[derive(Debug, Clone)]
+pub struct ListenGroup {
+    pub addr: SocketAddr,
+    pub backlog: i32,
+    pub ipv6only: bool,
+    /// Indices into [`Http::servers`], in config order.
+    pub servers: Vec<usize>,
+    pub default_server: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum ServerName {
+    Exact(String),
+    /// `*.example.com` or `.example.com` (stored as the suffix `.example.com`;
+    /// `dot_form` also matches `example.com` itself).
+    Front {
+        suffix: String,
+        dot_form: bool,
+    },
+    /// `www.example.*` (stored as the prefix `www.example.`).
+    Back(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub names: Vec<ServerName>,
+    /// `$server_name`: the first name.
+    pub primary_name: String,
+    /// Exact and prefix locations, longest first.
+    pub prefix_locations: Vec<Arc<Location>>,
+    /// Regex locations in config order.
+    pub regex_locations: Vec<Arc<Location>>,
+    /// The server-level settings, used for requests that match no location and for
+    /// server-level `return`.
+    pub conf: Arc<LocConf>,
+    pub server_return: Option<Return>,
+    pub client_header_timeout: Duration,
+    pub large_header_size: usize,
+    pub large_header_count: usize,
+}
+
+#[derive(Debug)]
+pub enum LocMatch {
+    Exact(String),
+    Prefix { path: String, no_regex: bool },
+    Regex { re: Regex, caseless: bool },
+}
+
+#[derive(Debug)]
+pub struct Location {
+    pub matcher: LocMatch,
+    pub conf: Arc<LocConf>,
+}
+
+impl Location {
+    pub fn prefix(&self) -> Option<&str> {
+        match &self.matcher {
+            LocMatch::Exact(p) => Some(p),
+            LocMatch::Prefix { path, .. } => Some(path),
+            LocMatch::Regex { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http10,
+    Http11,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyPass {
+    pub upstream: Arc<Upstream>,
+    /// `$proxy_host`: the upstream name, or `host[:port]` as written.
+    pub proxy_host: String,
+    pub proxy_port: u16,
+    /// The URI part of `proxy_pass`, if any (`proxy_pass http://b/v1/;` → `/v1/`).
+    pub uri: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Return {
+    pub code: u16,
+    /// Text for non-redirect codes, URL for 301, 302, 303, 307 and 308.
+    pub text: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AddHeader {
+    pub name: String,
+    pub value: Template,
+    pub always: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub path: PathBuf,
+    pub format: Arc<Template>,
+    /// Index into the worker's table of open log files.
+    pub file_id: usize,
+}
+
+/// Conditions of `proxy_next_upstream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextUpstream {
+    pub error: bool,
+    pub timeout: bool,
+    pub invalid_header: bool,
+    pub non_idempotent: bool,
+    /// Statuses (500, 502, 503, 504, 403, 404, 429) that count as a failure.
+    pub statuses: [bool; 7],
+}
+
+impl NextUpstream {
+    pub const STATUSES: [u16; 7] = [500, 502, 503, 504, 403, 404, 429];
+    pub fn nginx_default() -> Self {
+        NextUpstream {
+            error: true,
+            timeout: true,
+            invalid_header: false,
+            non_idempotent: false,
+            statuses: [false; 7],
+        }
+    }
+    pub fn off() -> Self {
+        NextUpstream {
+            error: false,
+            timeout: false,
+            invalid_header: false,
+            non_idempotent: false,
+            statuses: [false; 7],
+        }
+    }
+    pub fn status(&self, code: u16) -> bool {
+        Self::STATUSES.iter().zip(self.statuses).any(|(&c, on)| on && c == code)
+    }
+}
+
+/// Everything a request needs from its location, after inheritance.
+#[derive(Debug)]
+pub struct LocConf {
+    pub proxy_pass: Option<ProxyPass>,
+    pub ret: Option<Return>,
+    /// Headers sent upstream, in order: the user's `proxy_set_header`s, then nginx's
+    /// defaults (`Host: $proxy_host`, `Connection: close`) when not overridden. Names
+    /// are as written; an empty value removes the header.
+    pub proxy_set_headers: Vec<(String, Template)>,
+    /// Lowercased names of `proxy_set_headers` (client headers with these names are
+    /// not passed).
+    pub set_header_names: Vec<String>,
+    pub proxy_hide_headers: Vec<String>,
+    pub proxy_pass_request_headers: bool,
+    pub proxy_pass_request_body: bool,
+    pub proxy_http_version: HttpVersion,
+    pub proxy_connect_timeout: Duration,
+    pub proxy_send_timeout: Duration,
+    pub proxy_read_timeout: Duration,
+    pub proxy_next_upstream: NextUpstream,
+    pub proxy_next_upstream_tries: u32,
+    pub proxy_next_upstream_timeout: Option<Duration>,
+    pub add_headers: Vec<AddHeader>,
+    pub default_type: String,
+    pub types: Arc<HashMap<String, String>>,
+    pub access_logs: Vec<AccessLog>,
+    pub client_max_body_size: u64,
+    pub client_body_timeout: Duration,
+    pub send_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u64,
+    pub server_tokens: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    IpHash,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamServer {
+    pub addr: SocketAddr,
+    /// The `server` argument as written (for logs and status).
+    pub name: String,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub max_conns: u32,
+    pub backup: bool,
+    pub down: bool,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    /// Position in [`Http::upstreams`] (workers keep their balancers in that order).
+    pub index: usize,
+    pub balance: Balance,
+    pub servers: Vec<UpstreamServer>,
+    /// Idle connections each worker keeps (`keepalive N`); 0 disables reuse.
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u64,
+    /// Made from a `proxy_pass` address rather than an `upstream` block.
+    pub implicit: bool,
+}
+
+impl Config {
+    /// Every distinct access-log path, indexed by `AccessLog::file_id`.
+    pub fn access_log_paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for s in &self.http.servers {
+            let confs = std::iter::once(&s.conf)
+                .chain(s.prefix_locations.iter().map(|l| &l.conf))
+                .chain(s.regex_locations.iter().map(|l| &l.conf));
+            for c in confs {
+                for a in &c.access_logs {
+                    if out.len() <= a.file_id {
+                        out.resize(a.file_id + 1, PathBuf::new());
+                    }
+                    out[a.file_id] = a.path.clone();
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,295 @@
+//! nginx variables and strings with variables in them (`"$scheme://$host$request_uri"`).
+//!
+//! Templates are compiled once at config load into literal runs and [`Var`] ids, so the
+//! request path never looks a variable up by name: it renders a template by writing
+//! each part straight into an output buffer ([`Template::render`]), with no allocation.
+//! What a variable's value is lives with the request ([`crate::http::ctx`]).
+
+use super::ConfError;
+
+/// A variable ringx knows. Names follow nginx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    Host,
+    /// `$http_NAME`: the request header, name lowercased with `_` as `-`.
+    Http(String),
+    /// `$sent_http_NAME`: a response header (only what ringx itself knows).
+    SentHttp(String),
+    /// `$upstream_http_NAME`.
+    UpstreamHttp(String),
+    /// `$arg_NAME`.
+    Arg(String),
+    /// `$cookie_NAME`.
+    Cookie(String),
+    RemoteAddr,
+    RemotePort,
+    RemoteUser,
+    BinaryRemoteAddr,
+    ProxyAddXForwardedFor,
+    Scheme,
+    Https,
+    ServerName,
+    ServerPort,
+    ServerAddr,
+    ServerProtocol,
+    RequestUri,
+    Uri,
+    Args,
+    IsArgs,
+    Request,
+    RequestMethod,
+    RequestLength,
+    RequestTime,
+    ContentLength,
+    ContentType,
+    ProxyHost,
+    ProxyPort,
+    Status,
+    BodyBytesSent,
+    BytesSent,
+    TimeLocal,
+    TimeIso8601,
+    Msec,
+    Pid,
+    Hostname,
+    Connection,
+    ConnectionRequests,
+    UpstreamAddr,
+    UpstreamStatus,
+    UpstreamResponseTime,
+    UpstreamConnectTime,
+    UpstreamHeaderTime,
+    NginxVersion,
+    RingxVersion,
+}
+
+impl Var {
+    /// Looks a variable up by name (without `$`).
+    pub fn from_name(name: &str) -> Option<Var> {
+        let low = name.to_ascii_lowercase();
+        let hdr = |p: &str| {
+            low.strip_prefix(p)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.replace('_', "-"))
+        };
+        if let Some(h) = hdr("http_") {
+            return Some(Var::Http(h));
+        }
+        if let Some(h) = hdr("sent_http_") {
+            return Some(Var::SentHttp(h));
+        }
+        if let Some(h) = hdr("upstream_http_") {
+            return Some(Var::UpstreamHttp(h));
+        }
+        if let Some(a) = name.strip_prefix("arg_").filter(|s| !s.is_empty()) {
+            return Some(Var::Arg(a.to_string()));
+        }
+        if let Some(c) = name.strip_prefix("cookie_").filter(|s| !s.is_empty()) {
+            return Some(Var::Cookie(c.to_string()));
+        }
+        Some(match low.as_str() {
+            "host" => Var::Host,
+            "remote_addr" => Var::RemoteAddr,
+            "remote_port" => Var::RemotePort,
+            "remote_user" => Var::RemoteUser,
+            "binary_remote_addr" => Var::BinaryRemoteAddr,
+            "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+            "scheme" => Var::Scheme,
+            "https" => Var::Https,
+            "server_name" => Var::ServerName,
+            "server_port" => Var::ServerPort,
+            "server_addr" => Var::ServerAddr,
+            "server_protocol" => Var::ServerProtocol,
+            "request_uri" => Var::RequestUri,
+            "uri" | "document_uri" => Var::Uri,
+            "args" | "query_string" => Var::Args,
+            "is_args" => Var::IsArgs,
+            "request" => Var::Request,
+            "request_method" => Var::RequestMethod,
+            "request_length" => Var::RequestLength,
+            "request_time" => Var::RequestTime,
+            "content_length" => Var::ContentLength,
+            "content_type" => Var::ContentType,
+            "proxy_host" => Var::ProxyHost,
+            "proxy_port" => Var::ProxyPort,
+            "status" => Var::Status,
+            "body_bytes_sent" => Var::BodyBytesSent,
+            "bytes_sent" => Var::BytesSent,
+            "time_local" => Var::TimeLocal,
+            "time_iso8601" => Var::TimeIso8601,
+            "msec" => Var::Msec,
+            "pid" => Var::Pid,
+            "hostname" => Var::Hostname,
+            "connection" => Var::Connection,
+            "connection_requests" => Var::ConnectionRequests,
+            "upstream_addr" => Var::UpstreamAddr,
+            "upstream_status" => Var::UpstreamStatus,
+            "upstream_response_time" => Var::UpstreamResponseTime,
+            "upstream_connect_time" => Var::UpstreamConnectTime,
+            "upstream_header_time" => Var::UpstreamHeaderTime,
+            "nginx_version" => Var::NginxVersion,
+            "ringx_version" => Var::RingxVersion,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Lit(Box<[u8]>),
+    Var(Var),
+}
+
+/// A string with variables, compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    pub parts: Vec<Part>,
+}
+
+/// Where variable values come from: implemented by the request context.
+pub trait VarSource {
+    /// Appends the value of `v` to `out`; returns false when the variable is not found
+    /// (access logs then print `-`).
+    fn write_var(&self, v: &Var, out: &mut Vec<u8>) -> bool;
+}
+
+impl Template {
+    /// Compiles `s`. Unknown variables are an error (`unknown "x" variable`, as nginx).
+    pub fn compile(s: &str) -> Result<Template, ConfError> {
+        let b = s.as_bytes();
+        let mut parts = Vec::new();
+        let mut lit = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'$' {
+                lit.push(b[i]);
+                i += 1;
+                continue;
+            }
+            let (name, next) = if i + 1 < b.len() && b[i + 1] == b'{' {
+                let end = s[i + 2..]
+                    .find('}')
+                    .ok_or_else(|| ConfError::plain("the closing bracket in variable is missing"))?;
+                (&s[i + 2..i + 2 + end], i + 3 + end)
+            } else {
+                let mut j = i + 1;
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                (&s[i + 1..j], j)
+            };
+            if name.is_empty() {
+                // A lone `$` is a literal, as nginx prints it.
+                lit.push(b'$');
+                i += 1;
+                continue;
+            }
+            let var = Var::from_name(name).ok_or_else(|| ConfError::plain(format!("unknown \"{name}\" variable")))?;
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit).into_boxed_slice()));
+            }
+            parts.push(Part::Var(var));
+            i = next;
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit.into_boxed_slice()));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn has_vars(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Var(_)))
+    }
+
+    /// The literal text when the template has no variables.
+    pub fn as_literal(&self) -> Option<&[u8]> {
+        match self.parts.as_slice() {
+            [] => Some(b""),
+            [Part::Lit(l)] => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Appends the rendered string to `out`.
+    pub fn render(&self, src: &dyn VarSource, out: &mut Vec<u8>) {
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.extend_from_slice(l),
+                Part::Var(v) => {
+                    src.write_var(v, out);
+                }
+            }
+        }
+    }
+
+    /// Renders for an access log: a variable with no value, or an empty one, prints `-`;
+    /// bytes that are not printable ASCII, `"` and `\` are written as `\xHH` (nginx's
+    /// default `escape=default`).
+    pub fn render_log(&self, src: &dyn VarSource, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.extend_from_slice(l),
+                Part::Var(v) => {
+                    scratch.clear();
+                    if !src.write_var(v, scratch) || scratch.is_empty() {
+                        out.push(b'-');
+                        continue;
+                    }
+                    for &c in scratch.iter() {
+                        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
+                            out.extend_from_slice(format!("\\x{c:02X}").as_bytes());
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct S;
+    impl VarSource for S {
+        fn write_var(&self, v: &Var, out: &mut Vec<u8>) -> bool {
+            match v {
+                Var::Host => out.extend_from_slice(b"example.com"),
+                Var::RequestUri => out.extend_from_slice(b"/a?b=1"),
+                Var::Http(h) if h == "user-agent" => out.extend_from_slice(b"curl \"x\""),
+                _ => return false,
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn compile_and_render() {
+        let t = Template::compile("https://$host${request_uri}!$").unwrap();
+        let mut out = Vec::new();
+        t.render(&S, &mut out);
+        assert_eq!(out, b"https://example.com/a?b=1!$");
+        assert!(t.has_vars());
+        assert_eq!(Template::compile("plain").unwrap().as_literal(), Some(&b"plain"[..]));
+    }
+
+    #[test]
+    fn header_vars() {
+        assert_eq!(Var::from_name("http_x_real_ip"), Some(Var::Http("x-real-ip".into())));
+        assert_eq!(Var::from_name("arg_page"), Some(Var::Arg("page".into())));
+        assert_eq!(
+            Template::compile("$nope").unwrap_err().to_string(),
+            "unknown \"nope\" variable"
+        );
+    }
+
+    #[test]
+    fn log_rendering_escapes_and_dashes() {
+        let t = Template::compile("$remote_user \"$http_user_agent\"").unwrap();
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        t.render_log(&S, &mut out, &mut scratch);
+        assert_eq!(out, b"- \"curl \\x22x\\x22\"");
+    }
+}

@@ -1,0 +1,238 @@
+//! Variable values for one request: [`ReqCtx`] borrows the receive buffer and the
+//! parsed head (spans), so `$http_x`, `$host`, `$request_uri`... are written straight
+//! from the received bytes into whatever is being built (the upstream head, a log
+//! line, a `return` body).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use crate::config::model::{ProxyPass, Server};
+use crate::config::vars::{Var, VarSource};
+
+use super::parse::{HeaderKind, RequestHead};
+
+/// One upstream attempt, for `$upstream_addr`, `$upstream_status` and
+/// `$upstream_response_time`.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub addr: SocketAddr,
+    /// 0 when no response head came (nginx logs 502/504 there).
+    pub status: u16,
+    pub connect_ms: u64,
+    pub header_ms: u64,
+    pub response_ms: u64,
+}
+
+/// What the response looked like, filled in as it is sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    pub status: u16,
+    pub body_bytes: u64,
+    pub bytes: u64,
+}
+
+pub struct ReqCtx<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+    /// `$uri`.
+    pub uri: &'a [u8],
+    /// `$args` (without `?`).
+    pub args: Option<&'a [u8]>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub server: &'a Server,
+    pub proxy: Option<&'a ProxyPass>,
+    pub start: Instant,
+    pub start_wall: SystemTime,
+    pub sent: Sent,
+    pub attempts: &'a [Attempt],
+    pub conn_id: u64,
+    pub conn_requests: u64,
+    pub request_length: u64,
+}
+
+fn num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    let _ = write!(out, "{n}");
+}
+
+fn ms(out: &mut Vec<u8>, ms: u64) {
+    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+}
+
+impl ReqCtx<'_> {
+    fn host(&self, out: &mut Vec<u8>) {
+        match self.head.host {
+            Some(h) => out.extend(h.get(self.buf).iter().map(u8::to_ascii_lowercase)),
+            None => out.extend_from_slice(self.server.primary_name.as_bytes()),
+        }
+    }
+
+    fn header(&self, name: &str, out: &mut Vec<u8>) -> bool {
+        let mut found = false;
+        for h in &self.head.headers {
+            if h.name.get(self.buf).eq_ignore_ascii_case(name.as_bytes()) {
+                if found {
+                    // Repeated headers are joined (nginx 1.23+: ", "; "; " for cookies).
+                    out.extend_from_slice(if name == "cookie" { b"; " } else { b", " });
+                }
+                out.extend_from_slice(h.value.get(self.buf));
+                found = true;
+            }
+        }
+        found
+    }
+
+    fn list(&self, out: &mut Vec<u8>, f: impl Fn(&Attempt, &mut Vec<u8>)) -> bool {
+        if self.attempts.is_empty() {
+            return false;
+        }
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            f(a, out);
+        }
+        true
+    }
+
+    fn arg(&self, name: &str, out: &mut Vec<u8>) -> bool {
+        let Some(args) = self.args else { return false };
+        for kv in args.split(|&c| c == b'&') {
+            let (k, v) = match kv.iter().position(|&c| c == b'=') {
+                Some(i) => (&kv[..i], &kv[i + 1..]),
+                None => (kv, &b""[..]),
+            };
+            if k.eq_ignore_ascii_case(name.as_bytes()) {
+                out.extend_from_slice(v);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn cookie(&self, name: &str, out: &mut Vec<u8>) -> bool {
+        for h in &self.head.headers {
+            if !h.name.get(self.buf).eq_ignore_ascii_case(b"cookie") {
+                continue;
+            }
+            for kv in h.value.get(self.buf).split(|&c| c == b';') {
+                let kv = super::parse::trim(kv);
+                if let Some(i) = kv.iter().position(|&c| c == b'=') {
+                    if &kv[..i] == name.as_bytes() {
+                        out.extend_from_slice(&kv[i + 1..]);
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+}
+
+impl VarSource for ReqCtx<'_> {
+    fn write_var(&self, v: &Var, out: &mut Vec<u8>) -> bool {
+        let b = self.buf;
+        match v {
+            Var::Host => self.host(out),
+            Var::Http(name) => return self.header(name, out),
+            Var::SentHttp(_) | Var::UpstreamHttp(_) => return false,
+            Var::Arg(a) => return self.arg(a, out),
+            Var::Cookie(c) => return self.cookie(c, out),
+            Var::RemoteAddr => num(out, self.peer.ip()),
+            Var::RemotePort => num(out, self.peer.port()),
+            Var::RemoteUser => return false,
+            Var::BinaryRemoteAddr => match self.peer.ip() {
+                std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+                std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+            },
+            Var::ProxyAddXForwardedFor => {
+                if self.head.xff.is_some() {
+                    let mut first = true;
+                    for h in self.head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+                        if !first {
+                            out.extend_from_slice(b", ");
+                        }
+                        out.extend_from_slice(h.value.get(b));
+                        first = false;
+                    }
+                    out.extend_from_slice(b", ");
+                }
+                num(out, self.peer.ip());
+            }
+            Var::Scheme => out.extend_from_slice(b"http"),
+            Var::Https => {}
+            Var::ServerName => out.extend_from_slice(self.server.primary_name.as_bytes()),
+            Var::ServerPort => num(out, self.local.port()),
+            Var::ServerAddr => num(out, self.local.ip()),
+            Var::ServerProtocol => out.extend_from_slice(if self.head.minor == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" }),
+            Var::RequestUri => out.extend_from_slice(self.head.path.get(b)),
+            Var::Uri => out.extend_from_slice(self.uri),
+            Var::Args => match self.args {
+                Some(a) => out.extend_from_slice(a),
+                None => return false,
+            },
+            Var::IsArgs => {
+                if self.args.is_some() {
+                    out.push(b'?');
+                }
+            }
+            Var::Request => {
+                out.extend_from_slice(self.head.method_span.get(b));
+                out.push(b' ');
+                out.extend_from_slice(self.head.target.get(b));
+                out.extend_from_slice(if self.head.minor == 0 {
+                    b" HTTP/1.0"
+                } else {
+                    b" HTTP/1.1"
+                });
+            }
+            Var::RequestMethod => out.extend_from_slice(self.head.method_span.get(b)),
+            Var::RequestLength => num(out, self.request_length),
+            Var::RequestTime => ms(out, self.start.elapsed().as_millis() as u64),
+            Var::ContentLength => return self.header("content-length", out),
+            Var::ContentType => return self.header("content-type", out),
+            Var::ProxyHost => match self.proxy {
+                Some(p) => out.extend_from_slice(p.proxy_host.as_bytes()),
+                None => return false,
+            },
+            Var::ProxyPort => match self.proxy {
+                Some(p) => num(out, p.proxy_port),
+                None => return false,
+            },
+            Var::Status => {
+                let _ = write!(out, "{:03}", super::status::wire_code(self.sent.status));
+            }
+            Var::BodyBytesSent => num(out, self.sent.body_bytes),
+            Var::BytesSent => num(out, self.sent.bytes),
+            Var::TimeLocal => {
+                let t: chrono::DateTime<chrono::Local> = self.start_wall.into();
+                let _ = write!(out, "{}", t.format("%d/%b/%Y:%H:%M:%S %z"));
+            }
+            Var::TimeIso8601 => {
+                let t: chrono::DateTime<chrono::Local> = self.start_wall.into();
+                let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%:z"));
+            }
+            Var::Msec => {
+                let d = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+            }
+            Var::Pid => num(out, std::process::id()),
+            Var::Hostname => out.extend_from_slice(crate::hostname().as_bytes()),
+            Var::Connection => num(out, self.conn_id),
+            Var::ConnectionRequests => num(out, self.conn_requests),
+            Var::UpstreamAddr => return self.list(out, |a, o| num(o, a.addr)),
+            Var::UpstreamStatus => {
+                return self.list(out, |a, o| if a.status == 0 { o.push(b'-') } else { num(o, a.status) })
+            }
+            Var::UpstreamResponseTime => return self.list(out, |a, o| ms(o, a.response_ms)),
+            Var::UpstreamConnectTime => return self.list(out, |a, o| ms(o, a.connect_ms)),
+            Var::UpstreamHeaderTime => return self.list(out, |a, o| ms(o, a.header_ms)),
+            Var::NginxVersion => out.extend_from_slice(b"1.22.1"),
+            Var::RingxVersion => out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+        }
+        true
+    }
+}

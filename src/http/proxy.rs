@@ -1,0 +1,1454 @@
+//! The per-connection driver: the only HTTP code that does I/O.
+//!
+//! Data path for one client connection (all on the worker that accepted it):
+//!
+//! 1. read into the connection's receive buffer until [`parse::parse_request`] has a
+//!    head (`client_header_timeout`; `keepalive_timeout` while idle between requests);
+//! 2. route: server by address and Host, location by `$uri` ([`route`]);
+//! 3. `return`, an error page, or proxying:
+//!    - pick a server ([`crate::balance`]), take an idle keep-alive connection or
+//!      connect (`proxy_connect_timeout`);
+//!    - write the upstream head ([`forward`]) with the body bytes already received in
+//!      the same write; stream the rest of the body (Content-Length, or chunked checked
+//!      by [`body::ChunkedDecoder`] and passed through unchanged);
+//!    - read the response head (`proxy_read_timeout`), write the client head into the
+//!      space just before the response body inside the upstream buffer, so head and
+//!      first body bytes leave in one write; stream the rest, re-framing only where the
+//!      two sides need it (close-delimited → chunked for HTTP/1.1 clients, chunked →
+//!      close-delimited for HTTP/1.0 clients);
+//!    - failures before any response byte go to the next server when
+//!      `proxy_next_upstream` allows and the body can still be replayed;
+//! 4. one access-log line; then keep-alive (pipelined bytes stay in the buffer) or
+//!    close.
+//!
+//! Bodies are copied at most once per direction (the part of a request body that
+//! arrived with the head is copied behind the upstream head); everything else moves
+//! in the buffers the kernel filled. Peer input never panics: every malformed input is
+//! an `HttpError` that becomes a status and a log line.
+
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::model::{AddHeader, LocConf, ProxyPass, Return, Server};
+use crate::config::vars::VarSource;
+use crate::net::pool::UpConn;
+use crate::net::{IoFail, Stream};
+use crate::observe::log;
+use crate::runtime::worker::{Snapshot, Worker};
+
+use super::body::{encode_chunk_header, ChunkedDecoder, CHUNK_HEADER_ROOM};
+use super::ctx::{Attempt, ReqCtx, Sent};
+use super::forward::{write_request_head, UpBody};
+use super::parse::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
+use super::response::{parse_response, RespBody, ResponseHead};
+use super::status::{closes_connection, error_page, reason, wire_code, write_http_date};
+use super::uri::normalize;
+use super::{route, HttpError};
+
+const CLIENT_BUF: usize = 4096;
+const UP_BUF: usize = 32 * 1024;
+/// Room kept in front of an upstream response for the client head.
+const RESERVE: usize = 512;
+/// Largest upstream response head (nginx: `proxy_buffer_size`).
+const UP_HEAD_MAX: usize = 32 * 1024;
+
+struct Client {
+    w: Rc<Worker>,
+    stream: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    buf: Vec<u8>,
+    head: RequestHead,
+    uri_norm: Vec<u8>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    resp: ResponseHead,
+    requests: u64,
+    id: u64,
+    attempts: Vec<Attempt>,
+    /// Bytes of `buf` that belong to the current request (head and body).
+    consumed: usize,
+    keepalive_timeout: Duration,
+}
+
+/// Per-request facts that outlive borrows of the buffer.
+struct Req<'s> {
+    server: &'s Server,
+    conf: &'s Arc<LocConf>,
+    loc_prefix: Option<&'s str>,
+    uri_normalized: bool,
+    uri: Span,
+    args: Option<Span>,
+    start: Instant,
+    wall: SystemTime,
+    sent: Sent,
+    proxy: Option<&'s ProxyPass>,
+}
+
+impl Client {
+    fn ctx<'a>(&'a self, r: &'a Req<'_>) -> ReqCtx<'a> {
+        ReqCtx {
+            buf: &self.buf,
+            head: &self.head,
+            uri: if r.uri_normalized {
+                &self.uri_norm
+            } else {
+                r.uri.get(&self.buf)
+            },
+            args: r.args.map(|a| a.get(&self.buf)),
+            peer: self.peer,
+            local: self.local,
+            server: r.server,
+            proxy: r.proxy,
+            start: r.start,
+            start_wall: r.wall,
+            sent: r.sent,
+            attempts: &self.attempts,
+            conn_id: self.id,
+            conn_requests: self.requests,
+            request_length: self.consumed as u64,
+        }
+    }
+}
+
+enum Head {
+    Ready,
+    Closed,
+    Bad(HttpError),
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve(w: Rc<Worker>, stream: tokio_uring::net::TcpStream, peer: SocketAddr, local: SocketAddr) {
+    let first = w.snapshot();
+    let ka = first
+        .group(local)
+        .map(|g| first.cfg.http.servers[g.default_server].conf.keepalive_timeout)
+        .unwrap_or(Duration::from_secs(75));
+    drop(first);
+    let mut c = Client {
+        w: w.clone(),
+        stream: Stream::new(stream),
+        peer,
+        local,
+        buf: Vec::with_capacity(CLIENT_BUF),
+        head: RequestHead::default(),
+        uri_norm: Vec::new(),
+        out: Vec::with_capacity(1024),
+        scratch: Vec::new(),
+        resp: ResponseHead::default(),
+        requests: 0,
+        id: w.next_conn_id(),
+        attempts: Vec::new(),
+        consumed: 0,
+        keepalive_timeout: ka,
+    };
+    loop {
+        let snap = w.snapshot();
+        let Some(group) = snap.group(local) else { return };
+        let default = &snap.cfg.http.servers[group.default_server];
+        match read_head(&w, &mut c, default).await {
+            Head::Ready => {}
+            Head::Closed => return,
+            Head::Bad(e) => {
+                log::info(format_args!("{}, client: {}", e.reason, c.peer.ip()));
+                let mut r = bare_req(default);
+                let _ = send_error(&mut c, &mut r, e.status, false).await;
+                lingering_close(&mut c).await;
+                return;
+            }
+        }
+        c.requests += 1;
+        let keep = handle(&w, &snap, group, &mut c).await;
+        if !keep || w.quitting.get() {
+            return;
+        }
+        // Drop this request's bytes; pipelined ones move to the front.
+        c.buf.drain(..c.consumed.min(c.buf.len()));
+        c.consumed = 0;
+    }
+}
+
+fn bare_req(server: &Server) -> Req<'_> {
+    Req {
+        server,
+        conf: &server.conf,
+        loc_prefix: None,
+        uri_normalized: false,
+        uri: Span::default(),
+        args: None,
+        start: Instant::now(),
+        wall: SystemTime::now(),
+        sent: Sent::default(),
+        proxy: None,
+    }
+}
+
+async fn read_head(w: &Worker, c: &mut Client, srv: &Server) -> Head {
+    let limits = HeadLimits {
+        line_max: srv.large_header_size,
+        total_max: srv.large_header_size * srv.large_header_count,
+    };
+    loop {
+        if !c.buf.is_empty() {
+            match parse_request(&c.buf, &mut c.head, limits) {
+                Ok(Some(())) => return Head::Ready,
+                Ok(None) => {}
+                Err(e) => return Head::Bad(e),
+            }
+        }
+        let idle = c.buf.is_empty();
+        let timeout = if idle && c.requests > 0 {
+            c.keepalive_timeout
+        } else {
+            srv.client_header_timeout
+        };
+        if idle && c.requests > 0 && timeout.is_zero() {
+            return Head::Closed;
+        }
+        let buf = std::mem::take(&mut c.buf);
+        let max = limits.total_max + 1024 - buf.len().min(limits.total_max);
+        let res = if idle {
+            let notified = w.quit.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if w.quitting.get() {
+                return Head::Closed;
+            }
+            tokio::select! {
+                r = c.stream.read_append(buf, max, timeout) => r,
+                _ = notified => {
+                    c.stream.shutdown(Shutdown::Both);
+                    return Head::Closed;
+                }
+            }
+        } else {
+            c.stream.read_append(buf, max, timeout).await
+        };
+        match res {
+            Ok((0, _)) | Err(_) => return Head::Closed,
+            Ok((_, b)) => c.buf = b,
+        }
+    }
+}
+
+async fn handle(w: &Worker, snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) -> bool {
+    let cfg = &snap.cfg;
+    let server = route::find_server(&cfg.http, group, c.head.host.map(|h| h.get(&c.buf)));
+    let mut r = Req {
+        server,
+        conf: &server.conf,
+        loc_prefix: None,
+        uri_normalized: false,
+        uri: c.head.path,
+        args: None,
+        start: Instant::now(),
+        wall: SystemTime::now(),
+        sent: Sent::default(),
+        proxy: None,
+    };
+    c.consumed = c.head.head_len;
+    c.attempts.clear();
+    // $uri and $args.
+    let path = c.head.path.get(&c.buf);
+    if let Some(q) = path.iter().position(|&b| b == b'?') {
+        let s = c.head.path.start;
+        r.uri = Span {
+            start: s,
+            end: s + q as u32,
+        };
+        r.args = Some(Span {
+            start: s + q as u32 + 1,
+            end: c.head.path.end,
+        });
+    }
+    match normalize(r.uri.get(&c.buf), &mut c.uri_norm) {
+        Ok(n) => r.uri_normalized = n,
+        Err(e) => return finish_error(snap, c, &mut r, e.status).await,
+    }
+    if c.head.method() == Method::Trace {
+        return finish_error(snap, c, &mut r, 405).await;
+    }
+    if let Some(ret) = &server.server_return {
+        return finish_return(snap, c, &mut r, ret).await;
+    }
+    let uri = if r.uri_normalized {
+        &c.uri_norm[..]
+    } else {
+        r.uri.get(&c.buf)
+    };
+    let loc = route::find_location(server, uri);
+    if let Some(l) = loc {
+        r.conf = &l.conf;
+        r.loc_prefix = l.prefix();
+    }
+    c.keepalive_timeout = r.conf.keepalive_timeout;
+    if let Some(ret) = &r.conf.ret {
+        return finish_return(snap, c, &mut r, ret).await;
+    }
+    match &r.conf.proxy_pass {
+        Some(pp) => {
+            r.proxy = Some(pp);
+            let keep = proxy(w, snap, c, &mut r, pp).await;
+            access_log(snap, c, &r);
+            keep
+        }
+        None => finish_error(snap, c, &mut r, 404).await,
+    }
+}
+
+/// Whether the client connection may stay open after this response.
+fn client_keep(c: &Client, r: &Req<'_>) -> bool {
+    c.head.keep_alive && c.requests < r.conf.keepalive_requests && !r.conf.keepalive_timeout.is_zero()
+}
+
+/// Takes the rest of a small request body that ringx answers itself; false when it
+/// is not all here (the connection then closes after the response).
+fn swallow_body(c: &mut Client) -> bool {
+    let avail = c.buf.len() - c.head.head_len;
+    match c.head.body_kind() {
+        BodyKind::None => true,
+        BodyKind::Length(n) => {
+            if n <= avail as u64 {
+                c.consumed = c.head.head_len + n as usize;
+                true
+            } else {
+                false
+            }
+        }
+        BodyKind::Chunked => {
+            let mut d = ChunkedDecoder::new();
+            match d.feed(&c.buf[c.head.head_len..], |_| {}) {
+                Ok(f) if f.done => {
+                    c.consumed = c.head.head_len + f.consumed;
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
+async fn finish_error(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code: u16) -> bool {
+    let body_ok = swallow_body(c);
+    let keep = body_ok && client_keep(c, r) && !closes_connection(code);
+    let ok = send_error(c, r, code, keep).await;
+    access_log(snap, c, r);
+    if !keep && ok {
+        lingering_close(c).await;
+    }
+    ok && keep
+}
+
+async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &Return) -> bool {
+    if ret.code == 444 {
+        r.sent.status = 444;
+        access_log(snap, c, r);
+        return false;
+    }
+    let body_ok = swallow_body(c);
+    let keep = body_ok && client_keep(c, r) && !closes_connection(ret.code);
+    let redirect = matches!(ret.code, 301 | 302 | 303 | 307 | 308);
+    let mut text = std::mem::take(&mut c.scratch);
+    text.clear();
+    if let Some(t) = &ret.text {
+        t.render(&c.ctx(r), &mut text);
+    }
+    let ok = if redirect {
+        // Relative redirects become absolute, as nginx's `absolute_redirect on`.
+        let mut loc = Vec::new();
+        if text.first() == Some(&b'/') {
+            loc.extend_from_slice(b"http://");
+            c.ctx(r).write_var(&crate::config::vars::Var::Host, &mut loc);
+            if c.local.port() != 80 {
+                loc.extend_from_slice(format!(":{}", c.local.port()).as_bytes());
+            }
+        }
+        loc.extend_from_slice(&text);
+        let page = error_page(ret.code).unwrap_or_default();
+        send_simple(c, r, ret.code, "text/html", page.as_bytes(), Some(&loc), keep).await
+    } else if ret.text.is_some() {
+        let ctype = content_type(r);
+        send_simple(c, r, ret.code, &ctype, &text, None, keep).await
+    } else if let Some(page) = error_page(ret.code) {
+        send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
+    } else {
+        let ctype = content_type(r);
+        send_simple(c, r, ret.code, &ctype, b"", None, keep).await
+    };
+    c.scratch = text;
+    access_log(snap, c, r);
+    if !keep && ok {
+        lingering_close(c).await;
+    }
+    ok && keep
+}
+
+/// The Content-Type for a response ringx makes: by the URI's extension from
+/// `types`, else `default_type`.
+fn content_type(r: &Req<'_>) -> String {
+    r.conf.default_type.clone()
+}
+
+async fn send_error(c: &mut Client, r: &mut Req<'_>, code: u16, keep: bool) -> bool {
+    let page = error_page(code).unwrap_or_default();
+    send_simple(c, r, code, "text/html", page.as_bytes(), None, keep).await
+}
+
+fn add_header_applies(code: u16, h: &AddHeader) -> bool {
+    h.always || matches!(code, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
+}
+
+/// Writes a complete response ringx makes itself.
+async fn send_simple(
+    c: &mut Client,
+    r: &mut Req<'_>,
+    code: u16,
+    ctype: &str,
+    body: &[u8],
+    location: Option<&[u8]>,
+    keep: bool,
+) -> bool {
+    let wire = wire_code(code);
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    status_line(&mut out, wire, reason(wire).as_bytes());
+    // add_header with the name Content-Type replaces ringx's own.
+    let ct_overridden = r
+        .conf
+        .add_headers
+        .iter()
+        .any(|h| add_header_applies(wire, h) && h.name.eq_ignore_ascii_case("content-type"));
+    if !(ct_overridden || wire == 204 || wire == 304) {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ctype.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if wire != 204 && wire != 304 {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    if let Some(l) = location {
+        out.extend_from_slice(b"Location: ");
+        out.extend_from_slice(l);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(if keep {
+        b"Connection: keep-alive\r\n"
+    } else {
+        b"Connection: close\r\n"
+    });
+    write_add_headers(&mut out, c, r, wire);
+    out.extend_from_slice(b"\r\n");
+    let head_len = out.len();
+    let is_head = c.head.method() == Method::Head;
+    if !is_head {
+        out.extend_from_slice(body);
+    }
+    let total = out.len();
+    let timeout = r.conf.send_timeout;
+    let res = c.stream.write_all(out, timeout).await;
+    r.sent = Sent {
+        status: code,
+        bytes: total as u64,
+        body_bytes: (total - head_len) as u64,
+    };
+    match res {
+        Ok(b) => {
+            c.out = b;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn status_line(out: &mut Vec<u8>, code: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(format!("{code:03}").as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\nServer: ringx\r\nDate: ");
+    write_http_date(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_add_headers(out: &mut Vec<u8>, c: &Client, r: &Req<'_>, code: u16) {
+    for h in &r.conf.add_headers {
+        if !add_header_applies(code, h) {
+            continue;
+        }
+        let mark = out.len();
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        let v = out.len();
+        h.value.render(&c.ctx(r), out);
+        if out.len() == v {
+            out.truncate(mark);
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+fn access_log(snap: &Snapshot, c: &Client, r: &Req<'_>) {
+    if r.conf.access_logs.is_empty() {
+        return;
+    }
+    let ctx = c.ctx(r);
+    let mut logs = snap.logs.borrow_mut();
+    for a in &r.conf.access_logs {
+        let (buf, scratch) = logs.buf(a.file_id);
+        a.format.render_log(&ctx, buf, scratch);
+        logs.line_done(a.file_id);
+    }
+}
+
+/// After an error response: stop sending, then read and drop what the client still
+/// sends for a short while, so that closing does not reset the connection before the
+/// client has read the response (nginx's lingering close).
+async fn lingering_close(c: &mut Client) {
+    c.stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = std::mem::take(&mut c.buf);
+    let mut total = 0usize;
+    while Instant::now() < deadline && total < 64 * 1024 * 1024 {
+        buf.clear();
+        if buf.capacity() < 16 * 1024 {
+            buf.reserve(16 * 1024);
+        }
+        match c.stream.read_append(buf, 16 * 1024, Duration::from_secs(2)).await {
+            Ok((0, _)) | Err(_) => return,
+            Ok((n, b)) => {
+                total += n;
+                buf = b;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Proxying
+
+/// Why an upstream attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailKind {
+    Error,
+    Timeout,
+    InvalidHeader,
+    Status(u16),
+}
+
+struct Fail {
+    kind: FailKind,
+    /// The status for the client if no other server is tried.
+    status: u16,
+    /// The request (head) reached the upstream.
+    sent: bool,
+    /// Another attempt is impossible (body partly streamed, client gone, response
+    /// started).
+    fatal: bool,
+    /// The client connection is unusable.
+    client_gone: bool,
+    msg: &'static str,
+}
+
+impl Fail {
+    fn new(kind: FailKind, status: u16, sent: bool, msg: &'static str) -> Self {
+        Fail {
+            kind,
+            status,
+            sent,
+            fatal: false,
+            client_gone: false,
+            msg,
+        }
+    }
+    fn io(e: IoFail, sent: bool, what: &'static str) -> Self {
+        match e {
+            IoFail::Timeout => Fail::new(FailKind::Timeout, 504, sent, what),
+            IoFail::Io(_) => Fail::new(FailKind::Error, 502, sent, what),
+        }
+    }
+}
+
+/// What a completed attempt left.
+struct Done {
+    keep_client: bool,
+}
+
+/// How the request body reaches the upstream.
+enum BodyPlan {
+    None,
+    /// Everything is in the receive buffer at `[head_len..head_len+len]` (raw bytes,
+    /// chunked or not) and can be replayed on another server.
+    Buffered {
+        len: usize,
+    },
+    /// De-chunked into a separate buffer (chunked body to an HTTP/1.0 upstream).
+    Collected(Vec<u8>),
+    /// Content-Length body still arriving: `initial` bytes are in the buffer.
+    StreamLength {
+        initial: usize,
+        total: u64,
+    },
+    /// Chunked body still arriving: `initial` raw bytes are in the buffer.
+    StreamChunked {
+        initial: usize,
+        decoder: ChunkedDecoder,
+    },
+}
+
+async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> bool {
+    let conf = r.conf.clone();
+    let head_len = c.head.head_len;
+    let avail = c.buf.len() - head_len;
+    let max_body = conf.client_max_body_size;
+    // 1. The body: check the limit, see how much is here.
+    let mut plan = match c.head.body_kind() {
+        _ if !conf.proxy_pass_request_body => {
+            if !swallow_body(c) {
+                c.head.keep_alive = false;
+            }
+            BodyPlan::None
+        }
+        BodyKind::None => BodyPlan::None,
+        BodyKind::Length(n) => {
+            if max_body != 0 && n > max_body {
+                log::error(format_args!(
+                    "client intended to send too large body: {n} bytes, client: {}, server: {}",
+                    c.peer.ip(),
+                    r.server.primary_name
+                ));
+                return finish_error_noconsume(c, r, 413).await;
+            }
+            if n <= avail as u64 {
+                c.consumed = head_len + n as usize;
+                BodyPlan::Buffered { len: n as usize }
+            } else {
+                c.consumed = c.buf.len();
+                BodyPlan::StreamLength {
+                    initial: avail,
+                    total: n,
+                }
+            }
+        }
+        BodyKind::Chunked => {
+            let mut d = ChunkedDecoder::new();
+            match d.feed(&c.buf[head_len..], |_| {}) {
+                Err(e) => {
+                    log::info(format_args!(
+                        "client sent invalid chunked body ({e}), client: {}",
+                        c.peer.ip()
+                    ));
+                    return finish_error_noconsume(c, r, 400).await;
+                }
+                Ok(_) if max_body != 0 && d.total > max_body => return finish_error_noconsume(c, r, 413).await,
+                Ok(f) if f.done => {
+                    c.consumed = head_len + f.consumed;
+                    BodyPlan::Buffered { len: f.consumed }
+                }
+                Ok(f) => {
+                    c.consumed = head_len + f.consumed;
+                    BodyPlan::StreamChunked {
+                        initial: f.consumed,
+                        decoder: d,
+                    }
+                }
+            }
+        }
+    };
+    let v11 = conf.proxy_http_version == crate::config::model::HttpVersion::Http11;
+    let chunked_client = c.head.body_kind() == BodyKind::Chunked;
+    // An HTTP/1.0 upstream cannot take chunked: collect the body first (bounded by
+    // client_max_body_size).
+    if chunked_client && !v11 && !matches!(plan, BodyPlan::None) {
+        match collect_chunked(c, r, &mut plan).await {
+            Ok(v) => plan = BodyPlan::Collected(v),
+            Err(code) => {
+                if code == 0 {
+                    return false;
+                }
+                return finish_error_noconsume(c, r, code).await;
+            }
+        }
+    }
+    let up_body = match (&plan, c.head.body_kind()) {
+        (BodyPlan::None, _) => UpBody::None,
+        (BodyPlan::Collected(v), _) => UpBody::Length(v.len() as u64),
+        (_, BodyKind::Length(n)) => UpBody::Length(n),
+        (_, BodyKind::Chunked) => UpBody::Chunked,
+        (_, BodyKind::None) => UpBody::None,
+    };
+    let replayable = matches!(
+        plan,
+        BodyPlan::None | BodyPlan::Buffered { .. } | BodyPlan::Collected(_)
+    );
+    if !replayable && c.head.expect_continue && c.head.minor == 1 {
+        let cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        if c.stream.write_all(cont, conf.send_timeout).await.is_err() {
+            return false;
+        }
+    }
+
+    // 2. Attempts.
+    let bal = &snap.balancers[pp.upstream.index];
+    let mut tried = crate::balance::Tried::new(bal.len());
+    let max_tries = if conf.proxy_next_upstream_tries == 0 {
+        usize::MAX
+    } else {
+        conf.proxy_next_upstream_tries as usize
+    };
+    let deadline = conf.proxy_next_upstream_timeout.map(|d| r.start + d);
+    let idempotent = c.head.method().idempotent();
+    let mut last: Option<Fail> = None;
+    let mut n = 0;
+    loop {
+        let now = Instant::now();
+        let Some(si) = bal.pick(c.peer.ip(), &mut tried, now) else {
+            if last.is_none() {
+                log::error(format_args!(
+                    "no live upstreams while connecting to upstream \"{}\", client: {}",
+                    pp.upstream.name,
+                    c.peer.ip()
+                ));
+            }
+            break;
+        };
+        n += 1;
+        let addr = pp.upstream.servers[si].addr;
+        let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < bal.len();
+        let res = attempt(w, c, r, pp, addr, &mut plan, up_body, replayable, more).await;
+        match res {
+            Ok(done) => {
+                let failed = c
+                    .attempts
+                    .last()
+                    .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
+                bal.release(si, failed, Instant::now());
+                return done.keep_client;
+            }
+            Err(f) => {
+                let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404));
+                bal.release(si, counts, Instant::now());
+                if f.kind != FailKind::Status(0) {
+                    log::error(format_args!(
+                        "{} while {} upstream, client: {}, server: {}, upstream: \"http://{}\"",
+                        match f.kind {
+                            FailKind::Timeout => "upstream timed out",
+                            FailKind::InvalidHeader => "upstream sent invalid header",
+                            FailKind::Status(_) => "upstream returned an error status",
+                            FailKind::Error => "upstream connection failed",
+                        },
+                        f.msg,
+                        c.peer.ip(),
+                        r.server.primary_name,
+                        addr
+                    ));
+                }
+                if f.client_gone {
+                    return false;
+                }
+                let nu = conf.proxy_next_upstream;
+                let allowed = match f.kind {
+                    FailKind::Error => nu.error,
+                    FailKind::Timeout => nu.timeout,
+                    FailKind::InvalidHeader => nu.invalid_header,
+                    FailKind::Status(s) => nu.status(s),
+                };
+                let retry = !f.fatal && allowed && more && replayable && (idempotent || nu.non_idempotent || !f.sent);
+                let fatal = f.fatal;
+                last = Some(f);
+                if !retry {
+                    if fatal {
+                        return false;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    let code = last.map_or(502, |f| f.status);
+    let keep = client_keep(c, r) && !matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. });
+    let ok = send_error(c, r, code, keep).await;
+    ok && keep
+}
+
+/// Answers an error before the body was read: the connection closes.
+async fn finish_error_noconsume(c: &mut Client, r: &mut Req<'_>, code: u16) -> bool {
+    let ok = send_error(c, r, code, false).await;
+    if ok {
+        lingering_close(c).await;
+    }
+    false
+}
+
+/// Reads a whole chunked body (for an HTTP/1.0 upstream) into a new buffer. `Err(0)`:
+/// the client went away; `Err(code)`: answer `code`.
+async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Result<Vec<u8>, u16> {
+    let head_len = c.head.head_len;
+    let mut out = Vec::new();
+    let mut d = ChunkedDecoder::new();
+    let initial = match plan {
+        BodyPlan::Buffered { len } => *len,
+        BodyPlan::StreamChunked { initial, .. } => *initial,
+        _ => 0,
+    };
+    let part = &c.buf[head_len..head_len + initial];
+    let f = d
+        .feed(part, |rg| out.extend_from_slice(&part[rg]))
+        .map_err(|_| 400u16)?;
+    if f.done {
+        return Ok(out);
+    }
+    let max = r.conf.client_max_body_size;
+    let mut tmp = Vec::with_capacity(UP_BUF);
+    loop {
+        tmp.clear();
+        match c.stream.read_append(tmp, UP_BUF, r.conf.client_body_timeout).await {
+            Ok((0, _)) | Err(_) => return Err(0),
+            Ok((_, b)) => tmp = b,
+        }
+        let f = d.feed(&tmp, |rg| out.extend_from_slice(&tmp[rg])).map_err(|_| 400u16)?;
+        if max != 0 && d.total > max {
+            return Err(413);
+        }
+        if f.done {
+            // Pipelined bytes after the body stay for the next request.
+            c.buf.extend_from_slice(&tmp[f.consumed..]);
+            c.consumed = c.buf.len() - (tmp.len() - f.consumed);
+            return Ok(out);
+        }
+    }
+}
+
+/// One try against one server.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    w: &Worker,
+    c: &mut Client,
+    r: &mut Req<'_>,
+    pp: &ProxyPass,
+    addr: SocketAddr,
+    plan: &mut BodyPlan,
+    up_body: UpBody,
+    replayable: bool,
+    more: bool,
+) -> Result<Done, Fail> {
+    let conf = r.conf.clone();
+    let up = &pp.upstream;
+    let t0 = Instant::now();
+    let mut rec = Attempt {
+        addr,
+        status: 0,
+        connect_ms: 0,
+        header_ms: 0,
+        response_ms: 0,
+    };
+    // A pooled connection may have been closed by the upstream while idle: when the
+    // request can be replayed, such a failure is retried once on a fresh connection
+    // and not counted against the server.
+    let mut pooled = if replayable && up.keepalive > 0 {
+        w.pool.borrow_mut().take(addr)
+    } else {
+        None
+    };
+    loop {
+        let reused = pooled.is_some();
+        let mut conn = match pooled.take() {
+            Some(p) => p,
+            None => match Stream::connect(addr, conf.proxy_connect_timeout).await {
+                Ok(s) => UpConn::new(s, addr, UP_BUF),
+                Err(e) => {
+                    rec.response_ms = t0.elapsed().as_millis() as u64;
+                    c.attempts.push(rec);
+                    return Err(Fail::io(e, false, "connecting to"));
+                }
+            },
+        };
+        rec.connect_ms = t0.elapsed().as_millis() as u64;
+        match exchange(c, r, pp, &mut conn, plan, up_body, more).await {
+            Ok((keep_client, reusable)) => {
+                rec.status = c.resp.code;
+                rec.header_ms = rec.header_ms.max(rec.connect_ms);
+                rec.response_ms = t0.elapsed().as_millis() as u64;
+                c.attempts.push(rec);
+                conn.requests += 1;
+                if reusable && conn.requests < up.keepalive_requests {
+                    w.pool.borrow_mut().put(conn, up.keepalive, up.keepalive_timeout);
+                }
+                return Ok(Done { keep_client });
+            }
+            Err(ExErr::Stale) if reused => continue,
+            Err(ExErr::Stale) => {
+                rec.response_ms = t0.elapsed().as_millis() as u64;
+                c.attempts.push(rec);
+                return Err(Fail::new(FailKind::Error, 502, true, "reading response header from"));
+            }
+            Err(ExErr::Fail(f)) => {
+                if let FailKind::Status(s) = f.kind {
+                    rec.status = s;
+                }
+                rec.response_ms = t0.elapsed().as_millis() as u64;
+                c.attempts.push(rec);
+                return Err(f);
+            }
+        }
+    }
+}
+
+enum ExErr {
+    /// The connection failed before any response byte (maybe a stale keep-alive one).
+    Stale,
+    Fail(Fail),
+}
+
+/// Sends the request on `conn` and relays the response. Returns (client may be kept,
+/// upstream may be reused).
+async fn exchange(
+    c: &mut Client,
+    r: &mut Req<'_>,
+    pp: &ProxyPass,
+    conn: &mut UpConn,
+    plan: &mut BodyPlan,
+    up_body: UpBody,
+    more: bool,
+) -> Result<(bool, bool), ExErr> {
+    let conf = r.conf.clone();
+    let head_len = c.head.head_len;
+    // Upstream head plus the body bytes already here, in one write.
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    let info = write_request_head(&mut out, &c.ctx(r), &conf, pp, r.loc_prefix, up_body);
+    match plan {
+        BodyPlan::None => {}
+        BodyPlan::Buffered { len } => out.extend_from_slice(&c.buf[head_len..head_len + *len]),
+        BodyPlan::Collected(v) => out.extend_from_slice(v),
+        BodyPlan::StreamLength { initial, .. } | BodyPlan::StreamChunked { initial, .. } => {
+            out.extend_from_slice(&c.buf[head_len..head_len + *initial])
+        }
+    }
+    let sent_len = out.len();
+    match conn.stream.write_all(out, conf.proxy_send_timeout).await {
+        Ok(b) => c.out = b,
+        Err(IoFail::Timeout) => {
+            return Err(ExErr::Fail(Fail::new(
+                FailKind::Timeout,
+                504,
+                true,
+                "sending request to",
+            )))
+        }
+        Err(IoFail::Io(_)) => return Err(ExErr::Stale),
+    }
+    let _ = sent_len;
+    // The rest of a streamed body.
+    let mut ubuf = std::mem::take(&mut conn.buf);
+    match plan {
+        BodyPlan::StreamLength { initial, total } => {
+            let mut remaining = *total - *initial as u64;
+            while remaining > 0 {
+                ubuf.clear();
+                let want = (remaining as usize).min(UP_BUF);
+                match c.stream.read_append(ubuf, want, conf.client_body_timeout).await {
+                    Ok((0, _)) | Err(_) => {
+                        log::info(format_args!(
+                            "client prematurely closed connection while sending request body, client: {}",
+                            c.peer.ip()
+                        ));
+                        return Err(ExErr::Fail(Fail {
+                            client_gone: true,
+                            fatal: true,
+                            ..Fail::new(FailKind::Error, 400, true, "sending request body to")
+                        }));
+                    }
+                    Ok((n, b)) => {
+                        remaining -= n as u64;
+                        ubuf = conn_write(conn, b, &conf)
+                            .await
+                            .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+                    }
+                }
+            }
+            *plan = BodyPlan::Buffered { len: 0 };
+        }
+        BodyPlan::StreamChunked { decoder, .. } => {
+            let max = conf.client_max_body_size;
+            while !decoder.is_done() {
+                ubuf.clear();
+                match c.stream.read_append(ubuf, UP_BUF, conf.client_body_timeout).await {
+                    Ok((0, _)) | Err(_) => {
+                        return Err(ExErr::Fail(Fail {
+                            client_gone: true,
+                            fatal: true,
+                            ..Fail::new(FailKind::Error, 400, true, "sending request body to")
+                        }));
+                    }
+                    Ok((_, b)) => ubuf = b,
+                }
+                let fed = match decoder.feed(&ubuf, |_| {}) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ = send_error(c, r, 400, false).await;
+                        return Err(ExErr::Fail(Fail {
+                            client_gone: true,
+                            fatal: true,
+                            ..Fail::new(FailKind::Error, 400, true, "reading client body for")
+                        }));
+                    }
+                };
+                if max != 0 && decoder.total > max {
+                    let _ = send_error(c, r, 413, false).await;
+                    return Err(ExErr::Fail(Fail {
+                        client_gone: true,
+                        fatal: true,
+                        ..Fail::new(FailKind::Error, 413, true, "reading client body for")
+                    }));
+                }
+                if fed.done {
+                    c.buf.extend_from_slice(&ubuf[fed.consumed..]);
+                    ubuf.truncate(fed.consumed);
+                }
+                ubuf = conn_write(conn, ubuf, &conf)
+                    .await
+                    .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+            }
+            c.consumed = c.buf.len() - leftover_len(c);
+            *plan = BodyPlan::Buffered { len: 0 };
+        }
+        _ => {}
+    }
+    // The response head.
+    ubuf.clear();
+    ubuf.resize(RESERVE, 0);
+    let mut hstart = RESERVE;
+    loop {
+        let before = ubuf.len();
+        let res = conn
+            .stream
+            .read_append(ubuf, UP_HEAD_MAX + RESERVE, conf.proxy_read_timeout)
+            .await;
+        ubuf = match res {
+            Ok((0, b)) => {
+                if before == RESERVE && hstart == RESERVE {
+                    conn.buf = b;
+                    return Err(ExErr::Stale);
+                }
+                return Err(ExErr::Fail(Fail::new(
+                    FailKind::InvalidHeader,
+                    502,
+                    true,
+                    "reading response header from",
+                )));
+            }
+            Ok((_, b)) => b,
+            Err(IoFail::Timeout) => {
+                return Err(ExErr::Fail(Fail::new(
+                    FailKind::Timeout,
+                    504,
+                    true,
+                    "reading response header from",
+                )))
+            }
+            Err(IoFail::Io(_)) if before == RESERVE && hstart == RESERVE => return Err(ExErr::Stale),
+            Err(IoFail::Io(_)) => {
+                return Err(ExErr::Fail(Fail::new(
+                    FailKind::Error,
+                    502,
+                    true,
+                    "reading response header from",
+                )))
+            }
+        };
+        match parse_response(&ubuf[hstart..], &mut c.resp) {
+            Ok(Some(())) => {
+                let code = c.resp.code;
+                if (100..200).contains(&code) && code != 101 {
+                    // Interim responses are not relayed (ringx does not forward Expect).
+                    hstart += c.resp.head_len;
+                    if hstart < ubuf.len() {
+                        if let Ok(Some(())) = parse_response(&ubuf[hstart..], &mut c.resp) {
+                            if c.resp.code >= 200 {
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                if code == 101 {
+                    return Err(ExErr::Fail(Fail::new(
+                        FailKind::InvalidHeader,
+                        502,
+                        true,
+                        "reading response header from",
+                    )));
+                }
+                break;
+            }
+            Ok(None) => {
+                if ubuf.len() - hstart >= UP_HEAD_MAX {
+                    return Err(ExErr::Fail(Fail::new(
+                        FailKind::InvalidHeader,
+                        502,
+                        true,
+                        "upstream sent too big header while reading response header from",
+                    )));
+                }
+            }
+            Err(_) => {
+                return Err(ExErr::Fail(Fail::new(
+                    FailKind::InvalidHeader,
+                    502,
+                    true,
+                    "reading response header from",
+                )))
+            }
+        }
+    }
+    let code = c.resp.code;
+    if more && conf.proxy_next_upstream.status(code) {
+        return Err(ExErr::Fail(Fail::new(
+            FailKind::Status(code),
+            code,
+            true,
+            "reading response header from",
+        )));
+    }
+    relay_response(c, r, conn, ubuf, hstart)
+        .await
+        .map(|(k, reuse)| (k, reuse && info.keep_alive))
+}
+
+fn leftover_len(c: &Client) -> usize {
+    c.buf.len().saturating_sub(c.consumed)
+}
+
+async fn conn_write(conn: &mut UpConn, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {
+    conn.stream
+        .write_all(b, conf.proxy_send_timeout)
+        .await
+        .map_err(|e| Fail::io(e, true, "sending request body to"))
+}
+
+/// Writes the client head and relays the body. `ubuf[hstart..]` holds the response
+/// head and the first body bytes.
+async fn relay_response(
+    c: &mut Client,
+    r: &mut Req<'_>,
+    conn: &mut UpConn,
+    mut ubuf: Vec<u8>,
+    hstart: usize,
+) -> Result<(bool, bool), ExErr> {
+    let conf = r.conf.clone();
+    let is_head = c.head.method() == Method::Head;
+    let rb = c.resp.body(is_head);
+    let client11 = c.head.minor == 1;
+    // How the body is framed towards the client.
+    #[derive(PartialEq, Clone, Copy)]
+    enum Out {
+        None,
+        Length(u64),
+        ChunkedPass,
+        Dechunk,
+        Encode,
+        Raw,
+    }
+    let mode = match rb {
+        RespBody::None => Out::None,
+        RespBody::Length(n) => Out::Length(n),
+        RespBody::Chunked if client11 => Out::ChunkedPass,
+        RespBody::Chunked => Out::Dechunk,
+        RespBody::Close if client11 => Out::Encode,
+        RespBody::Close => Out::Raw,
+    };
+    let mut keep = client_keep(c, r) && !matches!(mode, Out::Dechunk | Out::Raw);
+    let code = c.resp.code;
+    // Build the client head in c.out.
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    let upstream_head = &ubuf[hstart..];
+    let rs = c.resp.reason.get(upstream_head);
+    status_line(&mut out, code, if rs.is_empty() { reason(code).as_bytes() } else { rs });
+    for h in &c.resp.headers {
+        if h.hop {
+            continue;
+        }
+        let name = h.name.get(upstream_head);
+        if conf
+            .proxy_hide_headers
+            .iter()
+            .any(|x| x.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.get(upstream_head));
+        out.extend_from_slice(b"\r\n");
+    }
+    match (mode, c.resp.content_length) {
+        (Out::Length(n), _) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        (Out::None, Some(n)) if code != 204 && code != 304 => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes())
+        }
+        (Out::ChunkedPass | Out::Encode, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if c.w.quitting.get() {
+        keep = false;
+    }
+    out.extend_from_slice(if keep {
+        b"Connection: keep-alive\r\n"
+    } else {
+        b"Connection: close\r\n"
+    });
+    write_add_headers(&mut out, c, r, code);
+    out.extend_from_slice(b"\r\n");
+    let head_out = out.len() as u64;
+
+    let body_start = hstart + c.resp.head_len;
+    let filled = ubuf.len();
+    let send_t = conf.send_timeout;
+    let read_t = conf.proxy_read_timeout;
+    let mut body_sent: u64 = 0;
+    let mut upstream_reusable = c.resp.keep_alive;
+    let client_err = |_| {
+        ExErr::Fail(Fail {
+            client_gone: true,
+            fatal: true,
+            ..Fail::new(FailKind::Error, 499, true, "sending to client")
+        })
+    };
+    let up_err = |e: IoFail| {
+        log::error(format_args!(
+            "upstream {} while reading upstream",
+            if matches!(e, IoFail::Timeout) {
+                "timed out"
+            } else {
+                "failed"
+            }
+        ));
+        ExErr::Fail(Fail {
+            client_gone: true,
+            fatal: true,
+            ..Fail::io(e, true, "reading upstream")
+        })
+    };
+
+    // First write: client head placed just before the body bytes that came with the
+    // upstream head, when it fits in the room there.
+    let mut dec = ChunkedDecoder::new();
+    let (first_end, mut state) = match mode {
+        Out::None => (body_start, 0u64),
+        Out::Length(n) => {
+            let take = ((filled - body_start) as u64).min(n);
+            if (filled - body_start) as u64 > n {
+                upstream_reusable = false;
+            }
+            (body_start + take as usize, n - take)
+        }
+        Out::ChunkedPass => {
+            let fed = dec.feed(&ubuf[body_start..filled], |_| {}).map_err(|_| {
+                ExErr::Fail(Fail::new(
+                    FailKind::InvalidHeader,
+                    502,
+                    true,
+                    "reading upstream chunked body",
+                ))
+            })?;
+            if fed.done && body_start + fed.consumed != filled {
+                upstream_reusable = false;
+            }
+            (body_start + fed.consumed, 0)
+        }
+        Out::Raw => (filled, 0),
+        Out::Dechunk | Out::Encode => (body_start, 0),
+    };
+    if out.len() <= body_start {
+        let s = body_start - out.len();
+        ubuf[s..body_start].copy_from_slice(&out);
+        body_sent += (first_end - body_start) as u64;
+        ubuf = c
+            .stream
+            .write_range(ubuf, s, first_end, send_t)
+            .await
+            .map_err(client_err)?;
+        c.out = out;
+    } else {
+        let o = c.stream.write_all(out, send_t).await.map_err(client_err)?;
+        c.out = o;
+        body_sent += (first_end - body_start) as u64;
+        ubuf = c
+            .stream
+            .write_range(ubuf, body_start, first_end, send_t)
+            .await
+            .map_err(client_err)?;
+    }
+    // The rest of the body.
+    match mode {
+        Out::None => {}
+        Out::Length(_) => {
+            while state > 0 {
+                ubuf.clear();
+                let (n, b) = conn
+                    .stream
+                    .read_append(ubuf, (state as usize).min(UP_BUF), read_t)
+                    .await
+                    .map_err(up_err)?;
+                if n == 0 {
+                    log::error(format_args!(
+                        "upstream prematurely closed connection while reading upstream, client: {}",
+                        c.peer.ip()
+                    ));
+                    return Err(ExErr::Fail(Fail {
+                        client_gone: true,
+                        fatal: true,
+                        ..Fail::new(FailKind::Error, 502, true, "reading upstream")
+                    }));
+                }
+                state -= n as u64;
+                body_sent += n as u64;
+                ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
+            }
+        }
+        Out::ChunkedPass => {
+            let d = &mut dec;
+            while !d.is_done() {
+                ubuf.clear();
+                let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                if n == 0 {
+                    return Err(ExErr::Fail(Fail {
+                        client_gone: true,
+                        fatal: true,
+                        ..Fail::new(FailKind::Error, 502, true, "reading upstream")
+                    }));
+                }
+                ubuf = b;
+                let fed = d.feed(&ubuf, |_| {}).map_err(|_| {
+                    ExErr::Fail(Fail {
+                        client_gone: true,
+                        fatal: true,
+                        ..Fail::new(FailKind::Error, 502, true, "reading upstream chunked body")
+                    })
+                })?;
+                if fed.done && fed.consumed != ubuf.len() {
+                    upstream_reusable = false;
+                }
+                body_sent += fed.consumed as u64;
+                ubuf = c
+                    .stream
+                    .write_range(ubuf, 0, fed.consumed, send_t)
+                    .await
+                    .map_err(client_err)?;
+            }
+        }
+        Out::Dechunk => {
+            upstream_reusable = false;
+            let mut d = ChunkedDecoder::new();
+            // Data already here, then the rest; data runs are packed to the front of
+            // the buffer and written in one go.
+            let mut pos = body_start;
+            loop {
+                let mut packed = 0usize;
+                let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+                let fed = d
+                    .feed(&ubuf[pos..], |rg| runs.push(rg.start + pos..rg.end + pos))
+                    .map_err(|_| {
+                        ExErr::Fail(Fail {
+                            client_gone: true,
+                            fatal: true,
+                            ..Fail::new(FailKind::Error, 502, true, "reading upstream chunked body")
+                        })
+                    })?;
+                for rg in runs {
+                    ubuf.copy_within(rg.clone(), packed);
+                    packed += rg.len();
+                }
+                body_sent += packed as u64;
+                ubuf = c
+                    .stream
+                    .write_range(ubuf, 0, packed, send_t)
+                    .await
+                    .map_err(client_err)?;
+                if fed.done {
+                    break;
+                }
+                ubuf.clear();
+                let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                if n == 0 {
+                    return Err(ExErr::Fail(Fail {
+                        client_gone: true,
+                        fatal: true,
+                        ..Fail::new(FailKind::Error, 502, true, "reading upstream")
+                    }));
+                }
+                ubuf = b;
+                pos = 0;
+            }
+        }
+        Out::Encode => {
+            upstream_reusable = false;
+            // Bytes that came with the head first.
+            let mut pending: Option<(usize, usize)> = (filled > body_start).then_some((body_start, filled));
+            loop {
+                let (s, e) = match pending.take() {
+                    Some(p) => p,
+                    None => {
+                        ubuf.clear();
+                        ubuf.resize(CHUNK_HEADER_ROOM, 0);
+                        let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                        ubuf = b;
+                        if n == 0 {
+                            ubuf.clear();
+                            ubuf.extend_from_slice(b"0\r\n\r\n");
+                            ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+                            break;
+                        }
+                        (CHUNK_HEADER_ROOM, CHUNK_HEADER_ROOM + n)
+                    }
+                };
+                let len = e - s;
+                body_sent += len as u64;
+                if s >= CHUNK_HEADER_ROOM {
+                    let mut room = [0u8; CHUNK_HEADER_ROOM];
+                    let hs = encode_chunk_header(len, &mut room);
+                    let hl = CHUNK_HEADER_ROOM - hs;
+                    ubuf[s - hl..s].copy_from_slice(&room[hs..]);
+                    ubuf.truncate(e);
+                    ubuf.extend_from_slice(b"\r\n");
+                    let end = ubuf.len();
+                    ubuf = c
+                        .stream
+                        .write_range(ubuf, s - hl, end, send_t)
+                        .await
+                        .map_err(client_err)?;
+                } else {
+                    let mut chunk = format!("{len:x}\r\n").into_bytes();
+                    chunk.extend_from_slice(&ubuf[s..e]);
+                    chunk.extend_from_slice(b"\r\n");
+                    let _ = c.stream.write_all(chunk, send_t).await.map_err(client_err)?;
+                }
+            }
+        }
+        Out::Raw => {
+            upstream_reusable = false;
+            loop {
+                ubuf.clear();
+                let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                ubuf = b;
+                if n == 0 {
+                    break;
+                }
+                body_sent += n as u64;
+                ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+            }
+        }
+    }
+    ubuf.clear();
+    conn.buf = ubuf;
+    r.sent = Sent {
+        status: code,
+        body_bytes: body_sent,
+        bytes: head_out + body_sent,
+    };
+    Ok((keep, upstream_reusable))
+}

@@ -1,0 +1,42 @@
+//! Listening sockets: one `SO_REUSEPORT` socket per worker per address, made with
+//! socket2 so the kernel spreads connections across workers with no shared accept
+//! queue and no accept mutex.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds a listening socket for one worker.
+pub fn bind(addr: SocketAddr, backlog: i32, ipv6only: bool) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(ipv6only)?;
+    }
+    s.set_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// Stops a listener in every thread that holds a duplicate of it: `shutdown(SHUT_RD)`
+/// on a listening socket wakes pending accepts with an error.
+pub fn stop(l: &std::net::TcpListener) {
+    let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Read);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_workers_share_a_port() {
+        let a = bind("127.0.0.1:0".parse().unwrap(), 16, true).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind(addr, 16, true).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+    }
+}

@@ -1,0 +1,82 @@
+//! Upstream keep-alive: idle connections kept by one worker, per server address.
+//!
+//! A connection goes back only when its response was read to the end, the upstream
+//! did not ask to close, and `keepalive_requests` is not reached; at most
+//! `keepalive N` per upstream per worker are kept (the oldest is closed first), and
+//! one idle longer than `keepalive_timeout` is closed instead of reused. An idle
+//! connection the upstream closed is found on reuse (the request then goes to a
+//! fresh connection, see `http::proxy`).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::Stream;
+
+pub struct UpConn {
+    pub stream: Stream,
+    pub addr: SocketAddr,
+    pub buf: Vec<u8>,
+    /// Requests sent on this connection.
+    pub requests: u64,
+    idle_until: Instant,
+}
+
+impl UpConn {
+    pub fn new(stream: Stream, addr: SocketAddr, buf_size: usize) -> Self {
+        UpConn {
+            stream,
+            addr,
+            buf: Vec::with_capacity(buf_size),
+            requests: 0,
+            idle_until: Instant::now(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Pool {
+    idle: HashMap<SocketAddr, VecDeque<UpConn>>,
+}
+
+impl Pool {
+    /// A reusable idle connection to `addr`, if one is fresh enough.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<UpConn> {
+        let q = self.idle.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some(c) = q.pop_back() {
+            if now <= c.idle_until {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `c` idle; `limit` is the upstream's `keepalive N`, counted per address
+    /// group of the upstream (ringx counts per server address, which is at most N per
+    /// server rather than N for the whole upstream).
+    pub fn put(&mut self, mut c: UpConn, limit: usize, max_idle: Duration) {
+        if limit == 0 {
+            return;
+        }
+        c.idle_until = Instant::now() + max_idle;
+        c.buf.clear();
+        let q = self.idle.entry(c.addr).or_default();
+        if q.len() >= limit {
+            q.pop_front();
+        }
+        q.push_back(c);
+    }
+
+    /// Closes connections idle for longer than their upstream's `keepalive_timeout`.
+    pub fn sweep(&mut self) {
+        let now = Instant::now();
+        for q in self.idle.values_mut() {
+            q.retain(|c| now <= c.idle_until);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.values().map(VecDeque::len).sum()
+    }
+}

@@ -1,0 +1,2 @@
+//! Observability: the error log and per-worker access logs ([`log`]).
+pub mod log;

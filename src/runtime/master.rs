@@ -1,0 +1,386 @@
+//! The master thread: binds every listener, starts the workers, writes the pid file,
+//! then waits for signals.
+//!
+//! - SIGHUP: re-read and validate the config; if it is valid, bind any new `listen`
+//!   addresses, hand every worker the new snapshot (new requests use it, requests in
+//!   flight finish on the old one), and stop listeners whose address is gone. If it is
+//!   invalid, log `[emerg]` and keep running on the old one. `worker_processes`
+//!   changes need a restart (ringx keeps its threads).
+//! - SIGQUIT: stop accepting, let in-flight requests finish (bounded by
+//!   `worker_shutdown_timeout`), exit. SIGTERM/SIGINT: exit at once.
+//! - SIGUSR1: reopen log files.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use tokio::sync::mpsc;
+
+use crate::config::model::{Config, CpuAffinity, LogLevel};
+use crate::config::{self, LoadOptions};
+use crate::net::listener;
+use crate::observe::log;
+
+use super::worker::{self, Control};
+
+struct WorkerHandle {
+    tx: mpsc::UnboundedSender<Control>,
+    thread: JoinHandle<()>,
+}
+
+/// What the master runs with.
+pub struct Master {
+    opts: LoadOptions,
+    cfg: Arc<Config>,
+    workers: Vec<WorkerHandle>,
+    /// The master's duplicate of every worker's listener, per address (to stop them).
+    listeners: HashMap<SocketAddr, Vec<std::net::TcpListener>>,
+    pid_file: Option<PathBuf>,
+    error_log_override: Option<crate::config::model::LogTarget>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bind() to {0} failed ({1})")]
+    Bind(SocketAddr, String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn bind_all(
+    cfg: &Config,
+    addrs: &[SocketAddr],
+    n: usize,
+) -> Result<HashMap<SocketAddr, Vec<std::net::TcpListener>>, StartError> {
+    let mut out = HashMap::new();
+    for g in cfg.http.listens.iter().filter(|g| addrs.contains(&g.addr)) {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let l = listener::bind(g.addr, g.backlog, g.ipv6only)
+                .map_err(|e| StartError::Bind(g.addr, config::parser::os_err(&e)))?;
+            v.push(l);
+        }
+        out.insert(g.addr, v);
+    }
+    Ok(out)
+}
+
+fn core_for(aff: &CpuAffinity, i: usize) -> Option<core_affinity::CoreId> {
+    let cores = core_affinity::get_core_ids()?;
+    match aff {
+        CpuAffinity::None => None,
+        CpuAffinity::Auto => cores.get(i % cores.len().max(1)).copied(),
+        CpuAffinity::Masks(m) => {
+            let mask = *m.get(i).or(m.last())?;
+            (0..64)
+                .find(|b| mask & (1 << b) != 0)
+                .map(|id| core_affinity::CoreId { id })
+        }
+    }
+}
+
+impl Master {
+    /// Binds, daemonizes if configured, starts workers and writes the pid file.
+    pub fn start(
+        opts: LoadOptions,
+        cfg: Config,
+        error_log_override: Option<crate::config::model::LogTarget>,
+    ) -> Result<Master, StartError> {
+        let target = error_log_override
+            .clone()
+            .unwrap_or_else(|| cfg.error_log.target.clone());
+        log::init_error_log(&target, cfg.error_log.level)
+            .map_err(|e| StartError::Other(format!("open() error log failed ({e})")))?;
+        if let Some(n) = cfg.worker_rlimit_nofile {
+            set_nofile(n);
+        }
+        let addrs: Vec<SocketAddr> = cfg.http.listens.iter().map(|g| g.addr).collect();
+        let mut bound = bind_all(&cfg, &addrs, cfg.worker_processes)?;
+        // Access logs must open before we detach, so errors reach the terminal.
+        crate::observe::log::AccessLogs::open(cfg.access_log_paths()).map_err(|e| StartError::Other(e.to_string()))?;
+        if cfg.daemon {
+            daemonize()?;
+        }
+        let cfg = Arc::new(cfg);
+        let mut workers = Vec::new();
+        let mut master_dups: HashMap<SocketAddr, Vec<std::net::TcpListener>> = HashMap::new();
+        for i in 0..cfg.worker_processes {
+            let mut mine = Vec::new();
+            for (addr, ls) in bound.iter_mut() {
+                let l = ls.remove(0);
+                let dup = l.try_clone().map_err(|e| StartError::Other(e.to_string()))?;
+                master_dups.entry(*addr).or_default().push(dup);
+                mine.push((*addr, l));
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let c = cfg.clone();
+            let core = core_for(&cfg.worker_cpu_affinity, i);
+            let thread = std::thread::Builder::new()
+                .name(format!("ringx-worker-{i}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    worker::run(i, c, mine, rx);
+                })
+                .map_err(|e| StartError::Other(format!("spawning worker failed ({e})")))?;
+            workers.push(WorkerHandle { tx, thread });
+        }
+        let pid_file = cfg.pid.clone();
+        if let Some(p) = &pid_file {
+            std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
+                StartError::Other(format!(
+                    "open() \"{}\" failed ({})",
+                    p.display(),
+                    config::parser::os_err(&e)
+                ))
+            })?;
+        }
+        log::notice(format_args!(
+            "ringx/{} started, {} worker(s), listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.worker_processes,
+            addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        ));
+        Ok(Master {
+            opts,
+            cfg,
+            workers,
+            listeners: master_dups,
+            pid_file,
+            error_log_override,
+        })
+    }
+
+    /// The addresses ringx listens on (for the demo and tests).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.cfg.http.listens.iter().map(|g| g.addr).collect()
+    }
+
+    /// Waits for signals until told to stop; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        let mut signals = match signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1]) {
+            Ok(s) => s,
+            Err(e) => {
+                log::log(LogLevel::Emerg, format_args!("installing signal handlers failed ({e})"));
+                return 1;
+            }
+        };
+        loop {
+            for sig in signals.wait() {
+                match sig {
+                    SIGHUP => {
+                        log::notice(format_args!("signal {sig} (SIGHUP) received, reconfiguring"));
+                        self.reload();
+                    }
+                    SIGUSR1 => {
+                        log::notice(format_args!("signal {sig} (SIGUSR1) received, reopening logs"));
+                        log::reopen_error_log();
+                        log::REOPEN_GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    SIGQUIT => {
+                        log::notice(format_args!(
+                            "signal {sig} (SIGQUIT) received, shutting down gracefully"
+                        ));
+                        self.quit();
+                        return 0;
+                    }
+                    _ => {
+                        log::notice(format_args!("signal {sig} received, exiting"));
+                        self.stop();
+                        return 0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn stop_listeners(&mut self, addrs: &[SocketAddr]) {
+        for a in addrs {
+            if let Some(ls) = self.listeners.remove(a) {
+                for l in &ls {
+                    listener::stop(l);
+                }
+            }
+        }
+    }
+
+    fn quit(mut self) {
+        let all: Vec<SocketAddr> = self.listeners.keys().copied().collect();
+        for w in &self.workers {
+            let _ = w.tx.send(Control::Quit);
+        }
+        self.stop_listeners(&all);
+        for w in self.workers.drain(..) {
+            let _ = w.thread.join();
+        }
+        self.remove_pid();
+    }
+
+    fn stop(mut self) {
+        for w in &self.workers {
+            let _ = w.tx.send(Control::Stop);
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline && self.workers.iter().any(|w| !w.thread.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let all: Vec<SocketAddr> = self.listeners.keys().copied().collect();
+        self.stop_listeners(&all);
+        self.remove_pid();
+    }
+
+    fn remove_pid(&self) {
+        if let Some(p) = &self.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    fn reload(&mut self) {
+        let loaded = match config::load(&self.opts) {
+            Ok(l) => l,
+            Err(e) => {
+                log::log(LogLevel::Emerg, format_args!("{e}"));
+                return;
+            }
+        };
+        let new = loaded.config;
+        if new.worker_processes != self.cfg.worker_processes {
+            log::warn(format_args!(
+                "\"worker_processes\" changed from {} to {}: a reload keeps {}, restart to apply",
+                self.cfg.worker_processes, new.worker_processes, self.cfg.worker_processes
+            ));
+        }
+        if let Err(e) = crate::observe::log::AccessLogs::open(new.access_log_paths()) {
+            log::log(LogLevel::Emerg, format_args!("{e}"));
+            return;
+        }
+        let n = self.workers.len();
+        let new_addrs: Vec<SocketAddr> = new
+            .http
+            .listens
+            .iter()
+            .map(|g| g.addr)
+            .filter(|a| !self.listeners.contains_key(a))
+            .collect();
+        let mut bound = match bind_all(&new, &new_addrs, n) {
+            Ok(b) => b,
+            Err(e) => {
+                log::log(LogLevel::Emerg, format_args!("{e}"));
+                return;
+            }
+        };
+        let gone: Vec<SocketAddr> = self
+            .listeners
+            .keys()
+            .copied()
+            .filter(|a| !new.http.listens.iter().any(|g| g.addr == *a))
+            .collect();
+        let mut new_cfg = new;
+        new_cfg.worker_processes = n;
+        let cfg = Arc::new(new_cfg);
+        for w in &self.workers {
+            let mut mine = Vec::new();
+            for (addr, ls) in bound.iter_mut() {
+                let l = ls.remove(0);
+                if let Ok(dup) = l.try_clone() {
+                    self.listeners.entry(*addr).or_default().push(dup);
+                }
+                mine.push((*addr, l));
+            }
+            let _ = w.tx.send(Control::Reload {
+                cfg: cfg.clone(),
+                listeners: mine,
+            });
+        }
+        self.stop_listeners(&gone);
+        if self.error_log_override.is_none() {
+            let _ = log::init_error_log(&cfg.error_log.target, cfg.error_log.level);
+        }
+        self.cfg = cfg;
+        log::notice(format_args!("reconfigured"));
+    }
+}
+
+fn set_nofile(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads a valid, initialised rlimit struct that outlives the call.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    if rc != 0 {
+        log::warn(format_args!(
+            "setrlimit(RLIMIT_NOFILE, {n}) failed ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// Detaches like nginx's `daemon on`: fork, the parent exits, the child starts a new
+/// session with stdio on /dev/null. Called before any thread is spawned.
+fn daemonize() -> Result<(), StartError> {
+    // SAFETY: the process is single-threaded here (no worker or helper thread has been
+    // spawned yet), so the child's copy of the address space is consistent.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(StartError::Other(format!(
+            "fork() failed ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if pid > 0 {
+        std::process::exit(0);
+    }
+    // SAFETY: setsid has no memory-safety preconditions.
+    unsafe { libc::setsid() };
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(Path::new("/dev/null"))
+    {
+        use std::os::fd::AsRawFd;
+        let fd = null.as_raw_fd();
+        for target in [0, 1, 2] {
+            // Keep stderr when the error log is stderr? nginx sends it to /dev/null too.
+            // SAFETY: dup2 on valid descriptors; `null` stays open for the call.
+            unsafe { libc::dup2(fd, target) };
+        }
+    }
+    Ok(())
+}
+
+/// Sends `sig` to the process in `pid_file` (`-s`).
+pub fn signal_running(pid_file: &Path, sig: &str) -> Result<(), String> {
+    let signo = match sig {
+        "stop" => libc::SIGTERM,
+        "quit" => libc::SIGQUIT,
+        "reload" => libc::SIGHUP,
+        "reopen" => libc::SIGUSR1,
+        _ => return Err(format!("invalid option: \"-s {sig}\"")),
+    };
+    let text = std::fs::read_to_string(pid_file).map_err(|e| {
+        format!(
+            "open() \"{}\" failed ({})",
+            pid_file.display(),
+            config::parser::os_err(&e)
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), pid_file.display()))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, signo) };
+    if rc != 0 {
+        return Err(format!(
+            "kill({pid}, {signo}) failed ({})",
+            config::parser::os_err(&std::io::Error::last_os_error())
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Process and threads: [`master`] (start-up, signals, reload, pid file, daemon) and
+//! [`worker`] (one pinned tokio-uring runtime per core).
+pub mod master;
+pub mod worker;
