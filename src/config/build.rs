@@ -691,14 +691,15 @@ impl<'a> Builder<'a> {
             "proxy_pass_request_body" => s.proxy_pass_request_body = Some(flag(d)?),
             "proxy_http_version" => {
                 one_arg(d)?;
-                s.proxy_http_version =
-                    Some(match d.args[0].as_str() {
-                        "1.0" => HttpVersion::Http10,
-                        "1.1" => HttpVersion::Http11,
-                        v => return Err(d.err(format!(
+                s.proxy_http_version = Some(match d.args[0].as_str() {
+                    "1.0" => HttpVersion::Http10,
+                    "1.1" => HttpVersion::Http11,
+                    v => {
+                        return Err(d.err(format!(
                             "invalid value \"{v}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\""
-                        ))),
-                    });
+                        )))
+                    }
+                });
             }
             "proxy_connect_timeout" => s.proxy_connect_timeout = Some(time_arg(d)?),
             "proxy_send_timeout" => s.proxy_send_timeout = Some(time_arg(d)?),

@@ -191,6 +191,14 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
     if head_len > limits.total_max {
         return Err(HttpError::client(494, "request header too large"));
     }
+    // Each header line must fit one large buffer, as in nginx.
+    if req
+        .headers
+        .iter()
+        .any(|h| h.name.len() + h.value.len() + 4 > limits.line_max)
+    {
+        return Err(HttpError::client(494, "request header line too long"));
+    }
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     head.method_span = Span::of(buf, method.as_bytes());

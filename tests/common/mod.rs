@@ -1,0 +1,556 @@
+//! Test support: real processes and real sockets on 127.0.0.1.
+//!
+//! - [`Backend`]: an HTTP/1.1 server (std threads) that records every request it
+//!   receives and answers by path: `/echo` (the body back), `/big?n=N` (N bytes),
+//!   `/chunked?n=N` (chunked response), `/close` (close-delimited HTTP/1.0 response),
+//!   `/slow?ms=N`, `/status?code=N`, anything else: `backend NAME`.
+//! - [`Ringx`]: the real binary on a config written to a temp dir; killed on drop.
+//! - [`Nginx`]: Debian's nginx on the same config, for differential tests.
+//! - [`request`]: a raw HTTP client that reads one response.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub conn: usize,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
+    }
+}
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<Recorded>>>,
+    pub conns: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    listener: Option<TcpListener>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        Self::start_on(name, 0)
+    }
+
+    pub fn start_on(name: &str, port: u16) -> Backend {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let addr = l.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let l2 = l.try_clone().unwrap();
+        let (n, lg, cn, st, op) = (name.to_string(), log.clone(), conns.clone(), stop.clone(), open.clone());
+        std::thread::spawn(move || {
+            for s in l2.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(s) = s else { break };
+                let id = cn.fetch_add(1, Ordering::SeqCst);
+                op.lock().unwrap().push(s.try_clone().unwrap());
+                let (n, lg, st) = (n.clone(), lg.clone(), st.clone());
+                std::thread::spawn(move || {
+                    let keep = s.try_clone().unwrap();
+                    serve(s, &n, &lg, id, &st);
+                    // The dup kept for kill() would hold the socket open.
+                    let _ = keep.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            log,
+            conns,
+            stop,
+            open,
+            listener: Some(l),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    pub fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    /// Closes the listener and every connection (a crashed server).
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(l) = self.listener.take() {
+            let _ = socket2::SockRef::from(&l).shutdown(Shutdown::Read);
+        }
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut tmp = [0u8; 65536];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(p + 4);
+        }
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, need: usize) -> bool {
+    let mut tmp = [0u8; 65536];
+    while buf.len() < need {
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    true
+}
+
+/// Decodes a chunked body at the front of `buf`, reading more as needed; returns
+/// (body, bytes consumed).
+fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        let line_end = loop {
+            if let Some(p) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
+                break pos + p;
+            }
+            let need = buf.len() + 1;
+            if !fill(s, buf, need) {
+                return None;
+            }
+        };
+        let line = std::str::from_utf8(&buf[pos..line_end]).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        pos = line_end + 2;
+        if size == 0 {
+            // Trailers until an empty line.
+            loop {
+                let e = loop {
+                    if let Some(p) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
+                        break pos + p;
+                    }
+                    let need = buf.len() + 1;
+                    if !fill(s, buf, need) {
+                        return None;
+                    }
+                };
+                let empty = e == pos;
+                pos = e + 2;
+                if empty {
+                    return Some((body, pos));
+                }
+            }
+        }
+        if !fill(s, buf, pos + size + 2) {
+            return None;
+        }
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+fn query(target: &str, key: &str) -> Option<usize> {
+    let q = target.split('?').nth(1)?;
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).and_then(|v| v.parse().ok()))
+}
+
+fn serve(mut s: TcpStream, name: &str, log: &Mutex<Vec<Recorded>>, conn: usize, stop: &AtomicBool) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = read_head(&mut s, &mut buf) else { return };
+        let head = String::from_utf8_lossy(&buf[..end - 4]).to_string();
+        let mut lines = head.split("\r\n");
+        let rl: Vec<String> = lines.next().unwrap_or("").split(' ').map(str::to_string).collect();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+            .collect();
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        buf.drain(..end);
+        let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            let Some((b, used)) = read_chunked(&mut s, &mut buf) else {
+                return;
+            };
+            buf.drain(..used);
+            b
+        } else {
+            let cl: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            if !fill(&mut s, &mut buf, cl) {
+                return;
+            }
+            buf.drain(..cl).collect()
+        };
+        let method = rl.first().cloned().unwrap_or_default();
+        let target = rl.get(1).cloned().unwrap_or_default();
+        let version = rl.get(2).cloned().unwrap_or_default();
+        let close_req = version == "HTTP/1.0"
+            && !get("connection").is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"))
+            || get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        log.lock().unwrap().push(Recorded {
+            method: method.clone(),
+            target: target.clone(),
+            version,
+            headers: headers.clone(),
+            body: body.clone(),
+            conn,
+        });
+        let path = target.split('?').next().unwrap_or("");
+        let conn_hdr = if close_req { "Connection: close\r\n" } else { "" };
+        let ok = match path {
+            "/echo" | "/classify/echo" => {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Backend: {name}\r\n{conn_hdr}\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                s.write_all(&r).is_ok()
+            }
+            "/big" => {
+                let n = query(&target, "n").unwrap_or(16384);
+                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nX-Backend: {name}\r\n{conn_hdr}\r\n")
+                    .into_bytes();
+                r.extend((0..n).map(|i| b'a' + (i % 26) as u8));
+                s.write_all(&r).is_ok()
+            }
+            "/chunked" => {
+                let n = query(&target, "n").unwrap_or(100000);
+                let mut r =
+                    format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend: {name}\r\n{conn_hdr}\r\n")
+                        .into_bytes();
+                let data: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                for c in data.chunks(7000) {
+                    r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    r.extend_from_slice(c);
+                    r.extend_from_slice(b"\r\n");
+                }
+                r.extend_from_slice(b"0\r\n\r\n");
+                s.write_all(&r).is_ok()
+            }
+            "/close" => {
+                let n = query(&target, "n").unwrap_or(50000);
+                let mut r = format!("HTTP/1.0 200 OK\r\nX-Backend: {name}\r\n\r\n").into_bytes();
+                r.extend((0..n).map(|i| b'a' + (i % 26) as u8));
+                let _ = s.write_all(&r);
+                return;
+            }
+            "/slow" => {
+                std::thread::sleep(Duration::from_millis(query(&target, "ms").unwrap_or(1000) as u64));
+                let b = format!("slow {name}\n");
+                s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{conn_hdr}\r\n{b}", b.len()).as_bytes())
+                    .is_ok()
+            }
+            "/status" => {
+                let code = query(&target, "code").unwrap_or(200);
+                let b = format!("status {code} from {name}\n");
+                s.write_all(
+                    format!(
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nX-Backend: {name}\r\n{conn_hdr}\r\n{b}",
+                        b.len()
+                    )
+                    .as_bytes(),
+                )
+                .is_ok()
+            }
+            _ => {
+                let b = format!("backend {name}\n");
+                s.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\nServer: testbe\r\n{conn_hdr}\r\n{b}",
+                        b.len()
+                    )
+                    .as_bytes(),
+                )
+                .is_ok()
+            }
+        };
+        if !ok || close_req || stop.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// Reads one response from `s` (with `buf` holding bytes already read); `head_req`
+/// when the request was HEAD.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
+    let end = read_head(s, buf)?;
+    let head = String::from_utf8_lossy(&buf[..end - 4]).to_string();
+    buf.drain(..end);
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+        .collect();
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let body = if head_req || status == 204 || status == 304 || (100..200).contains(&status) {
+        Vec::new()
+    } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let (b, used) = read_chunked(s, buf)?;
+        buf.drain(..used);
+        b
+    } else if let Some(cl) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if !fill(s, buf, cl) {
+            return None;
+        }
+        buf.drain(..cl).collect()
+    } else {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        buf.extend_from_slice(&rest);
+        std::mem::take(buf)
+    };
+    Some(Response { status, headers, body })
+}
+
+/// Sends raw bytes, reads one response. `None` when the connection closed without one.
+pub fn request(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw).ok()?;
+    let head_req = raw.starts_with(b"HEAD ");
+    read_response(&mut s, &mut Vec::new(), head_req)
+}
+
+pub fn get(addr: SocketAddr, path: &str, host: &str) -> Option<Response> {
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Waits until something accepts on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr}");
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "ringx-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("logs")).unwrap();
+    d
+}
+
+pub struct Ringx {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+}
+
+impl Ringx {
+    /// Starts ringx on `conf` (written to a new temp dir) with `extra` arguments and
+    /// waits until `wait_on` accepts.
+    pub fn start(conf: &str, extra: &[&str], wait_on: SocketAddr) -> Ringx {
+        let dir = tempdir("ringx");
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ringx"))
+            .arg("-c")
+            .arg(&path)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let r = Ringx { child, dir, conf: path };
+        wait_listening(wait_on);
+        r
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY (test code): kill has no memory preconditions.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn rewrite(&self, conf: &str) {
+        std::fs::write(&self.conf, conf).unwrap();
+    }
+
+    /// Waits for the process to exit; returns its status code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Ringx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the ringx binary with arguments; returns (exit code, stdout, stderr).
+pub fn ringx_cmd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringx")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Debian's nginx, if installed.
+pub fn nginx_bin() -> Option<PathBuf> {
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+pub struct Nginx {
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx in the foreground on `http_block` (the text inside `http { }`).
+    pub fn start(http_block: &str, wait_on: SocketAddr) -> Nginx {
+        let bin = nginx_bin().expect("nginx is not installed: run .ci/run (or apt-get install nginx-light)");
+        let dir = tempdir("nginx");
+        let conf = format!(
+            "daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid; error_log {d}/logs/error.log info;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{http_block}\n}}\n",
+            d = dir.display()
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(wait_on);
+        Nginx { child, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts how many recorded requests each backend got.
+pub fn spread(backends: &[&Backend]) -> HashMap<String, usize> {
+    backends.iter().map(|b| (b.name.clone(), b.count())).collect()
+}
+
+pub fn path_of(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,486 @@
+//! End-to-end: the real ringx binary, real backends, real sockets on 127.0.0.1.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::*;
+
+/// The issue's nginx.conf, addresses moved to loopback ports.
+fn issue_conf(redirect: u16, api: u16, b: [&Backend; 3]) -> String {
+    format!(
+        r#"worker_processes auto;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    upstream ml_api_backend {{
+        least_conn;
+        server {} max_fails=3 fail_timeout=30s;
+        server {} max_fails=3 fail_timeout=30s;
+        server {} max_fails=3 fail_timeout=30s;
+    }}
+    server {{
+        listen 127.0.0.1:{redirect};
+        server_name api.company.com;
+        return 301 https://$server_name$request_uri;
+    }}
+    server {{
+        listen 127.0.0.1:{api};                      # TLS comes in a later issue
+        server_name api.company.com;
+        location /classify {{
+            proxy_pass http://ml_api_backend;
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_connect_timeout 60s;
+            proxy_send_timeout 60s;
+            proxy_read_timeout 60s;
+            client_max_body_size 10M;
+        }}
+        location /health {{
+            access_log off;
+            return 200 "healthy\n";
+            add_header Content-Type text/plain;
+        }}
+    }}
+}}
+"#,
+        b[0].addr, b[1].addr, b[2].addr
+    )
+}
+
+struct IssueSetup {
+    backends: Vec<Backend>,
+    redirect: SocketAddr,
+    api: SocketAddr,
+    ringx: Ringx,
+}
+
+fn issue_setup() -> IssueSetup {
+    let backends = vec![Backend::start("a"), Backend::start("b"), Backend::start("c")];
+    let (rp, ap) = (free_port(), free_port());
+    let conf = issue_conf(rp, ap, [&backends[0], &backends[1], &backends[2]]);
+    let api: SocketAddr = format!("127.0.0.1:{ap}").parse().unwrap();
+    let ringx = Ringx::start(&conf, &["-g", "daemon off; pid off;"], api);
+    IssueSetup {
+        backends,
+        redirect: format!("127.0.0.1:{rp}").parse().unwrap(),
+        api,
+        ringx,
+    }
+}
+
+#[test]
+fn issue_config_health_redirect_and_spread() {
+    let s = issue_setup();
+    let r = get(s.api, "/health", "api.company.com").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "healthy\n");
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.header("server"), Some("ringx"));
+
+    let r = get(s.redirect, "/classify/x?id=7&y=%20z", "api.company.com").unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://api.company.com/classify/x?id=7&y=%20z")
+    );
+
+    for i in 0..30 {
+        let r = get(s.api, &format!("/classify/item{i}"), "api.company.com").unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+        assert!(r.text().starts_with("backend "));
+    }
+    let counts: Vec<usize> = s.backends.iter().map(Backend::count).collect();
+    // Sequential requests with least_conn: ties go round robin, so each gets a third.
+    assert!(counts.iter().all(|&c| c >= 8), "spread {counts:?}");
+    assert_eq!(counts.iter().sum::<usize>(), 30);
+    // The path reached the backend unchanged.
+    assert!(s
+        .backends
+        .iter()
+        .flat_map(|b| b.requests())
+        .any(|r| r.target == "/classify/item7"));
+    drop(s.ringx);
+}
+
+#[test]
+fn forwards_the_four_headers() {
+    let s = issue_setup();
+    let raw = b"GET /classify?q=1 HTTP/1.1\r\nHost: API.Company.com:8443\r\nX-Forwarded-For: 203.0.113.9\r\nX-Real-IP: 6.6.6.6\r\nUser-Agent: t\r\nConnection: close\r\n\r\n";
+    let r = request(s.api, raw).unwrap();
+    assert_eq!(r.status, 200);
+    let got: Vec<Recorded> = s.backends.iter().flat_map(|b| b.requests()).collect();
+    assert_eq!(got.len(), 1);
+    let g = &got[0];
+    assert_eq!(g.target, "/classify?q=1");
+    assert_eq!(g.version, "HTTP/1.0", "nginx's default proxy_http_version");
+    assert_eq!(
+        g.header("host"),
+        Some("api.company.com"),
+        "$host is lowercased, without port"
+    );
+    assert_eq!(g.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(g.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(g.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(g.header("connection"), Some("close"));
+    assert_eq!(g.header("user-agent"), Some("t"));
+    assert_eq!(g.header_count("x-real-ip"), 1);
+    assert_eq!(g.header_count("x-forwarded-for"), 1);
+    // Without an incoming X-Forwarded-For, it is the client address alone.
+    request(
+        s.api,
+        b"GET /classify HTTP/1.1\r\nHost: api.company.com\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let all: Vec<Recorded> = s.backends.iter().flat_map(|b| b.requests()).collect();
+    assert!(all.iter().any(|r| r.header("x-forwarded-for") == Some("127.0.0.1")));
+}
+
+fn simple_conf(port: u16, backends: &[&Backend], loc_extra: &str, http_extra: &str) -> String {
+    let servers: String = backends.iter().map(|b| format!("server {};\n", b.addr)).collect();
+    format!(
+        "daemon off; pid off; worker_processes 2; events {{}}\nhttp {{ access_log off; {http_extra}\n upstream be {{ {servers} keepalive 8; }}\n server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; {loc_extra} }} }} }}\n"
+    )
+}
+
+fn start_simple(backends: &[&Backend], loc_extra: &str) -> (Ringx, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    (
+        Ringx::start(&simple_conf(port, backends, loc_extra, ""), &[], addr),
+        addr,
+    )
+}
+
+#[test]
+fn large_and_chunked_bodies_both_ways() {
+    let b = Backend::start("a");
+    let (_r, addr) = start_simple(&[&b], "client_max_body_size 20m;");
+    // 5 MiB request body with Content-Length, echoed back.
+    let body: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let mut raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let r = request(addr, &raw).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "5 MiB echo differs");
+    assert!(b.requests().last().unwrap().body == body);
+
+    // Chunked request body (streamed through as chunked to an HTTP/1.1 upstream).
+    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut want = Vec::new();
+    for i in 0..200 {
+        let chunk = vec![b'a' + (i % 26) as u8; 1000 + i * 37];
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(&chunk);
+        raw.extend_from_slice(b"\r\n");
+        want.extend_from_slice(&chunk);
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let r = request(addr, &raw).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body == want, "chunked upload differs");
+    let rec = b.requests().last().unwrap().clone();
+    assert_eq!(rec.header("transfer-encoding"), Some("chunked"));
+
+    // Chunked response relayed to an HTTP/1.1 client intact.
+    let r = get(addr, "/chunked?n=300000", "x").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.body.len(), 300000);
+    assert!(r.body.iter().enumerate().all(|(i, &c)| c == b'a' + (i % 26) as u8));
+    // ... and de-chunked for an HTTP/1.0 client.
+    let r = request(addr, b"GET /chunked?n=70000 HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.body.len(), 70000);
+    assert!(r.header("transfer-encoding").is_none());
+    // Close-delimited response becomes chunked for HTTP/1.1.
+    let r = get(addr, "/close?n=123456", "x").unwrap();
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.body.len(), 123456);
+    // 1 MiB with Content-Length.
+    let r = get(addr, "/big?n=1048576", "x").unwrap();
+    assert_eq!(r.header("content-length"), Some("1048576"));
+    assert_eq!(r.body.len(), 1048576);
+}
+
+#[test]
+fn chunked_body_to_http10_upstream_is_sent_with_length() {
+    let b = Backend::start("a");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{}; }} }} }}",
+        b.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    let raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let r = request(addr, raw).unwrap();
+    assert_eq!(r.text(), "hello world");
+    let rec = b.requests()[0].clone();
+    assert_eq!(rec.header("content-length"), Some("11"));
+    assert!(rec.header("transfer-encoding").is_none());
+}
+
+#[test]
+fn body_limit_413_before_anything_reaches_the_backend() {
+    let b = Backend::start("a");
+    let (_r, addr) = start_simple(&[&b], "client_max_body_size 1k;");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("connection"), Some("close"));
+    // Chunked over the limit.
+    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    raw.extend_from_slice(b"800\r\n");
+    raw.extend_from_slice(&[b'x'; 2048]);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let r = request(addr, &raw).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(b.count(), 0, "nothing may reach the backend");
+    // At the limit is fine.
+    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n".to_vec();
+    raw.extend_from_slice(&[b'y'; 1024]);
+    assert_eq!(request(addr, &raw).unwrap().status, 200);
+}
+
+#[test]
+fn upstream_errors_502_and_504() {
+    // Nothing listens on this port: 502.
+    let dead = free_port();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let slow = Backend::start("slow");
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+         server {{ listen 127.0.0.1:{port};
+           location /dead {{ proxy_pass http://127.0.0.1:{dead}; }}
+           location /slow {{ proxy_pass http://{}; proxy_read_timeout 300ms; }} }} }}",
+        slow.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    let r = get(addr, "/dead", "x").unwrap();
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("502 Bad Gateway"));
+    let r = get(addr, "/slow?ms=1500", "x").unwrap();
+    assert_eq!(r.status, 504);
+    // A keep-alive client gets its 502 and can go on.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        s.write_all(b"GET /dead HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 502);
+    }
+}
+
+#[test]
+fn invalid_upstream_response_is_502() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let bad = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bad_addr = bad.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in bad.incoming().flatten() {
+            let mut s = s;
+            let mut b = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut b);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde");
+        }
+    });
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{bad_addr}; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    assert_eq!(get(addr, "/", "x").unwrap().status, 502);
+}
+
+#[test]
+fn failover_when_a_backend_dies() {
+    let a = Backend::start("a");
+    let mut b = Backend::start("b");
+    let c = Backend::start("c");
+    let (_r, addr) = start_simple(&[&a, &b, &c], "");
+    for _ in 0..9 {
+        assert_eq!(get(addr, "/", "x").unwrap().status, 200);
+    }
+    b.kill();
+    let before = (a.count(), c.count());
+    for i in 0..30 {
+        let r = get(addr, "/", "x").unwrap();
+        assert_eq!(r.status, 200, "request {i} after kill");
+    }
+    assert_eq!(a.count() + c.count() - before.0 - before.1, 30);
+}
+
+#[test]
+fn keepalive_pipelining_and_upstream_reuse() {
+    let b = Backend::start("a");
+    let (_r, addr) = start_simple(&[&b], "");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Three pipelined requests in one write, one with a body.
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /three HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let r1 = read_response(&mut s, &mut buf, false).unwrap();
+    let r2 = read_response(&mut s, &mut buf, false).unwrap();
+    let r3 = read_response(&mut s, &mut buf, false).unwrap();
+    assert_eq!((r1.status, r2.status, r3.status), (200, 200, 200));
+    assert_eq!(r2.text(), "hello");
+    assert_eq!(r1.header("connection"), Some("keep-alive"));
+    let targets: Vec<String> = b.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(targets, vec!["/one", "/echo", "/three"]);
+    // 20 sequential requests over one client connection use few upstream connections
+    // (one per worker at most, since upstream keepalive is on).
+    for _ in 0..20 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 200);
+    }
+    assert!(
+        b.conns.load(std::sync::atomic::Ordering::SeqCst) <= 2,
+        "upstream connections were not reused"
+    );
+    // HEAD has no body even with Content-Length.
+    s.write_all(b"HEAD /big?n=100 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let h = read_response(&mut s, &mut buf, true).unwrap();
+    assert_eq!(h.header("content-length"), Some("100"));
+    s.write_all(b"GET /status?code=204 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 204);
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 200);
+}
+
+#[test]
+fn malformed_requests_get_400_and_reach_nobody() {
+    let b = Backend::start("a");
+    let (_r, addr) = start_simple(&[&b], "");
+    let cases: &[(&[u8], u16)] = &[
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            400,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        (b"GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+        (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    ];
+    for (raw, want) in cases {
+        let r = request(addr, raw).unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
+        assert_eq!(r.status, *want, "for {:?}", String::from_utf8_lossy(raw));
+    }
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 10000));
+    long.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(request(addr, &long).unwrap().status, 414);
+    let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nCookie: ".to_vec();
+    big.extend(std::iter::repeat_n(b'c', 9000));
+    big.extend_from_slice(b"\r\n\r\n");
+    let r = request(addr, &big).unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("Request Header Or Cookie Too Large"));
+    assert_eq!(b.count(), 0, "malformed requests must not reach the backend");
+}
+
+#[test]
+fn routing_by_host_location_and_proxy_pass_uri() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+         server {{ listen 127.0.0.1:{port} default_server; server_name _; location / {{ return 404; }} }}
+         server {{ listen 127.0.0.1:{port}; server_name *.example.com;
+            location /api/ {{ proxy_pass http://{a}/v2/; }}
+            location = /exact {{ proxy_pass http://{b}; }}
+            location ~ \\.php$ {{ return 403; }}
+            location ^~ /static/ {{ return 200 \"static $uri\"; }}
+            location / {{ return 302 /login; }} }} }}",
+        a = a.addr,
+        b = b.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    assert_eq!(get(addr, "/api/x", "unknown.org").unwrap().status, 404);
+    let r = get(addr, "/api/users/1?x=2", "www.example.com").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(a.requests()[0].target, "/v2/users/1?x=2");
+    assert_eq!(get(addr, "/exact", "www.example.com").unwrap().status, 200);
+    assert_eq!(b.requests()[0].target, "/exact");
+    assert_eq!(get(addr, "/x/a.php", "www.example.com").unwrap().status, 403);
+    let r = get(addr, "/static/a.php", "www.example.com").unwrap();
+    assert_eq!(r.text(), "static /static/a.php");
+    let r = get(addr, "/other", "a.example.com").unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://a.example.com:{port}/login").as_str())
+    );
+    // $uri is normalised for matching; the raw URI goes upstream without a URI part.
+    let r = get(addr, "/api//users/../users/2", "www.example.com").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(a.requests()[1].target, "/v2/users/2");
+}
+
+#[test]
+fn access_log_combined_format() {
+    let b = Backend::start("a");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = tempdir("alog");
+    let log = dir.join("access.log");
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log {};
+         log_format up '$remote_addr $status $upstream_addr $upstream_status $request_uri';
+         server {{ listen 127.0.0.1:{port}; location /up {{ access_log {}/up.log up; proxy_pass http://{}; }} location / {{ return 204; }} }} }}",
+        log.display(),
+        dir.display(),
+        b.addr
+    );
+    let mut r = Ringx::start(&conf, &[], addr);
+    request(
+        addr,
+        b"GET /x?y=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: UA/1\r\nReferer: http://r/\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    get(addr, "/up/z", "h").unwrap();
+    r.signal(libc::SIGQUIT);
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().next().unwrap();
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.ends_with("] \"GET /x?y=1 HTTP/1.1\" 204 0 \"http://r/\" \"UA/1\""),
+        "{line}"
+    );
+    let up = std::fs::read_to_string(dir.join("up.log")).unwrap();
+    assert_eq!(up.trim(), format!("127.0.0.1 200 {} 200 /up/z", b.addr));
+}
