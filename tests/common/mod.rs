@@ -348,6 +348,16 @@ impl Response {
 /// Reads one response from `s` (with `buf` holding bytes already read); `head_req`
 /// when the request was HEAD.
 pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
+    // Interim responses (100 Continue) are skipped, as clients do.
+    loop {
+        let r = read_one(s, buf, head_req)?;
+        if !(100..200).contains(&r.status) || r.status == 101 {
+            return Some(r);
+        }
+    }
+}
+
+fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
     let end = read_head(s, buf)?;
     let head = String::from_utf8_lossy(&buf[..end - 4]).to_string();
     buf.drain(..end);

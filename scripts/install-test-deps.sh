@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the tests need from Debian packages: nginx (for the differential
+# tests). Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+if [ -x /usr/sbin/nginx ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+# Debian may start the packaged service; the tests start their own nginx on
+# loopback ports, so stop it to leave the machine as it was.
+$SUDO service nginx stop >/dev/null 2>&1 || true
