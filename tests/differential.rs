@@ -44,11 +44,17 @@ struct Target {
     backend: Backend,
 }
 
+/// What the backend received: method, target, version, headers (sorted), body.
+type Forwarded = (String, String, String, Vec<(String, String)>, Vec<u8>);
+
+/// One raw request, and what differs: `None` = identical, else (ringx, nginx) status.
+type Case = (&'static str, Vec<u8>, Option<(u16, u16)>);
+
 /// What one side did with one request.
 #[derive(Debug, PartialEq)]
 struct Seen {
     status: Option<u16>,
-    forwarded: Option<(String, String, String, Vec<(String, String)>, Vec<u8>)>,
+    forwarded: Option<Forwarded>,
 }
 
 fn observe(t: &Target, raw: &[u8]) -> Seen {
@@ -71,8 +77,8 @@ fn observe(t: &Target, raw: &[u8]) -> Seen {
 }
 
 /// (request, what differs: None = identical, or Some((ringx status, nginx status)))
-fn table() -> Vec<(&'static str, Vec<u8>, Option<(u16, u16)>)> {
-    let mut t: Vec<(&'static str, Vec<u8>, Option<(u16, u16)>)> = vec![
+fn table() -> Vec<Case> {
+    let mut t: Vec<Case> = vec![
         ("simple get", b"GET / HTTP/1.1\r\nHost: diff.test\r\nConnection: close\r\n\r\n".to_vec(), None),
         (
             "query and headers",
@@ -171,13 +177,19 @@ fn table() -> Vec<(&'static str, Vec<u8>, Option<(u16, u16)>)> {
 
 #[test]
 fn ringx_and_nginx_agree() {
-    assert!(nginx_bin().is_some(), "nginx is not installed: .ci/run installs it (apt-get install nginx-light)");
+    assert!(
+        nginx_bin().is_some(),
+        "nginx is not installed: .ci/run installs it (apt-get install nginx-light)"
+    );
     let rb = Backend::start("diff");
     let nb = Backend::start("diff");
     let (rp, np) = (free_port(), free_port());
     let ra: SocketAddr = format!("127.0.0.1:{rp}").parse().unwrap();
     let na: SocketAddr = format!("127.0.0.1:{np}").parse().unwrap();
-    let rconf = format!("daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n", http_block(rp, rb.addr));
+    let rconf = format!(
+        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
+        http_block(rp, rb.addr)
+    );
     let _ringx = Ringx::start(&rconf, &[], ra);
     let _nginx = Nginx::start(&http_block(np, nb.addr), na);
     let ringx = Target { addr: ra, backend: rb };
@@ -196,10 +208,18 @@ fn ringx_and_nginx_agree() {
             }
             Some((rs, ns)) => {
                 if r.status != Some(rs) || n.status != Some(ns) {
-                    failures.push(format!("{name}: expected ringx {rs} / nginx {ns}, got {:?} / {:?}", r.status, n.status));
+                    failures.push(format!(
+                        "{name}: expected ringx {rs} / nginx {ns}, got {:?} / {:?}",
+                        r.status, n.status
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} difference(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} difference(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -15,33 +15,78 @@ use common::*;
 fn t_reports_syntax_ok_and_errors_with_file_and_line() {
     let dir = tempdir("t");
     let good = dir.join("good.conf");
-    std::fs::write(&good, "events {}\nhttp {\n server { listen 127.0.0.1:1; location / { return 200; } }\n}\n").unwrap();
+    std::fs::write(
+        &good,
+        "events {}\nhttp {\n server { listen 127.0.0.1:1; location / { return 200; } }\n}\n",
+    )
+    .unwrap();
     let (code, _, err) = ringx_cmd(&["-t", "-c", &path_of(&good)]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains(&format!("ringx: the configuration file {} syntax is ok", good.display())), "{err}");
-    assert!(err.contains(&format!("ringx: configuration file {} test is successful", good.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ringx: the configuration file {} syntax is ok",
+            good.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "ringx: configuration file {} test is successful",
+            good.display()
+        )),
+        "{err}"
+    );
 
     let bad = dir.join("bad.conf");
-    std::fs::write(&bad, "events {}\nhttp {\n server {\n  listen 127.0.0.1:1;\n  location / { proxy_pas http://127.0.0.1:9; }\n }\n}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "events {}\nhttp {\n server {\n  listen 127.0.0.1:1;\n  location / { proxy_pas http://127.0.0.1:9; }\n }\n}\n",
+    )
+    .unwrap();
     let (code, _, err) = ringx_cmd(&["-t", "-c", &path_of(&bad)]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("ringx: [emerg] unknown directive \"proxy_pas\" in {}:5", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ringx: [emerg] unknown directive \"proxy_pas\" in {}:5",
+            bad.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("test failed"), "{err}");
 
     // Errors in an included file name that file.
     std::fs::create_dir_all(dir.join("conf.d")).unwrap();
-    std::fs::write(dir.join("conf.d/x.conf"), "server {\n listen 127.0.0.1:1;\n location / { return 200 $nope; }\n}\n").unwrap();
+    std::fs::write(
+        dir.join("conf.d/x.conf"),
+        "server {\n listen 127.0.0.1:1;\n location / { return 200 $nope; }\n}\n",
+    )
+    .unwrap();
     let main = dir.join("main.conf");
     std::fs::write(&main, "events {}\nhttp { include conf.d/*.conf; }\n").unwrap();
     let (code, _, err) = ringx_cmd(&["-t", "-c", &path_of(&main)]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("unknown \"nope\" variable in {}:3", dir.join("conf.d/x.conf").display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "unknown \"nope\" variable in {}:3",
+            dir.join("conf.d/x.conf").display()
+        )),
+        "{err}"
+    );
 
     // Wrong context, unknown upstream, bad value.
     for (text, want) in [
-        ("events {}\nhttp {\n listen 80;\n}\n", "\"listen\" directive is not allowed here in"),
-        ("events {}\nhttp {\n server {\n location / {\n proxy_pass http://nowhere_up;\n }\n }\n}\n", "host not found in upstream \"nowhere_up\""),
-        ("events {}\nhttp {\n keepalive_timeout abc;\n}\n", "invalid value \"abc\" in \"keepalive_timeout\" directive"),
+        (
+            "events {}\nhttp {\n listen 80;\n}\n",
+            "\"listen\" directive is not allowed here in",
+        ),
+        (
+            "events {}\nhttp {\n server {\n location / {\n proxy_pass http://nowhere_up;\n }\n }\n}\n",
+            "host not found in upstream \"nowhere_up\"",
+        ),
+        (
+            "events {}\nhttp {\n keepalive_timeout abc;\n}\n",
+            "invalid value \"abc\" in \"keepalive_timeout\" directive",
+        ),
     ] {
         std::fs::write(&bad, text).unwrap();
         let (code, _, err) = ringx_cmd(&["-t", "-c", &path_of(&bad)]);
@@ -74,6 +119,8 @@ fn pid_file_signals_and_reopen() {
         log.display()
     );
     let mut r = Ringx::start(&conf, &[], addr);
+    // The socket accepts as soon as it is bound; the pid file follows.
+    wait_for(|| std::fs::read_to_string(&pid).is_ok_and(|t| t.ends_with('\n')));
     let text = std::fs::read_to_string(&pid).unwrap();
     assert_eq!(text.trim(), r.pid().to_string());
     assert_eq!(get(addr, "/", "x").unwrap().text(), "v1");
@@ -100,7 +147,41 @@ fn pid_file_signals_and_reopen() {
     assert!(!pid.exists());
     let (code, _, err) = ringx_cmd(&["-c", &path_of(&r.conf), "-s", "reload"]);
     assert_eq!(code, 1);
-    assert!(err.contains("ringx.pid\" failed (2: No such file or directory)"), "{err}");
+    assert!(
+        err.contains("ringx.pid\" failed (2: No such file or directory)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn prefix_and_error_log_flags() {
+    let dir = tempdir("prefix");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf_dir = tempdir("prefix-conf");
+    let conf = conf_dir.join("nginx.conf");
+    // Relative paths resolve against -p, not the config's directory.
+    std::fs::write(
+        &conf,
+        format!("pid run.pid; daemon off; error_log stderr notice; events {{}} http {{ access_log logs/a.log; server {{ listen 127.0.0.1:{port}; location / {{ return 200; }} }} }}"),
+    )
+    .unwrap();
+    let err_log = dir.join("err.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringx"))
+        .args(["-p", &path_of(&dir), "-c", &path_of(&conf), "-e", &path_of(&err_log)])
+        .spawn()
+        .unwrap();
+    wait_listening(addr);
+    get(addr, "/p", "x").unwrap();
+    wait_for(|| dir.join("run.pid").exists());
+    ringx_cmd(&["-p", &path_of(&dir), "-c", &path_of(&conf), "-s", "quit"]);
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    assert!(std::fs::read_to_string(dir.join("logs/a.log"))
+        .unwrap()
+        .contains("GET /p HTTP/1.1"));
+    assert!(std::fs::read_to_string(&err_log).unwrap().contains("[notice]"));
+    assert!(!conf_dir.join("run.pid").exists());
 }
 
 #[test]
@@ -131,7 +212,10 @@ fn daemon_mode_detaches_and_writes_pid_after_bind() {
     let _busy = std::net::TcpListener::bind(addr).unwrap();
     let (code, _, err) = ringx_cmd(&["-c", &path_of(&conf_path)]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("bind() to {addr} failed (98: Address already in use)")), "{err}");
+    assert!(
+        err.contains(&format!("bind() to {addr} failed (98: Address already in use)")),
+        "{err}"
+    );
     assert!(!pid.exists());
 }
 
@@ -173,7 +257,10 @@ impl Load {
                         }
                         let (s, buf) = conn.as_mut().unwrap();
                         let req = format!("GET /load/{i} HTTP/1.1\r\nHost: x\r\n\r\n");
-                        let res = s.write_all(req.as_bytes()).ok().and_then(|_| read_response(s, buf, false));
+                        let res = s
+                            .write_all(req.as_bytes())
+                            .ok()
+                            .and_then(|_| read_response(s, buf, false));
                         match res {
                             Some(r) if r.status == 200 => {
                                 ok.fetch_add(1, Ordering::SeqCst);
@@ -195,7 +282,12 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, ok, failed, threads }
+        Load {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
     }
 
     fn finish(self) -> (usize, usize) {
@@ -243,7 +335,11 @@ fn reload_under_load_loses_nothing_and_applies_changes() {
     let (ok, failed) = load.finish();
     assert_eq!(failed, 0, "requests failed during reloads ({ok} ok)");
     assert!(ok > 100, "too little traffic: {ok}");
-    assert!(r.stderr().contains("unknown directive \"bogus_directive\""), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("unknown directive \"bogus_directive\""),
+        "{}",
+        r.stderr()
+    );
     wait_for(|| TcpStream::connect(addr2).is_err());
 }
 
@@ -257,7 +353,9 @@ fn graceful_quit_finishes_in_flight_requests() {
         b.addr
     );
     let mut r = Ringx::start(&conf, &[], addr);
-    let inflight: Vec<_> = (0..4).map(|_| std::thread::spawn(move || get(addr, "/slow?ms=800", "x"))).collect();
+    let inflight: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || get(addr, "/slow?ms=800", "x")))
+        .collect();
     // An idle keep-alive connection must not hold the quit up.
     let mut idle = TcpStream::connect(addr).unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();

@@ -204,10 +204,11 @@ fn large_and_chunked_bodies_both_ways() {
     let r = get(addr, "/close?n=123456", "x").unwrap();
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(r.body.len(), 123456);
-    // 1 MiB with Content-Length.
-    let r = get(addr, "/big?n=1048576", "x").unwrap();
-    assert_eq!(r.header("content-length"), Some("1048576"));
-    assert_eq!(r.body.len(), 1048576);
+    // 5 MiB with Content-Length.
+    let r = get(addr, "/big?n=5242880", "x").unwrap();
+    assert_eq!(r.header("content-length"), Some("5242880"));
+    assert_eq!(r.body.len(), 5242880);
+    assert!(r.body.iter().enumerate().all(|(i, &c)| c == b'a' + (i % 26) as u8));
 }
 
 #[test]
@@ -281,6 +282,65 @@ fn upstream_errors_502_and_504() {
         s.write_all(b"GET /dead HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 502);
     }
+}
+
+#[test]
+fn connect_timeout_is_504_and_next_server_is_tried() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a
+    // connect to it hangs (on loopback, without any outside address).
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _fillers: Vec<TcpStream> = (0..3)
+        .filter_map(|_| TcpStream::connect_timeout(&full_addr, Duration::from_millis(200)).ok())
+        .collect();
+    let good = Backend::start("good");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+         upstream one {{ server {full_addr}; }}
+         upstream two {{ server {full_addr}; server {}; }}
+         server {{ listen 127.0.0.1:{port};
+           location /one {{ proxy_pass http://one; proxy_connect_timeout 300ms; }}
+           location /two {{ proxy_pass http://two; proxy_connect_timeout 300ms; }} }} }}",
+        good.addr
+    );
+    let r = Ringx::start(&conf, &[], addr);
+    let t0 = std::time::Instant::now();
+    assert_eq!(get(addr, "/one", "x").unwrap().status, 504);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/two", "x").unwrap().status, 200);
+    }
+    assert!(r.stderr().contains("upstream timed out"), "{}", r.stderr());
+}
+
+#[test]
+fn ipv6_listen_and_types() {
+    let port = free_port();
+    let addr: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    if std::net::TcpListener::bind(addr).is_err() {
+        panic!("no IPv6 loopback on this machine");
+    }
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; types {{ application/json json; text/html html; }} default_type application/octet-stream;
+         server {{ listen [::1]:{port}; location / {{ return 200 \"x\"; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    assert_eq!(
+        get(addr, "/a.json", "x").unwrap().header("content-type"),
+        Some("application/json")
+    );
+    assert_eq!(
+        get(addr, "/a.HTML", "x").unwrap().header("content-type"),
+        Some("text/html")
+    );
+    assert_eq!(
+        get(addr, "/a", "x").unwrap().header("content-type"),
+        Some("application/octet-stream")
+    );
 }
 
 #[test]

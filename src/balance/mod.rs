@@ -53,30 +53,52 @@ impl Peer {
     }
 }
 
-/// Which servers this request has tried (nginx's `tried` bitmap).
-#[derive(Debug, Clone, Default)]
+/// Which servers this request has tried (nginx's `tried` bitmap). Up to 256 servers
+/// live inline, so a request allocates nothing here.
+#[derive(Debug, Clone)]
 pub struct Tried {
-    bits: Vec<u64>,
+    inline: [u64; 4],
+    more: Vec<u64>,
 }
 
 impl Tried {
     pub fn new(n: usize) -> Self {
+        let words = n.div_ceil(64);
         Tried {
-            bits: vec![0; n.div_ceil(64).max(1)],
+            inline: [0; 4],
+            more: if words > 4 { vec![0; words - 4] } else { Vec::new() },
+        }
+    }
+    fn word(&self, i: usize) -> Option<&u64> {
+        let w = i / 64;
+        if w < 4 {
+            self.inline.get(w)
+        } else {
+            self.more.get(w - 4)
         }
     }
     #[inline]
     pub fn get(&self, i: usize) -> bool {
-        self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.word(i).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     #[inline]
     pub fn set(&mut self, i: usize) {
-        if let Some(w) = self.bits.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
+        let w = i / 64;
+        let slot = if w < 4 {
+            self.inline.get_mut(w)
+        } else {
+            self.more.get_mut(w - 4)
+        };
+        if let Some(x) = slot {
+            *x |= 1 << (i % 64);
         }
     }
     pub fn count(&self) -> usize {
-        self.bits.iter().map(|w| w.count_ones() as usize).sum()
+        self.inline
+            .iter()
+            .chain(self.more.iter())
+            .map(|w| w.count_ones() as usize)
+            .sum()
     }
 }
 
@@ -324,6 +346,17 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![0, 1, 2]);
         assert_eq!(t.count(), 3);
+    }
+
+    #[test]
+    fn tried_bits_beyond_inline() {
+        let mut t = Tried::new(300);
+        for i in [0, 63, 64, 255, 256, 299] {
+            assert!(!t.get(i));
+            t.set(i);
+            assert!(t.get(i));
+        }
+        assert_eq!(t.count(), 6);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! in the buffers the kernel filled. Peer input never panics: every malformed input is
 //! an `HttpError` that becomes a status and a log line.
 
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -369,13 +370,15 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
         let page = error_page(ret.code).unwrap_or_default();
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), Some(&loc), keep).await
     } else if ret.text.is_some() {
-        let ctype = content_type(r);
-        send_simple(c, r, ret.code, &ctype, &text, None, keep).await
+        let conf = r.conf.clone();
+        let ctype = content_type(&conf, c.ctx(r).uri);
+        send_simple(c, r, ret.code, ctype, &text, None, keep).await
     } else if let Some(page) = error_page(ret.code) {
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
     } else {
-        let ctype = content_type(r);
-        send_simple(c, r, ret.code, &ctype, b"", None, keep).await
+        let conf = r.conf.clone();
+        let ctype = content_type(&conf, c.ctx(r).uri);
+        send_simple(c, r, ret.code, ctype, b"", None, keep).await
     };
     c.scratch = text;
     access_log(snap, c, r);
@@ -386,9 +389,22 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
 }
 
 /// The Content-Type for a response ringx makes: by the URI's extension from
-/// `types`, else `default_type`.
-fn content_type(r: &Req<'_>) -> String {
-    r.conf.default_type.clone()
+/// `types`, else `default_type` (nginx's `ngx_http_set_content_type`).
+fn content_type<'a>(conf: &'a LocConf, uri: &[u8]) -> &'a str {
+    let last = uri.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    if let Some(dot) = last.iter().rposition(|&b| b == b'.') {
+        if let Ok(ext) = std::str::from_utf8(&last[dot + 1..]) {
+            let hit = if ext.bytes().any(|b| b.is_ascii_uppercase()) {
+                conf.types.get(&ext.to_ascii_lowercase())
+            } else {
+                conf.types.get(ext)
+            };
+            if let Some(t) = hit {
+                return t;
+            }
+        }
+    }
+    &conf.default_type
 }
 
 async fn send_error(c: &mut Client, r: &mut Req<'_>, code: u16, keep: bool) -> bool {
@@ -426,7 +442,7 @@ async fn send_simple(
         out.extend_from_slice(b"\r\n");
     }
     if wire != 204 && wire != 304 {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     if let Some(l) = location {
         out.extend_from_slice(b"Location: ");
@@ -463,9 +479,14 @@ async fn send_simple(
 }
 
 fn status_line(out: &mut Vec<u8>, code: u16, reason: &[u8]) {
+    let code = code.min(999);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(format!("{code:03}").as_bytes());
-    out.push(b' ');
+    out.extend_from_slice(&[
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        b' ',
+    ]);
     out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\nServer: ringx\r\nDate: ");
     write_http_date(out);
@@ -550,6 +571,8 @@ struct Fail {
     /// The client connection is unusable.
     client_gone: bool,
     msg: &'static str,
+    /// The OS error, for the log line (`connect() failed (111: Connection refused)`).
+    os: Option<std::io::Error>,
 }
 
 impl Fail {
@@ -561,12 +584,16 @@ impl Fail {
             fatal: false,
             client_gone: false,
             msg,
+            os: None,
         }
     }
     fn io(e: IoFail, sent: bool, what: &'static str) -> Self {
         match e {
             IoFail::Timeout => Fail::new(FailKind::Timeout, 504, sent, what),
-            IoFail::Io(_) => Fail::new(FailKind::Error, 502, sent, what),
+            IoFail::Io(e) => Fail {
+                os: Some(e),
+                ..Fail::new(FailKind::Error, 502, sent, what)
+            },
         }
     }
 }
@@ -730,21 +757,25 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
             Err(f) => {
                 let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404));
                 bal.release(si, counts, Instant::now());
-                if f.kind != FailKind::Status(0) {
-                    log::error(format_args!(
-                        "{} while {} upstream, client: {}, server: {}, upstream: \"http://{}\"",
-                        match f.kind {
-                            FailKind::Timeout => "upstream timed out",
-                            FailKind::InvalidHeader => "upstream sent invalid header",
-                            FailKind::Status(_) => "upstream returned an error status",
-                            FailKind::Error => "upstream connection failed",
-                        },
-                        f.msg,
-                        c.peer.ip(),
-                        r.server.primary_name,
-                        addr
-                    ));
-                }
+                let what = match (&f.kind, &f.os) {
+                    (FailKind::Timeout, _) => "upstream timed out (110: Connection timed out)".to_string(),
+                    (FailKind::InvalidHeader, _) => "upstream sent invalid header".to_string(),
+                    (FailKind::Status(s), _) => format!("upstream returned status {s}"),
+                    (FailKind::Error, Some(e)) if !f.sent => {
+                        format!("connect() failed ({})", crate::config::parser::os_err(e))
+                    }
+                    (FailKind::Error, Some(e)) => format!("upstream failed ({})", crate::config::parser::os_err(e)),
+                    (FailKind::Error, None) => "upstream prematurely closed connection".to_string(),
+                };
+                log::error(format_args!(
+                    "{what} while {} upstream, client: {}, server: {}, request: \"{} {}\", upstream: \"http://{}\"",
+                    f.msg,
+                    c.peer.ip(),
+                    r.server.primary_name,
+                    String::from_utf8_lossy(c.head.method_span.get(&c.buf)),
+                    String::from_utf8_lossy(c.head.target.get(&c.buf)),
+                    addr
+                ));
                 if f.client_gone {
                     return false;
                 }

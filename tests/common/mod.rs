@@ -463,7 +463,7 @@ impl Ringx {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY (test code): kill has no memory preconditions.
+        // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(self.pid(), sig) };
     }
 
