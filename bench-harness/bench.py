@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""ringx vs nginx, side by side, on one machine.
+
+Builds ringx (release), starts one fast backend (nginx: `return` for small bodies,
+static files with open_file_cache for 16 KiB and 1 MiB), then nginx and ringx as
+proxies on the same http block, each pinned to the proxy CPUs, with wrk and the
+backend pinned to the other CPUs. For every scenario it runs rounds that rotate the
+order of targets (ringx, nginx, direct), each after a warm-up, and records per run:
+requests/s, latency p50/p99/p99.9 (wrk Lua), the proxy's CPU time per request
+(utime+stime of all its threads/processes from /proc, before and after), peak RSS,
+and socket errors / non-2xx. It reports medians with [min-max] and the median of the
+per-round ratios ringx/nginx and ringx/direct, as JSON and as a markdown table.
+
+Method: ../shared/BENCH.md. Nothing here is a test: it measures.
+
+Usage (defaults fit a 2-CPU machine: proxy on CPU 0, wrk and backend on CPU 1):
+  bench-harness/bench.py [--rounds 6] [--duration 4] [--scenarios small,16k,...]
+      [--workers 1] [--proxy-cpus 0] [--client-cpus 1] [--backend-cpus 1]
+      [--nginx /usr/sbin/nginx] [--wrk /usr/bin/wrk] [--ringx target/release/ringx]
+      [--no-build] [--fixed-rate] [--write-docs]
+On a machine without packages (the 16-core box), copy nginx and wrk as files and
+pass their paths; the harness installs nothing and kills what it started.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK = os.sysconf("SC_CLK_TCK")
+
+SCENARIOS = {
+    # name: (path, wrk lua extra, connections, note)
+    "small": ("/small", "", 64, "100 B response, keep-alive"),
+    "16k": ("/16k", "", 64, "16 KiB response, keep-alive"),
+    "1m": ("/1m", "", 64, "1 MiB response, keep-alive"),
+    "post4k": ("/post", "post", 64, "4 KiB POST body, 100 B response"),
+    "close": ("/small", "close", 64, "Connection: close, new connection per request"),
+    "c1000": ("/small", "", 1000, "100 B response, 1000 connections"),
+    "small_log": ("/small", "", 64, "100 B response, access log on (combined, to a file)"),
+}
+
+PROCS = []
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def spawn(cmd, cpus, env=None, **kw):
+    full = ["taskset", "-c", cpus] + cmd
+    p = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=kw.pop("stderr", subprocess.DEVNULL), **kw)
+    PROCS.append(p)
+    return p
+
+
+def renice(pid):
+    """nice -20 for every thread of a process (ignored without privileges)."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            subprocess.run(["renice", "-n", "-20", "-p", tid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        pass
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parts = f.read().rsplit(")", 1)[1].split()
+                if int(parts[1]) == pid:
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def cpu_ticks(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            t += int(parts[11]) + int(parts[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return t
+
+
+def peak_rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def proc_stat():
+    with open("/proc/stat") as f:
+        rows = {}
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                p = line.split()
+                v = list(map(int, p[1:]))
+                rows[p[0]] = (sum(v) - v[3] - v[4], v[6], sum(v))  # busy, softirq, total
+        return rows
+
+
+def wait_quiet(exclude, limit=0.10, max_wait=30):
+    """Waits until processes other than ours use under `limit` of the machine."""
+    ncpu = os.cpu_count() or 1
+    end = time.time() + max_wait
+    while time.time() < end:
+        ours = sum(cpu_ticks([p]) for p in exclude)
+        a = proc_stat()
+        time.sleep(1)
+        b = proc_stat()
+        ours2 = sum(cpu_ticks([p]) for p in exclude)
+        busy = sum(b[k][0] - a[k][0] for k in b)
+        total = sum(b[k][2] - a[k][2] for k in b) or 1
+        other = (busy - (ours2 - ours)) / total
+        if other < limit:
+            return other
+    log(f"warning: machine not quiet (other load {other:.0%} of {ncpu} CPUs)")
+    return other
+
+
+LUA = r"""
+local mode = "%(mode)s"
+local think = %(think)s
+-- A static request (no per-request Lua on the hot path of wrk).
+if mode == "post" then
+  wrk.method = "POST"
+  wrk.body = string.rep("x", 4096)
+  wrk.headers["Content-Type"] = "application/octet-stream"
+elseif mode == "close" then
+  wrk.headers["Connection"] = "close"
+end
+if think > 0 then
+  function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1000000)) end
+  function delay() return math.random(0, 2 * think) end
+end
+function done(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "errors": %%d, "non2xx": %%d, "p50_us": %%d, "p99_us": %%d, "p999_us": %%d, "max_us": %%d}\n',
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+"""
+
+
+def run_wrk(args, url, mode, conns, duration, think_ms=0):
+    script = os.path.join(args.tmp, f"s-{mode}-{think_ms}.lua")
+    with open(script, "w") as f:
+        f.write(LUA % {"mode": mode or "get", "think": int(think_ms)})
+    threads = max(1, min(conns, len(args.client_cpus.split(","))))
+    cmd = ["taskset", "-c", args.client_cpus, args.wrk, f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise SystemExit("wrk gave no result:\n" + out)
+
+
+def measure(args, target, scen, duration, think_ms=0):
+    path, mode, conns, _ = SCENARIOS[scen]
+    url = f"http://127.0.0.1:{target['port']}{path}"
+    pids = target["pids"]()
+    run_wrk(args, url, mode, conns, 1, think_ms)  # warm-up
+    t0 = cpu_ticks(pids)
+    s0 = proc_stat()
+    r = run_wrk(args, url, mode, conns, duration, think_ms)
+    s1 = proc_stat()
+    t1 = cpu_ticks(pids)
+    n = max(r["requests"], 1)
+    secs = r["duration_us"] / 1e6
+    cpus = {k: round((s1[k][0] - s0[k][0]) / max(s1[k][2] - s0[k][2], 1), 3) for k in s1}
+    softirq = {k: round((s1[k][1] - s0[k][1]) / max(s1[k][2] - s0[k][2], 1), 3) for k in s1}
+    return {
+        "rps": r["requests"] / secs,
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "p999_ms": r["p999_us"] / 1000,
+        "cpu_us_per_req": (t1 - t0) / CLK / n * 1e6 if target["name"] != "direct" else None,
+        "rss_kib": peak_rss_kib(pids) if target["name"] != "direct" else None,
+        "errors": r["errors"],
+        "non2xx": r["non2xx"],
+        "cpu_busy": cpus,
+        "cpu_softirq": softirq,
+    }
+
+
+def backend_conf(tmp, port):
+    with open(os.path.join(tmp, "16k"), "wb") as f:
+        f.write(b"a" * 16384)
+    with open(os.path.join(tmp, "1m"), "wb") as f:
+        f.write(b"b" * 1048576)
+    return f"""daemon off; master_process on; worker_processes 1; user root;
+pid {tmp}/backend.pid; error_log {tmp}/backend-error.log;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off; keepalive_requests 10000000; keepalive_timeout 75s;
+    open_file_cache max=100; sendfile on; tcp_nopush on;
+    client_body_temp_path {tmp}/bb; proxy_temp_path {tmp}/bp; fastcgi_temp_path {tmp}/bf; uwsgi_temp_path {tmp}/bu; scgi_temp_path {tmp}/bs;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location = /small {{ return 200 "{'x' * 100}"; }}
+        location = /post {{ client_max_body_size 1m; return 200 "{'y' * 100}"; }}
+        location / {{ root {tmp}; }}
+    }}
+}}
+"""
+
+
+def proxy_http(port, backend, workers, access_log):
+    alog = f"access_log {access_log};" if access_log else "access_log off;"
+    return f"""
+    {alog}
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    upstream be {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; client_max_body_size 1m; }}
+    }}
+"""
+
+
+def start_proxies(args, backend_port, log_on):
+    """Starts nginx and ringx on the same http block; returns the target list."""
+    workers = args.workers
+    t = {}
+    for name in ("nginx", "ringx"):
+        port = free_port()
+        d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}")
+        os.makedirs(d, exist_ok=True)
+        http = proxy_http(port, backend_port, workers, os.path.join(d, "access.log") if log_on else None)
+        if name == "nginx":
+            conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root;
+pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 8192; }}
+http {{ client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
+{http}
+}}
+"""
+            path = os.path.join(d, "nginx.conf")
+            open(path, "w").write(conf)
+            p = spawn([args.nginx, "-p", d, "-c", path], args.proxy_cpus, env=args.env)
+            wait_port(port)
+            time.sleep(0.2)
+            pids = lambda p=p: [p.pid] + children(p.pid)
+        else:
+            conf = f"""daemon off; pid off; worker_processes {workers}; worker_cpu_affinity auto; error_log {d}/error.log;
+events {{ worker_connections 8192; }}
+http {{
+{http}
+}}
+"""
+            path = os.path.join(d, "ringx.conf")
+            open(path, "w").write(conf)
+            p = spawn([args.ringx, "-c", path], args.proxy_cpus)
+            wait_port(port)
+            pids = lambda p=p: [p.pid]
+        for pid in pids():
+            renice(pid)
+        t[name] = {"name": name, "port": port, "pids": pids, "proc": p}
+    return t
+
+
+def summarize(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def machine():
+    model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(), "ringx_commit": commit + ("-dirty" if dirty else "")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--scenarios", default="small,16k,1m,post4k,close,c1000,small_log")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--proxy-cpus", default="0")
+    ap.add_argument("--client-cpus", default="1")
+    ap.add_argument("--backend-cpus", default="1")
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    ap.add_argument("--ringx", default=os.path.join(ROOT, "target/release/ringx"))
+    ap.add_argument("--lib-path", default="", help="LD_LIBRARY_PATH for nginx/wrk copied as files")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--fixed-rate", action="store_true", help="also measure latency at 50%% and 80%% of nginx's max (small)")
+    ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    args = ap.parse_args()
+    args.env = dict(os.environ)
+    if args.lib_path:
+        args.env["LD_LIBRARY_PATH"] = args.lib_path
+        os.environ["LD_LIBRARY_PATH"] = args.lib_path
+    for tool in (args.nginx, args.wrk):
+        if not os.path.exists(tool):
+            raise SystemExit(f"{tool} not found: run scripts/install-bench-deps.sh or pass --nginx/--wrk")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    args.tmp = tempfile.mkdtemp(prefix="ringx-bench-")
+    results = {"machine": machine(), "nginx": subprocess.run([args.nginx, "-v"], capture_output=True, text=True, env=args.env).stderr.strip(),
+               "layout": {"workers": args.workers, "proxy_cpus": args.proxy_cpus, "client_cpus": args.client_cpus, "backend_cpus": args.backend_cpus},
+               "rounds": args.rounds, "duration_s": args.duration, "scenarios": {}}
+    try:
+        bport = free_port()
+        bconf = os.path.join(args.tmp, "backend.conf")
+        open(bconf, "w").write(backend_conf(args.tmp, bport))
+        os.makedirs(os.path.join(args.tmp, "bb"), exist_ok=True)
+        b = spawn([args.nginx, "-p", args.tmp, "-c", bconf], args.backend_cpus, env=args.env)
+        wait_port(bport)
+        time.sleep(0.2)
+        backend_pids = lambda: [b.pid] + children(b.pid)
+        for pid in backend_pids():
+            renice(pid)
+        scen_list = [s for s in args.scenarios.split(",") if s]
+        proxies = {}
+        for scen in scen_list:
+            log_on = scen.endswith("_log")
+            if log_on not in proxies:
+                proxies[log_on] = start_proxies(args, bport, log_on)
+            t = dict(proxies[log_on])
+            t["direct"] = {"name": "direct", "port": bport, "pids": backend_pids}
+            order = ["ringx", "nginx", "direct"]
+            runs = {k: [] for k in order}
+            for rnd in range(args.rounds):
+                rot = order[rnd % 3:] + order[:rnd % 3]
+                for name in rot:
+                    wait_quiet([p for x in t.values() for p in x["pids"]()])
+                    m = measure(args, t[name], scen, args.duration)
+                    runs[name].append(m)
+                    log(f"{scen:10} round {rnd + 1} {name:6} {m['rps']:10.0f} req/s  p99 {m['p99_ms']:7.2f} ms  "
+                        + (f"cpu {m['cpu_us_per_req']:6.1f} us/req" if m["cpu_us_per_req"] is not None else ""))
+            out = {"note": SCENARIOS[scen][3], "runs": runs, "summary": {}}
+            for name in order:
+                out["summary"][name] = {k: summarize([r[k] for r in runs[name]]) for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_req", "rss_kib")}
+                out["summary"][name]["errors"] = sum(r["errors"] + r["non2xx"] for r in runs[name])
+            ratio = lambda k, a, b: statistics.median([x[k] / y[k] for x, y in zip(runs[a], runs[b]) if x[k] and y[k]])
+            out["ratios"] = {
+                "rps_ringx_nginx": ratio("rps", "ringx", "nginx"),
+                "cpu_ringx_nginx": ratio("cpu_us_per_req", "ringx", "nginx"),
+                "p99_ringx_nginx": ratio("p99_ms", "ringx", "nginx"),
+                "rps_ringx_direct": ratio("rps", "ringx", "direct"),
+            }
+            results["scenarios"][scen] = out
+        if args.fixed_rate:
+            t = dict(proxies.get(False) or start_proxies(args, bport, False))
+            nginx_max = results["scenarios"].get("small", {}).get("summary", {}).get("nginx", {}).get("rps", {}) or {}
+            nmax = nginx_max.get("median") or measure(args, t["nginx"], "small", args.duration)["rps"]
+            fixed = {}
+            for frac in (0.5, 0.8):
+                rate = nmax * frac
+                think = max(1, int(64 / rate * 1000))
+                runs = {"ringx": [], "nginx": []}
+                for rnd in range(args.rounds):
+                    for name in (["ringx", "nginx"] if rnd % 2 == 0 else ["nginx", "ringx"]):
+                        wait_quiet([p for x in t.values() for p in x["pids"]()])
+                        m = measure(args, t[name], "small", args.duration, think)
+                        runs[name].append(m)
+                        log(f"fixed {frac:.0%} round {rnd + 1} {name:6} {m['rps']:9.0f} req/s  p99 {m['p99_ms']:6.2f} ms  cpu {m['cpu_us_per_req']:6.1f} us/req")
+                fixed[f"{int(frac * 100)}%"] = {
+                    "target_rps": rate,
+                    "think_ms": think,
+                    "summary": {n: {k: summarize([r[k] for r in runs[n]]) for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_req")} for n in runs},
+                    "runs": runs,
+                }
+            results["fixed_rate"] = fixed
+    finally:
+        for p in PROCS:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except OSError:
+                pass
+        time.sleep(0.3)
+        for p in PROCS:
+            try:
+                p.kill()
+                p.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        shutil.rmtree(args.tmp, ignore_errors=True)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    jpath = os.path.join(args.out, f"results-{stamp}.json")
+    json.dump(results, open(jpath, "w"), indent=1)
+    table = markdown(results)
+    print(table)
+    log(f"results: {jpath}")
+    if args.write_docs:
+        write_docs(table)
+
+
+def fmt(s, digits=1, scale=1.0):
+    if not s:
+        return "-"
+    return f"{s['median'] * scale:.{digits}f} [{s['min'] * scale:.{digits}f}-{s['max'] * scale:.{digits}f}]"
+
+
+def markdown(r):
+    m = r["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}; ringx {m['ringx_commit']}; {r['nginx']}; "
+        f"{r['layout']['workers']} worker(s), proxy on CPU {r['layout']['proxy_cpus']}, wrk on {r['layout']['client_cpus']}, "
+        f"backend on {r['layout']['backend_cpus']}; {r['rounds']} rounds x {r['duration_s']} s, medians [min-max].",
+        "",
+        "| scenario | target | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in r["scenarios"].items():
+        for t in ("ringx", "nginx", "direct"):
+            x = s["summary"][t]
+            lines.append(
+                f"| {name} | {t} | {fmt(x['rps'], 0)} | {fmt(x['p50_ms'], 2)} | {fmt(x['p99_ms'], 2)} | {fmt(x['p999_ms'], 2)} | "
+                f"{fmt(x['cpu_us_per_req'], 1)} | {fmt(x['rss_kib'], 1, 1 / 1024)} | {x['errors']} |"
+            )
+    lines += ["", "| scenario | req/s ringx/nginx | CPU/req ringx/nginx | p99 ringx/nginx | req/s ringx/direct |", "|---|---|---|---|---|"]
+    for name, s in r["scenarios"].items():
+        q = s["ratios"]
+        lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {q['p99_ringx_nginx']:.2f} | {q['rps_ringx_direct']:.2f} |")
+    if "fixed_rate" in r:
+        lines += ["", "Fixed offered load (small, 64 connections, random think time):", "",
+                  "| load | target | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req |", "|---|---|---|---|---|---|---|"]
+        for load, f in r["fixed_rate"].items():
+            for t in ("ringx", "nginx"):
+                x = f["summary"][t]
+                lines.append(f"| {load} of nginx max | {t} | {fmt(x['rps'], 0)} | {fmt(x['p50_ms'], 2)} | {fmt(x['p99_ms'], 2)} | {fmt(x['p999_ms'], 2)} | {fmt(x['cpu_us_per_req'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(table):
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    block = f"{start}\n{table}{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + block + "\n"
+    open(path, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
