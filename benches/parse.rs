@@ -162,7 +162,7 @@ fn bench_config_load(c: &mut Criterion) {
 fn bench_pick(c: &mut Criterion) {
     let mut g = c.benchmark_group("pick");
     g.throughput(Throughput::Elements(1));
-    for method in ["round_robin", "least_conn", "ip_hash"] {
+    for method in ["round_robin", "least_conn", "ip_hash", "hash", "hash_consistent", "random_two"] {
         for n in [3usize, 30, 300] {
             let servers: String = (0..n)
                 .map(|i| format!("server 127.0.{}.{}:80 weight={};", i / 250, i % 250 + 1, 1 + i % 3))
@@ -170,7 +170,10 @@ fn bench_pick(c: &mut Criterion) {
             let directive = match method {
                 "round_robin" => "",
                 "least_conn" => "least_conn;",
-                _ => "ip_hash;",
+                "ip_hash" => "ip_hash;",
+                "hash" => "hash $request_uri;",
+                "hash_consistent" => "hash $request_uri consistent;",
+                _ => "random two least_conn;",
             };
             let cfg = config(&format!(
                 "events {{}} http {{ access_log off; upstream u {{ {directive} {servers} }} server {{ listen 127.0.0.1:1; location / {{ proxy_pass http://u; }} }} }}"
@@ -183,7 +186,8 @@ fn bench_pick(c: &mut Criterion) {
                     i = i.wrapping_add(1);
                     let ip = std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
                     let mut t = Tried::new(bal.len());
-                    let s = bal.pick(ip, &mut t, now).unwrap();
+                    let key = i.to_le_bytes();
+                    let s = bal.pick(ip, &key, &mut t, now).unwrap();
                     bal.release(s, false, now);
                     black_box(s)
                 })

@@ -17,6 +17,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod net;
 pub mod observe;

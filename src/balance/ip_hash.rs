@@ -4,11 +4,10 @@
 //! tries the pick falls back to round robin.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::{round_robin, Tier, Tried};
 
-pub fn pick(tier: &mut Tier, client: IpAddr, tried: &Tried, now: Instant) -> Option<usize> {
+pub fn pick(tier: &mut Tier, client: IpAddr, tried: &Tried) -> Option<usize> {
     let v4;
     let v6;
     let addr: &[u8] = match client {
@@ -43,12 +42,12 @@ pub fn pick(tier: &mut Tier, client: IpAddr, tried: &Tried, now: Instant) -> Opt
             i += 1;
         }
         let p = &tier.peers[i];
-        if !tried.get(p.server) && !p.down && !p.failed(now) && !p.full() {
+        if p.ok && !tried.get(p.server) {
             return Some(i);
         }
         tries += 1;
         if tries > 20 {
-            return round_robin::pick(tier, tried, now);
+            return round_robin::pick(tier, tried);
         }
     }
 }
@@ -76,6 +75,7 @@ mod tests {
     use crate::balance::tests::upstream;
     use crate::balance::Balancer;
     use crate::config::model::Balance;
+    use std::time::Instant;
 
     #[test]
     fn same_client_same_server_and_spread() {
@@ -85,9 +85,9 @@ mod tests {
         for last in 0..=255u8 {
             for third in 0..4u8 {
                 let ip: IpAddr = format!("10.0.{third}.{last}").parse().unwrap();
-                let a = b.pick(ip, &mut Tried::new(3), now).unwrap();
+                let a = b.pick(ip, b"", &mut Tried::new(3), now).unwrap();
                 b.release(a, false, now);
-                let c = b.pick(ip, &mut Tried::new(3), now).unwrap();
+                let c = b.pick(ip, b"", &mut Tried::new(3), now).unwrap();
                 b.release(c, false, now);
                 assert_eq!(a, c);
                 // Only the first three octets count.
@@ -103,9 +103,9 @@ mod tests {
         let b = Balancer::new(upstream(Balance::IpHash, &[1, 1, 1]));
         let now = Instant::now();
         let ip: IpAddr = "192.168.1.7".parse().unwrap();
-        let first = b.pick(ip, &mut Tried::new(3), now).unwrap();
+        let first = b.pick(ip, b"", &mut Tried::new(3), now).unwrap();
         b.release(first, true, now);
-        let again = b.pick(ip, &mut Tried::new(3), now).unwrap();
+        let again = b.pick(ip, b"", &mut Tried::new(3), now).unwrap();
         assert_ne!(first, again);
     }
 }

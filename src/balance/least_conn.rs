@@ -2,14 +2,17 @@
 //! smooth weighted round robin among the tied peers
 //! (`ngx_http_upstream_get_least_conn_peer`).
 
-use std::time::Instant;
+//!
+//! The in-flight counts are the global view (`Peer::view_conns`: this worker's exact
+//! count plus every other worker's published one), so the choice is the same one a
+//! single process would make.
 
 use super::{round_robin, Tier, Tried};
 
-pub fn pick(tier: &mut Tier, tried: &Tried, now: Instant) -> Option<usize> {
+pub fn pick(tier: &mut Tier, tried: &Tried) -> Option<usize> {
     let usable = |t: &Tier, i: usize| {
         let p = &t.peers[i];
-        !tried.get(p.server) && !p.down && !p.failed(now) && !p.full()
+        p.ok && !tried.get(p.server)
     };
     let mut best: Option<usize> = None;
     let mut many = false;
@@ -23,8 +26,8 @@ pub fn pick(tier: &mut Tier, tried: &Tried, now: Instant) -> Option<usize> {
             Some(b) => {
                 let bp = &tier.peers[b];
                 // p.conns / p.weight < b.conns / b.weight, without division.
-                let lhs = p.conns as i64 * bp.weight;
-                let rhs = bp.conns as i64 * p.weight;
+                let lhs = p.view_conns as i64 * bp.weight_now;
+                let rhs = bp.view_conns as i64 * p.weight_now;
                 if lhs < rhs {
                     best = Some(i);
                     many = false;
@@ -38,9 +41,15 @@ pub fn pick(tier: &mut Tier, tried: &Tried, now: Instant) -> Option<usize> {
     if !many {
         return Some(b);
     }
-    let (bc, bw) = (tier.peers[b].conns as i64, tier.peers[b].weight);
-    let conns: Vec<(i64, i64)> = tier.peers.iter().map(|p| (p.conns as i64, p.weight)).collect();
-    round_robin::pick_among(tier, tried, now, |i| i >= b && conns[i].0 * bw == bc * conns[i].1)
+    let (bc, bw) = (tier.peers[b].view_conns as i64, tier.peers[b].weight_now);
+    // Peers tied with the best, from the best onward (nginx walks from `best`).
+    let mut tied = super::Tried::new(tier.peers.len());
+    for (i, p) in tier.peers.iter().enumerate().skip(b) {
+        if p.view_conns as i64 * bw == bc * p.weight_now {
+            tied.set(i);
+        }
+    }
+    round_robin::pick_among(tier, tried, |i| tied.get(i))
 }
 
 #[cfg(test)]
@@ -56,12 +65,14 @@ mod tests {
         let now = Instant::now();
         let ip = "127.0.0.1".parse().unwrap();
         // Three picks without release spread over all three servers.
-        let mut got: Vec<usize> = (0..3).map(|_| b.pick(ip, &mut Tried::new(3), now).unwrap()).collect();
+        let mut got: Vec<usize> = (0..3)
+            .map(|_| b.pick(ip, b"", &mut Tried::new(3), now).unwrap())
+            .collect();
         got.sort();
         assert_eq!(got, vec![0, 1, 2]);
         // Free server 1: it is the only one with fewer conns.
         b.release(1, false, now);
-        assert_eq!(b.pick(ip, &mut Tried::new(3), now), Some(1));
+        assert_eq!(b.pick(ip, b"", &mut Tried::new(3), now), Some(1));
     }
 
     #[test]
@@ -69,7 +80,9 @@ mod tests {
         let b = Balancer::new(upstream(Balance::LeastConn, &[3, 1]));
         let now = Instant::now();
         let ip = "127.0.0.1".parse().unwrap();
-        let picks: Vec<usize> = (0..4).map(|_| b.pick(ip, &mut Tried::new(2), now).unwrap()).collect();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| b.pick(ip, b"", &mut Tried::new(2), now).unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|&&s| s == 0).count(), 3);
     }
 }

@@ -12,16 +12,20 @@
 //! primary server is unavailable; when both tiers are exhausted the failure counts are
 //! reset (nginx's quick recovery) and the caller answers 502.
 
+pub mod hash;
 pub mod ip_hash;
 pub mod least_conn;
+pub mod random;
 pub mod round_robin;
+pub mod shared;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::model::{Balance, Upstream};
+use shared::{now_ms_at, Avail, SharedPeer};
 
 /// One server as one worker sees it.
 #[derive(Debug, Clone)]
@@ -31,26 +35,24 @@ pub struct Peer {
     pub weight: i64,
     pub effective_weight: i64,
     pub current_weight: i64,
+    /// This worker's exact in-flight count.
     pub conns: u32,
+    /// This worker's requests to the server.
+    pub requests: u64,
     pub max_conns: u32,
-    pub fails: u32,
     pub max_fails: u32,
-    pub fail_timeout: Duration,
-    pub accessed: Option<Instant>,
-    pub checked: Instant,
+    pub fail_timeout_ms: u64,
+    pub slow_start_ms: u64,
     pub down: bool,
-}
-
-impl Peer {
-    /// nginx's "temporarily disabled" test.
-    #[inline]
-    pub fn failed(&self, now: Instant) -> bool {
-        self.max_fails != 0 && self.fails >= self.max_fails && now.duration_since(self.checked) <= self.fail_timeout
-    }
-    #[inline]
-    pub fn full(&self) -> bool {
-        self.max_conns != 0 && self.conns >= self.max_conns
-    }
+    // Refreshed at each pick from the shared state:
+    /// Usable now (not down, not tripped, not unhealthy, under max_conns).
+    pub ok: bool,
+    /// Tripped and due for its single probe.
+    pub probe: bool,
+    /// In-flight requests across all workers.
+    pub view_conns: u32,
+    /// The weight after slow_start's ramp.
+    pub weight_now: i64,
 }
 
 /// Which servers this request has tried (nginx's `tried` bitmap). Up to 256 servers
@@ -102,7 +104,7 @@ impl Tried {
     }
 }
 
-/// A tier of peers (primary or backup) and the algorithm's shared facts about it.
+/// A tier of peers (primary or backup).
 #[derive(Debug)]
 pub struct Tier {
     pub peers: Vec<Peer>,
@@ -112,7 +114,7 @@ pub struct Tier {
 }
 
 impl Tier {
-    fn new(up: &Upstream, backup: bool, now: Instant) -> Tier {
+    fn new(up: &Upstream, backup: bool) -> Tier {
         let peers: Vec<Peer> = up
             .servers
             .iter()
@@ -124,13 +126,16 @@ impl Tier {
                 effective_weight: s.weight as i64,
                 current_weight: 0,
                 conns: 0,
+                requests: 0,
                 max_conns: s.max_conns,
-                fails: 0,
                 max_fails: s.max_fails,
-                fail_timeout: s.fail_timeout,
-                accessed: None,
-                checked: now,
+                fail_timeout_ms: s.fail_timeout.as_millis() as u64,
+                slow_start_ms: s.slow_start.as_millis() as u64,
                 down: s.down,
+                ok: !s.down,
+                probe: false,
+                view_conns: 0,
+                weight_now: s.weight as i64,
             })
             .collect();
         let total_weight = peers.iter().map(|p| p.weight).sum();
@@ -140,32 +145,31 @@ impl Tier {
             total_weight,
         }
     }
-
-    /// The peer a pick chose is now in use (nginx: `checked` restarts the window).
-    fn picked(&mut self, i: usize, now: Instant) -> usize {
-        let p = &mut self.peers[i];
-        if now.duration_since(p.checked) > p.fail_timeout {
-            p.checked = now;
-        }
-        p.conns += 1;
-        p.server
-    }
 }
 
-/// One worker's balancing state for one upstream.
+/// One worker's balancing state for one upstream, over the state all workers share.
 #[derive(Debug)]
 pub struct Balancer {
     pub upstream: Arc<Upstream>,
+    /// This worker's index (its slot in the shared state).
+    me: usize,
     inner: RefCell<[Tier; 2]>,
+    rng: Cell<u64>,
 }
 
 impl Balancer {
     pub fn new(upstream: Arc<Upstream>) -> Self {
-        let now = Instant::now();
-        let tiers = [Tier::new(&upstream, false, now), Tier::new(&upstream, true, now)];
+        Self::for_worker(upstream, 0)
+    }
+
+    pub fn for_worker(upstream: Arc<Upstream>, me: usize) -> Self {
+        let tiers = [Tier::new(&upstream, false), Tier::new(&upstream, true)];
+        let seed = 0x9E37_79B9_7F4A_7C15u64 ^ ((me as u64 + 1) << 32) ^ upstream.index as u64;
         Balancer {
             upstream,
+            me,
             inner: RefCell::new(tiers),
+            rng: Cell::new(seed),
         }
     }
 
@@ -177,65 +181,150 @@ impl Balancer {
         self.upstream.servers.is_empty()
     }
 
+    fn shared(&self, server: usize) -> &SharedPeer {
+        &self.upstream.shared().peers[server]
+    }
+
+    /// Refreshes each peer's view of the shared state before an algorithm runs.
+    fn refresh(&self, tier: &mut Tier, now_ms: u64) {
+        let need_view = matches!(
+            self.upstream.balance,
+            Balance::LeastConn | Balance::Random { two: true }
+        );
+        let sh = self.upstream.shared();
+        for p in tier.peers.iter_mut() {
+            let s = &sh.peers[p.server];
+            let avail = if tier.single {
+                if s.unhealthy.load(std::sync::atomic::Ordering::Relaxed) {
+                    Avail::No
+                } else {
+                    Avail::Yes
+                }
+            } else {
+                s.avail(now_ms)
+            };
+            let full = p.max_conns != 0 && s.global_conns.load(std::sync::atomic::Ordering::Relaxed) >= p.max_conns;
+            p.ok = !p.down && avail != Avail::No && !full;
+            p.probe = avail == Avail::Probe;
+            if need_view {
+                p.view_conns = s.conns_view(self.me, p.conns);
+            }
+            p.weight_now = s.ramped_weight(p.weight, p.slow_start_ms, now_ms);
+        }
+    }
+
+    fn next_rand(&self) -> u64 {
+        // xorshift64*: per-worker, no shared state.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
     /// Picks a server (an index into `Upstream::servers`) not yet in `tried`, or
-    /// `None` when no server is available ("no live upstreams").
-    pub fn pick(&self, client: IpAddr, tried: &mut Tried, now: Instant) -> Option<usize> {
+    /// `None` when no server is available ("no live upstreams"). `key` is the
+    /// rendered `hash` key, if the upstream uses one.
+    pub fn pick(&self, client: IpAddr, key: &[u8], tried: &mut Tried, now: Instant) -> Option<usize> {
+        let now_ms = now_ms_at(now);
         let mut tiers = self.inner.borrow_mut();
         for t in 0..2 {
             let tier = &mut tiers[t];
             if tier.peers.is_empty() {
                 continue;
             }
-            let found = if tier.single {
-                let p = &tier.peers[0];
-                (!p.down && !p.full() && !tried.get(p.server)).then_some(0)
-            } else {
-                match self.upstream.balance {
-                    Balance::RoundRobin => round_robin::pick(tier, tried, now),
-                    Balance::LeastConn => least_conn::pick(tier, tried, now),
-                    Balance::IpHash if t == 0 => ip_hash::pick(tier, client, tried, now),
-                    Balance::IpHash => round_robin::pick(tier, tried, now),
+            self.refresh(tier, now_ms);
+            // A claimed probe or a max_conns slot can be lost to another worker
+            // between the check and the claim; then that peer is skipped and the
+            // algorithm runs again.
+            let mut skip = Tried::new(0);
+            for _ in 0..tier.peers.len() + 1 {
+                let found = if tier.single {
+                    let p = &tier.peers[0];
+                    (p.ok && !tried.get(p.server) && !skip.get(0)).then_some(0)
+                } else {
+                    for (i, p) in tier.peers.iter_mut().enumerate() {
+                        if skip.get(i) {
+                            p.ok = false;
+                        }
+                    }
+                    match self.upstream.balance {
+                        Balance::RoundRobin => round_robin::pick(tier, tried),
+                        Balance::LeastConn => least_conn::pick(tier, tried),
+                        Balance::IpHash if t == 0 => ip_hash::pick(tier, client, tried),
+                        Balance::Hash { consistent: false } if t == 0 && !key.is_empty() => {
+                            hash::pick(tier, key, tried)
+                        }
+                        Balance::Hash { consistent: true } if t == 0 && !key.is_empty() => {
+                            hash::pick_consistent(tier, &self.upstream, key, tried)
+                        }
+                        Balance::Random { two } if t == 0 => random::pick(tier, tried, two, || self.next_rand()),
+                        _ => round_robin::pick(tier, tried),
+                    }
+                };
+                let Some(i) = found else { break };
+                let server = tier.peers[i].server;
+                let sh = self.shared(server);
+                let p = &tier.peers[i];
+                if p.probe && !tier.single && !sh.claim_probe(now_ms, p.fail_timeout_ms) {
+                    skip = mark(skip, i, tier.peers.len());
+                    continue;
                 }
-            };
-            if let Some(i) = found {
-                let server = tier.picked(i, now);
+                if p.max_conns != 0 {
+                    let n = sh.global_conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= p.max_conns {
+                        sh.global_conns.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        skip = mark(skip, i, tier.peers.len());
+                        continue;
+                    }
+                }
+                let p = &mut tier.peers[i];
+                p.conns += 1;
+                p.requests += 1;
+                sh.publish(self.me, p.conns, p.requests);
                 tried.set(server);
                 return Some(server);
             }
         }
         // All peers failed: mark them live again for quick recovery (nginx).
-        for tier in tiers.iter_mut() {
-            for p in tier.peers.iter_mut() {
-                p.fails = 0;
-            }
+        for p in &self.upstream.shared().peers {
+            p.reset();
         }
         None
     }
 
     /// The request on `server` ended; `failed` when it counts toward `max_fails`.
     pub fn release(&self, server: usize, failed: bool, now: Instant) {
+        let now_ms = now_ms_at(now);
         let mut tiers = self.inner.borrow_mut();
+        let sh = self.shared(server);
         for tier in tiers.iter_mut() {
+            let single = tier.single;
             if let Some(p) = tier.peers.iter_mut().find(|p| p.server == server) {
                 p.conns = p.conns.saturating_sub(1);
+                sh.publish(self.me, p.conns, p.requests);
+                if p.max_conns != 0 {
+                    sh.global_conns.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if failed {
-                    p.fails += 1;
-                    p.accessed = Some(now);
-                    p.checked = now;
                     if p.max_fails != 0 {
                         p.effective_weight -= p.weight / p.max_fails as i64;
-                        if p.fails >= p.max_fails {
-                            crate::observe::log::warn(format_args!(
-                                "upstream server temporarily disabled: {} in upstream \"{}\"",
-                                self.upstream.servers[server].name, self.upstream.name
-                            ));
-                        }
                     }
                     if p.effective_weight < 0 {
                         p.effective_weight = 0;
                     }
-                } else if p.accessed.is_some_and(|a| a < p.checked) {
-                    p.fails = 0;
+                    if !single && sh.on_failure(now_ms, p.max_fails, p.fail_timeout_ms) {
+                        crate::observe::log::warn(format_args!(
+                            "upstream server temporarily disabled: {} in upstream \"{}\"",
+                            self.upstream.servers[server].name, self.upstream.name
+                        ));
+                    }
+                } else if sh.on_success(now_ms, p.fail_timeout_ms) {
+                    crate::observe::log::notice(format_args!(
+                        "upstream server {} in upstream \"{}\" is back",
+                        self.upstream.servers[server].name, self.upstream.name
+                    ));
                 }
                 return;
             }
@@ -253,35 +342,37 @@ impl Balancer {
     }
 }
 
+fn mark(mut t: Tried, i: usize, n: usize) -> Tried {
+    if t.count() == 0 && n > 256 {
+        t = Tried::new(n);
+    }
+    t.set(i);
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::model::UpstreamServer;
+    use std::time::Duration;
 
     pub(crate) fn upstream(balance: Balance, weights: &[u32]) -> Arc<Upstream> {
-        Arc::new(Upstream {
-            name: "u".into(),
-            index: 0,
-            balance,
-            servers: weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| UpstreamServer {
-                    addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
-                    name: format!("s{i}"),
-                    weight: w,
-                    max_fails: 1,
-                    fail_timeout: Duration::from_secs(10),
-                    max_conns: 0,
-                    backup: false,
-                    down: false,
-                })
-                .collect(),
-            keepalive: 0,
-            keepalive_timeout: Duration::from_secs(60),
-            keepalive_requests: 100,
-            implicit: false,
-        })
+        let servers = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| UpstreamServer {
+                addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                name: format!("s{i}"),
+                weight: w,
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+                max_conns: 0,
+                backup: false,
+                down: false,
+                slow_start: Duration::ZERO,
+            })
+            .collect();
+        Arc::new(Upstream::new("u".into(), 0, balance, servers, false))
     }
 
     fn seq(b: &Balancer, n: usize) -> Vec<usize> {
@@ -289,7 +380,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 let mut t = Tried::new(b.len());
-                let s = b.pick("127.0.0.1".parse().unwrap(), &mut t, now).unwrap();
+                let s = b.pick("127.0.0.1".parse().unwrap(), b"", &mut t, now).unwrap();
                 b.release(s, false, now);
                 s
             })
@@ -311,12 +402,12 @@ mod tests {
         let now = Instant::now();
         let ip = "127.0.0.1".parse().unwrap();
         let mut t = Tried::new(3);
-        let s = b.pick(ip, &mut t, now).unwrap();
+        let s = b.pick(ip, b"", &mut t, now).unwrap();
         b.release(s, true, now);
         // max_fails=1: s is out for fail_timeout.
         for _ in 0..10 {
             let mut t = Tried::new(3);
-            let x = b.pick(ip, &mut t, now).unwrap();
+            let x = b.pick(ip, b"", &mut t, now).unwrap();
             assert_ne!(x, s);
             b.release(x, false, now);
         }
@@ -325,7 +416,7 @@ mod tests {
         let picks: Vec<_> = (0..10)
             .map(|_| {
                 let mut t = Tried::new(3);
-                let x = b.pick(ip, &mut t, later).unwrap();
+                let x = b.pick(ip, b"", &mut t, later).unwrap();
                 b.release(x, false, later);
                 x
             })
@@ -340,7 +431,7 @@ mod tests {
         let mut t = Tried::new(3);
         let ip = "10.0.0.1".parse().unwrap();
         let mut got = vec![];
-        while let Some(s) = b.pick(ip, &mut t, now) {
+        while let Some(s) = b.pick(ip, b"", &mut t, now) {
             got.push(s);
         }
         got.sort();
@@ -368,14 +459,14 @@ mod tests {
         let ip = "127.0.0.1".parse().unwrap();
         for _ in 0..6 {
             let mut t = Tried::new(3);
-            let s = b.pick(ip, &mut t, now).unwrap();
+            let s = b.pick(ip, b"", &mut t, now).unwrap();
             assert_ne!(s, 2);
             b.release(s, false, now);
         }
         b.release(0, true, now);
         b.release(1, true, now);
         let mut t = Tried::new(3);
-        assert_eq!(b.pick(ip, &mut t, now), Some(2));
+        assert_eq!(b.pick(ip, b"", &mut t, now), Some(2));
     }
 
     #[test]
@@ -387,26 +478,23 @@ mod tests {
         let now = Instant::now();
         let ip = "127.0.0.1".parse().unwrap();
         let mut t = Tried::new(2);
-        assert_eq!(b.pick(ip, &mut t, now), Some(1));
+        assert_eq!(b.pick(ip, b"", &mut t, now), Some(1));
         let mut t = Tried::new(2);
-        assert_eq!(b.pick(ip, &mut t, now), None, "max_conns=1 reached");
+        assert_eq!(b.pick(ip, b"", &mut t, now), None, "max_conns=1 reached");
         b.release(1, false, now);
         let mut t = Tried::new(2);
-        assert_eq!(b.pick(ip, &mut t, now), Some(1));
+        assert_eq!(b.pick(ip, b"", &mut t, now), Some(1));
     }
 
     impl Upstream {
         fn clone_for_test(&self) -> Upstream {
-            Upstream {
-                name: self.name.clone(),
-                index: self.index,
-                balance: self.balance,
-                servers: self.servers.clone(),
-                keepalive: self.keepalive,
-                keepalive_timeout: self.keepalive_timeout,
-                keepalive_requests: self.keepalive_requests,
-                implicit: self.implicit,
-            }
+            Upstream::new(
+                self.name.clone(),
+                self.index,
+                self.balance,
+                self.servers.clone(),
+                self.implicit,
+            )
         }
     }
 }

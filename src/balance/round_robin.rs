@@ -1,26 +1,26 @@
 //! nginx's smooth weighted round robin (`ngx_http_upstream_get_peer`).
 
-use std::time::Instant;
-
 use super::{Tier, Tried};
 
 /// Adds each candidate's effective weight to its current weight and picks the highest
 /// (the first on ties, as nginx's `>`); the winner then loses the total. Returns an
 /// index into `tier.peers`.
-pub fn pick(tier: &mut Tier, tried: &Tried, now: Instant) -> Option<usize> {
-    pick_among(tier, tried, now, |_| true)
+pub fn pick(tier: &mut Tier, tried: &Tried) -> Option<usize> {
+    pick_among(tier, tried, |_| true)
 }
 
 /// [`pick`] restricted to the peers `keep` accepts (`least_conn` uses it for ties).
-pub fn pick_among(tier: &mut Tier, tried: &Tried, now: Instant, keep: impl Fn(usize) -> bool) -> Option<usize> {
+pub fn pick_among(tier: &mut Tier, tried: &Tried, keep: impl Fn(usize) -> bool) -> Option<usize> {
     let mut best: Option<(usize, i64)> = None;
     let mut total: i64 = 0;
     for (i, p) in tier.peers.iter_mut().enumerate() {
-        if !keep(i) || tried.get(p.server) || p.down || p.failed(now) || p.full() {
+        if !p.ok || !keep(i) || tried.get(p.server) {
             continue;
         }
-        p.current_weight += p.effective_weight;
-        total += p.effective_weight;
+        // slow_start caps the weight while a server ramps up.
+        let ew = p.effective_weight.min(p.weight_now);
+        p.current_weight += ew;
+        total += ew;
         if p.effective_weight < p.weight {
             p.effective_weight += 1;
         }

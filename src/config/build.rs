@@ -150,6 +150,7 @@ struct Builder<'a> {
     log_files: Vec<PathBuf>,
     upstreams: Vec<Arc<Upstream>>,
     upstream_dirs: HashMap<String, &'a Directive>,
+    matches: HashMap<String, Arc<Match>>,
 }
 
 /// Builds the typed configuration from a parsed tree.
@@ -160,6 +161,7 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         log_files: Vec::new(),
         upstreams: Vec::new(),
         upstream_dirs: HashMap::new(),
+        matches: HashMap::new(),
     };
     b.log_formats
         .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));
@@ -360,6 +362,15 @@ impl<'a> Builder<'a> {
                     }
                     self.upstream_dirs.insert(name, e);
                 }
+                "match" => {
+                    if e.args.len() != 1 {
+                        return Err(nargs(e));
+                    }
+                    let m = parse_match(e)?;
+                    if self.matches.insert(e.args[0].clone(), Arc::new(m)).is_some() {
+                        return Err(e.err(format!("duplicate match \"{}\"", e.args[0])));
+                    }
+                }
                 "log_format" => {
                     if e.args.len() < 2 {
                         return Err(nargs(e));
@@ -390,7 +401,7 @@ impl<'a> Builder<'a> {
         let mut server_dirs = Vec::new();
         for e in items {
             match e.name.as_str() {
-                "upstream" | "log_format" => {}
+                "upstream" | "log_format" | "match" => {}
                 "server" => server_dirs.push(e),
                 "error_log" => {
                     error_log(e, self.env)?;
@@ -552,8 +563,17 @@ impl<'a> Builder<'a> {
         let mut set = Settings::default();
         let mut proxy_pass = None;
         let mut ret = None;
+        let mut health: Option<&Directive> = None;
+        let mut status = false;
         for e in block(d)? {
             match e.name.as_str() {
+                "health_check" => health = Some(e),
+                "ringx_status" => {
+                    if !e.args.is_empty() {
+                        return Err(nargs(e));
+                    }
+                    status = true;
+                }
                 "proxy_pass" => {
                     if proxy_pass.is_some() {
                         return Err(e.err("\"proxy_pass\" directive is duplicate"));
@@ -579,9 +599,22 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        if let Some(h) = health {
+            let Some(pp) = &proxy_pass else {
+                return Err(h.err("\"health_check\" needs \"proxy_pass\" in the same location"));
+            };
+            let hc = self.health_check(h, pp)?;
+            if pp.upstream.health_check.set(hc).is_err() {
+                return Err(h.err(format!(
+                    "duplicate \"health_check\" for upstream \"{}\"",
+                    pp.upstream.name
+                )));
+            }
+        }
         set.inherit(server_set);
         let mut conf = self.resolve(&set, proxy_pass);
         conf.ret = ret;
+        conf.status = status;
         Ok(Location {
             matcher,
             conf: Arc::new(conf),
@@ -631,28 +664,27 @@ impl<'a> Builder<'a> {
         let upstream = match existing {
             Some(u) => u,
             None => {
-                let u = Arc::new(Upstream {
-                    name: name.clone(),
-                    index: self.upstreams.len(),
-                    balance: Balance::RoundRobin,
-                    servers: addrs
-                        .iter()
-                        .map(|a| UpstreamServer {
-                            addr: *a,
-                            name: name.clone(),
-                            weight: 1,
-                            max_fails: 1,
-                            fail_timeout: Duration::from_secs(10),
-                            max_conns: 0,
-                            backup: false,
-                            down: false,
-                        })
-                        .collect(),
-                    keepalive: 0,
-                    keepalive_timeout: Duration::from_secs(60),
-                    keepalive_requests: 1000,
-                    implicit: true,
-                });
+                let servers = addrs
+                    .iter()
+                    .map(|a| UpstreamServer {
+                        addr: *a,
+                        name: name.clone(),
+                        weight: 1,
+                        max_fails: 1,
+                        fail_timeout: Duration::from_secs(10),
+                        max_conns: 0,
+                        backup: false,
+                        down: false,
+                        slow_start: Duration::ZERO,
+                    })
+                    .collect();
+                let u = Arc::new(Upstream::new(
+                    name.clone(),
+                    self.upstreams.len(),
+                    Balance::RoundRobin,
+                    servers,
+                    true,
+                ));
                 self.upstreams.push(u.clone());
                 u
             }
@@ -663,6 +695,55 @@ impl<'a> Builder<'a> {
             proxy_port: port,
             uri,
         })
+    }
+
+    fn health_check(&self, d: &Directive, pp: &ProxyPass) -> Result<HealthCheck, ConfError> {
+        let mut hc = HealthCheck {
+            interval: Duration::from_secs(5),
+            fails: 1,
+            passes: 1,
+            uri: "/".into(),
+            port: None,
+            matcher: None,
+            host: pp.proxy_host.clone(),
+        };
+        for a in &d.args {
+            let (k, v) = a
+                .split_once('=')
+                .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?;
+            match k {
+                "interval" => hc.interval = parse_time(d, v)?.max(Duration::from_millis(10)),
+                "fails" => {
+                    hc.fails = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?
+                }
+                "passes" => {
+                    hc.passes = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?
+                }
+                "uri" => hc.uri = v.to_string(),
+                "port" => hc.port = Some(v.parse().map_err(|_| d.err(format!("invalid parameter \"{a}\"")))?),
+                "match" => {
+                    hc.matcher = Some(
+                        self.matches
+                            .get(v)
+                            .cloned()
+                            .ok_or_else(|| d.err(format!("match \"{v}\" not found")))?,
+                    )
+                }
+                _ => return Err(d.err(format!("invalid parameter \"{a}\""))),
+            }
+        }
+        if !hc.uri.starts_with('/') {
+            return Err(d.err(format!("invalid uri \"{}\"", hc.uri)));
+        }
+        Ok(hc)
     }
 
     /// Parses an inheritable setting into `s`; false when `d` is not one.
@@ -898,6 +979,7 @@ impl<'a> Builder<'a> {
             keepalive_timeout: s.keepalive_timeout.unwrap_or(Duration::from_secs(75)),
             keepalive_requests: s.keepalive_requests.unwrap_or(1000),
             server_tokens: s.server_tokens.unwrap_or(true),
+            status: false,
         }
     }
 }
@@ -1041,16 +1123,7 @@ fn server_name(d: &Directive, a: &str) -> Result<ServerName, ConfError> {
 }
 
 fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
-    let mut u = Upstream {
-        name: d.args[0].clone(),
-        index: 0,
-        balance: Balance::RoundRobin,
-        servers: Vec::new(),
-        keepalive: 0,
-        keepalive_timeout: Duration::from_secs(60),
-        keepalive_requests: 1000,
-        implicit: false,
-    };
+    let mut u = Upstream::new(d.args[0].clone(), 0, Balance::RoundRobin, Vec::new(), false);
     let mut bal_dir: Option<&Directive> = None;
     for e in block(d)? {
         match e.name.as_str() {
@@ -1074,6 +1147,7 @@ fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
                     max_conns: 0,
                     backup: false,
                     down: false,
+                    slow_start: Duration::ZERO,
                 };
                 for p in &e.args[1..] {
                     let bad = || e.err(format!("invalid parameter \"{p}\""));
@@ -1089,7 +1163,9 @@ fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
                         s.backup = true;
                     } else if p == "down" {
                         s.down = true;
-                    } else if p.starts_with("slow_start=") || p == "resolve" || p.starts_with("service=") {
+                    } else if let Some(v) = p.strip_prefix("slow_start=") {
+                        s.slow_start = parse_time(e, v)?;
+                    } else if p == "resolve" || p.starts_with("service=") {
                         return Err(e.err(format!("the \"{p}\" parameter of \"server\" is not supported yet")));
                     } else {
                         return Err(bad());
@@ -1099,18 +1175,33 @@ fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
                     u.servers.push(UpstreamServer { addr: a, ..s.clone() });
                 }
             }
-            "least_conn" | "ip_hash" => {
-                if !e.args.is_empty() {
-                    return Err(nargs(e));
-                }
+            "least_conn" | "ip_hash" | "hash" | "random" => {
                 if bal_dir.is_some() {
                     return Err(e.err("load balancing method redefined"));
                 }
                 bal_dir = Some(e);
-                u.balance = if e.name == "least_conn" {
-                    Balance::LeastConn
-                } else {
-                    Balance::IpHash
+                u.balance = match (e.name.as_str(), e.args.as_slice()) {
+                    ("least_conn", []) => Balance::LeastConn,
+                    ("ip_hash", []) => Balance::IpHash,
+                    ("hash", [key]) | ("hash", [key, _]) => {
+                        let consistent = match e.args.get(1).map(String::as_str) {
+                            None => false,
+                            Some("consistent") => true,
+                            Some(x) => return Err(e.err(format!("invalid parameter \"{x}\""))),
+                        };
+                        u.hash_key = Some(Template::compile(key).map_err(|x| x.at_dir(e))?);
+                        Balance::Hash { consistent }
+                    }
+                    ("random", []) => Balance::Random { two: false },
+                    ("random", [t]) | ("random", [t, _]) if t == "two" => {
+                        if let Some(m) = e.args.get(1) {
+                            if m != "least_conn" {
+                                return Err(e.err(format!("invalid parameter \"{m}\"")));
+                            }
+                        }
+                        Balance::Random { two: true }
+                    }
+                    _ => return Err(nargs(e)),
                 };
             }
             "keepalive" => {
@@ -1129,10 +1220,81 @@ fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
     if u.servers.is_empty() {
         return Err(d.err(format!("no servers are inside upstream \"{}\"", u.name)));
     }
-    if u.balance == Balance::IpHash && u.servers.iter().any(|s| s.backup) {
-        return Err(bal_dir.unwrap_or(d).err("\"backup\" cannot be used with \"ip_hash\""));
+    if !matches!(u.balance, Balance::RoundRobin | Balance::LeastConn) && u.servers.iter().any(|s| s.backup) {
+        let name = bal_dir.map(|b| b.name.as_str()).unwrap_or("");
+        return Err(bal_dir
+            .unwrap_or(d)
+            .err(format!("\"backup\" cannot be used with \"{name}\"")));
+    }
+    if u.balance == (Balance::Hash { consistent: true }) {
+        build_chash(&mut u);
     }
     Ok(u)
+}
+
+/// `match NAME { status …; header …; body ~ "…"; }` (nginx Plus syntax).
+fn parse_match(d: &Directive) -> Result<Match, ConfError> {
+    let mut m = Match::default();
+    for e in block(d)? {
+        match e.name.as_str() {
+            "status" => {
+                let mut neg = false;
+                for a in &e.args {
+                    if a == "!" {
+                        neg = true;
+                        continue;
+                    }
+                    let bad = || e.err(format!("invalid status \"{a}\""));
+                    let (lo, hi) = match a.split_once('-') {
+                        Some((l, h)) => (l.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?),
+                        None => {
+                            let v: u16 = a.parse().map_err(|_| bad())?;
+                            (v, v)
+                        }
+                    };
+                    m.status.push((lo, hi, neg));
+                }
+            }
+            "header" => {
+                let cond = match e.args.as_slice() {
+                    [n] if n.starts_with('!') => (n[1..].to_ascii_lowercase(), HeaderCond::Absent),
+                    [n] => (n.to_ascii_lowercase(), HeaderCond::Present),
+                    [n, op, v] => {
+                        let re = |v: &str| {
+                            RegexBuilder::new(v)
+                                .build()
+                                .map_err(|x| e.err(format!("invalid regex \"{v}\": {x}")))
+                        };
+                        let c = match op.as_str() {
+                            "=" => HeaderCond::Eq(v.clone()),
+                            "!=" => HeaderCond::Ne(v.clone()),
+                            "~" => HeaderCond::Re(re(v)?),
+                            "!~" => HeaderCond::NotRe(re(v)?),
+                            _ => return Err(e.err(format!("invalid operator \"{op}\""))),
+                        };
+                        (n.to_ascii_lowercase(), c)
+                    }
+                    _ => return Err(nargs(e)),
+                };
+                m.headers.push(cond);
+            }
+            "body" => match e.args.as_slice() {
+                [op, v] if op == "~" || op == "!~" => {
+                    let r = RegexBuilder::new(v)
+                        .build()
+                        .map_err(|x| e.err(format!("invalid regex \"{v}\": {x}")))?;
+                    m.body.push((r, op == "!~"));
+                }
+                _ => return Err(nargs(e)),
+            },
+            _ => return Err(unknown(e, Ctx::Http)),
+        }
+    }
+    Ok(m)
+}
+
+fn build_chash(u: &mut Upstream) {
+    crate::balance::hash::build_points(u);
 }
 
 fn parse_return(d: &Directive) -> Result<Return, ConfError> {

@@ -269,6 +269,8 @@ pub struct LocConf {
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
     pub server_tokens: bool,
+    /// `ringx_status`: this location answers with the upstreams' state as JSON.
+    pub status: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +278,48 @@ pub enum Balance {
     RoundRobin,
     LeastConn,
     IpHash,
+    /// `hash KEY [consistent]` (the key is `Upstream::hash_key`).
+    Hash {
+        consistent: bool,
+    },
+    /// `random [two [least_conn]]`.
+    Random {
+        two: bool,
+    },
+}
+
+/// `match NAME { … }`: what a health-check response must look like.
+#[derive(Debug, Default)]
+pub struct Match {
+    /// (low, high, negated) status ranges; empty means 200-399.
+    pub status: Vec<(u16, u16, bool)>,
+    /// (lowercase name, condition).
+    pub headers: Vec<(String, HeaderCond)>,
+    /// (regex, negated).
+    pub body: Vec<(Regex, bool)>,
+}
+
+#[derive(Debug)]
+pub enum HeaderCond {
+    Present,
+    Absent,
+    Eq(String),
+    Ne(String),
+    Re(Regex),
+    NotRe(Regex),
+}
+
+/// `health_check` (nginx Plus syntax) for one upstream.
+#[derive(Debug)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub fails: u32,
+    pub passes: u32,
+    pub uri: String,
+    pub port: Option<u16>,
+    pub matcher: Option<Arc<Match>>,
+    /// The Host header for probes (the proxy_pass host).
+    pub host: String,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +333,7 @@ pub struct UpstreamServer {
     pub max_conns: u32,
     pub backup: bool,
     pub down: bool,
+    pub slow_start: Duration,
 }
 
 #[derive(Debug)]
@@ -304,9 +349,60 @@ pub struct Upstream {
     pub keepalive_requests: u64,
     /// Made from a `proxy_pass` address rather than an `upstream` block.
     pub implicit: bool,
+    /// `hash KEY`.
+    pub hash_key: Option<Template>,
+    /// `hash … consistent`: the ketama ring, (point, index into `chash_names`),
+    /// sorted and deduplicated as nginx builds it.
+    pub chash_points: Vec<(u32, u32)>,
+    /// Distinct `server` strings, and for each server its index in this list.
+    pub chash_names: Vec<String>,
+    pub chash_name_of: Vec<u32>,
+    pub health_check: std::sync::OnceLock<HealthCheck>,
+    shared: std::sync::OnceLock<crate::balance::shared::SharedUpstream>,
+}
+
+impl Upstream {
+    pub fn new(name: String, index: usize, balance: Balance, servers: Vec<UpstreamServer>, implicit: bool) -> Upstream {
+        Upstream {
+            name,
+            index,
+            balance,
+            servers,
+            keepalive: 0,
+            keepalive_timeout: Duration::from_secs(60),
+            keepalive_requests: 1000,
+            implicit,
+            hash_key: None,
+            chash_points: Vec::new(),
+            chash_names: Vec::new(),
+            chash_name_of: Vec::new(),
+            health_check: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The state all workers share for this upstream (one slot per worker).
+    pub fn shared(&self) -> &crate::balance::shared::SharedUpstream {
+        self.shared
+            .get_or_init(|| crate::balance::shared::SharedUpstream::new(self.servers.len(), 1))
+    }
+
+    /// Sizes the shared state for `workers` (before workers start).
+    pub fn init_shared(&self, workers: usize) {
+        let _ = self
+            .shared
+            .set(crate::balance::shared::SharedUpstream::new(self.servers.len(), workers));
+    }
 }
 
 impl Config {
+    /// Sizes every upstream's shared state for the number of workers that will run.
+    pub fn init_shared(&self, workers: usize) {
+        for u in &self.http.upstreams {
+            u.init_shared(workers);
+        }
+    }
+
     /// Every distinct access-log path, indexed by `AccessLog::file_id`.
     pub fn access_log_paths(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();

@@ -288,6 +288,13 @@ async fn handle(w: &Worker, snap: &Snapshot, group: &crate::config::model::Liste
     if let Some(ret) = &r.conf.ret {
         return finish_return(snap, c, &mut r, ret).await;
     }
+    if r.conf.status {
+        let body = crate::observe::status::render(cfg);
+        let keep = swallow_body(c) && client_keep(c, &r);
+        let ok = send_simple(c, &mut r, 200, "application/json", body.as_bytes(), None, keep).await;
+        access_log(snap, c, &r);
+        return ok && keep;
+    }
     match &r.conf.proxy_pass {
         Some(pp) => {
             r.proxy = Some(pp);
@@ -729,9 +736,16 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
     let idempotent = c.head.method().idempotent();
     let mut last: Option<Fail> = None;
     let mut n = 0;
+    // The `hash` key, rendered once per request.
+    let mut key = std::mem::take(&mut c.scratch);
+    key.clear();
+    if let Some(k) = &pp.upstream.hash_key {
+        k.render(&c.ctx(r), &mut key);
+    }
+    let key_len = key.len();
     loop {
         let now = Instant::now();
-        let Some(si) = bal.pick(c.peer.ip(), &mut tried, now) else {
+        let Some(si) = bal.pick(c.peer.ip(), &key[..key_len], &mut tried, now) else {
             if last.is_none() {
                 log::error(format_args!(
                     "no live upstreams while connecting to upstream \"{}\", client: {}",
@@ -752,6 +766,7 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                     .last()
                     .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
                 bal.release(si, failed, Instant::now());
+                c.scratch = key;
                 return done.keep_client;
             }
             Err(f) => {
@@ -777,6 +792,7 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                     addr
                 ));
                 if f.client_gone {
+                    c.scratch = key;
                     return false;
                 }
                 let nu = conf.proxy_next_upstream;
@@ -791,6 +807,7 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                 last = Some(f);
                 if !retry {
                     if fatal {
+                        c.scratch = key;
                         return false;
                     }
                     break;
@@ -798,6 +815,7 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
             }
         }
     }
+    c.scratch = key;
     let code = last.map_or(502, |f| f.status);
     let keep = client_keep(c, r) && !matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. });
     let ok = send_error(c, r, code, keep).await;

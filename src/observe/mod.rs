@@ -1,2 +1,3 @@
 //! Observability: the error log and per-worker access logs ([`log`]).
 pub mod log;
+pub mod status;

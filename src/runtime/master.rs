@@ -105,6 +105,7 @@ impl Master {
         if cfg.daemon {
             daemonize()?;
         }
+        cfg.init_shared(cfg.worker_processes);
         let cfg = Arc::new(cfg);
         let mut workers = Vec::new();
         let mut master_dups: HashMap<SocketAddr, Vec<std::net::TcpListener>> = HashMap::new();
@@ -282,6 +283,7 @@ impl Master {
             .collect();
         let mut new_cfg = new;
         new_cfg.worker_processes = n;
+        new_cfg.init_shared(n);
         let cfg = Arc::new(new_cfg);
         for w in &self.workers {
             let mut mine = Vec::new();

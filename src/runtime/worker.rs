@@ -42,8 +42,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(cfg: Arc<Config>) -> std::io::Result<Snapshot> {
-        let balancers = cfg.http.upstreams.iter().map(|u| Balancer::new(u.clone())).collect();
+    pub fn new(cfg: Arc<Config>, worker: usize) -> std::io::Result<Snapshot> {
+        let balancers = cfg
+            .http
+            .upstreams
+            .iter()
+            .map(|u| Balancer::for_worker(u.clone(), worker))
+            .collect();
         let logs = AccessLogs::open(cfg.access_log_paths())?;
         Ok(Snapshot {
             cfg,
@@ -65,11 +70,18 @@ pub struct Worker {
     pub quit: Notify,
     pub active: Cell<usize>,
     next_conn: Cell<u64>,
+    /// Bumped on every snapshot swap (probe tasks of an old snapshot stop).
+    generation: Cell<u64>,
+    pub workers: usize,
 }
 
 impl Worker {
     pub fn snapshot(&self) -> Rc<Snapshot> {
         self.snap.borrow().clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -108,61 +120,70 @@ pub fn run(
     // per small proxied request (docs/benchmarks.md).
     let mut ring = tokio_uring::uring_builder();
     ring.setup_coop_taskrun();
-    tokio_uring::builder().entries(1024).uring_builder(&ring).start(async move {
-        let snap = match Snapshot::new(cfg.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                log::log(crate::config::model::LogLevel::Emerg, format_args!("{e}"));
-                return;
-            }
-        };
-        let w = Rc::new(Worker {
-            id,
-            snap: RefCell::new(Rc::new(snap)),
-            pool: RefCell::new(Pool::default()),
-            quitting: Cell::new(false),
-            quit: Notify::new(),
-            active: Cell::new(0),
-            next_conn: Cell::new((id as u64) << 48),
-        });
-        for (addr, l) in listeners {
-            tokio_uring::spawn(accept_loop(w.clone(), addr, l));
-        }
-        tokio_uring::spawn(housekeeping(w.clone()));
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                Control::Reload { cfg, listeners } => match Snapshot::new(cfg) {
-                    Ok(s) => {
-                        w.snapshot().logs.borrow_mut().flush();
-                        *w.snap.borrow_mut() = Rc::new(s);
-                        for (addr, l) in listeners {
-                            tokio_uring::spawn(accept_loop(w.clone(), addr, l));
-                        }
-                    }
-                    Err(e) => log::error(format_args!("worker {id}: reload failed: {e}")),
-                },
-                Control::Quit => {
-                    w.quitting.set(true);
-                    w.quit.notify_waiters();
-                    let limit = w.snapshot().cfg.worker_shutdown_timeout;
-                    let start = Instant::now();
-                    while w.active.get() > 0 {
-                        if limit.is_some_and(|l| start.elapsed() >= l) {
-                            log::notice(format_args!(
-                                "worker {id}: shutdown timeout, {} connections closed",
-                                w.active.get()
-                            ));
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    break;
+    tokio_uring::builder()
+        .entries(1024)
+        .uring_builder(&ring)
+        .start(async move {
+            let snap = match Snapshot::new(cfg.clone(), id) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::log(crate::config::model::LogLevel::Emerg, format_args!("{e}"));
+                    return;
                 }
-                Control::Stop => break,
+            };
+            let w = Rc::new(Worker {
+                id,
+                snap: RefCell::new(Rc::new(snap)),
+                pool: RefCell::new(Pool::default()),
+                quitting: Cell::new(false),
+                quit: Notify::new(),
+                active: Cell::new(0),
+                next_conn: Cell::new((id as u64) << 48),
+                generation: Cell::new(0),
+                workers: cfg.worker_processes,
+            });
+            crate::health::start(&w, &cfg.http.upstreams, w.workers);
+            for (addr, l) in listeners {
+                tokio_uring::spawn(accept_loop(w.clone(), addr, l));
             }
-        }
-        w.snapshot().logs.borrow_mut().flush();
-    });
+            tokio_uring::spawn(housekeeping(w.clone()));
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    Control::Reload { cfg, listeners } => match Snapshot::new(cfg, id) {
+                        Ok(s) => {
+                            w.snapshot().logs.borrow_mut().flush();
+                            let ups = s.cfg.http.upstreams.clone();
+                            *w.snap.borrow_mut() = Rc::new(s);
+                            w.generation.set(w.generation.get() + 1);
+                            crate::health::start(&w, &ups, w.workers);
+                            for (addr, l) in listeners {
+                                tokio_uring::spawn(accept_loop(w.clone(), addr, l));
+                            }
+                        }
+                        Err(e) => log::error(format_args!("worker {id}: reload failed: {e}")),
+                    },
+                    Control::Quit => {
+                        w.quitting.set(true);
+                        w.quit.notify_waiters();
+                        let limit = w.snapshot().cfg.worker_shutdown_timeout;
+                        let start = Instant::now();
+                        while w.active.get() > 0 {
+                            if limit.is_some_and(|l| start.elapsed() >= l) {
+                                log::notice(format_args!(
+                                    "worker {id}: shutdown timeout, {} connections closed",
+                                    w.active.get()
+                                ));
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        break;
+                    }
+                    Control::Stop => break,
+                }
+            }
+            w.snapshot().logs.borrow_mut().flush();
+        });
 }
 
 async fn housekeeping(w: Rc<Worker>) {
