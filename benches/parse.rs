@@ -162,7 +162,14 @@ fn bench_config_load(c: &mut Criterion) {
 fn bench_pick(c: &mut Criterion) {
     let mut g = c.benchmark_group("pick");
     g.throughput(Throughput::Elements(1));
-    for method in ["round_robin", "least_conn", "ip_hash", "hash", "hash_consistent", "random_two"] {
+    for method in [
+        "round_robin",
+        "least_conn",
+        "ip_hash",
+        "hash",
+        "hash_consistent",
+        "random_two",
+    ] {
         for n in [3usize, 30, 300] {
             let servers: String = (0..n)
                 .map(|i| format!("server 127.0.{}.{}:80 weight={};", i / 250, i % 250 + 1, 1 + i % 3))

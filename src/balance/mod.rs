@@ -49,9 +49,11 @@ pub struct Peer {
     pub ok: bool,
     /// Tripped and due for its single probe.
     pub probe: bool,
+    /// Skipped by slow_start's ramp on this pick (usable otherwise).
+    pub ramp_out: bool,
     /// In-flight requests across all workers.
     pub view_conns: u32,
-    /// The weight after slow_start's ramp.
+    /// The weight the algorithms compare with (the configured one).
     pub weight_now: i64,
 }
 
@@ -134,6 +136,7 @@ impl Tier {
                 down: s.down,
                 ok: !s.down,
                 probe: false,
+                ramp_out: false,
                 view_conns: 0,
                 weight_now: s.weight as i64,
             })
@@ -204,12 +207,17 @@ impl Balancer {
                 s.avail(now_ms)
             };
             let full = p.max_conns != 0 && s.global_conns.load(std::sync::atomic::Ordering::Relaxed) >= p.max_conns;
-            p.ok = !p.down && avail != Avail::No && !full;
+            // slow_start: skip a ramping server with probability 1 - progress.
+            let ramping_out = match s.ramp(p.slow_start_ms, now_ms) {
+                Some(f) => (self.next_rand() >> 11) as f64 / (1u64 << 53) as f64 >= f,
+                None => false,
+            };
+            p.ramp_out = ramping_out;
+            p.ok = !p.down && avail != Avail::No && !full && !ramping_out;
             p.probe = avail == Avail::Probe;
             if need_view {
                 p.view_conns = s.conns_view(self.me, p.conns);
             }
-            p.weight_now = s.ramped_weight(p.weight, p.slow_start_ms, now_ms);
         }
     }
 
@@ -263,7 +271,17 @@ impl Balancer {
                         _ => round_robin::pick(tier, tried),
                     }
                 };
-                let Some(i) = found else { break };
+                let Some(i) = found else {
+                    // A ramping server skipped by slow_start is still better than none.
+                    if tier.peers.iter().any(|p| p.ramp_out) {
+                        for p in tier.peers.iter_mut().filter(|p| p.ramp_out) {
+                            p.ramp_out = false;
+                            p.ok = true;
+                        }
+                        continue;
+                    }
+                    break;
+                };
                 let server = tier.peers[i].server;
                 let sh = self.shared(server);
                 let p = &tier.peers[i];

@@ -17,10 +17,8 @@ pub fn pick_among(tier: &mut Tier, tried: &Tried, keep: impl Fn(usize) -> bool) 
         if !p.ok || !keep(i) || tried.get(p.server) {
             continue;
         }
-        // slow_start caps the weight while a server ramps up.
-        let ew = p.effective_weight.min(p.weight_now);
-        p.current_weight += ew;
-        total += ew;
+        p.current_weight += p.effective_weight;
+        total += p.effective_weight;
         if p.effective_weight < p.weight {
             p.effective_weight += 1;
         }

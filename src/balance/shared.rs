@@ -17,7 +17,9 @@
 //! - **max_conns**: a global counter (read-modify-write) used only for servers that set
 //!   `max_conns`, so the limit holds exactly across workers.
 //! - **Active health checks**: `unhealthy` is written by the one worker that probes
-//!   the upstream, read by all; `recovered_at` drives `slow_start`.
+//!   the upstream, read by all; `recovered_at` drives `slow_start`: for that long
+//!   after a server comes back, each pick skips it with probability 1 − elapsed /
+//!   slow_start, so its share of new requests grows linearly from zero.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -188,17 +190,17 @@ impl SharedPeer {
         self.probing.store(false, Relaxed);
     }
 
-    /// The weight to use now: ramps from 1 to `weight` over `slow_start_ms` after the
-    /// server came back.
-    pub fn ramped_weight(&self, weight: i64, slow_start_ms: u64, now: u64) -> i64 {
+    /// How far through `slow_start` a recovered server is: `None` when it is not
+    /// ramping, else the fraction in [0, 1) of its full share it should get now.
+    pub fn ramp(&self, slow_start_ms: u64, now: u64) -> Option<f64> {
         if slow_start_ms == 0 {
-            return weight;
+            return None;
         }
         let at = self.recovered_at.load(Relaxed);
         if at == 0 || now >= at + slow_start_ms {
-            return weight;
+            return None;
         }
-        ((weight as u128 * (now - at) as u128 / slow_start_ms as u128) as i64).clamp(1, weight)
+        Some((now - at) as f64 / slow_start_ms as f64)
     }
 }
 
@@ -263,10 +265,11 @@ mod tests {
     #[test]
     fn slow_start_ramp() {
         let p = SharedPeer::new(1);
-        assert_eq!(p.ramped_weight(10, 1000, 50), 10);
+        assert_eq!(p.ramp(1000, 50), None);
         p.recovered_at.store(1000, Relaxed);
-        assert_eq!(p.ramped_weight(10, 1000, 1000), 1);
-        assert_eq!(p.ramped_weight(10, 1000, 1500), 5);
-        assert_eq!(p.ramped_weight(10, 1000, 2500), 10);
+        assert_eq!(p.ramp(1000, 1000), Some(0.0));
+        assert_eq!(p.ramp(1000, 1500), Some(0.5));
+        assert_eq!(p.ramp(1000, 2500), None);
+        assert_eq!(p.ramp(0, 1500), None);
     }
 }

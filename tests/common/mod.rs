@@ -49,11 +49,23 @@ impl Recorded {
     }
 }
 
+/// Live figures a backend keeps: requests in flight (and the most seen at once), and
+/// the status its `/health` answers.
+#[derive(Default)]
+pub struct Live {
+    pub inflight: AtomicUsize,
+    pub max_inflight: AtomicUsize,
+    pub health: std::sync::atomic::AtomicU16,
+    /// Every response waits this long first.
+    pub delay_ms: std::sync::atomic::AtomicU64,
+}
+
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<Recorded>>>,
     pub conns: Arc<AtomicUsize>,
+    pub live: Arc<Live>,
     stop: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     listener: Option<TcpListener>,
@@ -71,8 +83,17 @@ impl Backend {
         let conns = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::new()));
+        let live = Arc::new(Live::default());
+        live.health.store(200, Ordering::SeqCst);
         let l2 = l.try_clone().unwrap();
-        let (n, lg, cn, st, op) = (name.to_string(), log.clone(), conns.clone(), stop.clone(), open.clone());
+        let (n, lg, cn, st, op, lv) = (
+            name.to_string(),
+            log.clone(),
+            conns.clone(),
+            stop.clone(),
+            open.clone(),
+            live.clone(),
+        );
         std::thread::spawn(move || {
             for s in l2.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -81,10 +102,10 @@ impl Backend {
                 let Ok(s) = s else { break };
                 let id = cn.fetch_add(1, Ordering::SeqCst);
                 op.lock().unwrap().push(s.try_clone().unwrap());
-                let (n, lg, st) = (n.clone(), lg.clone(), st.clone());
+                let (n, lg, st, lv) = (n.clone(), lg.clone(), st.clone(), lv.clone());
                 std::thread::spawn(move || {
                     let keep = s.try_clone().unwrap();
-                    serve(s, &n, &lg, id, &st);
+                    serve(s, &n, &lg, id, &st, &lv);
                     // The dup kept for kill() would hold the socket open.
                     let _ = keep.shutdown(Shutdown::Both);
                 });
@@ -95,6 +116,7 @@ impl Backend {
             addr,
             log,
             conns,
+            live,
             stop,
             open,
             listener: Some(l),
@@ -206,7 +228,7 @@ fn query(target: &str, key: &str) -> Option<usize> {
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).and_then(|v| v.parse().ok()))
 }
 
-fn serve(mut s: TcpStream, name: &str, log: &Mutex<Vec<Recorded>>, conn: usize, stop: &AtomicBool) {
+fn serve(mut s: TcpStream, name: &str, log: &Mutex<Vec<Recorded>>, conn: usize, stop: &AtomicBool, live: &Live) {
     let mut buf = Vec::new();
     loop {
         let Some(end) = read_head(&mut s, &mut buf) else { return };
@@ -252,6 +274,19 @@ fn serve(mut s: TcpStream, name: &str, log: &Mutex<Vec<Recorded>>, conn: usize, 
         });
         let path = target.split('?').next().unwrap_or("");
         let conn_hdr = if close_req { "Connection: close\r\n" } else { "" };
+        let now = live.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        live.max_inflight.fetch_max(now, Ordering::SeqCst);
+        struct Dec<'a>(&'a AtomicUsize);
+        impl Drop for Dec<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _dec = Dec(&live.inflight);
+        let delay = live.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 && path != "/health" {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let ok = match path {
             "/echo" | "/classify/echo" => {
                 let mut r = format!(
@@ -294,6 +329,12 @@ fn serve(mut s: TcpStream, name: &str, log: &Mutex<Vec<Recorded>>, conn: usize, 
                 std::thread::sleep(Duration::from_millis(query(&target, "ms").unwrap_or(1000) as u64));
                 let b = format!("slow {name}\n");
                 s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{conn_hdr}\r\n{b}", b.len()).as_bytes())
+                    .is_ok()
+            }
+            "/health" => {
+                let code = live.health.load(Ordering::SeqCst);
+                let b = format!("health {code}\n");
+                s.write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\n{conn_hdr}\r\n{b}", b.len()).as_bytes())
                     .is_ok()
             }
             "/status" => {
@@ -399,6 +440,17 @@ pub fn request(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
     s.write_all(raw).ok()?;
     let head_req = raw.starts_with(b"HEAD ");
     read_response(&mut s, &mut Vec::new(), head_req)
+}
+
+/// Like [`request`], from a chosen source address (any 127.x.y.z works on Linux).
+pub fn request_from(src: std::net::IpAddr, addr: SocketAddr, raw: &[u8]) -> Option<Response> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    sock.bind(&SocketAddr::new(src, 0).into()).ok()?;
+    sock.connect(&addr.into()).ok()?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw).ok()?;
+    read_response(&mut s, &mut Vec::new(), false)
 }
 
 pub fn get(addr: SocketAddr, path: &str, host: &str) -> Option<Response> {
