@@ -49,7 +49,11 @@ impl Rng {
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    Done { worker: usize, server: usize, latency_us: u64 },
+    Done {
+        worker: usize,
+        server: usize,
+        latency_us: u64,
+    },
     Arrive,
 }
 
@@ -90,16 +94,29 @@ fn run(mode: &str, workers: usize, rate: f64, secs: f64) -> (f64, f64, f64) {
                 }
                 let w = (rng.next() * workers as f64) as usize % workers;
                 let b = &balancers[w % balancers.len()];
-                let s = b.pick("10.0.0.1".parse().unwrap(), b"", &mut Tried::new(3), now).unwrap();
+                let s = b
+                    .pick("10.0.0.1".parse().unwrap(), b"", &mut Tried::new(3), now)
+                    .unwrap();
                 total += 1;
                 if s == 0 {
                     slow += 1;
                 }
                 let d = (rng.exp(means[s]) * 1e6) as u64 + 100;
-                q.push(Reverse((t + d, Ev::Done { worker: w % balancers.len(), server: s, latency_us: d })));
+                q.push(Reverse((
+                    t + d,
+                    Ev::Done {
+                        worker: w % balancers.len(),
+                        server: s,
+                        latency_us: d,
+                    },
+                )));
                 q.push(Reverse((t + (rng.exp(1.0 / rate) * 1e6) as u64 + 1, Ev::Arrive)));
             }
-            Ev::Done { worker, server, latency_us } => {
+            Ev::Done {
+                worker,
+                server,
+                latency_us,
+            } => {
                 balancers[worker].release(server, false, now);
                 lat.push(latency_us);
             }

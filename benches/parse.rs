@@ -204,12 +204,33 @@ fn bench_pick(c: &mut Criterion) {
     g.finish();
 }
 
+/// The shared cross-worker view: a worker publishing its figures (plain stores into
+/// its own cache line) and a reader summing 16 workers' slots.
+fn bench_view(c: &mut Criterion) {
+    use ringx::balance::shared::SharedUpstream;
+    let sh = SharedUpstream::new(3, 16);
+    let mut g = c.benchmark_group("shared_view");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0u32;
+    g.bench_function("publish", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            sh.peers[1].publish(black_box(3), n & 63, n as u64);
+        })
+    });
+    g.bench_function("read_16_workers", |b| {
+        b.iter(|| black_box(sh.peers[1].conns_view(black_box(3), 5)))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_parse,
     bench_chunked,
     bench_forward,
     bench_config_load,
-    bench_pick
+    bench_pick,
+    bench_view
 );
 criterion_main!(benches);
