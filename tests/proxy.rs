@@ -544,3 +544,91 @@ fn access_log_combined_format() {
     let up = std::fs::read_to_string(dir.join("up.log")).unwrap();
     assert_eq!(up.trim(), format!("127.0.0.1 200 {} 200 /up/z", b.addr));
 }
+
+#[test]
+fn response_headers_hide_pass_and_add() {
+    let b = Backend::start("a");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; add_header X-Http h;
+         server {{ listen 127.0.0.1:{port};
+           location /plain {{ proxy_pass http://{a}; }}
+           location /pass/ {{ proxy_pass http://{a}/; proxy_pass_header Server; proxy_hide_header X-Backend; add_header X-Loc \"$uri\"; add_header X-Always yes always; }} }} }}",
+        a = b.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    let r = get(addr, "/plain", "x").unwrap();
+    assert_eq!(
+        r.header("server"),
+        Some("ringx"),
+        "upstream Server is hidden by default"
+    );
+    assert_eq!(r.header("x-backend"), Some("a"));
+    assert_eq!(r.header("x-http"), Some("h"), "add_header inherited from http");
+    assert!(r.header("date").is_some());
+    let r = get(addr, "/pass/x", "x").unwrap();
+    assert_eq!(r.header("server"), Some("testbe"), "proxy_pass_header Server");
+    assert!(r.header("x-backend").is_none(), "proxy_hide_header");
+    assert_eq!(r.header("x-loc"), Some("/pass/x"));
+    assert!(
+        r.header("x-http").is_none(),
+        "a level with add_header replaces the inherited list"
+    );
+    let r = get(addr, "/pass/status?code=404", "x").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.header("x-loc").is_none(), "add_header without always skips 404");
+    assert_eq!(r.header("x-always"), Some("yes"));
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn timeouts_close_connections_and_leak_no_fds() {
+    let slow = Backend::start("slow");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; keepalive_timeout 1s; client_header_timeout 1s;
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{}; proxy_read_timeout 200ms; }} }} }}",
+        slow.addr
+    );
+    let r = Ringx::start(&conf, &[], addr);
+    get(addr, "/warm", "x").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let base = fd_count(r.child.id());
+    // keepalive_timeout: an idle client connection is closed by ringx.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut idle, &mut buf, false).unwrap().status, 200);
+    let t0 = std::time::Instant::now();
+    let mut one = [0u8; 1];
+    let n = std::io::Read::read(&mut idle, &mut one).unwrap_or(0);
+    assert_eq!(n, 0, "expected FIN from ringx");
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "closed after {:?}",
+        t0.elapsed()
+    );
+    // client_header_timeout: a half-sent head is dropped.
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nHost:").unwrap();
+    assert_eq!(std::io::Read::read(&mut half, &mut one).unwrap_or(0), 0);
+    // proxy_read_timeout, repeatedly: each 504 must release both sockets.
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/slow?ms=600", "x").unwrap().status, 504);
+    }
+    drop(idle);
+    drop(half);
+    // The slow backend answers late; ringx's sockets to it are shut down and go away.
+    std::thread::sleep(Duration::from_millis(1200));
+    let after = fd_count(r.child.id());
+    assert!(after <= base + 2, "fds before {base}, after {after}");
+}

@@ -127,12 +127,7 @@ pub fn pick(tier: &mut Tier, key: &[u8], tried: &Tried) -> Option<usize> {
         let h = ((c.finish() >> 16) & 0x7fff) as u64;
         hash += h;
         rehash += 1;
-        let mut w = (hash % tier.total_weight as u64) as i64;
-        let mut i = 0;
-        while w >= tier.peers[i].weight {
-            w -= tier.peers[i].weight;
-            i += 1;
-        }
+        let i = tier.weighted_index(hash);
         let p = &tier.peers[i];
         if p.ok && !tried.get(p.server) {
             return Some(i);
@@ -156,23 +151,14 @@ pub fn pick_consistent(tier: &mut Tier, up: &Upstream, key: &[u8], tried: &Tried
     let mut tries = 0;
     loop {
         let name = points[at % points.len()].1;
-        let mut best: Option<(usize, i64)> = None;
-        let mut total = 0;
-        for (i, p) in tier.peers.iter_mut().enumerate() {
-            if !p.ok || tried.get(p.server) || up.chash_name_of[p.server] != name {
-                continue;
-            }
-            p.current_weight += p.effective_weight;
-            total += p.effective_weight;
-            if p.effective_weight < p.weight {
-                p.effective_weight += 1;
-            }
-            if best.is_none_or(|(_, w)| p.current_weight > w) {
-                best = Some((i, p.current_weight));
+        // Smooth weighted round robin among the servers with this point's name.
+        let mut named = Tried::new(tier.peers.len());
+        for (i, p) in tier.peers.iter().enumerate() {
+            if up.chash_name_of[p.server] == name {
+                named.set(i);
             }
         }
-        if let Some((i, _)) = best {
-            tier.peers[i].current_weight -= total;
+        if let Some(i) = round_robin::pick_among(tier, tried, |i| named.get(i)) {
             return Some(i);
         }
         at += 1;
@@ -186,6 +172,61 @@ pub fn pick_consistent(tier: &mut Tier, up: &Upstream, key: &[u8], tried: &Tried
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::balance::{Balancer, Tried};
+    use crate::config::model::{Balance, UpstreamServer};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn ring(n: usize) -> Balancer {
+        let servers = (0..n)
+            .map(|i| {
+                UpstreamServer::new(
+                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    format!("10.0.0.{i}:80"),
+                )
+            })
+            .collect();
+        let mut u = Upstream::new("u".into(), 0, Balance::Hash { consistent: true }, servers, false);
+        build_points(&mut u);
+        Balancer::new(Arc::new(u))
+    }
+
+    fn map(b: &Balancer, keys: usize) -> Vec<usize> {
+        let now = Instant::now();
+        (0..keys)
+            .map(|k| {
+                let s = b
+                    .pick(
+                        "127.0.0.1".parse().unwrap(),
+                        format!("/key/{k}").as_bytes(),
+                        &mut Tried::new(b.len()),
+                        now,
+                    )
+                    .unwrap();
+                b.release(s, false, now);
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consistent_hash_moves_about_one_nth_of_keys() {
+        // Adding a fifth server moves about 1/5 of the keys, all of them to the new
+        // server; a plain modulo hash would move about 4/5.
+        let before = map(&ring(4), 4000);
+        let after = map(&ring(5), 4000);
+        let moved: Vec<usize> = (0..4000).filter(|&k| before[k] != after[k]).collect();
+        let frac = moved.len() as f64 / 4000.0;
+        assert!((0.10..0.32).contains(&frac), "moved {frac:.3}");
+        assert!(moved.iter().all(|&k| after[k] == 4), "keys moved between old servers");
+        // Each server holds a fair part of the ring (weight x 160 points).
+        let mut n = [0usize; 5];
+        for &s in &after {
+            n[s] += 1;
+        }
+        assert!(n.iter().all(|&c| c > 400), "{n:?}");
+    }
 
     #[test]
     fn crc32_matches_the_standard() {

@@ -35,12 +35,7 @@ pub fn pick(tier: &mut Tier, client: IpAddr, tried: &Tried) -> Option<usize> {
         for &b in addr {
             hash = (hash * 113 + b as u64) % 6271;
         }
-        let mut w = (hash % tier.total_weight as u64) as i64;
-        let mut i = 0;
-        while w >= tier.peers[i].weight {
-            w -= tier.peers[i].weight;
-            i += 1;
-        }
+        let i = tier.weighted_index(hash);
         let p = &tier.peers[i];
         if p.ok && !tried.get(p.server) {
             return Some(i);
@@ -61,12 +56,14 @@ pub fn hash_index(client: [u8; 3], weights: &[i64]) -> usize {
     }
     let total: i64 = weights.iter().sum();
     let mut w = (hash % total as u64) as i64;
-    let mut i = 0;
-    while w >= weights[i] {
-        w -= weights[i];
-        i += 1;
-    }
-    i
+    weights
+        .iter()
+        .position(|&x| {
+            let hit = w < x;
+            w -= x;
+            hit
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -116,6 +116,17 @@ pub struct Tier {
 }
 
 impl Tier {
+    /// The peer whose weight range holds `h` (nginx's walk `while (w >= weight)`).
+    pub fn weighted_index(&self, h: u64) -> usize {
+        let mut w = (h % self.total_weight.max(1) as u64) as i64;
+        let mut i = 0;
+        while i + 1 < self.peers.len() && w >= self.peers[i].weight {
+            w -= self.peers[i].weight;
+            i += 1;
+        }
+        i
+    }
+
     fn new(up: &Upstream, backup: bool) -> Tier {
         let peers: Vec<Peer> = up
             .servers
@@ -379,15 +390,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &w)| UpstreamServer {
-                addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
-                name: format!("s{i}"),
                 weight: w,
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-                max_conns: 0,
-                backup: false,
-                down: false,
-                slow_start: Duration::ZERO,
+                ..UpstreamServer::new(format!("127.0.0.1:{}", 9000 + i).parse().unwrap(), format!("s{i}"))
             })
             .collect();
         Arc::new(Upstream::new("u".into(), 0, balance, servers, false))
@@ -455,6 +459,67 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![0, 1, 2]);
         assert_eq!(t.count(), 3);
+    }
+
+    #[test]
+    fn spread_follows_weights_and_skips_down_servers() {
+        // Property over several weight sets: over k full cycles (k x total weight
+        // picks) smooth WRR gives each server exactly k x its weight; a down server
+        // gets nothing and the others keep their proportions.
+        for weights in [&[1u32, 1, 1][..], &[5, 1, 1], &[3, 2], &[7, 3, 1, 9], &[1, 10]] {
+            let b = Balancer::new(upstream(Balance::RoundRobin, weights));
+            let total: u32 = weights.iter().sum();
+            let picks = seq(&b, (total * 50) as usize);
+            for (i, &w) in weights.iter().enumerate() {
+                assert_eq!(
+                    picks.iter().filter(|&&s| s == i).count(),
+                    (w * 50) as usize,
+                    "{weights:?}"
+                );
+            }
+            let mut u = (*upstream(Balance::RoundRobin, weights)).clone_for_test();
+            u.servers[0].down = true;
+            let b = Balancer::new(Arc::new(u));
+            let rest: u32 = weights[1..].iter().sum();
+            let picks = seq(&b, (rest * 20) as usize);
+            assert!(!picks.contains(&0), "down server picked ({weights:?})");
+            for (i, &w) in weights.iter().enumerate().skip(1) {
+                assert_eq!(
+                    picks.iter().filter(|&&s| s == i).count(),
+                    (w * 20) as usize,
+                    "{weights:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn down_servers_are_never_picked_by_any_method() {
+        let methods = [
+            Balance::RoundRobin,
+            Balance::LeastConn,
+            Balance::IpHash,
+            Balance::Hash { consistent: false },
+            Balance::Hash { consistent: true },
+            Balance::Random { two: false },
+            Balance::Random { two: true },
+        ];
+        for m in methods {
+            let mut u = (*upstream(m, &[2, 1, 3, 1])).clone_for_test();
+            u.servers[2].down = true;
+            if m == (Balance::Hash { consistent: true }) {
+                crate::balance::hash::build_points(&mut u);
+            }
+            let b = Balancer::new(Arc::new(u));
+            let now = Instant::now();
+            for i in 0..500u32 {
+                let ip = IpAddr::from([10, (i >> 8) as u8, i as u8, 7]);
+                let key = format!("/k{i}");
+                let s = b.pick(ip, key.as_bytes(), &mut Tried::new(4), now).unwrap();
+                assert_ne!(s, 2, "{m:?} picked a down server");
+                b.release(s, false, now);
+            }
+        }
     }
 
     #[test]

@@ -6,13 +6,7 @@
 use super::{round_robin, Tier, Tried};
 
 fn peek(tier: &Tier, r: u64) -> usize {
-    let mut x = (r % tier.total_weight.max(1) as u64) as i64;
-    let mut i = 0;
-    while i + 1 < tier.peers.len() && x >= tier.peers[i].weight {
-        x -= tier.peers[i].weight;
-        i += 1;
-    }
-    i
+    tier.weighted_index(r)
 }
 
 pub fn pick(tier: &mut Tier, tried: &Tried, two: bool, mut rand: impl FnMut() -> u64) -> Option<usize> {

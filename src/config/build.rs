@@ -664,20 +664,7 @@ impl<'a> Builder<'a> {
         let upstream = match existing {
             Some(u) => u,
             None => {
-                let servers = addrs
-                    .iter()
-                    .map(|a| UpstreamServer {
-                        addr: *a,
-                        name: name.clone(),
-                        weight: 1,
-                        max_fails: 1,
-                        fail_timeout: Duration::from_secs(10),
-                        max_conns: 0,
-                        backup: false,
-                        down: false,
-                        slow_start: Duration::ZERO,
-                    })
-                    .collect();
+                let servers = addrs.iter().map(|a| UpstreamServer::new(*a, name.clone())).collect();
                 let u = Arc::new(Upstream::new(
                     name.clone(),
                     self.upstreams.len(),
@@ -1138,17 +1125,7 @@ fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
                     .to_socket_addrs()
                     .map_err(|_| e.err(format!("host not found in upstream \"{hp}\"")))?
                     .collect();
-                let mut s = UpstreamServer {
-                    addr: addrs[0],
-                    name: hp.clone(),
-                    weight: 1,
-                    max_fails: 1,
-                    fail_timeout: Duration::from_secs(10),
-                    max_conns: 0,
-                    backup: false,
-                    down: false,
-                    slow_start: Duration::ZERO,
-                };
+                let mut s = UpstreamServer::new(addrs[0], hp.clone());
                 for p in &e.args[1..] {
                     let bad = || e.err(format!("invalid parameter \"{p}\""));
                     if let Some(v) = p.strip_prefix("weight=") {

@@ -336,6 +336,23 @@ pub struct UpstreamServer {
     pub slow_start: Duration,
 }
 
+impl UpstreamServer {
+    /// A server with nginx's defaults (weight 1, max_fails 1, fail_timeout 10s).
+    pub fn new(addr: SocketAddr, name: String) -> Self {
+        UpstreamServer {
+            addr,
+            name,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            max_conns: 0,
+            backup: false,
+            down: false,
+            slow_start: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,

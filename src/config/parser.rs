@@ -236,14 +236,7 @@ fn parse_text_inner(
                 if words.is_empty() {
                     return Err(ConfError::at("unexpected \";\"", file, line));
                 }
-                let name = words.remove(0);
-                let d = Directive {
-                    name,
-                    args: std::mem::take(&mut words),
-                    block: None,
-                    file: file_arc.clone(),
-                    line: first_line,
-                };
+                let d = directive(&mut words, &file_arc, first_line);
                 let dest = match stack.last_mut() {
                     Some((_, ch)) => ch,
                     None => &mut top,
@@ -259,14 +252,7 @@ fn parse_text_inner(
                 if words.is_empty() {
                     return Err(ConfError::at("unexpected \"{\"", file, line));
                 }
-                let name = words.remove(0);
-                let d = Directive {
-                    name,
-                    args: std::mem::take(&mut words),
-                    block: None,
-                    file: file_arc.clone(),
-                    line: first_line,
-                };
+                let d = directive(&mut words, &file_arc, first_line);
                 stack.push((d, Vec::new()));
             }
             Tok::Close => {
@@ -296,6 +282,18 @@ fn parse_text_inner(
     }
     *depth -= 1;
     Ok(top)
+}
+
+/// The directive made of the words collected so far (the first is its name).
+fn directive(words: &mut Vec<String>, file: &Arc<str>, line: usize) -> Directive {
+    let name = words.remove(0);
+    Directive {
+        name,
+        args: std::mem::take(words),
+        block: None,
+        file: file.clone(),
+        line,
+    }
 }
 
 fn expand_include(

@@ -49,7 +49,14 @@ use super::uri::normalize;
 use super::{route, HttpError};
 
 const CLIENT_BUF: usize = 4096;
-const UP_BUF: usize = 32 * 1024;
+/// Upstream buffer at first: a response head and a 16 KiB body in one read.
+const UP_BUF: usize = 20 * 1024;
+/// Upstream buffer while relaying a large body (fewer, larger reads).
+const UP_BUF_LARGE: usize = 64 * 1024;
+/// Request bodies up to this size are read whole before going upstream (as nginx's
+/// client_body_buffer_size): such a request can be retried and use a kept-alive
+/// upstream connection. Larger ones stream.
+const SMALL_BODY: usize = 64 * 1024;
 /// Room kept in front of an upstream response for the client head.
 const RESERVE: usize = 512;
 /// Largest upstream response head (nginx: `proxy_buffer_size`).
@@ -436,7 +443,15 @@ async fn send_simple(
     let wire = wire_code(code);
     let mut out = std::mem::take(&mut c.out);
     out.clear();
-    status_line(&mut out, wire, reason(wire).as_bytes());
+    status_line(
+        &mut out,
+        wire,
+        reason(wire).as_bytes(),
+        Own {
+            server: true,
+            date: true,
+        },
+    );
     // add_header with the name Content-Type replaces ringx's own.
     let ct_overridden = r
         .conf
@@ -485,7 +500,9 @@ async fn send_simple(
     }
 }
 
-fn status_line(out: &mut Vec<u8>, code: u16, reason: &[u8]) {
+/// The status line, then ringx's `Server` and `Date` unless the upstream's are passed
+/// (`proxy_pass_header Server|Date`).
+fn status_line(out: &mut Vec<u8>, code: u16, reason: &[u8], own: Own) {
     let code = code.min(999);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&[
@@ -495,9 +512,21 @@ fn status_line(out: &mut Vec<u8>, code: u16, reason: &[u8]) {
         b' ',
     ]);
     out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\nServer: ringx\r\nDate: ");
-    write_http_date(out);
     out.extend_from_slice(b"\r\n");
+    if own.server {
+        out.extend_from_slice(b"Server: ringx\r\n");
+    }
+    if own.date {
+        out.extend_from_slice(b"Date: ");
+        write_http_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Own {
+    server: bool,
+    date: bool,
 }
 
 fn write_add_headers(out: &mut Vec<u8>, c: &Client, r: &Req<'_>, code: u16) {
@@ -655,6 +684,13 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                 ));
                 return finish_error_noconsume(c, r, 413).await;
             }
+            if n > avail as u64 && n <= SMALL_BODY as u64 {
+                let need = head_len + n as usize;
+                if !read_small_body(c, &conf, |buf| (buf.len() >= need).then_some(need)).await {
+                    return false;
+                }
+            }
+            let avail = c.buf.len() - head_len;
             if n <= avail as u64 {
                 c.consumed = head_len + n as usize;
                 BodyPlan::Buffered { len: n as usize }
@@ -668,26 +704,49 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
         }
         BodyKind::Chunked => {
             let mut d = ChunkedDecoder::new();
-            match d.feed(&c.buf[head_len..], |_| {}) {
-                Err(e) => {
-                    log::info(format_args!(
-                        "client sent invalid chunked body ({e}), client: {}",
-                        c.peer.ip()
-                    ));
-                    return finish_error_noconsume(c, r, 400).await;
-                }
-                Ok(_) if max_body != 0 && d.total > max_body => return finish_error_noconsume(c, r, 413).await,
-                Ok(f) if f.done => {
-                    c.consumed = head_len + f.consumed;
-                    BodyPlan::Buffered { len: f.consumed }
-                }
-                Ok(f) => {
-                    c.consumed = head_len + f.consumed;
-                    BodyPlan::StreamChunked {
-                        initial: f.consumed,
-                        decoder: d,
+            let mut fed_to = head_len;
+            let mut bad = false;
+            let mut done_at = None;
+            let mut check = |buf: &[u8]| -> Option<usize> {
+                match d.feed(&buf[fed_to..], |_| {}) {
+                    Err(_) => {
+                        bad = true;
+                        Some(buf.len())
+                    }
+                    Ok(f) => {
+                        fed_to += f.consumed;
+                        if f.done {
+                            done_at = Some(fed_to);
+                            Some(fed_to)
+                        } else if fed_to - head_len > SMALL_BODY || (max_body != 0 && d.total > max_body) {
+                            Some(fed_to)
+                        } else {
+                            None
+                        }
                     }
                 }
+            };
+            let here = check(&c.buf);
+            if here.is_none() && !read_small_body(c, &conf, &mut check).await {
+                return false;
+            }
+            if bad {
+                log::info(format_args!(
+                    "client sent invalid chunked body, client: {}",
+                    c.peer.ip()
+                ));
+                return finish_error_noconsume(c, r, 400).await;
+            }
+            if max_body != 0 && d.total > max_body {
+                return finish_error_noconsume(c, r, 413).await;
+            }
+            c.consumed = fed_to;
+            match done_at {
+                Some(_) => BodyPlan::Buffered { len: fed_to - head_len },
+                None => BodyPlan::StreamChunked {
+                    initial: fed_to - head_len,
+                    decoder: d,
+                },
             }
         }
     };
@@ -822,6 +881,40 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
     ok && keep
 }
 
+/// Reads more of a request body into the receive buffer until `enough` says where
+/// the part to keep ends (sending `100 Continue` first when the client waits for it).
+/// False when the client went away.
+async fn read_small_body(c: &mut Client, conf: &LocConf, mut enough: impl FnMut(&[u8]) -> Option<usize>) -> bool {
+    if c.head.expect_continue && c.head.minor == 1 {
+        let cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        match c.stream.write_all(cont, conf.send_timeout).await {
+            Ok(_) => c.head.expect_continue = false,
+            Err(_) => return false,
+        }
+    }
+    loop {
+        let buf = std::mem::take(&mut c.buf);
+        let want = (c.head.head_len + SMALL_BODY + 1024).saturating_sub(buf.len()).max(1);
+        let mut buf = buf;
+        if buf.capacity() - buf.len() < want.min(SMALL_BODY) {
+            buf.reserve(want.min(SMALL_BODY));
+        }
+        match c.stream.read_append(buf, want, conf.client_body_timeout).await {
+            Ok((0, _)) | Err(_) => {
+                log::info(format_args!(
+                    "client prematurely closed connection while sending request body, client: {}",
+                    c.peer.ip()
+                ));
+                return false;
+            }
+            Ok((_, b)) => c.buf = b,
+        }
+        if enough(&c.buf).is_some() {
+            return true;
+        }
+    }
+}
+
 /// Answers an error before the body was read: the connection closes.
 async fn finish_error_noconsume(c: &mut Client, r: &mut Req<'_>, code: u16) -> bool {
     let ok = send_error(c, r, code, false).await;
@@ -945,6 +1038,24 @@ async fn attempt(
     }
 }
 
+/// `b` with room for at least `want` more bytes (buffers grow only for large bodies).
+fn sized(mut b: Vec<u8>, want: usize) -> Vec<u8> {
+    if b.capacity() - b.len() < want {
+        b.reserve(want);
+    }
+    b
+}
+
+/// The exchange cannot go on and nothing else may be tried (the client connection is
+/// closed): a body half sent, the client gone, a response already begun.
+fn abort(status: u16, msg: &'static str) -> ExErr {
+    ExErr::Fail(Fail {
+        client_gone: true,
+        fatal: true,
+        ..Fail::new(FailKind::Error, status, true, msg)
+    })
+}
+
 enum ExErr {
     /// The connection failed before any response byte (maybe a stale keep-alive one).
     Stale,
@@ -976,7 +1087,6 @@ async fn exchange(
             out.extend_from_slice(&c.buf[head_len..head_len + *initial])
         }
     }
-    let sent_len = out.len();
     match conn.stream.write_all(out, conf.proxy_send_timeout).await {
         Ok(b) => c.out = b,
         Err(IoFail::Timeout) => {
@@ -989,7 +1099,6 @@ async fn exchange(
         }
         Err(IoFail::Io(_)) => return Err(ExErr::Stale),
     }
-    let _ = sent_len;
     // The rest of a streamed body.
     let mut ubuf = std::mem::take(&mut conn.buf);
     match plan {
@@ -997,18 +1106,18 @@ async fn exchange(
             let mut remaining = *total - *initial as u64;
             while remaining > 0 {
                 ubuf.clear();
-                let want = (remaining as usize).min(UP_BUF);
-                match c.stream.read_append(ubuf, want, conf.client_body_timeout).await {
+                let want = (remaining as usize).min(UP_BUF_LARGE);
+                match c
+                    .stream
+                    .read_append(sized(ubuf, want), want, conf.client_body_timeout)
+                    .await
+                {
                     Ok((0, _)) | Err(_) => {
                         log::info(format_args!(
                             "client prematurely closed connection while sending request body, client: {}",
                             c.peer.ip()
                         ));
-                        return Err(ExErr::Fail(Fail {
-                            client_gone: true,
-                            fatal: true,
-                            ..Fail::new(FailKind::Error, 400, true, "sending request body to")
-                        }));
+                        return Err(abort(400, "sending request body to"));
                     }
                     Ok((n, b)) => {
                         remaining -= n as u64;
@@ -1024,13 +1133,13 @@ async fn exchange(
             let max = conf.client_max_body_size;
             while !decoder.is_done() {
                 ubuf.clear();
-                match c.stream.read_append(ubuf, UP_BUF, conf.client_body_timeout).await {
+                match c
+                    .stream
+                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, conf.client_body_timeout)
+                    .await
+                {
                     Ok((0, _)) | Err(_) => {
-                        return Err(ExErr::Fail(Fail {
-                            client_gone: true,
-                            fatal: true,
-                            ..Fail::new(FailKind::Error, 400, true, "sending request body to")
-                        }));
+                        return Err(abort(400, "sending request body to"));
                     }
                     Ok((_, b)) => ubuf = b,
                 }
@@ -1038,20 +1147,12 @@ async fn exchange(
                     Ok(f) => f,
                     Err(_) => {
                         let _ = send_error(c, r, 400, false).await;
-                        return Err(ExErr::Fail(Fail {
-                            client_gone: true,
-                            fatal: true,
-                            ..Fail::new(FailKind::Error, 400, true, "reading client body for")
-                        }));
+                        return Err(abort(400, "reading client body for"));
                     }
                 };
                 if max != 0 && decoder.total > max {
                     let _ = send_error(c, r, 413, false).await;
-                    return Err(ExErr::Fail(Fail {
-                        client_gone: true,
-                        fatal: true,
-                        ..Fail::new(FailKind::Error, 413, true, "reading client body for")
-                    }));
+                    return Err(abort(413, "reading client body for"));
                 }
                 if fed.done {
                     c.buf.extend_from_slice(&ubuf[fed.consumed..]);
@@ -1061,7 +1162,6 @@ async fn exchange(
                     .await
                     .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
             }
-            c.consumed = c.buf.len() - leftover_len(c);
             *plan = BodyPlan::Buffered { len: 0 };
         }
         _ => {}
@@ -1167,10 +1267,6 @@ async fn exchange(
         .map(|(k, reuse)| (k, reuse && info.keep_alive))
 }
 
-fn leftover_len(c: &Client) -> usize {
-    c.buf.len().saturating_sub(c.consumed)
-}
-
 async fn conn_write(conn: &mut UpConn, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {
     conn.stream
         .write_all(b, conf.proxy_send_timeout)
@@ -1216,7 +1312,26 @@ async fn relay_response(
     out.clear();
     let upstream_head = &ubuf[hstart..];
     let rs = c.resp.reason.get(upstream_head);
-    status_line(&mut out, code, if rs.is_empty() { reason(code).as_bytes() } else { rs });
+    let passed = |name: &[u8]| {
+        !conf
+            .proxy_hide_headers
+            .iter()
+            .any(|x| x.as_bytes().eq_ignore_ascii_case(name))
+            && c.resp
+                .headers
+                .iter()
+                .any(|h| h.name.get(upstream_head).eq_ignore_ascii_case(name))
+    };
+    let own = Own {
+        server: !passed(b"server"),
+        date: !passed(b"date"),
+    };
+    status_line(
+        &mut out,
+        code,
+        if rs.is_empty() { reason(code).as_bytes() } else { rs },
+        own,
+    );
     for h in &c.resp.headers {
         if h.hop {
             continue;
@@ -1260,13 +1375,7 @@ async fn relay_response(
     let read_t = conf.proxy_read_timeout;
     let mut body_sent: u64 = 0;
     let mut upstream_reusable = c.resp.keep_alive;
-    let client_err = |_| {
-        ExErr::Fail(Fail {
-            client_gone: true,
-            fatal: true,
-            ..Fail::new(FailKind::Error, 499, true, "sending to client")
-        })
-    };
+    let client_err = |_| abort(499, "sending to client");
     let up_err = |e: IoFail| {
         log::error(format_args!(
             "upstream {} while reading upstream",
@@ -1340,7 +1449,11 @@ async fn relay_response(
                 ubuf.clear();
                 let (n, b) = conn
                     .stream
-                    .read_append(ubuf, (state as usize).min(UP_BUF), read_t)
+                    .read_append(
+                        sized(ubuf, (state as usize).min(UP_BUF_LARGE)),
+                        (state as usize).min(UP_BUF_LARGE),
+                        read_t,
+                    )
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
@@ -1348,11 +1461,7 @@ async fn relay_response(
                         "upstream prematurely closed connection while reading upstream, client: {}",
                         c.peer.ip()
                     ));
-                    return Err(ExErr::Fail(Fail {
-                        client_gone: true,
-                        fatal: true,
-                        ..Fail::new(FailKind::Error, 502, true, "reading upstream")
-                    }));
+                    return Err(abort(502, "reading upstream"));
                 }
                 state -= n as u64;
                 body_sent += n as u64;
@@ -1363,22 +1472,18 @@ async fn relay_response(
             let d = &mut dec;
             while !d.is_done() {
                 ubuf.clear();
-                let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                let (n, b) = conn
+                    .stream
+                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                    .await
+                    .map_err(up_err)?;
                 if n == 0 {
-                    return Err(ExErr::Fail(Fail {
-                        client_gone: true,
-                        fatal: true,
-                        ..Fail::new(FailKind::Error, 502, true, "reading upstream")
-                    }));
+                    return Err(abort(502, "reading upstream"));
                 }
                 ubuf = b;
-                let fed = d.feed(&ubuf, |_| {}).map_err(|_| {
-                    ExErr::Fail(Fail {
-                        client_gone: true,
-                        fatal: true,
-                        ..Fail::new(FailKind::Error, 502, true, "reading upstream chunked body")
-                    })
-                })?;
+                let fed = d
+                    .feed(&ubuf, |_| {})
+                    .map_err(|_| abort(502, "reading upstream chunked body"))?;
                 if fed.done && fed.consumed != ubuf.len() {
                     upstream_reusable = false;
                 }
@@ -1401,13 +1506,7 @@ async fn relay_response(
                 let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
                 let fed = d
                     .feed(&ubuf[pos..], |rg| runs.push(rg.start + pos..rg.end + pos))
-                    .map_err(|_| {
-                        ExErr::Fail(Fail {
-                            client_gone: true,
-                            fatal: true,
-                            ..Fail::new(FailKind::Error, 502, true, "reading upstream chunked body")
-                        })
-                    })?;
+                    .map_err(|_| abort(502, "reading upstream chunked body"))?;
                 for rg in runs {
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
@@ -1422,13 +1521,13 @@ async fn relay_response(
                     break;
                 }
                 ubuf.clear();
-                let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                let (n, b) = conn
+                    .stream
+                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                    .await
+                    .map_err(up_err)?;
                 if n == 0 {
-                    return Err(ExErr::Fail(Fail {
-                        client_gone: true,
-                        fatal: true,
-                        ..Fail::new(FailKind::Error, 502, true, "reading upstream")
-                    }));
+                    return Err(abort(502, "reading upstream"));
                 }
                 ubuf = b;
                 pos = 0;
@@ -1444,7 +1543,11 @@ async fn relay_response(
                     None => {
                         ubuf.clear();
                         ubuf.resize(CHUNK_HEADER_ROOM, 0);
-                        let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                        let (n, b) = conn
+                            .stream
+                            .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                            .await
+                            .map_err(up_err)?;
                         ubuf = b;
                         if n == 0 {
                             ubuf.clear();
@@ -1482,7 +1585,11 @@ async fn relay_response(
             upstream_reusable = false;
             loop {
                 ubuf.clear();
-                let (n, b) = conn.stream.read_append(ubuf, UP_BUF, read_t).await.map_err(up_err)?;
+                let (n, b) = conn
+                    .stream
+                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                    .await
+                    .map_err(up_err)?;
                 ubuf = b;
                 if n == 0 {
                     break;
