@@ -632,3 +632,78 @@ fn timeouts_close_connections_and_leak_no_fds() {
     let after = fd_count(r.child.id());
     assert!(after <= base + 2, "fds before {base}, after {after}");
 }
+
+/// Garbage and mutated requests from many clients: every connection gets a response or
+/// a close, never a hang; the workers survive and answer normal requests afterwards.
+#[test]
+fn hostile_input_never_kills_a_worker() {
+    let b = Backend::start("a");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = format!(
+        "daemon off; pid off; worker_processes 2; events {{}} http {{ access_log off; client_header_timeout 2s; client_body_timeout 2s;
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{}; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}",
+        b.addr
+    );
+    let mut r = Ringx::start(&conf, &[], addr);
+    let base: &[u8] = b"POST /echo?x=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let mut seed: u64 = 42;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for i in 0..300 {
+        let mut v = base.to_vec();
+        for _ in 0..(1 + rnd() % 6) {
+            if v.is_empty() {
+                v.push(b'G');
+            }
+            let pos = (rnd() as usize) % v.len();
+            match rnd() % 4 {
+                0 => v[pos] = (rnd() % 256) as u8,
+                1 => {
+                    v.remove(pos);
+                }
+                2 => v.insert(pos, b"\r\n\x00:; \t"[(rnd() % 7) as usize]),
+                _ => v.truncate(pos.max(1)),
+            }
+        }
+        if i % 50 == 0 {
+            v = (0..(rnd() % 3000)).map(|_| (rnd() % 256) as u8).collect();
+        }
+        cases.push(v);
+    }
+    let handles: Vec<_> = cases
+        .chunks(30)
+        .map(|chunk| {
+            let chunk = chunk.to_vec();
+            std::thread::spawn(move || {
+                for raw in chunk {
+                    let Ok(mut s) = TcpStream::connect(addr) else { continue };
+                    s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+                    let _ = s.write_all(&raw);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let mut out = Vec::new();
+                    let t0 = std::time::Instant::now();
+                    let _ = std::io::Read::read_to_end(&mut s, &mut out);
+                    assert!(t0.elapsed() < Duration::from_secs(6), "a connection hung");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(r.child.try_wait().unwrap().is_none(), "ringx exited");
+    for i in 0..20 {
+        assert_eq!(
+            get(addr, &format!("/after/{i}"), "x").unwrap().status,
+            200,
+            "ringx stopped answering"
+        );
+    }
+    assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
+}

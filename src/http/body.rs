@@ -281,6 +281,38 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_and_runs_stay_in_bounds() {
+        let mut x: u64 = 0xDEAD_BEEF_1234_5678;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"0123456789abcdefABCDEF;=\r\n \t\x00xyz";
+        for _ in 0..20_000 {
+            let len = (rnd() % 64) as usize;
+            let input: Vec<u8> = (0..len).map(|_| alphabet[(rnd() as usize) % alphabet.len()]).collect();
+            let mut d = ChunkedDecoder::new();
+            let mut pos = 0;
+            while pos < input.len() {
+                let step = 1 + (rnd() as usize) % 7;
+                let piece = &input[pos..(pos + step).min(input.len())];
+                match d.feed(piece, |r| assert!(r.end <= piece.len() && r.start <= r.end)) {
+                    Ok(f) => {
+                        assert!(f.consumed <= piece.len());
+                        pos += f.consumed.max(1);
+                        if f.done {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    #[test]
     fn chunk_header() {
         let mut room = [0u8; CHUNK_HEADER_ROOM];
         let s = encode_chunk_header(0x1a2b, &mut room);

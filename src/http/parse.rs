@@ -542,6 +542,54 @@ mod tests {
         assert!(h.keep_alive);
     }
 
+    /// Random and mutated inputs never panic and never yield spans outside the input.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let seeds: [&[u8]; 4] = [
+            b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST http://h:1/p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close, x\r\nx: 1\r\n\r\n",
+            b"GET / HTTP/1.0\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+            b"",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"GETPOS /:\r\n\t\x00\x7f\xff,;=?#%HTP1.0chunkedHostContent-LengthTransfer-Encoding";
+        for _ in 0..20_000 {
+            let mut buf = seeds[(rnd() % 4) as usize].to_vec();
+            for _ in 0..(rnd() % 8) {
+                let pos = if buf.is_empty() {
+                    0
+                } else {
+                    (rnd() as usize) % (buf.len() + 1)
+                };
+                let c = alphabet[(rnd() as usize) % alphabet.len()];
+                match rnd() % 3 {
+                    0 => buf.insert(pos, c),
+                    1 if pos < buf.len() => buf[pos] = c,
+                    _ if pos < buf.len() => {
+                        buf.remove(pos);
+                    }
+                    _ => buf.push(c),
+                }
+            }
+            let mut h = RequestHead::default();
+            if let Ok(Some(())) = parse_request(&buf, &mut h, L) {
+                assert!(h.head_len <= buf.len());
+                for hd in &h.headers {
+                    assert!(hd.name.end as usize <= buf.len() && hd.value.end as usize <= buf.len());
+                }
+                assert!(h.target.end as usize <= buf.len() && h.path.end as usize <= buf.len());
+                let mut out = Vec::new();
+                let _ = crate::http::uri::normalize(h.path.get(&buf), &mut out);
+            }
+        }
+    }
+
     #[test]
     fn absolute_form() {
         let b = b"GET http://Other.org:81/p?q HTTP/1.1\r\nHost: a\r\n\r\n";
