@@ -49,8 +49,10 @@ use super::uri::normalize;
 use super::{route, HttpError};
 
 const CLIENT_BUF: usize = 4096;
-/// Upstream buffer at first: a response head and a 16 KiB body in one read.
-const UP_BUF: usize = 20 * 1024;
+/// Upstream buffer at first. A connection whose response did not fit grows its buffer
+/// to the response's size (up to [`UP_BUF_LARGE`]) and keeps it while kept alive, so
+/// steady large responses take one read while many small ones hold little memory.
+const UP_BUF: usize = 8 * 1024;
 /// Upstream buffer while relaying a large body (fewer, larger reads).
 const UP_BUF_LARGE: usize = 64 * 1024;
 /// Request bodies up to this size are read whole before going upstream (as nginx's
@@ -1444,16 +1446,19 @@ async fn relay_response(
     // The rest of the body.
     match mode {
         Out::None => {}
-        Out::Length(_) => {
+        Out::Length(total) => {
+            // The response did not fit: grow this connection's buffer so that the
+            // next one of this size (on this kept-alive connection) arrives in one
+            // read. Small responses keep small buffers.
+            let fit = (RESERVE + c.resp.head_len)
+                .saturating_add(total as usize)
+                .min(UP_BUF_LARGE);
             while state > 0 {
                 ubuf.clear();
+                let want = (state as usize).min(UP_BUF_LARGE);
                 let (n, b) = conn
                     .stream
-                    .read_append(
-                        sized(ubuf, (state as usize).min(UP_BUF_LARGE)),
-                        (state as usize).min(UP_BUF_LARGE),
-                        read_t,
-                    )
+                    .read_append(sized(ubuf, want.max(fit)), want, read_t)
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
