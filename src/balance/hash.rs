@@ -112,31 +112,18 @@ pub fn build_points(u: &mut Upstream) {
 
 /// nginx's plain `hash`.
 pub fn pick(tier: &mut Tier, key: &[u8], tried: &Tried) -> Option<usize> {
-    if tier.total_weight == 0 {
-        return None;
-    }
     let mut hash: u64 = 0;
     let mut rehash: u64 = 0;
-    let mut tries = 0;
-    loop {
+    tier.hash_walk(tried, || {
         let mut c = Crc32::init();
         if rehash > 0 {
             c.update(rehash.to_string().as_bytes());
         }
         c.update(key);
-        let h = ((c.finish() >> 16) & 0x7fff) as u64;
-        hash += h;
+        hash += ((c.finish() >> 16) & 0x7fff) as u64;
         rehash += 1;
-        let i = tier.weighted_index(hash);
-        let p = &tier.peers[i];
-        if p.ok && !tried.get(p.server) {
-            return Some(i);
-        }
-        tries += 1;
-        if tries > 20 {
-            return round_robin::pick(tier, tried);
-        }
-    }
+        hash
+    })
 }
 
 /// nginx's `hash … consistent`.

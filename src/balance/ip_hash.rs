@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::{round_robin, Tier, Tried};
+use super::{Tier, Tried};
 
 pub fn pick(tier: &mut Tier, client: IpAddr, tried: &Tried) -> Option<usize> {
     let v4;
@@ -26,25 +26,13 @@ pub fn pick(tier: &mut Tier, client: IpAddr, tried: &Tried) -> Option<usize> {
             }
         },
     };
-    if tier.total_weight == 0 {
-        return None;
-    }
     let mut hash: u64 = 89;
-    let mut tries = 0;
-    loop {
+    tier.hash_walk(tried, || {
         for &b in addr {
             hash = (hash * 113 + b as u64) % 6271;
         }
-        let i = tier.weighted_index(hash);
-        let p = &tier.peers[i];
-        if p.ok && !tried.get(p.server) {
-            return Some(i);
-        }
-        tries += 1;
-        if tries > 20 {
-            return round_robin::pick(tier, tried);
-        }
-    }
+        hash
+    })
 }
 
 /// The server nginx's `ip_hash` picks for `client` over `weights` when all are up

@@ -127,6 +127,22 @@ impl Tier {
         i
     }
 
+    /// nginx's hash walk (ip_hash, hash): `next` gives successive hash values; the first
+    /// usable peer they land on wins; after 20 misses, round robin decides.
+    pub fn hash_walk(&mut self, tried: &Tried, mut next: impl FnMut() -> u64) -> Option<usize> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        for _ in 0..=20 {
+            let i = self.weighted_index(next());
+            let p = &self.peers[i];
+            if p.ok && !tried.get(p.server) {
+                return Some(i);
+            }
+        }
+        round_robin::pick(self, tried)
+    }
+
     fn new(up: &Upstream, backup: bool) -> Tier {
         let peers: Vec<Peer> = up
             .servers

@@ -386,14 +386,14 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
         let page = error_page(ret.code).unwrap_or_default();
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), Some(&loc), keep).await
     } else if ret.text.is_some() {
-        let conf = r.conf.clone();
-        let ctype = content_type(&conf, c.ctx(r).uri);
+        let conf = r.conf;
+        let ctype = content_type(conf, c.ctx(r).uri);
         send_simple(c, r, ret.code, ctype, &text, None, keep).await
     } else if let Some(page) = error_page(ret.code) {
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
     } else {
-        let conf = r.conf.clone();
-        let ctype = content_type(&conf, c.ctx(r).uri);
+        let conf = r.conf;
+        let ctype = content_type(conf, c.ctx(r).uri);
         send_simple(c, r, ret.code, ctype, b"", None, keep).await
     };
     c.scratch = text;
@@ -664,7 +664,7 @@ enum BodyPlan {
 }
 
 async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> bool {
-    let conf = r.conf.clone();
+    let conf = r.conf;
     let head_len = c.head.head_len;
     let avail = c.buf.len() - head_len;
     let max_body = conf.client_max_body_size;
@@ -688,7 +688,7 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
             }
             if n > avail as u64 && n <= SMALL_BODY as u64 {
                 let need = head_len + n as usize;
-                if !read_small_body(c, &conf, |buf| (buf.len() >= need).then_some(need)).await {
+                if !read_small_body(c, conf, |buf| (buf.len() >= need).then_some(need)).await {
                     return false;
                 }
             }
@@ -729,7 +729,7 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                 }
             };
             let here = check(&c.buf);
-            if here.is_none() && !read_small_body(c, &conf, &mut check).await {
+            if here.is_none() && !read_small_body(c, conf, &mut check).await {
                 return false;
             }
             if bad {
@@ -978,7 +978,7 @@ async fn attempt(
     replayable: bool,
     more: bool,
 ) -> Result<Done, Fail> {
-    let conf = r.conf.clone();
+    let conf = r.conf;
     let up = &pp.upstream;
     let t0 = Instant::now();
     let mut rec = Attempt {
@@ -1075,12 +1075,12 @@ async fn exchange(
     up_body: UpBody,
     more: bool,
 ) -> Result<(bool, bool), ExErr> {
-    let conf = r.conf.clone();
+    let conf = r.conf;
     let head_len = c.head.head_len;
     // Upstream head plus the body bytes already here, in one write.
     let mut out = std::mem::take(&mut c.out);
     out.clear();
-    let info = write_request_head(&mut out, &c.ctx(r), &conf, pp, r.loc_prefix, up_body);
+    let info = write_request_head(&mut out, &c.ctx(r), conf, pp, r.loc_prefix, up_body);
     match plan {
         BodyPlan::None => {}
         BodyPlan::Buffered { len } => out.extend_from_slice(&c.buf[head_len..head_len + *len]),
@@ -1123,7 +1123,7 @@ async fn exchange(
                     }
                     Ok((n, b)) => {
                         remaining -= n as u64;
-                        ubuf = conn_write(conn, b, &conf)
+                        ubuf = conn_write(conn, b, conf)
                             .await
                             .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
                     }
@@ -1160,7 +1160,7 @@ async fn exchange(
                     c.buf.extend_from_slice(&ubuf[fed.consumed..]);
                     ubuf.truncate(fed.consumed);
                 }
-                ubuf = conn_write(conn, ubuf, &conf)
+                ubuf = conn_write(conn, ubuf, conf)
                     .await
                     .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
             }
@@ -1285,7 +1285,7 @@ async fn relay_response(
     mut ubuf: Vec<u8>,
     hstart: usize,
 ) -> Result<(bool, bool), ExErr> {
-    let conf = r.conf.clone();
+    let conf = r.conf;
     let is_head = c.head.method() == Method::Head;
     let rb = c.resp.body(is_head);
     let client11 = c.head.minor == 1;

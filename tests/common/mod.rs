@@ -177,36 +177,33 @@ fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, need: usize) -> bool {
     true
 }
 
+/// Where the CRLF-terminated line starting at `pos` ends, reading more as needed.
+fn find_line_end(s: &mut TcpStream, buf: &mut Vec<u8>, pos: usize) -> Option<usize> {
+    loop {
+        if let Some(p) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
+            return Some(pos + p);
+        }
+        let need = buf.len() + 1;
+        if !fill(s, buf, need) {
+            return None;
+        }
+    }
+}
+
 /// Decodes a chunked body at the front of `buf`, reading more as needed; returns
 /// (body, bytes consumed).
 fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
-        let line_end = loop {
-            if let Some(p) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
-                break pos + p;
-            }
-            let need = buf.len() + 1;
-            if !fill(s, buf, need) {
-                return None;
-            }
-        };
+        let line_end = find_line_end(s, buf, pos)?;
         let line = std::str::from_utf8(&buf[pos..line_end]).ok()?;
         let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
         pos = line_end + 2;
         if size == 0 {
             // Trailers until an empty line.
             loop {
-                let e = loop {
-                    if let Some(p) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
-                        break pos + p;
-                    }
-                    let need = buf.len() + 1;
-                    if !fill(s, buf, need) {
-                        return None;
-                    }
-                };
+                let e = find_line_end(s, buf, pos)?;
                 let empty = e == pos;
                 pos = e + 2;
                 if empty {
