@@ -48,8 +48,19 @@ SCENARIOS = {
     "post4k": ("/post", "post", 64, "4 KiB POST body, 100 B response"),
     "close": ("/small", "close", 64, "Connection: close, new connection per request"),
     "c1000": ("/small", "", 1000, "100 B response, 1000 connections"),
-    "small_log": ("/small", "", 64, "100 B response, access log on (combined, to a file)"),
+    "lc3": ("/lc3/small", "", 64, "100 B response, least_conn over three backends"),
 }
+# Any scenario name with the suffix `_log` runs with the access log on (combined
+# format, to a file): `small_log`, `16k_log`, ...
+
+
+def base(scen):
+    return scen[:-4] if scen.endswith("_log") else scen
+
+
+def note(scen):
+    n = SCENARIOS[base(scen)][3]
+    return n + (", access log on (combined, to a file)" if scen.endswith("_log") else "")
 
 PROCS = []
 
@@ -164,7 +175,6 @@ def wait_quiet(exclude, limit=0.10, max_wait=30):
 
 LUA = r"""
 local mode = "%(mode)s"
-local think = %(think)s
 -- A static request (no per-request Lua on the hot path of wrk).
 if mode == "post" then
   wrk.method = "POST"
@@ -172,10 +182,6 @@ if mode == "post" then
   wrk.headers["Content-Type"] = "application/octet-stream"
 elseif mode == "close" then
   wrk.headers["Connection"] = "close"
-end
-if think > 0 then
-  function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1000000)) end
-  function delay() return math.random(0, 2 * think) end
 end
 function done(summary, latency, requests)
   io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "errors": %%d, "non2xx": %%d, "p50_us": %%d, "p99_us": %%d, "p999_us": %%d, "max_us": %%d}\n',
@@ -186,10 +192,10 @@ end
 """
 
 
-def run_wrk(args, url, mode, conns, duration, think_ms=0):
-    script = os.path.join(args.tmp, f"s-{mode}-{think_ms}.lua")
+def run_wrk(args, url, mode, conns, duration):
+    script = os.path.join(args.tmp, f"s-{mode}.lua")
     with open(script, "w") as f:
-        f.write(LUA % {"mode": mode or "get", "think": int(think_ms)})
+        f.write(LUA % {"mode": mode or "get"})
     threads = max(1, min(conns, len(args.client_cpus.split(","))))
     cmd = ["taskset", "-c", args.client_cpus, args.wrk, f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-s", script, url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
@@ -199,14 +205,30 @@ def run_wrk(args, url, mode, conns, duration, think_ms=0):
     raise SystemExit("wrk gave no result:\n" + out)
 
 
-def measure(args, target, scen, duration, think_ms=0):
-    path, mode, conns, _ = SCENARIOS[scen]
+def run_loadgen(args, url, rate, duration, conns):
+    cmd = ["taskset", "-c", args.client_cpus, args.loadgen, url, str(int(rate)), str(duration), str(conns)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise SystemExit("loadgen gave no result:\n" + out)
+
+
+def measure(args, target, scen, duration, rate=0):
+    path, mode, conns, _ = SCENARIOS[base(scen)]
+    if rate:
+        conns = 16  # the open-loop generator uses a thread per connection
+    if target["name"] == "direct" and path.startswith("/lc3/"):
+        path = path[4:]
     url = f"http://127.0.0.1:{target['port']}{path}"
     pids = target["pids"]()
-    run_wrk(args, url, mode, conns, 1, think_ms)  # warm-up
+    run_wrk(args, url, mode, conns, 1)  # warm-up
     t0 = cpu_ticks(pids)
     s0 = proc_stat()
-    r = run_wrk(args, url, mode, conns, duration, think_ms)
+    if rate:
+        r = run_loadgen(args, url, rate, duration, conns)
+    else:
+        r = run_wrk(args, url, mode, conns, duration)
     s1 = proc_stat()
     t1 = cpu_ticks(pids)
     n = max(r["requests"], 1)
@@ -227,7 +249,7 @@ def measure(args, target, scen, duration, think_ms=0):
     }
 
 
-def backend_conf(tmp, port):
+def backend_conf(tmp, port, extra_ports):
     with open(os.path.join(tmp, "16k"), "wb") as f:
         f.write(b"a" * 16384)
     with open(os.path.join(tmp, "1m"), "wb") as f:
@@ -241,6 +263,7 @@ http {{
     client_body_temp_path {tmp}/bb; proxy_temp_path {tmp}/bp; fastcgi_temp_path {tmp}/bf; uwsgi_temp_path {tmp}/bu; scgi_temp_path {tmp}/bs;
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
+        {"".join(f"listen 127.0.0.1:{p} reuseport backlog=4096; " for p in extra_ports)}
         location = /small {{ return 200 "{'x' * 100}"; }}
         location = /post {{ client_max_body_size 1m; return 200 "{'y' * 100}"; }}
         location / {{ root {tmp}; }}
@@ -249,21 +272,23 @@ http {{
 """
 
 
-def proxy_http(port, backend, workers, access_log):
+def proxy_http(port, backend, extra, workers, access_log):
     alog = f"access_log {access_log};" if access_log else "access_log off;"
     return f"""
     {alog}
     keepalive_requests 10000000;
     keepalive_timeout 75s;
     upstream be {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
+    upstream be3 {{ least_conn; server 127.0.0.1:{backend}; server 127.0.0.1:{extra[0]}; server 127.0.0.1:{extra[1]}; keepalive 64; keepalive_requests 10000000; }}
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
         location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; client_max_body_size 1m; }}
+        location /lc3/ {{ proxy_pass http://be3/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     }}
 """
 
 
-def start_proxies(args, backend_port, log_on):
+def start_proxies(args, backend_port, extra, log_on):
     """Starts nginx and ringx on the same http block; returns the target list."""
     workers = args.workers
     t = {}
@@ -271,7 +296,7 @@ def start_proxies(args, backend_port, log_on):
         port = free_port()
         d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}")
         os.makedirs(d, exist_ok=True)
-        http = proxy_http(port, backend_port, workers, os.path.join(d, "access.log") if log_on else None)
+        http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None)
         if name == "nginx":
             conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root;
 pid {d}/nginx.pid; error_log {d}/error.log;
@@ -329,7 +354,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--duration", type=int, default=4)
-    ap.add_argument("--scenarios", default="small,16k,1m,post4k,close,c1000,small_log")
+    ap.add_argument("--scenarios", default="small,16k,1m,post4k,close,c1000,lc3,small_log")
+    ap.add_argument("--with-logs", action="store_true", help="add an access-log variant (NAME_log) of every scenario")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--proxy-cpus", default="0")
     ap.add_argument("--client-cpus", default="1")
@@ -337,9 +363,10 @@ def main():
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     ap.add_argument("--ringx", default=os.path.join(ROOT, "target/release/ringx"))
+    ap.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/examples/loadgen"), help="the open-loop generator for --fixed-rate")
     ap.add_argument("--lib-path", default="", help="LD_LIBRARY_PATH for nginx/wrk copied as files")
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--fixed-rate", action="store_true", help="also measure latency at 50%% and 80%% of nginx's max (small)")
+    ap.add_argument("--fixed-rate", action="store_true", help="also measure latency at a fixed rate of 50%% and 80%% of nginx's max (small), open loop")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args()
@@ -347,19 +374,20 @@ def main():
     if args.lib_path:
         args.env["LD_LIBRARY_PATH"] = args.lib_path
         os.environ["LD_LIBRARY_PATH"] = args.lib_path
-    for tool in (args.nginx, args.wrk):
+    for tool in (args.nginx, args.wrk) + ((args.loadgen,) if args.fixed_rate and args.no_build else ()):
         if not os.path.exists(tool):
             raise SystemExit(f"{tool} not found: run scripts/install-bench-deps.sh or pass --nginx/--wrk")
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "ringx", "--example", "loadgen"], cwd=ROOT, check=True)
     args.tmp = tempfile.mkdtemp(prefix="ringx-bench-")
     results = {"machine": machine(), "nginx": subprocess.run([args.nginx, "-v"], capture_output=True, text=True, env=args.env).stderr.strip(),
                "layout": {"workers": args.workers, "proxy_cpus": args.proxy_cpus, "client_cpus": args.client_cpus, "backend_cpus": args.backend_cpus},
                "rounds": args.rounds, "duration_s": args.duration, "scenarios": {}}
     try:
         bport = free_port()
+        extra = [free_port(), free_port()]
         bconf = os.path.join(args.tmp, "backend.conf")
-        open(bconf, "w").write(backend_conf(args.tmp, bport))
+        open(bconf, "w").write(backend_conf(args.tmp, bport, extra))
         os.makedirs(os.path.join(args.tmp, "bb"), exist_ok=True)
         b = spawn([args.nginx, "-p", args.tmp, "-c", bconf], args.backend_cpus, env=args.env)
         wait_port(bport)
@@ -368,11 +396,16 @@ def main():
         for pid in backend_pids():
             renice(pid)
         scen_list = [s for s in args.scenarios.split(",") if s]
+        if args.with_logs:
+            scen_list += [s + "_log" for s in scen_list if not s.endswith("_log") and s + "_log" not in scen_list]
+        for s_ in scen_list:
+            if base(s_) not in SCENARIOS:
+                raise SystemExit(f"unknown scenario {s_}")
         proxies = {}
         for scen in scen_list:
             log_on = scen.endswith("_log")
             if log_on not in proxies:
-                proxies[log_on] = start_proxies(args, bport, log_on)
+                proxies[log_on] = start_proxies(args, bport, extra, log_on)
             t = dict(proxies[log_on])
             t["direct"] = {"name": "direct", "port": bport, "pids": backend_pids}
             order = ["ringx", "nginx", "direct"]
@@ -385,7 +418,7 @@ def main():
                     runs[name].append(m)
                     log(f"{scen:10} round {rnd + 1} {name:6} {m['rps']:10.0f} req/s  p99 {m['p99_ms']:7.2f} ms  "
                         + (f"cpu {m['cpu_us_per_req']:6.1f} us/req" if m["cpu_us_per_req"] is not None else ""))
-            out = {"note": SCENARIOS[scen][3], "runs": runs, "summary": {}}
+            out = {"note": note(scen), "runs": runs, "summary": {}}
             for name in order:
                 out["summary"][name] = {k: summarize([r[k] for r in runs[name]]) for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_req", "rss_kib")}
                 out["summary"][name]["errors"] = sum(r["errors"] + r["non2xx"] for r in runs[name])
@@ -398,23 +431,21 @@ def main():
             }
             results["scenarios"][scen] = out
         if args.fixed_rate:
-            t = dict(proxies.get(False) or start_proxies(args, bport, False))
+            t = dict(proxies.get(False) or start_proxies(args, bport, extra, False))
             nginx_max = results["scenarios"].get("small", {}).get("summary", {}).get("nginx", {}).get("rps", {}) or {}
             nmax = nginx_max.get("median") or measure(args, t["nginx"], "small", args.duration)["rps"]
             fixed = {}
             for frac in (0.5, 0.8):
                 rate = nmax * frac
-                think = max(1, int(64 / rate * 1000))
                 runs = {"ringx": [], "nginx": []}
                 for rnd in range(args.rounds):
                     for name in (["ringx", "nginx"] if rnd % 2 == 0 else ["nginx", "ringx"]):
                         wait_quiet([p for x in t.values() for p in x["pids"]()])
-                        m = measure(args, t[name], "small", args.duration, think)
+                        m = measure(args, t[name], "small", args.duration, rate)
                         runs[name].append(m)
                         log(f"fixed {frac:.0%} round {rnd + 1} {name:6} {m['rps']:9.0f} req/s  p99 {m['p99_ms']:6.2f} ms  cpu {m['cpu_us_per_req']:6.1f} us/req")
                 fixed[f"{int(frac * 100)}%"] = {
                     "target_rps": rate,
-                    "think_ms": think,
                     "summary": {n: {k: summarize([r[k] for r in runs[n]]) for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_req")} for n in runs},
                     "runs": runs,
                 }
@@ -472,7 +503,7 @@ def markdown(r):
         q = s["ratios"]
         lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {q['p99_ringx_nginx']:.2f} | {q['rps_ringx_direct']:.2f} |")
     if "fixed_rate" in r:
-        lines += ["", "Fixed offered load (small, 64 connections, random think time):", "",
+        lines += ["", "Fixed offered load (small, 16 connections, open loop: latency from each request's scheduled send time):", "",
                   "| load | target | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req |", "|---|---|---|---|---|---|---|"]
         for load, f in r["fixed_rate"].items():
             for t in ("ringx", "nginx"):
