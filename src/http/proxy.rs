@@ -844,12 +844,13 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                     (FailKind::Error, None) => "upstream prematurely closed connection".to_string(),
                 };
                 log::error(format_args!(
-                    "{what} while {} upstream, client: {}, server: {}, request: \"{} {}\", upstream: \"http://{}\"",
+                    "{what} while {} upstream, client: {}, server: {}, request: \"{} {} HTTP/1.{}\", upstream: \"http://{}\"",
                     f.msg,
                     c.peer.ip(),
                     r.server.primary_name,
                     String::from_utf8_lossy(c.head.method_span.get(&c.buf)),
                     String::from_utf8_lossy(c.head.target.get(&c.buf)),
+                    c.head.minor,
                     addr
                 ));
                 if f.client_gone {
