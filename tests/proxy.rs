@@ -532,6 +532,11 @@ fn access_log_combined_format() {
     )
     .unwrap();
     get(addr, "/up/z", "h").unwrap();
+    // A request rejected before its head parses still gets a line (nginx logs it too).
+    assert_eq!(
+        request(addr, b"GET / HTTP/1.1\r\nHost : bad\r\n\r\n").unwrap().status,
+        400
+    );
     r.signal(libc::SIGQUIT);
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
@@ -540,6 +545,11 @@ fn access_log_combined_format() {
     assert!(
         line.ends_with("] \"GET /x?y=1 HTTP/1.1\" 204 0 \"http://r/\" \"UA/1\""),
         "{line}"
+    );
+    let bad = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        bad.starts_with("127.0.0.1 - - [") && bad.ends_with("] \"-\" 400 150 \"-\" \"-\""),
+        "{bad}"
     );
     let up = std::fs::read_to_string(dir.join("up.log")).unwrap();
     assert_eq!(up.trim(), format!("127.0.0.1 200 {} 200 /up/z", b.addr));

@@ -178,6 +178,9 @@ impl VarSource for ReqCtx<'_> {
                 }
             }
             Var::Request => {
+                if self.head.method_span.is_empty() {
+                    return false;
+                }
                 out.extend_from_slice(self.head.method_span.get(b));
                 out.push(b' ');
                 out.extend_from_slice(self.head.target.get(b));

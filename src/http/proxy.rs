@@ -163,8 +163,13 @@ pub async fn serve(w: Rc<Worker>, stream: tokio_uring::net::TcpStream, peer: Soc
             Head::Closed => return,
             Head::Bad(e) => {
                 log::info(format_args!("{}, client: {}", e.reason, c.peer.ip()));
+                // Nothing of a rejected head is trusted for the log line (spans may
+                // be left from the previous request): `$request` and headers log "-".
+                c.head = RequestHead::default();
+                c.consumed = 0;
                 let mut r = bare_req(default);
                 let _ = send_error(&mut c, &mut r, e.status, false).await;
+                access_log(&snap, &c, &r);
                 lingering_close(&mut c).await;
                 return;
             }
