@@ -456,13 +456,17 @@ def main():
                 p.send_signal(signal.SIGTERM)
             except OSError:
                 pass
-        time.sleep(0.3)
+        # SIGTERM lets an nginx master stop its workers; SIGKILL only after 5 s
+        # (killing the master outright would orphan its workers).
         for p in PROCS:
             try:
-                p.kill()
                 p.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+            except subprocess.TimeoutExpired:
+                p.kill()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
         shutil.rmtree(args.tmp, ignore_errors=True)
     os.makedirs(args.out, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
