@@ -177,6 +177,24 @@ fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, need: usize) -> bool {
     true
 }
 
+/// A head (without its final CRLFCRLF): the first line, and the header fields.
+fn split_head(head: &[u8]) -> (String, Vec<(String, String)>) {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let first = lines.next().unwrap_or("").to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+        .collect();
+    (first, headers)
+}
+
+fn header_of(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
 /// Where the CRLF-terminated line starting at `pos` ends, reading more as needed.
 fn find_line_end(s: &mut TcpStream, buf: &mut Vec<u8>, pos: usize) -> Option<usize> {
     loop {
@@ -229,18 +247,9 @@ fn serve(mut s: TcpStream, name: &str, log: &Mutex<Vec<Recorded>>, conn: usize, 
     let mut buf = Vec::new();
     loop {
         let Some(end) = read_head(&mut s, &mut buf) else { return };
-        let head = String::from_utf8_lossy(&buf[..end - 4]).to_string();
-        let mut lines = head.split("\r\n");
-        let rl: Vec<String> = lines.next().unwrap_or("").split(' ').map(str::to_string).collect();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
-            .collect();
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
+        let (first, headers) = split_head(&buf[..end - 4]);
+        let rl: Vec<String> = first.split(' ').map(str::to_string).collect();
+        let get = |n: &str| header_of(&headers, n);
         buf.drain(..end);
         let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
             let Some((b, used)) = read_chunked(&mut s, &mut buf) else {
@@ -397,19 +406,10 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Op
 
 fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
     let end = read_head(s, buf)?;
-    let head = String::from_utf8_lossy(&buf[..end - 4]).to_string();
+    let (first, headers) = split_head(&buf[..end - 4]);
     buf.drain(..end);
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
-        .collect();
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
+    let status: u16 = first.split(' ').nth(1)?.parse().ok()?;
+    let get = |n: &str| header_of(&headers, n);
     let body = if head_req || status == 204 || status == 304 || (100..200).contains(&status) {
         Vec::new()
     } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
