@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringx::balance::{Balancer, Tried};
@@ -112,7 +112,6 @@ fn bench_forward(c: &mut Criterion) {
                     server,
                     proxy: Some(pp),
                     start: Instant::now(),
-                    start_wall: SystemTime::now(),
                     sent: Sent::default(),
                     attempts: &[],
                     conn_id: 1,

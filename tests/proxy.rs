@@ -344,6 +344,34 @@ fn ipv6_listen_and_types() {
 }
 
 #[test]
+fn interim_responses_in_one_read_are_skipped() {
+    // 100 and 103 and the final response arrive in one write; the upstream keeps the
+    // connection open, so waiting for more bytes would end in a 504.
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = up.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in up.incoming().flatten() {
+            let mut s = s;
+            let mut b = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut b);
+            let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            held.push(s);
+        }
+    });
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up_addr}; proxy_read_timeout 3s; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr);
+    let t0 = std::time::Instant::now();
+    let r = get(addr, "/", "x").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert!(t0.elapsed() < Duration::from_secs(2), "waited {:?}", t0.elapsed());
+}
+
+#[test]
 fn invalid_upstream_response_is_502() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -520,8 +548,11 @@ fn access_log_combined_format() {
     let conf = format!(
         "daemon off; pid off; events {{}} http {{ access_log {};
          log_format up '$remote_addr $status $upstream_addr $upstream_status $request_uri';
-         server {{ listen 127.0.0.1:{port}; location /up {{ access_log {}/up.log up; proxy_pass http://{}; }} location / {{ return 204; }} }} }}",
+         log_format times '$upstream_connect_time $upstream_header_time $upstream_response_time';
+         server {{ listen 127.0.0.1:{port}; location /up {{ access_log {}/up.log up; proxy_pass http://{}; }} location /slow {{ access_log {}/times.log times; proxy_pass http://{}; }} location / {{ return 204; }} }} }}",
         log.display(),
+        dir.display(),
+        b.addr,
         dir.display(),
         b.addr
     );
@@ -532,6 +563,7 @@ fn access_log_combined_format() {
     )
     .unwrap();
     get(addr, "/up/z", "h").unwrap();
+    get(addr, "/slow?ms=300", "h").unwrap();
     // A request rejected before its head parses still gets a line (nginx logs it too).
     assert_eq!(
         request(addr, b"GET / HTTP/1.1\r\nHost : bad\r\n\r\n").unwrap().status,
@@ -551,6 +583,10 @@ fn access_log_combined_format() {
         bad.starts_with("127.0.0.1 - - [") && bad.ends_with("] \"-\" 400 150 \"-\" \"-\""),
         "{bad}"
     );
+    // The header time is when the response head arrived, not the connect time.
+    let times = std::fs::read_to_string(dir.join("times.log")).unwrap();
+    let t: Vec<f64> = times.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(t[0] < 0.1 && t[1] >= 0.3 && t[2] >= t[1], "{times}");
     let up = std::fs::read_to_string(dir.join("up.log")).unwrap();
     assert_eq!(up.trim(), format!("127.0.0.1 200 {} 200 /up/z", b.addr));
 }

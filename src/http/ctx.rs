@@ -44,7 +44,6 @@ pub struct ReqCtx<'a> {
     pub server: &'a Server,
     pub proxy: Option<&'a ProxyPass>,
     pub start: Instant,
-    pub start_wall: SystemTime,
     pub sent: Sent,
     pub attempts: &'a [Attempt],
     pub conn_id: u64,
@@ -209,12 +208,11 @@ impl VarSource for ReqCtx<'_> {
             Var::BodyBytesSent => num(out, self.sent.body_bytes),
             Var::BytesSent => num(out, self.sent.bytes),
             Var::TimeLocal => {
-                let t: chrono::DateTime<chrono::Local> = self.start_wall.into();
-                let _ = write!(out, "{}", t.format("%d/%b/%Y:%H:%M:%S %z"));
+                // As nginx: the time the variable is evaluated (the log line is written).
+                let _ = write!(out, "{}", chrono::Local::now().format("%d/%b/%Y:%H:%M:%S %z"));
             }
             Var::TimeIso8601 => {
-                let t: chrono::DateTime<chrono::Local> = self.start_wall.into();
-                let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%:z"));
+                let _ = write!(out, "{}", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z"));
             }
             Var::Msec => {
                 let d = SystemTime::now()

@@ -30,7 +30,7 @@ use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::config::model::{AddHeader, LocConf, ProxyPass, Return, Server};
 use crate::config::vars::VarSource;
@@ -92,7 +92,6 @@ struct Req<'s> {
     uri: Span,
     args: Option<Span>,
     start: Instant,
-    wall: SystemTime,
     sent: Sent,
     proxy: Option<&'s ProxyPass>,
 }
@@ -113,7 +112,6 @@ impl Client {
             server: r.server,
             proxy: r.proxy,
             start: r.start,
-            start_wall: r.wall,
             sent: r.sent,
             attempts: &self.attempts,
             conn_id: self.id,
@@ -158,7 +156,7 @@ pub async fn serve(w: Rc<Worker>, stream: tokio_uring::net::TcpStream, peer: Soc
         let snap = w.snapshot();
         let Some(group) = snap.group(local) else { return };
         let default = &snap.cfg.http.servers[group.default_server];
-        match read_head(&w, &mut c, default).await {
+        match read_head(&mut c, default).await {
             Head::Ready => {}
             Head::Closed => return,
             Head::Bad(e) => {
@@ -175,7 +173,7 @@ pub async fn serve(w: Rc<Worker>, stream: tokio_uring::net::TcpStream, peer: Soc
             }
         }
         c.requests += 1;
-        let keep = handle(&w, &snap, group, &mut c).await;
+        let keep = handle(&snap, group, &mut c).await;
         if !keep || w.quitting.get() {
             return;
         }
@@ -194,13 +192,12 @@ fn bare_req(server: &Server) -> Req<'_> {
         uri: Span::default(),
         args: None,
         start: Instant::now(),
-        wall: SystemTime::now(),
         sent: Sent::default(),
         proxy: None,
     }
 }
 
-async fn read_head(w: &Worker, c: &mut Client, srv: &Server) -> Head {
+async fn read_head(c: &mut Client, srv: &Server) -> Head {
     let limits = HeadLimits {
         line_max: srv.large_header_size,
         total_max: srv.large_header_size * srv.large_header_count,
@@ -225,6 +222,7 @@ async fn read_head(w: &Worker, c: &mut Client, srv: &Server) -> Head {
         let buf = std::mem::take(&mut c.buf);
         let max = limits.total_max + 1024 - buf.len().min(limits.total_max);
         let res = if idle {
+            let w = &*c.w;
             let notified = w.quit.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -248,21 +246,11 @@ async fn read_head(w: &Worker, c: &mut Client, srv: &Server) -> Head {
     }
 }
 
-async fn handle(w: &Worker, snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) -> bool {
+async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) -> bool {
     let cfg = &snap.cfg;
     let server = route::find_server(&cfg.http, group, c.head.host.map(|h| h.get(&c.buf)));
-    let mut r = Req {
-        server,
-        conf: &server.conf,
-        loc_prefix: None,
-        uri_normalized: false,
-        uri: c.head.path,
-        args: None,
-        start: Instant::now(),
-        wall: SystemTime::now(),
-        sent: Sent::default(),
-        proxy: None,
-    };
+    let mut r = bare_req(server);
+    r.uri = c.head.path;
     c.consumed = c.head.head_len;
     c.attempts.clear();
     // $uri and $args.
@@ -306,13 +294,12 @@ async fn handle(w: &Worker, snap: &Snapshot, group: &crate::config::model::Liste
         let body = crate::observe::status::render(cfg);
         let keep = swallow_body(c) && client_keep(c, &r);
         let ok = send_simple(c, &mut r, 200, "application/json", body.as_bytes(), None, keep).await;
-        access_log(snap, c, &r);
-        return ok && keep;
+        return finish(snap, c, &r, ok, keep).await;
     }
     match &r.conf.proxy_pass {
         Some(pp) => {
             r.proxy = Some(pp);
-            let keep = proxy(w, snap, c, &mut r, pp).await;
+            let keep = proxy(snap, c, &mut r, pp).await;
             access_log(snap, c, &r);
             keep
         }
@@ -353,9 +340,14 @@ fn swallow_body(c: &mut Client) -> bool {
 }
 
 async fn finish_error(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code: u16) -> bool {
-    let body_ok = swallow_body(c);
-    let keep = body_ok && client_keep(c, r) && !closes_connection(code);
+    let keep = swallow_body(c) && client_keep(c, r) && !closes_connection(code);
     let ok = send_error(c, r, code, keep).await;
+    finish(snap, c, r, ok, keep).await
+}
+
+/// After a response ringx made itself: the access-log line, then either keep the
+/// connection or close it gently.
+async fn finish(snap: &Snapshot, c: &mut Client, r: &Req<'_>, ok: bool, keep: bool) -> bool {
     access_log(snap, c, r);
     if !keep && ok {
         lingering_close(c).await;
@@ -369,8 +361,7 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
         access_log(snap, c, r);
         return false;
     }
-    let body_ok = swallow_body(c);
-    let keep = body_ok && client_keep(c, r) && !closes_connection(ret.code);
+    let keep = swallow_body(c) && client_keep(c, r) && !closes_connection(ret.code);
     let redirect = matches!(ret.code, 301 | 302 | 303 | 307 | 308);
     let mut text = std::mem::take(&mut c.scratch);
     text.clear();
@@ -384,29 +375,22 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
             loc.extend_from_slice(b"http://");
             c.ctx(r).write_var(&crate::config::vars::Var::Host, &mut loc);
             if c.local.port() != 80 {
-                loc.extend_from_slice(format!(":{}", c.local.port()).as_bytes());
+                let _ = write!(loc, ":{}", c.local.port());
             }
         }
         loc.extend_from_slice(&text);
         let page = error_page(ret.code).unwrap_or_default();
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), Some(&loc), keep).await
-    } else if ret.text.is_some() {
+    } else if let (None, Some(page)) = (&ret.text, error_page(ret.code)) {
+        send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
+    } else {
+        // The text (empty for `return 200;`), typed by the URI's extension.
         let conf = r.conf;
         let ctype = content_type(conf, c.ctx(r).uri);
         send_simple(c, r, ret.code, ctype, &text, None, keep).await
-    } else if let Some(page) = error_page(ret.code) {
-        send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
-    } else {
-        let conf = r.conf;
-        let ctype = content_type(conf, c.ctx(r).uri);
-        send_simple(c, r, ret.code, ctype, b"", None, keep).await
     };
     c.scratch = text;
-    access_log(snap, c, r);
-    if !keep && ok {
-        lingering_close(c).await;
-    }
-    ok && keep
+    finish(snap, c, r, ok, keep).await
 }
 
 /// The Content-Type for a response ringx makes: by the URI's extension from
@@ -641,11 +625,6 @@ impl Fail {
     }
 }
 
-/// What a completed attempt left.
-struct Done {
-    keep_client: bool,
-}
-
 /// How the request body reaches the upstream.
 enum BodyPlan {
     None,
@@ -668,7 +647,7 @@ enum BodyPlan {
     },
 }
 
-async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> bool {
+async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> bool {
     let conf = r.conf;
     let head_len = c.head.head_len;
     let avail = c.buf.len() - head_len;
@@ -783,11 +762,8 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
         plan,
         BodyPlan::None | BodyPlan::Buffered { .. } | BodyPlan::Collected(_)
     );
-    if !replayable && c.head.expect_continue && c.head.minor == 1 {
-        let cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        if c.stream.write_all(cont, conf.send_timeout).await.is_err() {
-            return false;
-        }
+    if !replayable && !send_continue(c, conf).await {
+        return false;
     }
 
     // 2. Attempts.
@@ -802,16 +778,17 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
     let idempotent = c.head.method().idempotent();
     let mut last: Option<Fail> = None;
     let mut n = 0;
-    // The `hash` key, rendered once per request.
+    // The `hash` key, rendered once per request into the scratch buffer (which
+    // nothing else uses while proxying).
     let mut key = std::mem::take(&mut c.scratch);
     key.clear();
     if let Some(k) = &pp.upstream.hash_key {
         k.render(&c.ctx(r), &mut key);
     }
-    let key_len = key.len();
+    c.scratch = key;
     loop {
         let now = Instant::now();
-        let Some(si) = bal.pick(c.peer.ip(), &key[..key_len], &mut tried, now) else {
+        let Some(si) = bal.pick(c.peer.ip(), &c.scratch, &mut tried, now) else {
             if last.is_none() {
                 log::error(format_args!(
                     "no live upstreams while connecting to upstream \"{}\", client: {}",
@@ -824,16 +801,15 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
         n += 1;
         let addr = pp.upstream.servers[si].addr;
         let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < bal.len();
-        let res = attempt(w, c, r, pp, addr, &mut plan, up_body, replayable, more).await;
+        let res = attempt(c, r, pp, addr, &mut plan, up_body, replayable, more).await;
         match res {
-            Ok(done) => {
+            Ok(keep_client) => {
                 let failed = c
                     .attempts
                     .last()
                     .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
                 bal.release(si, failed, Instant::now());
-                c.scratch = key;
-                return done.keep_client;
+                return keep_client;
             }
             Err(f) => {
                 let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404));
@@ -859,7 +835,6 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                     addr
                 ));
                 if f.client_gone {
-                    c.scratch = key;
                     return false;
                 }
                 let nu = conf.proxy_next_upstream;
@@ -874,7 +849,6 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
                 last = Some(f);
                 if !retry {
                     if fatal {
-                        c.scratch = key;
                         return false;
                     }
                     break;
@@ -882,7 +856,6 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
             }
         }
     }
-    c.scratch = key;
     let code = last.map_or(502, |f| f.status);
     let keep = client_keep(c, r) && !matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. });
     let ok = send_error(c, r, code, keep).await;
@@ -893,12 +866,8 @@ async fn proxy(w: &Worker, snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp:
 /// the part to keep ends (sending `100 Continue` first when the client waits for it).
 /// False when the client went away.
 async fn read_small_body(c: &mut Client, conf: &LocConf, mut enough: impl FnMut(&[u8]) -> Option<usize>) -> bool {
-    if c.head.expect_continue && c.head.minor == 1 {
-        let cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        match c.stream.write_all(cont, conf.send_timeout).await {
-            Ok(_) => c.head.expect_continue = false,
-            Err(_) => return false,
-        }
+    if !send_continue(c, conf).await {
+        return false;
     }
     loop {
         let buf = std::mem::take(&mut c.buf);
@@ -920,6 +889,25 @@ async fn read_small_body(c: &mut Client, conf: &LocConf, mut enough: impl FnMut(
         if enough(&c.buf).is_some() {
             return true;
         }
+    }
+}
+
+/// `100 Continue`, once, when the client waits for it before sending its body.
+/// False when the client went away.
+async fn send_continue(c: &mut Client, conf: &LocConf) -> bool {
+    if !(c.head.expect_continue && c.head.minor == 1) {
+        return true;
+    }
+    c.head.expect_continue = false;
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+    match c.stream.write_all(out, conf.send_timeout).await {
+        Ok(b) => {
+            c.out = b;
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -974,7 +962,6 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
 /// One try against one server.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
-    w: &Worker,
     c: &mut Client,
     r: &mut Req<'_>,
     pp: &ProxyPass,
@@ -983,7 +970,7 @@ async fn attempt(
     up_body: UpBody,
     replayable: bool,
     more: bool,
-) -> Result<Done, Fail> {
+) -> Result<bool, Fail> {
     let conf = r.conf;
     let up = &pp.upstream;
     let t0 = Instant::now();
@@ -998,52 +985,48 @@ async fn attempt(
     // request can be replayed, such a failure is retried once on a fresh connection
     // and not counted against the server.
     let mut pooled = if replayable && up.keepalive > 0 {
-        w.pool.borrow_mut().take(addr)
+        c.w.pool.borrow_mut().take(addr)
     } else {
         None
     };
-    loop {
+    let result = loop {
         let reused = pooled.is_some();
         let mut conn = match pooled.take() {
             Some(p) => p,
             None => match Stream::connect(addr, conf.proxy_connect_timeout).await {
                 Ok(s) => UpConn::new(s, addr, UP_BUF),
-                Err(e) => {
-                    rec.response_ms = t0.elapsed().as_millis() as u64;
-                    c.attempts.push(rec);
-                    return Err(Fail::io(e, false, "connecting to"));
-                }
+                Err(e) => break Err(Fail::io(e, false, "connecting to")),
             },
         };
-        rec.connect_ms = t0.elapsed().as_millis() as u64;
-        match exchange(c, r, pp, &mut conn, plan, up_body, more).await {
+        rec.connect_ms = ms_since(t0);
+        match exchange(c, r, pp, &mut conn, plan, up_body, more, &mut rec, t0).await {
             Ok((keep_client, reusable)) => {
-                rec.status = c.resp.code;
-                rec.header_ms = rec.header_ms.max(rec.connect_ms);
-                rec.response_ms = t0.elapsed().as_millis() as u64;
-                c.attempts.push(rec);
                 conn.requests += 1;
                 if reusable && conn.requests < up.keepalive_requests {
-                    w.pool.borrow_mut().put(conn, up.keepalive, up.keepalive_timeout);
+                    c.w.pool.borrow_mut().put(conn, up.keepalive, up.keepalive_timeout);
                 }
-                return Ok(Done { keep_client });
+                break Ok(keep_client);
             }
             Err(ExErr::Stale) if reused => continue,
-            Err(ExErr::Stale) => {
-                rec.response_ms = t0.elapsed().as_millis() as u64;
-                c.attempts.push(rec);
-                return Err(Fail::new(FailKind::Error, 502, true, "reading response header from"));
-            }
-            Err(ExErr::Fail(f)) => {
-                if let FailKind::Status(s) = f.kind {
-                    rec.status = s;
-                }
-                rec.response_ms = t0.elapsed().as_millis() as u64;
-                c.attempts.push(rec);
-                return Err(f);
-            }
+            Err(ExErr::Stale) => break Err(Fail::new(FailKind::Error, 502, true, "reading response header from")),
+            Err(ExErr::Fail(f)) => break Err(f),
         }
-    }
+    };
+    rec.status = match &result {
+        Ok(_) => c.resp.code,
+        Err(Fail {
+            kind: FailKind::Status(s),
+            ..
+        }) => *s,
+        Err(_) => 0,
+    };
+    rec.response_ms = ms_since(t0);
+    c.attempts.push(rec);
+    result
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 /// `b` with room for at least `want` more bytes (buffers grow only for large bodies).
@@ -1072,6 +1055,7 @@ enum ExErr {
 
 /// Sends the request on `conn` and relays the response. Returns (client may be kept,
 /// upstream may be reused).
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     c: &mut Client,
     r: &mut Req<'_>,
@@ -1080,6 +1064,8 @@ async fn exchange(
     plan: &mut BodyPlan,
     up_body: UpBody,
     more: bool,
+    rec: &mut Attempt,
+    t0: Instant,
 ) -> Result<(bool, bool), ExErr> {
     let conf = r.conf;
     let head_len = c.head.head_len;
@@ -1174,29 +1160,24 @@ async fn exchange(
         }
         _ => {}
     }
-    // The response head.
+    // The response head. Interim 1xx responses are skipped (ringx does not forward
+    // Expect); several may arrive in one read together with the final head.
+    let bad_head = |msg| ExErr::Fail(Fail::new(FailKind::InvalidHeader, 502, true, msg));
     ubuf.clear();
     ubuf.resize(RESERVE, 0);
     let mut hstart = RESERVE;
-    loop {
-        let before = ubuf.len();
+    'head: loop {
+        let nothing_yet = ubuf.len() == RESERVE;
         let res = conn
             .stream
             .read_append(ubuf, UP_HEAD_MAX + RESERVE, conf.proxy_read_timeout)
             .await;
         ubuf = match res {
-            Ok((0, b)) => {
-                if before == RESERVE && hstart == RESERVE {
-                    conn.buf = b;
-                    return Err(ExErr::Stale);
-                }
-                return Err(ExErr::Fail(Fail::new(
-                    FailKind::InvalidHeader,
-                    502,
-                    true,
-                    "reading response header from",
-                )));
+            Ok((0, b)) if nothing_yet => {
+                conn.buf = b;
+                return Err(ExErr::Stale);
             }
+            Ok((0, _)) => return Err(bad_head("reading response header from")),
             Ok((_, b)) => b,
             Err(IoFail::Timeout) => {
                 return Err(ExErr::Fail(Fail::new(
@@ -1206,7 +1187,7 @@ async fn exchange(
                     "reading response header from",
                 )))
             }
-            Err(IoFail::Io(_)) if before == RESERVE && hstart == RESERVE => return Err(ExErr::Stale),
+            Err(IoFail::Io(_)) if nothing_yet => return Err(ExErr::Stale),
             Err(IoFail::Io(_)) => {
                 return Err(ExErr::Fail(Fail::new(
                     FailKind::Error,
@@ -1216,51 +1197,22 @@ async fn exchange(
                 )))
             }
         };
-        match parse_response(&ubuf[hstart..], &mut c.resp) {
-            Ok(Some(())) => {
-                let code = c.resp.code;
-                if (100..200).contains(&code) && code != 101 {
-                    // Interim responses are not relayed (ringx does not forward Expect).
-                    hstart += c.resp.head_len;
-                    if hstart < ubuf.len() {
-                        if let Ok(Some(())) = parse_response(&ubuf[hstart..], &mut c.resp) {
-                            if c.resp.code >= 200 {
-                                break;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                if code == 101 {
-                    return Err(ExErr::Fail(Fail::new(
-                        FailKind::InvalidHeader,
-                        502,
-                        true,
-                        "reading response header from",
-                    )));
-                }
-                break;
-            }
-            Ok(None) => {
-                if ubuf.len() - hstart >= UP_HEAD_MAX {
-                    return Err(ExErr::Fail(Fail::new(
-                        FailKind::InvalidHeader,
-                        502,
-                        true,
+        loop {
+            match parse_response(&ubuf[hstart..], &mut c.resp) {
+                Ok(Some(())) if c.resp.code == 101 => return Err(bad_head("reading response header from")),
+                Ok(Some(())) if c.resp.code < 200 => hstart += c.resp.head_len,
+                Ok(Some(())) => break 'head,
+                Ok(None) if ubuf.len() - hstart >= UP_HEAD_MAX => {
+                    return Err(bad_head(
                         "upstream sent too big header while reading response header from",
-                    )));
+                    ))
                 }
-            }
-            Err(_) => {
-                return Err(ExErr::Fail(Fail::new(
-                    FailKind::InvalidHeader,
-                    502,
-                    true,
-                    "reading response header from",
-                )))
+                Ok(None) => continue 'head,
+                Err(_) => return Err(bad_head("reading response header from")),
             }
         }
     }
+    rec.header_ms = ms_since(t0);
     let code = c.resp.code;
     if more && conf.proxy_next_upstream.status(code) {
         return Err(ExErr::Fail(Fail::new(
