@@ -104,29 +104,31 @@ def renice(pid):
         pass
 
 
+def stat_fields(pid):
+    """Fields of /proc/PID/stat after the command name (field 3 onward), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def children(pid):
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parts = f.read().rsplit(")", 1)[1].split()
-                if int(parts[1]) == pid:
-                    out.append(int(d))
-            except OSError:
-                pass
+            f = stat_fields(d)
+            if f and int(f[1]) == pid:
+                out.append(int(d))
     return out
 
 
 def cpu_ticks(pids):
     t = 0
     for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-            t += int(parts[11]) + int(parts[12])  # utime, stime (fields 14, 15)
-        except OSError:
-            pass
+        f = stat_fields(p)
+        if f:
+            t += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15)
     return t
 
 

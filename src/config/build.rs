@@ -698,22 +698,16 @@ impl<'a> Builder<'a> {
             let (k, v) = a
                 .split_once('=')
                 .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?;
+            let positive = |v: &str| {
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))
+            };
             match k {
                 "interval" => hc.interval = parse_time(d, v)?.max(Duration::from_millis(10)),
-                "fails" => {
-                    hc.fails = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?
-                }
-                "passes" => {
-                    hc.passes = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?
-                }
+                "fails" => hc.fails = positive(v)?,
+                "passes" => hc.passes = positive(v)?,
                 "uri" => hc.uri = v.to_string(),
                 "port" => hc.port = Some(v.parse().map_err(|_| d.err(format!("invalid parameter \"{a}\"")))?),
                 "match" => {
