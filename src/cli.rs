@@ -125,7 +125,14 @@ pub fn main(argv: Vec<String>) -> i32 {
     if args.version || args.version_full {
         eprintln!("ringx version: ringx/{}", env!("CARGO_PKG_VERSION"));
         if args.version_full {
-            eprintln!("built with rustc, io_uring runtime tokio-uring 0.5, httparse, mimalloc");
+            eprintln!("built with rustc, httparse, mimalloc");
+            eprintln!(
+                "event drivers: io_uring (tokio-uring 0.5, the default where the kernel allows it), epoll (tokio); this kernel: io_uring {}",
+                match crate::net::io::probe_uring() {
+                    Ok(()) => "available".to_string(),
+                    Err(e) => format!("not available ({e})"),
+                }
+            );
             eprintln!("reads nginx configuration (http upstream/proxy_pass subset, see docs/config.md)");
         }
         if !args.test && args.signal.is_none() {
@@ -215,6 +222,7 @@ pub fn main(argv: Vec<String>) -> i32 {
     };
     let master = match Master::start(opts, loaded.config, err_override) {
         Ok(m) => m,
+        Err(crate::runtime::master::StartError::Logged(_)) => return 1,
         Err(e) => {
             eprintln!("ringx: [emerg] {e}");
             return 1;

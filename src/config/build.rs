@@ -44,7 +44,6 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("accept_mutex", &[Ctx::Events]),
     ("accept_mutex_delay", &[Ctx::Events]),
     ("multi_accept", &[Ctx::Events]),
-    ("use", &[Ctx::Events]),
     ("zone", &[Ctx::Upstream]),
 ];
 
@@ -171,6 +170,7 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         worker_connections: 512,
         worker_rlimit_nofile: None,
         worker_shutdown_timeout: None,
+        driver: crate::net::DriverChoice::Auto,
         daemon: true,
         pid: Some(env.path("logs/ringx.pid")),
         error_log: ErrorLog {
@@ -244,6 +244,10 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
                             one_arg(e)?;
                             cfg.worker_connections = parse_num(e, &e.args[0])? as usize;
                         }
+                        "use" => {
+                            one_arg(e)?;
+                            cfg.driver = parse_driver(e)?;
+                        }
                         n if no_op(n, Ctx::Events) => {}
                         _ => return Err(unknown(e, Ctx::Events)),
                     }
@@ -263,6 +267,15 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         return Err(ConfError::plain("no \"events\" section in configuration"));
     }
     Ok(cfg)
+}
+
+/// `use io_uring|epoll;` (nginx's event-method names; `io_uring` is ringx's).
+fn parse_driver(d: &Directive) -> Result<crate::net::DriverChoice, ConfError> {
+    match d.args[0].as_str() {
+        "io_uring" | "uring" => Ok(crate::net::DriverChoice::Uring),
+        "epoll" => Ok(crate::net::DriverChoice::Epoll),
+        other => Err(d.err(format!("invalid event type \"{other}\""))),
+    }
 }
 
 fn known_anywhere(name: &str) -> Option<Ctx> {

@@ -84,6 +84,8 @@ pub struct Config {
     pub worker_connections: usize,
     pub worker_rlimit_nofile: Option<u64>,
     pub worker_shutdown_timeout: Option<Duration>,
+    /// `events { use ...; }`: the I/O driver.
+    pub driver: crate::net::DriverChoice,
     pub daemon: bool,
     pub pid: Option<PathBuf>,
     pub error_log: ErrorLog,

@@ -74,7 +74,7 @@ pub fn start(w: &Rc<Worker>, upstreams: &[Arc<Upstream>], workers: usize) {
         for si in 0..u.servers.len() {
             let (w, u) = (w.clone(), u.clone());
             let gen = w.generation();
-            tokio_uring::spawn(async move {
+            tokio::task::spawn_local(async move {
                 let hc: &HealthCheck = u.health_check.get().expect("checked above");
                 probe_loop(&w, &u, si, hc, gen).await;
             });

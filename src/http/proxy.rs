@@ -128,7 +128,7 @@ enum Head {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(w: Rc<Worker>, stream: tokio_uring::net::TcpStream, peer: SocketAddr, local: SocketAddr) {
+pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, local: SocketAddr) {
     let first = w.snapshot();
     let ka = first
         .group(local)

@@ -1,28 +1,32 @@
 //! The thin per-core I/O layer: everything that touches a socket goes through here,
-//! so protocol code stays sans-io and the runtime underneath (tokio-uring today) can
-//! be measured against, or replaced by, a leaner io_uring loop.
+//! so protocol code stays sans-io and the driver underneath can change.
 //!
+//! - [`io`]: the seam itself: [`io::Tcp`] and [`io::Listener`] over io_uring
+//!   (tokio-uring) or epoll (tokio), chosen once at start-up.
+//! - [`Stream`]: a connection with **deadlines**: every read and write is bounded
+//!   either per operation ([`Deadline::After`], nginx's `send_timeout`,
+//!   `client_body_timeout`, `proxy_read_timeout`: between two operations) or by an
+//!   absolute instant ([`Deadline::At`], `client_header_timeout`: the whole head).
+//!   Timeout handling lives here only: io_uring does not cancel an operation whose
+//!   future is dropped, so after a timeout the socket is shut down (the pending
+//!   operation then completes and frees its buffer, and the peer sees FIN).
 //! - [`listener`]: one `SO_REUSEPORT` socket per worker per address (socket2).
-//! - [`Stream`]: a TCP stream with owned-buffer reads that append into a `Vec`'s
-//!   spare capacity and writes of a range, each bounded by a timeout. tokio-uring does
-//!   not cancel an operation whose future is dropped, so after a timeout the stream
-//!   is shut down (the pending operation then completes and frees its buffer).
 //! - [`pool`]: idle upstream connections kept per worker (`keepalive N`).
 
+pub mod io;
 pub mod listener;
 pub mod pool;
 
-use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio_uring::buf::BoundedBuf;
+pub use io::{Driver, DriverChoice, Listener, Tcp};
 
 /// Why an I/O operation did not complete.
 #[derive(Debug)]
 pub enum IoFail {
     Timeout,
-    Io(io::Error),
+    Io(std::io::Error),
 }
 
 impl std::fmt::Display for IoFail {
@@ -34,19 +38,42 @@ impl std::fmt::Display for IoFail {
     }
 }
 
+/// When an operation must have completed.
+#[derive(Debug, Clone, Copy)]
+pub enum Deadline {
+    /// Within this long of starting the operation.
+    After(Duration),
+    /// By this instant, however many operations it takes.
+    At(Instant),
+}
+
+impl From<Duration> for Deadline {
+    fn from(d: Duration) -> Self {
+        Deadline::After(d)
+    }
+}
+
+impl Deadline {
+    fn at(self) -> tokio::time::Instant {
+        match self {
+            Deadline::After(d) => tokio::time::Instant::now() + d,
+            Deadline::At(i) => i.into(),
+        }
+    }
+}
+
 pub struct Stream {
-    inner: tokio_uring::net::TcpStream,
+    inner: Tcp,
 }
 
 impl Stream {
-    pub fn new(inner: tokio_uring::net::TcpStream) -> Self {
-        let _ = inner.set_nodelay(true);
+    pub fn new(inner: Tcp) -> Self {
         Stream { inner }
     }
 
-    /// Connects to `addr` within `timeout`.
+    /// Connects to `addr` within `timeout`; a connect that times out leaves no socket.
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Stream, IoFail> {
-        match tokio::time::timeout(timeout, tokio_uring::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(timeout, Tcp::connect(addr)).await {
             Ok(Ok(s)) => Ok(Stream::new(s)),
             Ok(Err(e)) => Err(IoFail::Io(e)),
             Err(_) => Err(IoFail::Timeout),
@@ -54,59 +81,65 @@ impl Stream {
     }
 
     /// Reads at most `max` bytes, appending them after `buf.len()` (growing the
-    /// capacity by `grow` first when it is full). `Ok(0)` is end of stream. On a
+    /// capacity by 4 KiB first when it is full). `Ok(0)` is end of stream. On a
     /// timeout or error the buffer is gone and the caller must drop the connection.
     pub async fn read_append(
         &self,
         mut buf: Vec<u8>,
         max: usize,
-        timeout: Duration,
+        deadline: impl Into<Deadline>,
     ) -> Result<(usize, Vec<u8>), IoFail> {
         if buf.len() == buf.capacity() {
             buf.reserve(4096);
         }
-        let start = buf.len();
-        let end = buf.capacity().min(start.saturating_add(max.max(1)));
-        let fut = self.inner.read(buf.slice(start..end));
-        match tokio::time::timeout(timeout, fut).await {
-            Ok((Ok(n), slice)) => Ok((n, slice.into_inner())),
+        match tokio::time::timeout_at(deadline.into().at(), self.inner.read(buf, max)).await {
+            Ok((Ok(n), b)) => Ok((n, b)),
             Ok((Err(e), _)) => Err(IoFail::Io(e)),
-            Err(_) => {
-                let _ = self.inner.shutdown(Shutdown::Both);
-                Err(IoFail::Timeout)
-            }
+            Err(_) => Err(self.timed_out()),
         }
     }
 
-    /// Writes `buf[range]` fully and gives the buffer back.
+    /// Waits, holding no buffer where the driver allows it, until the peer sent
+    /// something or closed.
+    pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {
+        match tokio::time::timeout_at(deadline.into().at(), self.inner.readable()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(IoFail::Io(e)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Writes `buf[start..end]` fully and gives the buffer back.
     pub async fn write_range(
         &self,
         buf: Vec<u8>,
         start: usize,
         end: usize,
-        timeout: Duration,
+        deadline: impl Into<Deadline>,
     ) -> Result<Vec<u8>, IoFail> {
         if start == end {
             return Ok(buf);
         }
-        let fut = self.inner.write_all(buf.slice(start..end));
-        match tokio::time::timeout(timeout, fut).await {
-            Ok((Ok(()), slice)) => Ok(slice.into_inner()),
+        match tokio::time::timeout_at(deadline.into().at(), self.inner.write(buf, start, end)).await {
+            Ok((Ok(()), b)) => Ok(b),
             Ok((Err(e), _)) => Err(IoFail::Io(e)),
-            Err(_) => {
-                let _ = self.inner.shutdown(Shutdown::Both);
-                Err(IoFail::Timeout)
-            }
+            Err(_) => Err(self.timed_out()),
         }
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, buf: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, IoFail> {
+    pub async fn write_all(&self, buf: Vec<u8>, deadline: impl Into<Deadline>) -> Result<Vec<u8>, IoFail> {
         let n = buf.len();
-        self.write_range(buf, 0, n, timeout).await
+        self.write_range(buf, 0, n, deadline).await
     }
 
     pub fn shutdown(&self, how: Shutdown) {
-        let _ = self.inner.shutdown(how);
+        self.inner.shutdown(how);
+    }
+
+    /// The one place a timeout becomes a closed connection.
+    fn timed_out(&self) -> IoFail {
+        self.inner.shutdown(Shutdown::Both);
+        IoFail::Timeout
     }
 }

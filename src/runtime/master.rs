@@ -13,11 +13,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use tokio::sync::mpsc;
 
 use crate::config::model::{Config, CpuAffinity, LogLevel};
@@ -31,6 +32,10 @@ struct WorkerHandle {
     tx: mpsc::UnboundedSender<Control>,
     thread: JoinHandle<()>,
 }
+
+/// Set by a worker thread that ended without being told to (a panic): the master
+/// then logs `[alert]` and starts a new one on the same listeners.
+static WORKER_DIED: AtomicBool = AtomicBool::new(false);
 
 /// What the master runs with.
 pub struct Master {
@@ -49,6 +54,9 @@ pub enum StartError {
     Bind(SocketAddr, String),
     #[error("{0}")]
     Other(String),
+    /// Already written to the error log as `[emerg]`.
+    #[error("{0}")]
+    Logged(String),
 }
 
 fn bind_all(
@@ -107,8 +115,10 @@ impl Master {
         }
         cfg.init_shared(cfg.worker_processes);
         let cfg = Arc::new(cfg);
+        let driver = choose_driver(&cfg)?;
         let mut workers = Vec::new();
         let mut master_dups: HashMap<SocketAddr, Vec<std::net::TcpListener>> = HashMap::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for i in 0..cfg.worker_processes {
             let mut mine = Vec::new();
             for (addr, ls) in bound.iter_mut() {
@@ -117,19 +127,15 @@ impl Master {
                 master_dups.entry(*addr).or_default().push(dup);
                 mine.push((*addr, l));
             }
-            let (tx, rx) = mpsc::unbounded_channel();
-            let c = cfg.clone();
-            let core = core_for(&cfg.worker_cpu_affinity, i);
-            let thread = std::thread::Builder::new()
-                .name(format!("ringx-worker-{i}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    worker::run(i, c, mine, rx);
-                })
-                .map_err(|e| StartError::Other(format!("spawning worker failed ({e})")))?;
-            workers.push(WorkerHandle { tx, thread });
+            workers.push(spawn_worker(i, cfg.clone(), mine, ready_tx.clone())?);
+        }
+        drop(ready_tx);
+        if let Err(e) = wait_ready(&ready_rx, workers.len()) {
+            log::log(LogLevel::Emerg, format_args!("{e}"));
+            for w in &workers {
+                let _ = w.tx.send(Control::Stop);
+            }
+            return Err(StartError::Logged(e));
         }
         let pid_file = cfg.pid.clone();
         if let Some(p) = &pid_file {
@@ -142,9 +148,10 @@ impl Master {
             })?;
         }
         log::notice(format_args!(
-            "ringx/{} started, {} worker(s), listening on {}",
+            "ringx/{} started, {} worker(s) on {}, listening on {}",
             env!("CARGO_PKG_VERSION"),
             cfg.worker_processes,
+            driver.name(),
             addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
         ));
         Ok(Master {
@@ -164,16 +171,18 @@ impl Master {
 
     /// Waits for signals until told to stop; returns the exit code.
     pub fn run(mut self) -> i32 {
-        let mut signals = match signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1]) {
-            Ok(s) => s,
-            Err(e) => {
-                log::log(LogLevel::Emerg, format_args!("installing signal handlers failed ({e})"));
-                return 1;
-            }
-        };
+        let mut signals =
+            match signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD]) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::log(LogLevel::Emerg, format_args!("installing signal handlers failed ({e})"));
+                    return 1;
+                }
+            };
         loop {
             for sig in signals.wait() {
                 match sig {
+                    SIGCHLD => self.respawn_dead(),
                     SIGHUP => {
                         log::notice(format_args!("signal {sig} (SIGHUP) received, reconfiguring"));
                         self.reload();
@@ -196,6 +205,35 @@ impl Master {
                         return 0;
                     }
                 }
+            }
+        }
+    }
+
+    /// Replaces every worker thread that has ended (nginx restarts a worker process
+    /// that died). The new one serves on the dead one's listeners.
+    fn respawn_dead(&mut self) {
+        if !WORKER_DIED.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        for i in 0..self.workers.len() {
+            if !self.workers[i].thread.is_finished() {
+                continue;
+            }
+            let mut mine = Vec::new();
+            for (addr, ls) in &self.listeners {
+                if let Some(Ok(l)) = ls.get(i).map(|l| l.try_clone()) {
+                    mine.push((*addr, l));
+                }
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            match spawn_worker(i, self.cfg.clone(), mine, tx).map(|h| (h, wait_ready(&rx, 1))) {
+                Ok((h, Ok(()))) => {
+                    log::notice(format_args!("worker {i} restarted"));
+                    let old = std::mem::replace(&mut self.workers[i], h);
+                    let _ = old.thread.join();
+                }
+                Ok((_, Err(e))) => log::log(LogLevel::Alert, format_args!("restarting worker {i} failed: {e}")),
+                Err(e) => log::log(LogLevel::Alert, format_args!("restarting worker {i} failed: {e}")),
             }
         }
     }
@@ -306,6 +344,70 @@ impl Master {
         self.cfg = cfg;
         log::notice(format_args!("reconfigured"));
     }
+}
+
+/// The I/O driver for every worker: `use` from the config, else `RINGX_EVENTS`
+/// from the environment, else io_uring when the kernel allows it (epoll with a
+/// `[notice]` when it does not).
+fn choose_driver(cfg: &Config) -> Result<crate::net::Driver, StartError> {
+    use crate::net::DriverChoice;
+    let want = match (cfg.driver, std::env::var("RINGX_EVENTS").as_deref()) {
+        (DriverChoice::Auto, Ok("epoll")) => DriverChoice::Epoll,
+        (DriverChoice::Auto, Ok("io_uring")) => DriverChoice::Uring,
+        (d, _) => d,
+    };
+    match crate::net::io::choose(want) {
+        Ok((d, note)) => {
+            if let Some(n) = note {
+                log::notice(format_args!("{n}"));
+            }
+            Ok(d)
+        }
+        Err(e) => {
+            log::log(LogLevel::Emerg, format_args!("{e}"));
+            Err(StartError::Logged(e))
+        }
+    }
+}
+
+/// Starts worker thread `i`. A panic that ends it is logged `[alert]` and the master
+/// is woken (SIGCHLD) to start a new one.
+fn spawn_worker(
+    i: usize,
+    cfg: Arc<Config>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    ready: worker::Ready,
+) -> Result<WorkerHandle, StartError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let core = core_for(&cfg.worker_cpu_affinity, i);
+    let thread = std::thread::Builder::new()
+        .name(format!("ringx-worker-{i}"))
+        .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            let run = std::panic::AssertUnwindSafe(|| worker::run(i, cfg, listeners, rx, ready));
+            if std::panic::catch_unwind(run).is_err() {
+                log::log(LogLevel::Alert, format_args!("worker {i} exited on panic"));
+                WORKER_DIED.store(true, Ordering::SeqCst);
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(libc::getpid(), libc::SIGCHLD) };
+            }
+        })
+        .map_err(|e| StartError::Other(format!("spawning worker failed ({e})")))?;
+    Ok(WorkerHandle { tx, thread })
+}
+
+/// Waits for `n` workers to report their start; the first failure is the error.
+fn wait_ready(rx: &std::sync::mpsc::Receiver<Result<(), String>>, n: usize) -> Result<(), String> {
+    for _ in 0..n {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker did not start".into()),
+        }
+    }
+    Ok(())
 }
 
 fn set_nofile(n: u64) {

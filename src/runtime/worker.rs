@@ -1,4 +1,6 @@
-//! One worker: a pinned thread running its own tokio-uring runtime.
+//! One worker: a pinned thread running its own runtime on the process's driver
+//! (tokio-uring for io_uring, tokio's current-thread runtime for epoll; see
+//! [`crate::net::io`]). Connection tasks are `spawn_local`, the same under both.
 //!
 //! A worker owns everything its connections touch: its `SO_REUSEPORT` listeners, the
 //! current configuration [`Snapshot`] (config, one [`Balancer`] per upstream, the
@@ -8,17 +10,20 @@
 //! use it, requests in flight finish on the one they hold), graceful quit, stop.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
+use tokio::task::spawn_local;
 
 use crate::balance::Balancer;
 use crate::config::model::ListenGroup;
 use crate::config::Config;
 use crate::net::pool::Pool;
+use crate::net::{Driver, Listener};
 use crate::observe::log::{self, AccessLogs};
 
 /// Messages from the master.
@@ -69,10 +74,15 @@ pub struct Worker {
     pub quitting: Cell<bool>,
     pub quit: Notify,
     pub active: Cell<usize>,
+    /// Idle keep-alive client connections (closed first when connections run out).
+    pub idle: RefCell<IdleSet>,
     next_conn: Cell<u64>,
     /// Bumped on every snapshot swap (probe tasks of an old snapshot stop).
     generation: Cell<u64>,
     pub workers: usize,
+    /// When "worker_connections are not enough" was last logged, and how many
+    /// refusals since.
+    refused: Cell<(Instant, u64)>,
 }
 
 impl Worker {
@@ -107,83 +117,139 @@ impl Drop for ConnGuard {
     }
 }
 
+/// How a worker's start went, reported once to the master before it writes the
+/// pid file: `Err` is the `[emerg]` text.
+pub type Ready = std::sync::mpsc::Sender<Result<(), String>>;
+
 /// Runs worker `id` on the current thread until it is told to quit or stop.
 pub fn run(
     id: usize,
     cfg: Arc<Config>,
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
-    mut rx: mpsc::UnboundedReceiver<Control>,
+    rx: mpsc::UnboundedReceiver<Control>,
+    ready: Ready,
 ) {
-    // COOP_TASKRUN: completions are processed at the worker's next kernel entry
-    // instead of interrupting it with an IPI each time (one thread per ring, so
-    // nothing waits on another thread's submissions). Measured: about 20% less CPU
-    // per small proxied request (docs/benchmarks.md).
-    let mut ring = tokio_uring::uring_builder();
-    ring.setup_coop_taskrun();
-    tokio_uring::builder()
-        .entries(1024)
-        .uring_builder(&ring)
-        .start(async move {
-            let snap = match Snapshot::new(cfg.clone(), id) {
-                Ok(s) => s,
+    let main = worker_main(id, cfg, listeners, rx, ready.clone());
+    match crate::net::io::driver() {
+        Driver::Uring => {
+            // COOP_TASKRUN: completions are processed at the worker's next kernel entry
+            // instead of interrupting it with an IPI each time (one thread per ring, so
+            // nothing waits on another thread's submissions). Measured: about 20% less
+            // CPU per small proxied request (docs/benchmarks.md).
+            let mut ring = tokio_uring::uring_builder();
+            ring.setup_coop_taskrun();
+            let mut b = tokio_uring::builder();
+            b.entries(1024).uring_builder(&ring);
+            match tokio_uring::Runtime::new(&b) {
+                Ok(rt) => rt.block_on(main),
                 Err(e) => {
-                    log::log(crate::config::model::LogLevel::Emerg, format_args!("{e}"));
-                    return;
-                }
-            };
-            let w = Rc::new(Worker {
-                id,
-                snap: RefCell::new(Rc::new(snap)),
-                pool: RefCell::new(Pool::default()),
-                quitting: Cell::new(false),
-                quit: Notify::new(),
-                active: Cell::new(0),
-                next_conn: Cell::new((id as u64) << 48),
-                generation: Cell::new(0),
-                workers: cfg.worker_processes,
-            });
-            crate::health::start(&w, &cfg.http.upstreams, w.workers);
-            for (addr, l) in listeners {
-                tokio_uring::spawn(accept_loop(w.clone(), addr, l));
-            }
-            tokio_uring::spawn(housekeeping(w.clone()));
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    Control::Reload { cfg, listeners } => match Snapshot::new(cfg, id) {
-                        Ok(s) => {
-                            w.snapshot().logs.borrow_mut().flush();
-                            let ups = s.cfg.http.upstreams.clone();
-                            *w.snap.borrow_mut() = Rc::new(s);
-                            w.generation.set(w.generation.get() + 1);
-                            crate::health::start(&w, &ups, w.workers);
-                            for (addr, l) in listeners {
-                                tokio_uring::spawn(accept_loop(w.clone(), addr, l));
-                            }
-                        }
-                        Err(e) => log::error(format_args!("worker {id}: reload failed: {e}")),
-                    },
-                    Control::Quit => {
-                        w.quitting.set(true);
-                        w.quit.notify_waiters();
-                        let limit = w.snapshot().cfg.worker_shutdown_timeout;
-                        let start = Instant::now();
-                        while w.active.get() > 0 {
-                            if limit.is_some_and(|l| start.elapsed() >= l) {
-                                log::notice(format_args!(
-                                    "worker {id}: shutdown timeout, {} connections closed",
-                                    w.active.get()
-                                ));
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        break;
-                    }
-                    Control::Stop => break,
+                    let _ = ready.send(Err(format!("io_uring_setup() failed ({e}) in worker {id}")));
                 }
             }
+        }
+        Driver::Epoll => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, main),
+            Err(e) => {
+                let _ = ready.send(Err(format!("epoll runtime failed ({e}) in worker {id}")));
+            }
+        },
+    }
+}
+
+async fn worker_main(
+    id: usize,
+    cfg: Arc<Config>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    mut rx: mpsc::UnboundedReceiver<Control>,
+    ready: Ready,
+) {
+    let snap = match Snapshot::new(cfg.clone(), id) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let w = Rc::new(Worker {
+        id,
+        snap: RefCell::new(Rc::new(snap)),
+        pool: RefCell::new(Pool::default()),
+        quitting: Cell::new(false),
+        quit: Notify::new(),
+        active: Cell::new(0),
+        idle: RefCell::new(IdleSet::default()),
+        next_conn: Cell::new((id as u64) << 48),
+        generation: Cell::new(0),
+        workers: cfg.worker_processes,
+        refused: Cell::new((Instant::now(), 0)),
+    });
+    let mut accepting = Vec::new();
+    for (addr, l) in listeners {
+        match Listener::from_std(l) {
+            Ok(l) => accepting.push((addr, l)),
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener {addr} in worker {id} failed ({e})")));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    crate::health::start(&w, &cfg.http.upstreams, w.workers);
+    for (addr, l) in accepting {
+        spawn_local(accept_loop(w.clone(), addr, l));
+    }
+    spawn_local(housekeeping(w.clone()));
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Control::Reload { cfg, listeners } => reload(&w, cfg, listeners),
+            Control::Quit => {
+                graceful_quit(&w).await;
+                break;
+            }
+            Control::Stop => break,
+        }
+    }
+    w.snapshot().logs.borrow_mut().flush();
+}
+
+fn reload(w: &Rc<Worker>, cfg: Arc<Config>, listeners: Vec<(SocketAddr, std::net::TcpListener)>) {
+    let id = w.id;
+    match Snapshot::new(cfg, id) {
+        Ok(s) => {
             w.snapshot().logs.borrow_mut().flush();
-        });
+            let ups = s.cfg.http.upstreams.clone();
+            *w.snap.borrow_mut() = Rc::new(s);
+            w.generation.set(w.generation.get() + 1);
+            crate::health::start(w, &ups, w.workers);
+            for (addr, l) in listeners {
+                match Listener::from_std(l) {
+                    Ok(l) => {
+                        spawn_local(accept_loop(w.clone(), addr, l));
+                    }
+                    Err(e) => log::error(format_args!("worker {id}: listener {addr} failed ({e})")),
+                }
+            }
+        }
+        Err(e) => log::error(format_args!("worker {id}: reload failed: {e}")),
+    }
+}
+
+async fn graceful_quit(w: &Worker) {
+    w.quitting.set(true);
+    w.quit.notify_waiters();
+    let limit = w.snapshot().cfg.worker_shutdown_timeout;
+    let start = Instant::now();
+    while w.active.get() > 0 {
+        if limit.is_some_and(|l| start.elapsed() >= l) {
+            log::notice(format_args!(
+                "worker {}: shutdown timeout, {} connections closed",
+                w.id,
+                w.active.get()
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn housekeeping(w: Rc<Worker>) {
@@ -194,8 +260,7 @@ async fn housekeeping(w: Rc<Worker>) {
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, l: std::net::TcpListener) {
-    let listener = tokio_uring::net::TcpListener::from_std(l);
+async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -203,19 +268,15 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, l: std::net::TcpListener) 
                     break;
                 }
                 let snap = w.snapshot();
-                if w.active.get() >= snap.cfg.worker_connections {
-                    log::warn(format_args!(
-                        "{} worker_connections are not enough",
-                        snap.cfg.worker_connections
-                    ));
-                    continue;
-                }
                 if snap.group(addr).is_none() {
                     // The address was removed by a reload.
                     break;
                 }
+                if w.active.get() >= snap.cfg.worker_connections && !w.make_room(snap.cfg.worker_connections) {
+                    continue;
+                }
                 let w2 = w.clone();
-                tokio_uring::spawn(async move {
+                spawn_local(async move {
                     let _g = ConnGuard::new(w2.clone());
                     crate::http::proxy::serve(w2, stream, peer, addr).await;
                 });
@@ -230,5 +291,72 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, l: std::net::TcpListener) 
                 }
             }
         }
+    }
+}
+
+/// Idle keep-alive client connections of one worker, oldest first: when
+/// `worker_connections` are all in use, the oldest are closed to make room for new
+/// clients (nginx's `ngx_drain_connections`).
+#[derive(Default)]
+pub struct IdleSet {
+    next: u64,
+    waiting: BTreeMap<u64, Rc<Notify>>,
+}
+
+impl IdleSet {
+    /// A connection starts waiting idle; `wake` closes it when room is needed.
+    pub fn enter(&mut self, wake: Rc<Notify>) -> u64 {
+        self.next += 1;
+        self.waiting.insert(self.next, wake);
+        self.next
+    }
+
+    pub fn leave(&mut self, seq: u64) {
+        self.waiting.remove(&seq);
+    }
+
+    /// Closes up to `n` of the oldest idle connections; how many.
+    fn drain(&mut self, n: usize) -> usize {
+        let mut done = 0;
+        while done < n {
+            let Some((_, wake)) = self.waiting.pop_first() else {
+                break;
+            };
+            wake.notify_one();
+            done += 1;
+        }
+        done
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+impl Worker {
+    /// All `worker_connections` are in use: closes up to 32 idle keep-alive
+    /// connections (their slots free as soon as their tasks run) and says whether the
+    /// new connection may be served. Warns at most once a second.
+    fn make_room(&self, limit: usize) -> bool {
+        let drained = self.idle.borrow_mut().drain(32);
+        let (last, suppressed) = self.refused.get();
+        let now = Instant::now();
+        if now.duration_since(last) >= Duration::from_secs(1) {
+            let what = if drained > 0 { ", reusing connections" } else { "" };
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} more since the last warning)")
+            } else {
+                String::new()
+            };
+            log::warn(format_args!("{limit} worker_connections are not enough{what}{more}"));
+            self.refused.set((now, 0));
+        } else {
+            self.refused.set((last, suppressed + 1));
+        }
+        drained > 0
     }
 }
