@@ -222,6 +222,23 @@ impl Template {
         }
     }
 
+    /// Renders a header value: CR, LF and NUL that a variable carries (decoded from
+    /// the request, as `$uri` from `%0d%0a`) are written percent-encoded, so request
+    /// input can never end a header line or start a new one (nginx lets them
+    /// through; ringx does not).
+    pub fn render_header(&self, src: &dyn VarSource, out: &mut Vec<u8>) {
+        for p in &self.parts {
+            let mark = out.len();
+            match p {
+                Part::Lit(l) => out.extend_from_slice(l),
+                Part::Var(v) => {
+                    src.write_var(v, out);
+                }
+            }
+            escape_line_breaks(out, mark);
+        }
+    }
+
     /// Renders for an access log: a variable with no value, or an empty one, prints `-`;
     /// bytes that are not printable ASCII, `"` and `\` are written as `\xHH` (nginx's
     /// default `escape=default`).
@@ -244,6 +261,23 @@ impl Template {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Percent-encodes CR, LF and NUL in `out[from..]`, in place.
+pub fn escape_line_breaks(out: &mut Vec<u8>, from: usize) {
+    let bad = |b: &u8| matches!(b, b'\r' | b'\n' | 0);
+    let Some(first) = out[from..].iter().position(bad) else {
+        return;
+    };
+    let tail = out.split_off(from + first);
+    for b in tail {
+        if bad(&b) {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.push(b);
         }
     }
 }
@@ -283,6 +317,16 @@ mod tests {
             Template::compile("$nope").unwrap_err().to_string(),
             "unknown \"nope\" variable"
         );
+    }
+
+    #[test]
+    fn header_rendering_escapes_line_breaks() {
+        let mut out = b"X: ".to_vec();
+        escape_line_breaks(&mut out, 3);
+        assert_eq!(out, b"X: ");
+        let mut out = b"X: a\r\nSet-Cookie: b\0".to_vec();
+        escape_line_breaks(&mut out, 3);
+        assert_eq!(out, b"X: a%0D%0ASet-Cookie: b%00");
     }
 
     #[test]

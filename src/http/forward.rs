@@ -124,6 +124,6 @@ pub fn write_request_head(
 fn render(t: &Template, ctx: &ReqCtx<'_>, out: &mut Vec<u8>) {
     match t.as_literal() {
         Some(l) => out.extend_from_slice(l),
-        None => t.render(ctx, out),
+        None => t.render_header(ctx, out),
     }
 }

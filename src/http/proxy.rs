@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::config::model::{AddHeader, LocConf, ProxyPass, Return, Server};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
-use crate::net::{IoFail, Stream};
+use crate::net::{Deadline, IoFail, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
@@ -81,6 +81,8 @@ struct Client {
     /// Bytes of `buf` that belong to the current request (head and body).
     consumed: usize,
     keepalive_timeout: Duration,
+    /// Woken to close this connection while it waits idle (worker_connections).
+    wake: Rc<tokio::sync::Notify>,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -140,7 +142,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         stream: Stream::new(stream),
         peer,
         local,
-        buf: Vec::with_capacity(CLIENT_BUF),
+        buf: Vec::new(),
         head: RequestHead::default(),
         uri_norm: Vec::new(),
         out: Vec::with_capacity(1024),
@@ -151,6 +153,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         attempts: Vec::new(),
         consumed: 0,
         keepalive_timeout: ka,
+        wake: Rc::new(tokio::sync::Notify::new()),
     };
     loop {
         let snap = w.snapshot();
@@ -202,46 +205,79 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
         line_max: srv.large_header_size,
         total_max: srv.large_header_size * srv.large_header_count,
     };
-    loop {
-        if !c.buf.is_empty() {
-            match parse_request(&c.buf, &mut c.head, limits) {
-                Ok(Some(())) => return Head::Ready,
-                Ok(None) => {}
-                Err(e) => return Head::Bad(e),
-            }
+    if c.buf.is_empty() {
+        match wait_request(c, srv).await {
+            Ok(b) => c.buf = b,
+            Err(()) => return Head::Closed,
         }
-        let idle = c.buf.is_empty();
-        let timeout = if idle && c.requests > 0 {
-            c.keepalive_timeout
-        } else {
-            srv.client_header_timeout
-        };
-        if idle && c.requests > 0 && timeout.is_zero() {
-            return Head::Closed;
+    }
+    // The whole head must arrive within client_header_timeout of its first byte, as
+    // nginx arms the timer once: a client trickling bytes cannot hold the connection.
+    let deadline = Deadline::At(Instant::now() + srv.client_header_timeout);
+    loop {
+        match parse_request(&c.buf, &mut c.head, limits) {
+            Ok(Some(())) => return Head::Ready,
+            Ok(None) => {}
+            Err(e) => return Head::Bad(e),
         }
         let buf = std::mem::take(&mut c.buf);
         let max = limits.total_max + 1024 - buf.len().min(limits.total_max);
-        let res = if idle {
-            let w = &*c.w;
-            let notified = w.quit.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if w.quitting.get() {
+        match c.stream.read_append(buf, max, deadline).await {
+            Ok((0, _)) => return Head::Closed,
+            Ok((_, b)) => c.buf = b,
+            Err(IoFail::Timeout) => {
+                log::info(format_args!(
+                    "client timed out (110: Connection timed out) while reading client request headers, client: {}",
+                    c.peer.ip()
+                ));
                 return Head::Closed;
             }
-            tokio::select! {
-                r = c.stream.read_append(buf, max, timeout) => r,
-                _ = notified => {
-                    c.stream.shutdown(Shutdown::Both);
-                    return Head::Closed;
-                }
-            }
-        } else {
-            c.stream.read_append(buf, max, timeout).await
-        };
-        match res {
-            Ok((0, _)) | Err(_) => return Head::Closed,
-            Ok((_, b)) => c.buf = b,
+            Err(_) => return Head::Closed,
+        }
+    }
+}
+
+/// Waits for the first bytes of a request on a connection with nothing buffered:
+/// `client_header_timeout` for the first request, `keepalive_timeout` between
+/// requests. While it waits the connection holds no receive buffer where the driver
+/// allows it (epoll: readiness first, then a buffer from the worker's pool), and it
+/// is closed at once on graceful quit or when the worker needs its slot for a new
+/// client (`worker_connections`).
+async fn wait_request(c: &mut Client, srv: &Server) -> Result<Vec<u8>, ()> {
+    let w = c.w.clone();
+    let timeout = if c.requests > 0 {
+        c.keepalive_timeout
+    } else {
+        srv.client_header_timeout
+    };
+    if timeout.is_zero() || w.quitting.get() {
+        return Err(());
+    }
+    let deadline = Deadline::At(Instant::now() + timeout);
+    w.put_buf(std::mem::take(&mut c.buf));
+    let quit = w.quit.notified();
+    tokio::pin!(quit);
+    quit.as_mut().enable();
+    let drain = c.wake.notified();
+    tokio::pin!(drain);
+    drain.as_mut().enable();
+    let seq = w.idle.borrow_mut().enter(c.wake.clone());
+    let stream = &c.stream;
+    let read = async {
+        stream.readable(deadline).await?;
+        stream.read_append(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await
+    };
+    let res = tokio::select! {
+        r = read => r.ok(),
+        _ = quit => None,
+        _ = drain => None,
+    };
+    w.idle.borrow_mut().leave(seq);
+    match res {
+        Some((n, b)) if n > 0 => Ok(b),
+        _ => {
+            c.stream.shutdown(Shutdown::Both);
+            Err(())
         }
     }
 }
@@ -378,7 +414,9 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
                 let _ = write!(loc, ":{}", c.local.port());
             }
         }
+        let from = loc.len();
         loc.extend_from_slice(&text);
+        crate::config::vars::escape_line_breaks(&mut loc, from);
         let page = error_page(ret.code).unwrap_or_default();
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), Some(&loc), keep).await
     } else if let (None, Some(page)) = (&ret.text, error_page(ret.code)) {
@@ -529,7 +567,7 @@ fn write_add_headers(out: &mut Vec<u8>, c: &Client, r: &Req<'_>, code: u16) {
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
         let v = out.len();
-        h.value.render(&c.ctx(r), out);
+        h.value.render_header(&c.ctx(r), out);
         if out.len() == v {
             out.truncate(mark);
         } else {
@@ -584,6 +622,9 @@ enum FailKind {
     Timeout,
     InvalidHeader,
     Status(u16),
+    /// The client's fault (it went away, sent a bad or too large body): never
+    /// counted against the upstream server.
+    Client,
 }
 
 struct Fail {
@@ -600,6 +641,8 @@ struct Fail {
     msg: &'static str,
     /// The OS error, for the log line (`connect() failed (111: Connection refused)`).
     os: Option<std::io::Error>,
+    /// What reached the client before it went away (for the access log).
+    client_sent: Option<Sent>,
 }
 
 impl Fail {
@@ -612,6 +655,7 @@ impl Fail {
             client_gone: false,
             msg,
             os: None,
+            client_sent: None,
         }
     }
     fn io(e: IoFail, sent: bool, what: &'static str) -> Self {
@@ -812,9 +856,20 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 return keep_client;
             }
             Err(f) => {
-                let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404));
+                let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404) | FailKind::Client);
                 bal.release(si, counts, Instant::now());
+                if let Some(sent) = f.client_sent {
+                    r.sent = sent;
+                }
+                if f.kind == FailKind::Client {
+                    // Logged at info where it happened, naming the client.
+                    if r.sent.status == 0 {
+                        r.sent.status = f.status;
+                    }
+                    return false;
+                }
                 let what = match (&f.kind, &f.os) {
+                    (FailKind::Client, _) => unreachable!("handled above"),
                     (FailKind::Timeout, _) => "upstream timed out (110: Connection timed out)".to_string(),
                     (FailKind::InvalidHeader, _) => "upstream sent invalid header".to_string(),
                     (FailKind::Status(s), _) => format!("upstream returned status {s}"),
@@ -843,6 +898,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     FailKind::Timeout => nu.timeout,
                     FailKind::InvalidHeader => nu.invalid_header,
                     FailKind::Status(s) => nu.status(s),
+                    FailKind::Client => false,
                 };
                 let retry = !f.fatal && allowed && more && replayable && (idempotent || nu.non_idempotent || !f.sent);
                 let fatal = f.fatal;
@@ -989,6 +1045,7 @@ async fn attempt(
     } else {
         None
     };
+    let replay_ok = c.head.method().idempotent() || conf.proxy_next_upstream.non_idempotent;
     let result = loop {
         let reused = pooled.is_some();
         let mut conn = match pooled.take() {
@@ -1007,8 +1064,13 @@ async fn attempt(
                 }
                 break Ok(keep_client);
             }
-            Err(ExErr::Stale) if reused => continue,
-            Err(ExErr::Stale) => break Err(Fail::new(FailKind::Error, 502, true, "reading response header from")),
+            // Only a request that was not sent, or may be sent twice, goes again
+            // (nginx: a POST, LOCK or PATCH that reached the upstream is not replayed
+            // without `proxy_next_upstream non_idempotent`).
+            Err(ExErr::Stale { sent }) if reused && (!sent || replay_ok) => continue,
+            Err(ExErr::Stale { sent }) => {
+                break Err(Fail::new(FailKind::Error, 502, sent, "reading response header from"))
+            }
             Err(ExErr::Fail(f)) => break Err(f),
         }
     };
@@ -1023,6 +1085,17 @@ async fn attempt(
     rec.response_ms = ms_since(t0);
     c.attempts.push(rec);
     result
+}
+
+/// The access log's view of a response cut short: nginx keeps the status once any
+/// byte reached the client, else 499.
+fn sent_so_far(code: u16, head: u64, body: u64) -> Sent {
+    let any = head + body > 0;
+    Sent {
+        status: if any { code } else { 499 },
+        bytes: head + body,
+        body_bytes: body,
+    }
 }
 
 fn ms_since(t: Instant) -> u64 {
@@ -1047,9 +1120,21 @@ fn abort(status: u16, msg: &'static str) -> ExErr {
     })
 }
 
+/// Like [`abort`], but the client's fault: not counted against the server.
+fn client_abort(status: u16, msg: &'static str) -> ExErr {
+    ExErr::Fail(Fail {
+        client_gone: true,
+        fatal: true,
+        ..Fail::new(FailKind::Client, status, true, msg)
+    })
+}
+
 enum ExErr {
-    /// The connection failed before any response byte (maybe a stale keep-alive one).
-    Stale,
+    /// The connection failed before any response byte (maybe a stale keep-alive
+    /// one); `sent`: after the request was written.
+    Stale {
+        sent: bool,
+    },
     Fail(Fail),
 }
 
@@ -1091,7 +1176,7 @@ async fn exchange(
                 "sending request to",
             )))
         }
-        Err(IoFail::Io(_)) => return Err(ExErr::Stale),
+        Err(IoFail::Io(_)) => return Err(ExErr::Stale { sent: false }),
     }
     // The rest of a streamed body.
     let mut ubuf = std::mem::take(&mut conn.buf);
@@ -1111,7 +1196,7 @@ async fn exchange(
                             "client prematurely closed connection while sending request body, client: {}",
                             c.peer.ip()
                         ));
-                        return Err(abort(400, "sending request body to"));
+                        return Err(client_abort(400, "sending request body to"));
                     }
                     Ok((n, b)) => {
                         remaining -= n as u64;
@@ -1133,7 +1218,7 @@ async fn exchange(
                     .await
                 {
                     Ok((0, _)) | Err(_) => {
-                        return Err(abort(400, "sending request body to"));
+                        return Err(client_abort(400, "sending request body to"));
                     }
                     Ok((_, b)) => ubuf = b,
                 }
@@ -1141,12 +1226,12 @@ async fn exchange(
                     Ok(f) => f,
                     Err(_) => {
                         let _ = send_error(c, r, 400, false).await;
-                        return Err(abort(400, "reading client body for"));
+                        return Err(client_abort(400, "reading client body for"));
                     }
                 };
                 if max != 0 && decoder.total > max {
                     let _ = send_error(c, r, 413, false).await;
-                    return Err(abort(413, "reading client body for"));
+                    return Err(client_abort(413, "reading client body for"));
                 }
                 if fed.done {
                     c.buf.extend_from_slice(&ubuf[fed.consumed..]);
@@ -1165,17 +1250,18 @@ async fn exchange(
     let bad_head = |msg| ExErr::Fail(Fail::new(FailKind::InvalidHeader, 502, true, msg));
     ubuf.clear();
     ubuf.resize(RESERVE, 0);
-    let mut hstart = RESERVE;
+    let hstart = RESERVE;
+    // The final head must arrive within proxy_read_timeout however many interim
+    // responses come first; each interim one is dropped from the buffer once parsed,
+    // so an upstream streaming endless `100 Continue` costs bounded memory.
+    let deadline = Deadline::At(Instant::now() + conf.proxy_read_timeout);
+    let mut got_any = false;
     'head: loop {
-        let nothing_yet = ubuf.len() == RESERVE;
-        let res = conn
-            .stream
-            .read_append(ubuf, UP_HEAD_MAX + RESERVE, conf.proxy_read_timeout)
-            .await;
+        let res = conn.stream.read_append(ubuf, UP_HEAD_MAX + RESERVE, deadline).await;
         ubuf = match res {
-            Ok((0, b)) if nothing_yet => {
+            Ok((0, b)) if !got_any => {
                 conn.buf = b;
-                return Err(ExErr::Stale);
+                return Err(ExErr::Stale { sent: true });
             }
             Ok((0, _)) => return Err(bad_head("reading response header from")),
             Ok((_, b)) => b,
@@ -1187,7 +1273,7 @@ async fn exchange(
                     "reading response header from",
                 )))
             }
-            Err(IoFail::Io(_)) if nothing_yet => return Err(ExErr::Stale),
+            Err(IoFail::Io(_)) if !got_any => return Err(ExErr::Stale { sent: true }),
             Err(IoFail::Io(_)) => {
                 return Err(ExErr::Fail(Fail::new(
                     FailKind::Error,
@@ -1197,10 +1283,13 @@ async fn exchange(
                 )))
             }
         };
+        got_any = true;
         loop {
             match parse_response(&ubuf[hstart..], &mut c.resp) {
                 Ok(Some(())) if c.resp.code == 101 => return Err(bad_head("reading response header from")),
-                Ok(Some(())) if c.resp.code < 200 => hstart += c.resp.head_len,
+                Ok(Some(())) if c.resp.code < 200 => {
+                    ubuf.drain(hstart..hstart + c.resp.head_len);
+                }
                 Ok(Some(())) => break 'head,
                 Ok(None) if ubuf.len() - hstart >= UP_HEAD_MAX => {
                     return Err(bad_head(
@@ -1235,13 +1324,36 @@ async fn conn_write(conn: &mut UpConn, b: Vec<u8>, conf: &LocConf) -> Result<Vec
 }
 
 /// Writes the client head and relays the body. `ubuf[hstart..]` holds the response
-/// head and the first body bytes.
+/// head and the first body bytes. A failure after the head went out carries what
+/// the client got, for the access log.
 async fn relay_response(
+    c: &mut Client,
+    r: &mut Req<'_>,
+    conn: &mut UpConn,
+    ubuf: Vec<u8>,
+    hstart: usize,
+) -> Result<(bool, bool), ExErr> {
+    let progress = std::cell::Cell::new(Sent {
+        status: 499,
+        ..Sent::default()
+    });
+    relay(c, r, conn, ubuf, hstart, &progress).await.map_err(|mut e| {
+        if let ExErr::Fail(f) = &mut e {
+            if f.client_gone {
+                f.client_sent.get_or_insert(progress.get());
+            }
+        }
+        e
+    })
+}
+
+async fn relay(
     c: &mut Client,
     r: &mut Req<'_>,
     conn: &mut UpConn,
     mut ubuf: Vec<u8>,
     hstart: usize,
+    progress: &std::cell::Cell<Sent>,
 ) -> Result<(bool, bool), ExErr> {
     let conf = r.conf;
     let is_head = c.head.method() == Method::Head;
@@ -1335,7 +1447,25 @@ async fn relay_response(
     let read_t = conf.proxy_read_timeout;
     let mut body_sent: u64 = 0;
     let mut upstream_reusable = c.resp.keep_alive;
-    let client_err = |_| abort(499, "sending to client");
+    // `progress` is updated after each write: a client that goes away is its own
+    // fault (never the upstream's) and the access log shows what it got.
+    let client_err = |e: IoFail| {
+        log::info(format_args!(
+            "{} while sending to client, client: {}",
+            match e {
+                IoFail::Timeout => "client timed out (110: Connection timed out)".to_string(),
+                IoFail::Io(e) => format!("writev() failed ({})", crate::config::parser::os_err(&e)),
+            },
+            c.peer.ip()
+        ));
+        ExErr::Fail(Fail {
+            client_sent: Some(progress.get()),
+            ..match client_abort(499, "sending to client") {
+                ExErr::Fail(f) => f,
+                ExErr::Stale { .. } => unreachable!(),
+            }
+        })
+    };
     let up_err = |e: IoFail| {
         log::error(format_args!(
             "upstream {} while reading upstream",
@@ -1390,9 +1520,11 @@ async fn relay_response(
             .write_range(ubuf, s, first_end, send_t)
             .await
             .map_err(client_err)?;
+        progress.set(sent_so_far(code, head_out, body_sent));
         c.out = out;
     } else {
         let o = c.stream.write_all(out, send_t).await.map_err(client_err)?;
+        progress.set(sent_so_far(code, head_out, body_sent));
         c.out = o;
         body_sent += (first_end - body_start) as u64;
         ubuf = c
@@ -1400,6 +1532,7 @@ async fn relay_response(
             .write_range(ubuf, body_start, first_end, send_t)
             .await
             .map_err(client_err)?;
+        progress.set(sent_so_far(code, head_out, body_sent));
     }
     // The rest of the body.
     match mode {
@@ -1429,6 +1562,7 @@ async fn relay_response(
                 state -= n as u64;
                 body_sent += n as u64;
                 ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
+                progress.set(sent_so_far(code, head_out, body_sent));
             }
         }
         Out::ChunkedPass => {
@@ -1456,6 +1590,7 @@ async fn relay_response(
                     .write_range(ubuf, 0, fed.consumed, send_t)
                     .await
                     .map_err(client_err)?;
+                progress.set(sent_so_far(code, head_out, body_sent));
             }
         }
         Out::Dechunk => {
@@ -1480,6 +1615,7 @@ async fn relay_response(
                     .write_range(ubuf, 0, packed, send_t)
                     .await
                     .map_err(client_err)?;
+                progress.set(sent_so_far(code, head_out, body_sent));
                 if fed.done {
                     break;
                 }
@@ -1516,6 +1652,7 @@ async fn relay_response(
                             ubuf.clear();
                             ubuf.extend_from_slice(b"0\r\n\r\n");
                             ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+                            progress.set(sent_so_far(code, head_out, body_sent));
                             break;
                         }
                         (CHUNK_HEADER_ROOM, CHUNK_HEADER_ROOM + n)
@@ -1536,11 +1673,13 @@ async fn relay_response(
                         .write_range(ubuf, s - hl, end, send_t)
                         .await
                         .map_err(client_err)?;
+                    progress.set(sent_so_far(code, head_out, body_sent));
                 } else {
                     let mut chunk = format!("{len:x}\r\n").into_bytes();
                     chunk.extend_from_slice(&ubuf[s..e]);
                     chunk.extend_from_slice(b"\r\n");
                     let _ = c.stream.write_all(chunk, send_t).await.map_err(client_err)?;
+                    progress.set(sent_so_far(code, head_out, body_sent));
                 }
             }
         }
@@ -1559,6 +1698,7 @@ async fn relay_response(
                 }
                 body_sent += n as u64;
                 ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+                progress.set(sent_so_far(code, head_out, body_sent));
             }
         }
     }

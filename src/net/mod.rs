@@ -54,6 +54,10 @@ impl From<Duration> for Deadline {
 }
 
 impl Deadline {
+    fn passed(self) -> bool {
+        matches!(self, Deadline::At(i) if Instant::now() >= i)
+    }
+
     fn at(self) -> tokio::time::Instant {
         match self {
             Deadline::After(d) => tokio::time::Instant::now() + d,
@@ -92,7 +96,14 @@ impl Stream {
         if buf.len() == buf.capacity() {
             buf.reserve(4096);
         }
-        match tokio::time::timeout_at(deadline.into().at(), self.inner.read(buf, max)).await {
+        let deadline = deadline.into();
+        if deadline.passed() {
+            // A peer that always has bytes ready completes every read at once, and a
+            // timer is only looked at when the operation waits: an absolute deadline
+            // is checked before each operation too.
+            return Err(self.timed_out());
+        }
+        match tokio::time::timeout_at(deadline.at(), self.inner.read(buf, max)).await {
             Ok((Ok(n), b)) => Ok((n, b)),
             Ok((Err(e), _)) => Err(IoFail::Io(e)),
             Err(_) => Err(self.timed_out()),

@@ -76,13 +76,15 @@ pub struct Worker {
     pub active: Cell<usize>,
     /// Idle keep-alive client connections (closed first when connections run out).
     pub idle: RefCell<IdleSet>,
+    /// Receive buffers not in use by any connection.
+    bufs: RefCell<Vec<Vec<u8>>>,
     next_conn: Cell<u64>,
     /// Bumped on every snapshot swap (probe tasks of an old snapshot stop).
     generation: Cell<u64>,
     pub workers: usize,
     /// When "worker_connections are not enough" was last logged, and how many
     /// refusals since.
-    refused: Cell<(Instant, u64)>,
+    refused: Cell<(Option<Instant>, u64)>,
 }
 
 impl Worker {
@@ -92,6 +94,25 @@ impl Worker {
 
     pub fn generation(&self) -> u64 {
         self.generation.get()
+    }
+
+    /// A receive buffer of at least `cap` bytes from the worker's pool (idle
+    /// connections give theirs back, so 10,000 idle clients do not pin 10,000 buffers).
+    pub fn take_buf(&self, cap: usize) -> Vec<u8> {
+        match self.bufs.borrow_mut().pop() {
+            Some(b) => b,
+            None => Vec::with_capacity(cap),
+        }
+    }
+
+    /// Gives an emptied receive buffer back to the pool (kept up to 256 of at most
+    /// 64 KiB; others are freed).
+    pub fn put_buf(&self, mut b: Vec<u8>) {
+        let mut pool = self.bufs.borrow_mut();
+        if b.capacity() != 0 && b.capacity() <= 64 * 1024 && pool.len() < 256 {
+            b.clear();
+            pool.push(b);
+        }
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -178,10 +199,11 @@ async fn worker_main(
         quit: Notify::new(),
         active: Cell::new(0),
         idle: RefCell::new(IdleSet::default()),
+        bufs: RefCell::new(Vec::new()),
         next_conn: Cell::new((id as u64) << 48),
         generation: Cell::new(0),
         workers: cfg.worker_processes,
-        refused: Cell::new((Instant::now(), 0)),
+        refused: Cell::new((None, 0)),
     });
     let mut accepting = Vec::new();
     for (addr, l) in listeners {
@@ -345,7 +367,7 @@ impl Worker {
         let drained = self.idle.borrow_mut().drain(32);
         let (last, suppressed) = self.refused.get();
         let now = Instant::now();
-        if now.duration_since(last) >= Duration::from_secs(1) {
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
             let what = if drained > 0 { ", reusing connections" } else { "" };
             let more = if suppressed > 0 {
                 format!(" ({suppressed} more since the last warning)")
@@ -353,7 +375,7 @@ impl Worker {
                 String::new()
             };
             log::warn(format_args!("{limit} worker_connections are not enough{what}{more}"));
-            self.refused.set((now, 0));
+            self.refused.set((Some(now), 0));
         } else {
             self.refused.set((last, suppressed + 1));
         }

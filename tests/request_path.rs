@@ -1,0 +1,355 @@
+//! Request-path defects found by review and fault probes (issue 7), each tested as an
+//! operator would see it: through real sockets, the access log and the error log.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn addr_of(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Defects 1, 2, 12: a client that closes mid-response is its own fault. With
+/// max_fails=1, two aborted downloads used to eject both servers (502 "no live
+/// upstreams" for everyone), log "upstream failed" and log the request as `000 0`.
+#[test]
+fn client_abort_mid_response_is_not_an_upstream_failure() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let port = free_port();
+    let dir = tempdir("abort");
+    let log = dir.join("access.log");
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{
+           log_format st '$status $body_bytes_sent $upstream_addr';
+           access_log {} st;
+           upstream pool {{ server {} max_fails=1 fail_timeout=30s; server {} max_fails=1 fail_timeout=30s; }}
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://pool; }} }} }}",
+        path_of(&log),
+        a.addr,
+        b.addr
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr_of(port)).unwrap();
+        s.write_all(b"GET /big?n=40000000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        while total < 200_000 {
+            total += s.read(&mut got).unwrap();
+        }
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..6 {
+        let resp = get(addr_of(port), "/", "x").expect("a response");
+        assert_eq!(
+            resp.status,
+            200,
+            "servers were ejected by client aborts: {}",
+            r.stderr()
+        );
+    }
+    wait_for("access log lines", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 8
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let aborted: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(" 0 ") && l.starts_with("200 "))
+        .collect();
+    let first_two: Vec<&str> = text.lines().take(2).collect();
+    for l in &first_two {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(f[0], "200", "an aborted 200 keeps its status: {text}");
+        let bytes: u64 = f[1].parse().unwrap();
+        assert!(
+            (200_000..40_000_000).contains(&bytes),
+            "body bytes sent recorded: {text}"
+        );
+    }
+    assert!(aborted.len() >= 2, "{text}");
+    let err = r.stderr();
+    assert!(!err.contains("upstream failed"), "the upstream is not blamed: {err}");
+    assert!(!err.contains("no live upstreams"), "{err}");
+    assert!(err.contains("while sending to client"), "{err}");
+}
+
+/// Defect 3: client_header_timeout covers the whole head; a client trickling one
+/// byte at a time used to hold the connection forever.
+#[test]
+fn header_timeout_bounds_the_whole_head() {
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; client_header_timeout 1s; location / {{ return 200; }} }} }}"
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut closed_after = None;
+    for i in 0..40 {
+        if s.write_all(if i % 2 == 0 { b"X" } else { b"a" }).is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(0) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            Err(e) if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let t = closed_after.expect("the trickling client was never cut off");
+    assert!(t < Duration::from_millis(2500), "closed after {t:?}");
+    assert!(r.stderr().contains("client timed out"), "{}", r.stderr());
+}
+
+/// Defect 4: CR, LF or NUL decoded from the request never reach a response header.
+#[test]
+fn decoded_crlf_never_reaches_a_header() {
+    let be = Backend::start("be");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port};
+             location /r {{ return 302 /login?next=$uri; }}
+             location /h {{ add_header X-Uri $uri; return 200 ok; }}
+             location /p {{ proxy_set_header X-Uri $uri; proxy_pass http://{}; }} }} }}",
+        be.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let resp = request(
+        addr_of(port),
+        b"GET /r%0d%0aSet-Cookie:%20x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(resp.status, 302);
+    assert!(resp.header("set-cookie").is_none(), "{:?}", resp.headers);
+    let loc = resp.header("location").unwrap();
+    assert!(!loc.contains('\r') && !loc.contains('\n'), "{loc:?}");
+    assert!(loc.ends_with("/login?next=/r%0D%0ASet-Cookie: x=1"), "{loc:?}");
+
+    let resp = request(
+        addr_of(port),
+        b"GET /h%0aX-Evil:%201 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("x-evil").is_none(), "{:?}", resp.headers);
+    assert_eq!(resp.header("x-uri"), Some("/h%0AX-Evil: 1"));
+
+    let resp = request(
+        addr_of(port),
+        b"GET /p%0d%0aX-Evil:%201 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    let got = be.requests();
+    let last = got.last().unwrap();
+    assert_eq!(last.header_count("x-evil"), 0, "{:?}", last.headers);
+    assert_eq!(last.header("x-uri"), Some("/p%0D%0AX-Evil: 1"));
+}
+
+/// A raw upstream for one test: answers each connection with `reply`.
+fn raw_upstream(reply: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let reply = std::sync::Arc::new(reply);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            let reply = reply.clone();
+            std::thread::spawn(move || reply(&mut s));
+        }
+    });
+    addr
+}
+
+fn read_request_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&b[..n]),
+        }
+    }
+    buf
+}
+
+/// Defect 5: an upstream streaming endless `100 Continue` used to grow ringx's
+/// memory without bound; the read timeout must still fire (504) and RSS stay flat.
+#[test]
+fn endless_interim_responses_time_out_in_bounded_memory() {
+    let up = raw_upstream(|s| {
+        read_request_head(s);
+        let chunk = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(4000);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(6) {
+            if s.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_read_timeout 2s; }} }} }}"
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let start = Instant::now();
+    let resp = get(addr_of(port), "/", "x").expect("a response");
+    assert_eq!(resp.status, 504, "{}", r.stderr());
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid())).unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hwm < 200 * 1024, "peak RSS {hwm} kB");
+}
+
+/// Defect 6: a POST sent on a reused keep-alive connection that then fails before
+/// any response byte is not sent again (nginx's rule: non-idempotent requests are
+/// retried only with `proxy_next_upstream non_idempotent`).
+#[test]
+fn post_on_a_reused_connection_is_not_replayed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let posts = Arc::new(AtomicUsize::new(0));
+    let p2 = posts.clone();
+    // First request on a connection: answered, kept alive. Second: read, then the
+    // connection is closed without a response.
+    let up = raw_upstream(move |s| {
+        let h = read_request_head(s);
+        if h.is_empty() {
+            return;
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let h = read_request_head(s);
+        if h.starts_with(b"POST") {
+            p2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           upstream u {{ server {up}; keepalive 4; }}
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
+    let resp = request(
+        addr_of(port),
+        b"POST /submit HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .unwrap();
+    assert_eq!(resp.status, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(posts.load(Ordering::SeqCst), 1, "the POST reached the upstream twice");
+}
+
+/// Defect 7: each proxy_connect_timeout used to leak a socket until the kernel gave
+/// up on SYN retries (about two minutes).
+#[test]
+fn connect_timeouts_leak_no_sockets() {
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _fillers: Vec<TcpStream> = (0..3)
+        .filter_map(|_| TcpStream::connect_timeout(&full_addr, Duration::from_millis(200)).ok())
+        .collect();
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{full_addr}; proxy_connect_timeout 100ms; }} }} }}"
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 504);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = fd_count(r.pid());
+    for _ in 0..15 {
+        assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 504);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = fd_count(r.pid());
+    assert!(after <= before + 1, "fds {before} -> {after}");
+}
+
+/// Defect 10: with every worker_connections slot held by idle keep-alive clients,
+/// a new client is served (the oldest idle ones are closed, as nginx does), and a
+/// flood of refused connections logs a warning at most once a second.
+#[test]
+fn idle_keepalive_connections_make_room_and_the_warning_is_rate_limited() {
+    let be = Backend::start("be");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr warn; events {{ worker_connections 4; }} http {{ access_log off;
+           keepalive_timeout 60s;
+           server {{ listen 127.0.0.1:{port}; location /ret {{ return 200 ok; }} location / {{ proxy_pass http://{}; }} }} }}",
+        be.addr
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr_of(port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /ret HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 200);
+        idle.push(s);
+    }
+    let start = Instant::now();
+    let resp = get(addr_of(port), "/ret", "x").expect("a new client is served");
+    assert_eq!(resp.status, 200);
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    // Four slow requests hold every slot; a flood of new clients is refused.
+    let slow: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || get(addr_of(port), "/slow?ms=2500", "x")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..300 {
+        if let Ok(mut s) = TcpStream::connect(addr_of(port)) {
+            let _ = s.write_all(b"GET /ret HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+    }
+    for t in slow {
+        assert_eq!(t.join().unwrap().map(|r| r.status), Some(200));
+    }
+    let warns = r.stderr().matches("worker_connections are not enough").count();
+    assert!((1..=4).contains(&warns), "{warns} warnings: {}", r.stderr());
+}
