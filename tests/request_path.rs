@@ -353,3 +353,67 @@ fn idle_keepalive_connections_make_room_and_the_warning_is_rate_limited() {
     let warns = r.stderr().matches("worker_connections are not enough").count();
     assert!((1..=4).contains(&warns), "{warns} warnings: {}", r.stderr());
 }
+
+/// Defect 8: chunked request bodies used to reach the upstream verbatim, with the
+/// client's chunk extensions and trailers (trailers bypass proxy_set_header and the
+/// hop-by-hop rules). Only the data goes on, in ringx's own chunks.
+#[test]
+fn chunked_request_bodies_are_reencoded_without_extensions_or_trailers() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let up = raw_upstream(move |s| {
+        let mut raw = Vec::new();
+        let mut b = vec![0u8; 65536];
+        while !raw.ends_with(b"0\r\n\r\n") {
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&b[..n]),
+            }
+        }
+        s2.lock().unwrap().push(raw);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    });
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_http_version 1.1; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    // Small (read whole before going upstream) and large (streamed).
+    for size in [10usize, 200_000] {
+        let data: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut req =
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for c in data.chunks(7000) {
+            req.extend_from_slice(format!("{:x};name=\"v\"\r\n", c.len()).as_bytes());
+            req.extend_from_slice(c);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0;last\r\nX-Injected: 1\r\nHost: evil\r\n\r\n");
+        let resp = request(addr_of(port), &req).expect("a response");
+        assert_eq!(resp.status, 200, "size {size}");
+        let raw = seen.lock().unwrap().pop().expect("the upstream got the request");
+        let text = String::from_utf8_lossy(&raw);
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = &raw[split..];
+        assert!(!text.contains("name="), "extensions forwarded (size {size})");
+        assert!(
+            !text.contains("X-Injected") && !text.contains("evil"),
+            "trailers forwarded: {text:.300}"
+        );
+        assert!(body.ends_with(b"\r\n0\r\n\r\n"), "size {size}");
+        let mut got = Vec::new();
+        let mut pos = 0;
+        loop {
+            let line_end = pos + body[pos..].windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&body[pos..line_end]).unwrap(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&body[line_end + 2..line_end + 2 + n]);
+            pos = line_end + 2 + n + 2;
+        }
+        assert_eq!(got, data, "size {size}");
+    }
+}

@@ -7,7 +7,10 @@
 //! ends. The caller then either forwards the raw bytes it consumed unchanged (both
 //! sides speak HTTP/1.1: no copy) or only the data runs (de-chunking), so the decoder
 //! never copies. [`encode_chunk_header`] writes a chunk header for close-delimited
-//! upstream bodies relayed to HTTP/1.1 clients.
+//! upstream bodies relayed to HTTP/1.1 clients. Request bodies are re-encoded
+//! ([`reencode`]): only the data goes upstream, in chunks of ringx's making, without
+//! the client's chunk extensions and trailers (which would bypass `proxy_set_header`
+//! and the hop-by-hop rules).
 
 use std::ops::Range;
 
@@ -214,6 +217,25 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
+/// Feeds `input` to `d` and appends the data it carries to `out` as chunks of its own
+/// (no extensions), then the last chunk with no trailers once the body ends.
+pub fn reencode(d: &mut ChunkedDecoder, input: &[u8], out: &mut Vec<u8>) -> Result<Fed, ChunkError> {
+    let fed = d.feed(input, |rg| {
+        if rg.is_empty() {
+            return;
+        }
+        let mut room = [0u8; CHUNK_HEADER_ROOM];
+        let at = encode_chunk_header(rg.len(), &mut room);
+        out.extend_from_slice(&room[at..]);
+        out.extend_from_slice(&input[rg]);
+        out.extend_from_slice(b"\r\n");
+    })?;
+    if fed.done {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    Ok(fed)
+}
+
 /// Room kept in front of relayed data for a chunk header (`ffffffffffffffff\r\n`).
 pub const CHUNK_HEADER_ROOM: usize = 18;
 
@@ -238,6 +260,33 @@ pub fn encode_chunk_header(len: usize, room: &mut [u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reencode_drops_extensions_and_trailers() {
+        let mut d = super::ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let input = b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: evil\r\n\r\nGET";
+        let fed = super::reencode(&mut d, input, &mut out).unwrap();
+        assert!(fed.done);
+        assert_eq!(&input[fed.consumed..], b"GET");
+        assert_eq!(out, b"5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n");
+        // Split anywhere, the data comes out the same.
+        for cut in 1..input.len() - 3 {
+            let mut d = super::ChunkedDecoder::new();
+            let mut out = Vec::new();
+            let a = super::reencode(&mut d, &input[..cut], &mut out).unwrap();
+            let mut rest = input[a.consumed..].to_vec();
+            if a.consumed < cut {
+                rest = input[a.consumed..].to_vec();
+            }
+            let b = super::reencode(&mut d, &rest, &mut out).unwrap();
+            assert!(b.done, "cut {cut}");
+            let mut data = Vec::new();
+            let mut dd = super::ChunkedDecoder::new();
+            dd.feed(&out, |r| data.extend_from_slice(&out[r])).unwrap();
+            assert_eq!(data, b"helloabc", "cut {cut}");
+        }
+    }
+
     use super::*;
 
     fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), ChunkError> {

@@ -39,7 +39,7 @@ use crate::net::{Deadline, IoFail, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
-use super::body::{encode_chunk_header, ChunkedDecoder, CHUNK_HEADER_ROOM};
+use super::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use super::ctx::{Attempt, ReqCtx, Sent};
 use super::forward::{write_request_head, UpBody};
 use super::parse::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
@@ -1160,11 +1160,19 @@ async fn exchange(
     let info = write_request_head(&mut out, &c.ctx(r), conf, pp, r.loc_prefix, up_body);
     match plan {
         BodyPlan::None => {}
+        BodyPlan::Buffered { len } if c.head.body_kind() == BodyKind::Chunked => {
+            let _ = reencode(&mut ChunkedDecoder::new(), &c.buf[head_len..head_len + *len], &mut out);
+        }
         BodyPlan::Buffered { len } => out.extend_from_slice(&c.buf[head_len..head_len + *len]),
         BodyPlan::Collected(v) => out.extend_from_slice(v),
-        BodyPlan::StreamLength { initial, .. } | BodyPlan::StreamChunked { initial, .. } => {
-            out.extend_from_slice(&c.buf[head_len..head_len + *initial])
+        BodyPlan::StreamChunked { initial, .. } => {
+            let _ = reencode(
+                &mut ChunkedDecoder::new(),
+                &c.buf[head_len..head_len + *initial],
+                &mut out,
+            );
         }
+        BodyPlan::StreamLength { initial, .. } => out.extend_from_slice(&c.buf[head_len..head_len + *initial]),
     }
     match conn.stream.write_all(out, conf.proxy_send_timeout).await {
         Ok(b) => c.out = b,
@@ -1210,6 +1218,7 @@ async fn exchange(
         }
         BodyPlan::StreamChunked { decoder, .. } => {
             let max = conf.client_max_body_size;
+            let mut enc = Vec::with_capacity(UP_BUF_LARGE + 64);
             while !decoder.is_done() {
                 ubuf.clear();
                 match c
@@ -1222,7 +1231,8 @@ async fn exchange(
                     }
                     Ok((_, b)) => ubuf = b,
                 }
-                let fed = match decoder.feed(&ubuf, |_| {}) {
+                enc.clear();
+                let fed = match reencode(decoder, &ubuf, &mut enc) {
                     Ok(f) => f,
                     Err(_) => {
                         let _ = send_error(c, r, 400, false).await;
@@ -1235,9 +1245,8 @@ async fn exchange(
                 }
                 if fed.done {
                     c.buf.extend_from_slice(&ubuf[fed.consumed..]);
-                    ubuf.truncate(fed.consumed);
                 }
-                ubuf = conn_write(conn, ubuf, conf)
+                enc = conn_write(conn, enc, conf)
                     .await
                     .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
             }
