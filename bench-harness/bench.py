@@ -294,7 +294,8 @@ def start_proxies(args, backend_port, extra, log_on):
     """Starts nginx and ringx on the same http block; returns the target list."""
     workers = args.workers
     t = {}
-    for name in ("nginx", "ringx"):
+    names = ("nginx", "ringx") + (("ringx-epoll",) if args.epoll else ())
+    for name in names:
         port = free_port()
         d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}")
         os.makedirs(d, exist_ok=True)
@@ -322,7 +323,8 @@ http {{
 """
             path = os.path.join(d, "ringx.conf")
             open(path, "w").write(conf)
-            p = spawn([args.ringx, "-c", path], args.proxy_cpus)
+            env = dict(os.environ, RINGX_EVENTS="epoll" if name == "ringx-epoll" else "io_uring")
+            p = spawn([args.ringx, "-c", path], args.proxy_cpus, env=env)
             wait_port(port)
             pids = lambda p=p: [p.pid]
         for pid in pids():
@@ -368,6 +370,7 @@ def main():
     ap.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/examples/loadgen"), help="the open-loop generator for --fixed-rate")
     ap.add_argument("--lib-path", default="", help="LD_LIBRARY_PATH for nginx/wrk copied as files")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--epoll", action="store_true", help="add ringx on the epoll driver (RINGX_EVENTS=epoll) as a target in the same rotation")
     ap.add_argument("--fixed-rate", action="store_true", help="also measure latency at a fixed rate of 50%% and 80%% of nginx's max (small), open loop")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
@@ -410,10 +413,10 @@ def main():
                 proxies[log_on] = start_proxies(args, bport, extra, log_on)
             t = dict(proxies[log_on])
             t["direct"] = {"name": "direct", "port": bport, "pids": backend_pids}
-            order = ["ringx", "nginx", "direct"]
+            order = ["ringx", "nginx", "direct"] + (["ringx-epoll"] if args.epoll else [])
             runs = {k: [] for k in order}
             for rnd in range(args.rounds):
-                rot = order[rnd % 3:] + order[:rnd % 3]
+                rot = order[rnd % len(order):] + order[:rnd % len(order)]
                 for name in rot:
                     wait_quiet([p for x in t.values() for p in x["pids"]()])
                     m = measure(args, t[name], scen, args.duration)
@@ -431,6 +434,12 @@ def main():
                 "p99_ringx_nginx": ratio("p99_ms", "ringx", "nginx"),
                 "rps_ringx_direct": ratio("rps", "ringx", "direct"),
             }
+            if args.epoll:
+                out["ratios"].update({
+                    "rps_epoll_nginx": ratio("rps", "ringx-epoll", "nginx"),
+                    "cpu_epoll_nginx": ratio("cpu_us_per_req", "ringx-epoll", "nginx"),
+                    "cpu_ringx_epoll": ratio("cpu_us_per_req", "ringx", "ringx-epoll"),
+                })
             results["scenarios"][scen] = out
         if args.fixed_rate:
             t = dict(proxies.get(False) or start_proxies(args, bport, extra, False))
@@ -498,7 +507,7 @@ def markdown(r):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in r["scenarios"].items():
-        for t in ("ringx", "nginx", "direct"):
+        for t in [t for t in ("ringx", "ringx-epoll", "nginx", "direct") if t in s["summary"]]:
             x = s["summary"][t]
             lines.append(
                 f"| {name} | {t} | {fmt(x['rps'], 0)} | {fmt(x['p50_ms'], 2)} | {fmt(x['p99_ms'], 2)} | {fmt(x['p999_ms'], 2)} | "
@@ -508,6 +517,11 @@ def markdown(r):
     for name, s in r["scenarios"].items():
         q = s["ratios"]
         lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {q['p99_ringx_nginx']:.2f} | {q['rps_ringx_direct']:.2f} |")
+    if any("cpu_epoll_nginx" in s["ratios"] for s in r["scenarios"].values()):
+        lines += ["", "| scenario | req/s epoll/nginx | CPU/req epoll/nginx | CPU/req io_uring/epoll |", "|---|---|---|---|"]
+        for name, s in r["scenarios"].items():
+            q = s["ratios"]
+            lines.append(f"| {name} | {q['rps_epoll_nginx']:.2f} | {q['cpu_epoll_nginx']:.2f} | {q['cpu_ringx_epoll']:.2f} |")
     if "fixed_rate" in r:
         lines += ["", "Fixed offered load (small, 16 connections, open loop: latency from each request's scheduled send time):", "",
                   "| load | target | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req |", "|---|---|---|---|---|---|---|"]

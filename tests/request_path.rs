@@ -417,3 +417,42 @@ fn chunked_request_bodies_are_reencoded_without_extensions_or_trailers() {
         assert_eq!(got, data, "size {size}");
     }
 }
+
+/// Defect 12: error-log lines name the right side and cause once: an upstream that
+/// closes mid-body is "upstream prematurely closed connection while reading
+/// upstream" (it used to be logged twice, once as "... while reading upstream
+/// upstream"); the access log keeps what the client got.
+#[test]
+fn upstream_closing_mid_body_is_logged_once_as_nginx_words_it() {
+    let up = raw_upstream(|s| {
+        read_request_head(s);
+        let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        r.extend_from_slice(&[b'x'; 1000]);
+        let _ = s.write_all(&r);
+    });
+    let port = free_port();
+    let dir = tempdir("midbody");
+    let log = dir.join("access.log");
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ log_format st '$status $body_bytes_sent'; access_log {} st;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; }} }} }}",
+        path_of(&log)
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.len() < 100_000, "a truncated response, then close");
+    wait_for("the access log line", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains('\n')
+    });
+    assert_eq!(std::fs::read_to_string(&log).unwrap().trim(), "200 1000");
+    let err = r.stderr();
+    assert_eq!(err.matches("[error]").count(), 1, "{err}");
+    assert!(
+        err.contains("upstream prematurely closed connection while reading upstream, client: 127.0.0.1"),
+        "{err}"
+    );
+}

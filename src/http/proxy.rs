@@ -625,6 +625,8 @@ enum FailKind {
     /// The client's fault (it went away, sent a bad or too large body): never
     /// counted against the upstream server.
     Client,
+    /// A malformed chunked response body (after the head went to the client).
+    InvalidBody,
 }
 
 struct Fail {
@@ -872,6 +874,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     (FailKind::Client, _) => unreachable!("handled above"),
                     (FailKind::Timeout, _) => "upstream timed out (110: Connection timed out)".to_string(),
                     (FailKind::InvalidHeader, _) => "upstream sent invalid header".to_string(),
+                    (FailKind::InvalidBody, _) => "upstream sent invalid chunked response".to_string(),
                     (FailKind::Status(s), _) => format!("upstream returned status {s}"),
                     (FailKind::Error, Some(e)) if !f.sent => {
                         format!("connect() failed ({})", crate::config::parser::os_err(e))
@@ -896,7 +899,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 let allowed = match f.kind {
                     FailKind::Error => nu.error,
                     FailKind::Timeout => nu.timeout,
-                    FailKind::InvalidHeader => nu.invalid_header,
+                    FailKind::InvalidHeader | FailKind::InvalidBody => nu.invalid_header,
                     FailKind::Status(s) => nu.status(s),
                     FailKind::Client => false,
                 };
@@ -1112,6 +1115,15 @@ fn sized(mut b: Vec<u8>, want: usize) -> Vec<u8> {
 
 /// The exchange cannot go on and nothing else may be tried (the client connection is
 /// closed): a body half sent, the client gone, a response already begun.
+/// The upstream's chunked body is malformed mid-response.
+fn bad_body() -> ExErr {
+    ExErr::Fail(Fail {
+        client_gone: true,
+        fatal: true,
+        ..Fail::new(FailKind::InvalidBody, 502, true, "reading")
+    })
+}
+
 fn abort(status: u16, msg: &'static str) -> ExErr {
     ExErr::Fail(Fail {
         client_gone: true,
@@ -1475,19 +1487,12 @@ async fn relay(
             }
         })
     };
+    // Logged once, with the request's context, where the attempt ends (proxy()).
     let up_err = |e: IoFail| {
-        log::error(format_args!(
-            "upstream {} while reading upstream",
-            if matches!(e, IoFail::Timeout) {
-                "timed out"
-            } else {
-                "failed"
-            }
-        ));
         ExErr::Fail(Fail {
             client_gone: true,
             fatal: true,
-            ..Fail::io(e, true, "reading upstream")
+            ..Fail::io(e, true, "reading")
         })
     };
 
@@ -1504,14 +1509,9 @@ async fn relay(
             (body_start + take as usize, n - take)
         }
         Out::ChunkedPass => {
-            let fed = dec.feed(&ubuf[body_start..filled], |_| {}).map_err(|_| {
-                ExErr::Fail(Fail::new(
-                    FailKind::InvalidHeader,
-                    502,
-                    true,
-                    "reading upstream chunked body",
-                ))
-            })?;
+            let fed = dec
+                .feed(&ubuf[body_start..filled], |_| {})
+                .map_err(|_| ExErr::Fail(Fail::new(FailKind::InvalidBody, 502, true, "reading")))?;
             if fed.done && body_start + fed.consumed != filled {
                 upstream_reusable = false;
             }
@@ -1562,11 +1562,7 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    log::error(format_args!(
-                        "upstream prematurely closed connection while reading upstream, client: {}",
-                        c.peer.ip()
-                    ));
-                    return Err(abort(502, "reading upstream"));
+                    return Err(abort(502, "reading"));
                 }
                 state -= n as u64;
                 body_sent += n as u64;
@@ -1584,12 +1580,10 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(abort(502, "reading upstream"));
+                    return Err(abort(502, "reading"));
                 }
                 ubuf = b;
-                let fed = d
-                    .feed(&ubuf, |_| {})
-                    .map_err(|_| abort(502, "reading upstream chunked body"))?;
+                let fed = d.feed(&ubuf, |_| {}).map_err(|_| bad_body())?;
                 if fed.done && fed.consumed != ubuf.len() {
                     upstream_reusable = false;
                 }
@@ -1613,7 +1607,7 @@ async fn relay(
                 let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
                 let fed = d
                     .feed(&ubuf[pos..], |rg| runs.push(rg.start + pos..rg.end + pos))
-                    .map_err(|_| abort(502, "reading upstream chunked body"))?;
+                    .map_err(|_| bad_body())?;
                 for rg in runs {
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
@@ -1635,7 +1629,7 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(abort(502, "reading upstream"));
+                    return Err(abort(502, "reading"));
                 }
                 ubuf = b;
                 pos = 0;
