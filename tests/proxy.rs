@@ -288,13 +288,8 @@ fn upstream_errors_502_and_504() {
 fn connect_timeout_is_504_and_next_server_is_tried() {
     // A listener whose accept queue is full: the kernel drops further SYNs, so a
     // connect to it hangs (on loopback, without any outside address).
-    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-    full.listen(0).unwrap();
-    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
-    let _fillers: Vec<TcpStream> = (0..3)
-        .filter_map(|_| TcpStream::connect_timeout(&full_addr, Duration::from_millis(200)).ok())
-        .collect();
+    let full = FullListener::bind();
+    let full_addr = full.addr;
     let good = Backend::start("good");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

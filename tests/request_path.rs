@@ -286,13 +286,8 @@ fn post_on_a_reused_connection_is_not_replayed() {
 /// up on SYN retries (about two minutes).
 #[test]
 fn connect_timeouts_leak_no_sockets() {
-    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-    full.listen(0).unwrap();
-    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
-    let _fillers: Vec<TcpStream> = (0..3)
-        .filter_map(|_| TcpStream::connect_timeout(&full_addr, Duration::from_millis(200)).ok())
-        .collect();
+    let full = FullListener::bind();
+    let full_addr = full.addr;
     let port = free_port();
     let conf = format!(
         "daemon off; pid off; events {{}} http {{ access_log off;

@@ -469,6 +469,33 @@ pub fn get(addr: SocketAddr, path: &str, host: &str) -> Option<Response> {
     )
 }
 
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a
+/// connect to it hangs (on loopback, without any outside address).
+pub struct FullListener {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+impl FullListener {
+    pub fn bind() -> FullListener {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let _fillers = (0..3)
+            .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+            .collect();
+        FullListener {
+            addr,
+            _socket: socket,
+            _fillers,
+        }
+    }
+}
+
 /// Waits until something accepts on `addr`.
 pub fn wait_listening(addr: SocketAddr) {
     let start = Instant::now();
