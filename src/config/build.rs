@@ -272,7 +272,7 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
 /// `use io_uring|epoll;` (nginx's event-method names; `io_uring` is ringx's).
 fn parse_driver(d: &Directive) -> Result<crate::net::DriverChoice, ConfError> {
     match d.args[0].as_str() {
-        "io_uring" | "uring" => Ok(crate::net::DriverChoice::Uring),
+        "io_uring" => Ok(crate::net::DriverChoice::Uring),
         "epoll" => Ok(crate::net::DriverChoice::Epoll),
         other => Err(d.err(format!("invalid event type \"{other}\""))),
     }

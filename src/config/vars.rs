@@ -228,14 +228,16 @@ impl Template {
     /// through; ringx does not).
     pub fn render_header(&self, src: &dyn VarSource, out: &mut Vec<u8>) {
         for p in &self.parts {
-            let mark = out.len();
             match p {
+                // The configuration's own text is written as it is (nginx's `\r\n`
+                // escapes in a quoted string are the admin's choice).
                 Part::Lit(l) => out.extend_from_slice(l),
                 Part::Var(v) => {
+                    let mark = out.len();
                     src.write_var(v, out);
+                    escape_line_breaks(out, mark);
                 }
             }
-            escape_line_breaks(out, mark);
         }
     }
 

@@ -95,32 +95,18 @@ pub enum Tcp {
 }
 
 impl Tcp {
-    /// Wraps an accepted or connected std socket for the current driver.
-    fn from_std(s: std::net::TcpStream) -> io::Result<Tcp> {
-        let _ = s.set_nodelay(true);
-        match driver() {
-            Driver::Uring => {
-                // io_uring does its own waiting; a non-blocking socket could surface
-                // EAGAIN on older kernels.
-                s.set_nonblocking(false)?;
-                Ok(Tcp::Uring(tokio_uring::net::TcpStream::from_std(s)))
-            }
-            Driver::Epoll => {
-                s.set_nonblocking(true)?;
-                tokio::net::TcpStream::from_std(s).map(Tcp::Epoll)
-            }
-        }
-    }
-
     /// Connects to `addr`. Dropping the future closes the socket.
     pub async fn connect(addr: SocketAddr) -> io::Result<Tcp> {
         let s = tokio::net::TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
         match driver() {
-            Driver::Epoll => {
-                let _ = s.set_nodelay(true);
-                Ok(Tcp::Epoll(s))
+            Driver::Epoll => Ok(Tcp::Epoll(s)),
+            Driver::Uring => {
+                // io_uring honours O_NONBLOCK with EAGAIN instead of waiting.
+                let s = s.into_std()?;
+                s.set_nonblocking(false)?;
+                Ok(Tcp::Uring(tokio_uring::net::TcpStream::from_std(s)))
             }
-            Driver::Uring => Tcp::from_std(s.into_std()?),
         }
     }
 

@@ -226,13 +226,15 @@ impl Master {
                 }
             }
             let (tx, rx) = std::sync::mpsc::channel();
-            match spawn_worker(i, self.cfg.clone(), mine, tx).map(|h| (h, wait_ready(&rx, 1))) {
-                Ok((h, Ok(()))) => {
+            let started = spawn_worker(i, self.cfg.clone(), mine, tx)
+                .map_err(|e| e.to_string())
+                .and_then(|h| wait_ready(&rx, 1).map(|()| h));
+            match started {
+                Ok(h) => {
                     log::notice(format_args!("worker {i} restarted"));
                     let old = std::mem::replace(&mut self.workers[i], h);
                     let _ = old.thread.join();
                 }
-                Ok((_, Err(e))) => log::log(LogLevel::Alert, format_args!("restarting worker {i} failed: {e}")),
                 Err(e) => log::log(LogLevel::Alert, format_args!("restarting worker {i} failed: {e}")),
             }
         }
@@ -354,6 +356,12 @@ fn choose_driver(cfg: &Config) -> Result<crate::net::Driver, StartError> {
     let want = match (cfg.driver, std::env::var("RINGX_EVENTS").as_deref()) {
         (DriverChoice::Auto, Ok("epoll")) => DriverChoice::Epoll,
         (DriverChoice::Auto, Ok("io_uring")) => DriverChoice::Uring,
+        (DriverChoice::Auto, Ok(other)) => {
+            log::warn(format_args!(
+                "RINGX_EVENTS=\"{other}\" is neither \"epoll\" nor \"io_uring\", ignored"
+            ));
+            DriverChoice::Auto
+        }
         (d, _) => d,
     };
     match crate::net::io::choose(want) {

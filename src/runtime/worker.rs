@@ -74,7 +74,7 @@ pub struct Worker {
     pub quitting: Cell<bool>,
     pub quit: Notify,
     pub active: Cell<usize>,
-    /// Idle keep-alive client connections (closed first when connections run out).
+    /// Idle client connections (closed first when connections run out).
     pub idle: RefCell<IdleSet>,
     /// Receive buffers not in use by any connection.
     bufs: RefCell<Vec<Vec<u8>>>,
@@ -316,9 +316,9 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
     }
 }
 
-/// Idle keep-alive client connections of one worker, oldest first: when
-/// `worker_connections` are all in use, the oldest are closed to make room for new
-/// clients (nginx's `ngx_drain_connections`).
+/// Idle client connections of one worker (kept alive between requests, or waiting
+/// for a first request), oldest first: when `worker_connections` are all in use, the
+/// oldest are closed to make room for new clients (nginx's `ngx_drain_connections`).
 #[derive(Default)]
 pub struct IdleSet {
     next: u64,
@@ -349,19 +349,10 @@ impl IdleSet {
         }
         done
     }
-
-    pub fn len(&self) -> usize {
-        self.waiting.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
-    }
 }
 
 impl Worker {
-    /// All `worker_connections` are in use: closes up to 32 idle keep-alive
-    /// connections (their slots free as soon as their tasks run) and says whether the
+    /// All `worker_connections` are in use: closes up to 32 idle connections (their slots free as soon as their tasks run) and says whether the
     /// new connection may be served. Warns at most once a second.
     fn make_room(&self, limit: usize) -> bool {
         let drained = self.idle.borrow_mut().drain(32);
