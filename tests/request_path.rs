@@ -75,10 +75,6 @@ fn client_abort_mid_response_is_not_an_upstream_failure() {
         std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 8
     });
     let text = std::fs::read_to_string(&log).unwrap();
-    let aborted: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.contains(" 0 ") && l.starts_with("200 "))
-        .collect();
     let first_two: Vec<&str> = text.lines().take(2).collect();
     for l in &first_two {
         let f: Vec<&str> = l.split(' ').collect();
@@ -89,15 +85,15 @@ fn client_abort_mid_response_is_not_an_upstream_failure() {
             "body bytes sent recorded: {text}"
         );
     }
-    assert!(aborted.len() >= 2, "{text}");
     let err = r.stderr();
-    assert!(!err.contains("upstream failed"), "the upstream is not blamed: {err}");
+    assert!(!err.contains("[error]"), "the upstream is not blamed: {err}");
     assert!(!err.contains("no live upstreams"), "{err}");
     assert!(err.contains("while sending to client"), "{err}");
 }
 
-/// Defect 3: client_header_timeout covers the whole head; a client trickling one
-/// byte at a time used to hold the connection forever.
+/// Defect 3: client_header_timeout covers the whole head, from the accept for a
+/// first request (nginx); a client trickling one byte at a time used to hold the
+/// connection forever.
 #[test]
 fn header_timeout_bounds_the_whole_head() {
     let port = free_port();
@@ -109,6 +105,8 @@ fn header_timeout_bounds_the_whole_head() {
     let mut s = TcpStream::connect(addr_of(port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let start = Instant::now();
+    // Armed at the accept: 700 ms of silence count against the 1 s too.
+    std::thread::sleep(Duration::from_millis(700));
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut closed_after = None;
     for i in 0..40 {
@@ -131,7 +129,7 @@ fn header_timeout_bounds_the_whole_head() {
         std::thread::sleep(Duration::from_millis(150));
     }
     let t = closed_after.expect("the trickling client was never cut off");
-    assert!(t < Duration::from_millis(2500), "closed after {t:?}");
+    assert!(t < Duration::from_millis(1500), "closed after {t:?}");
     assert!(r.stderr().contains("client timed out"), "{}", r.stderr());
 }
 
@@ -244,15 +242,33 @@ fn endless_interim_responses_time_out_in_bounded_memory() {
 
 /// Defect 6: a POST sent on a reused keep-alive connection that then fails before
 /// any response byte is not sent again (nginx's rule: non-idempotent requests are
-/// retried only with `proxy_next_upstream non_idempotent`).
+/// retried only with `proxy_next_upstream non_idempotent`). Defect 12: the error
+/// line names what happened (a close, or a reset on recv()), never `connect()`.
 #[test]
 fn post_on_a_reused_connection_is_not_replayed() {
+    let closed = post_on_reused_connection(false);
+    assert!(
+        closed.contains("upstream prematurely closed connection while reading response header from upstream"),
+        "{closed}"
+    );
+    let reset = post_on_reused_connection(true);
+    assert!(
+        reset.contains("recv() failed (104: Connection reset by peer) while reading response header from upstream"),
+        "{reset}"
+    );
+    for log in [closed, reset] {
+        assert!(!log.contains("connect() failed"), "{log}");
+    }
+}
+
+/// Proxies a GET, then a POST that the upstream reads on the same kept-alive
+/// connection and answers by closing it (with a reset when `reset`); checks the
+/// POST got 502 and reached the upstream once. Returns ringx's error log.
+fn post_on_reused_connection(reset: bool) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let posts = Arc::new(AtomicUsize::new(0));
     let p2 = posts.clone();
-    // First request on a connection: answered, kept alive. Second: read, then the
-    // connection is closed without a response.
     let up = raw_upstream(move |s| {
         let h = read_request_head(s);
         if h.is_empty() {
@@ -263,6 +279,9 @@ fn post_on_a_reused_connection_is_not_replayed() {
         if h.starts_with(b"POST") {
             p2.fetch_add(1, Ordering::SeqCst);
         }
+        if reset {
+            let _ = socket2::SockRef::from(&*s).set_linger(Some(Duration::ZERO));
+        }
     });
     let port = free_port();
     let conf = format!(
@@ -270,7 +289,7 @@ fn post_on_a_reused_connection_is_not_replayed() {
            upstream u {{ server {up}; keepalive 4; }}
            server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}"
     );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let r = Ringx::start(&conf, &[], addr_of(port));
     assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
     let resp = request(
         addr_of(port),
@@ -280,6 +299,7 @@ fn post_on_a_reused_connection_is_not_replayed() {
     assert_eq!(resp.status, 502);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(posts.load(Ordering::SeqCst), 1, "the POST reached the upstream twice");
+    r.stderr()
 }
 
 /// Defect 7: each proxy_connect_timeout used to leak a socket until the kernel gave

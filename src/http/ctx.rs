@@ -30,6 +30,8 @@ pub struct Sent {
     pub status: u16,
     pub body_bytes: u64,
     pub bytes: u64,
+    /// The response head's size (nginx's `r->header_size`).
+    pub head_bytes: u64,
 }
 
 pub struct ReqCtx<'a> {

@@ -205,15 +205,18 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
         line_max: srv.large_header_size,
         total_max: srv.large_header_size * srv.large_header_count,
     };
+    // The whole head must arrive within client_header_timeout, armed once as nginx
+    // does (from the accept for a first request, from its first byte after a
+    // keep-alive wait): a client trickling bytes cannot hold the connection.
+    let first = (c.requests == 0).then(|| Instant::now() + srv.client_header_timeout);
     if c.buf.is_empty() {
-        match wait_request(c, srv).await {
+        let idle_until = first.unwrap_or_else(|| Instant::now() + c.keepalive_timeout);
+        match wait_request(c, idle_until).await {
             Ok(b) => c.buf = b,
             Err(()) => return Head::Closed,
         }
     }
-    // The whole head must arrive within client_header_timeout of its first byte, as
-    // nginx arms the timer once: a client trickling bytes cannot hold the connection.
-    let deadline = Deadline::At(Instant::now() + srv.client_header_timeout);
+    let deadline = Deadline::At(first.unwrap_or_else(|| Instant::now() + srv.client_header_timeout));
     loop {
         match parse_request(&c.buf, &mut c.head, limits) {
             Ok(Some(())) => return Head::Ready,
@@ -243,17 +246,12 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
 /// allows it (epoll: readiness first, then a buffer from the worker's pool), and it
 /// is closed at once on graceful quit or when the worker needs its slot for a new
 /// client (`worker_connections`).
-async fn wait_request(c: &mut Client, srv: &Server) -> Result<Vec<u8>, ()> {
+async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
     let w = c.w.clone();
-    let timeout = if c.requests > 0 {
-        c.keepalive_timeout
-    } else {
-        srv.client_header_timeout
-    };
-    if timeout.is_zero() || w.quitting.get() {
+    if until <= Instant::now() || w.quitting.get() {
         return Err(());
     }
-    let deadline = Deadline::At(Instant::now() + timeout);
+    let deadline = Deadline::At(until);
     w.put_buf(std::mem::take(&mut c.buf));
     let quit = w.quit.notified();
     tokio::pin!(quit);
@@ -519,6 +517,7 @@ async fn send_simple(
         status: code,
         bytes: total as u64,
         body_bytes: (total - head_len) as u64,
+        head_bytes: head_len as u64,
     };
     match res {
         Ok(b) => {
@@ -643,8 +642,6 @@ struct Fail {
     msg: &'static str,
     /// The OS error, for the log line (`connect() failed (111: Connection refused)`).
     os: Option<std::io::Error>,
-    /// What reached the client before it went away (for the access log).
-    client_sent: Option<Sent>,
 }
 
 impl Fail {
@@ -657,7 +654,6 @@ impl Fail {
             client_gone: false,
             msg,
             os: None,
-            client_sent: None,
         }
     }
     fn io(e: IoFail, sent: bool, what: &'static str) -> Self {
@@ -860,9 +856,6 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
             Err(f) => {
                 let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404) | FailKind::Client);
                 bal.release(si, counts, Instant::now());
-                if let Some(sent) = f.client_sent {
-                    r.sent = sent;
-                }
                 if f.kind == FailKind::Client {
                     // Logged at info where it happened, naming the client.
                     if r.sent.status == 0 {
@@ -876,10 +869,15 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     (FailKind::InvalidHeader, _) => "upstream sent invalid header".to_string(),
                     (FailKind::InvalidBody, _) => "upstream sent invalid chunked response".to_string(),
                     (FailKind::Status(s), _) => format!("upstream returned status {s}"),
-                    (FailKind::Error, Some(e)) if !f.sent => {
-                        format!("connect() failed ({})", crate::config::parser::os_err(e))
+                    (FailKind::Error, Some(e)) => {
+                        // The call that failed, by phase, as nginx names it.
+                        let call = match f.msg {
+                            "connecting to" => "connect()",
+                            m if m.starts_with("sending") => "writev()",
+                            _ => "recv()",
+                        };
+                        format!("{call} failed ({})", crate::config::parser::os_err(e))
                     }
-                    (FailKind::Error, Some(e)) => format!("upstream failed ({})", crate::config::parser::os_err(e)),
                     (FailKind::Error, None) => "upstream prematurely closed connection".to_string(),
                 };
                 log::error(format_args!(
@@ -1070,9 +1068,17 @@ async fn attempt(
             // Only a request that was not sent, or may be sent twice, goes again
             // (nginx: a POST, LOCK or PATCH that reached the upstream is not replayed
             // without `proxy_next_upstream non_idempotent`).
-            Err(ExErr::Stale { sent }) if reused && (!sent || replay_ok) => continue,
-            Err(ExErr::Stale { sent }) => {
-                break Err(Fail::new(FailKind::Error, 502, sent, "reading response header from"))
+            Err(ExErr::Stale { sent, .. }) if reused && (!sent || replay_ok) => continue,
+            Err(ExErr::Stale { sent, os }) => {
+                let msg = if sent {
+                    "reading response header from"
+                } else {
+                    "sending request to"
+                };
+                break Err(Fail {
+                    os,
+                    ..Fail::new(FailKind::Error, 502, sent, msg)
+                });
             }
             Err(ExErr::Fail(f)) => break Err(f),
         }
@@ -1090,17 +1096,6 @@ async fn attempt(
     result
 }
 
-/// The access log's view of a response cut short: nginx keeps the status once any
-/// byte reached the client, else 499.
-fn sent_so_far(code: u16, head: u64, body: u64) -> Sent {
-    let any = head + body > 0;
-    Sent {
-        status: if any { code } else { 499 },
-        bytes: head + body,
-        body_bytes: body,
-    }
-}
-
 fn ms_since(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
@@ -1114,38 +1109,22 @@ fn sized(mut b: Vec<u8>, want: usize) -> Vec<u8> {
 }
 
 /// The exchange cannot go on and nothing else may be tried (the client connection is
-/// closed): a body half sent, the client gone, a response already begun.
-/// The upstream's chunked body is malformed mid-response.
-fn bad_body() -> ExErr {
+/// closed): a body half sent, the client gone, a response already begun. `kind`
+/// says whose fault it was (`FailKind::Client` is never counted against the server).
+fn fatal(kind: FailKind, status: u16, msg: &'static str) -> ExErr {
     ExErr::Fail(Fail {
         client_gone: true,
         fatal: true,
-        ..Fail::new(FailKind::InvalidBody, 502, true, "reading")
-    })
-}
-
-fn abort(status: u16, msg: &'static str) -> ExErr {
-    ExErr::Fail(Fail {
-        client_gone: true,
-        fatal: true,
-        ..Fail::new(FailKind::Error, status, true, msg)
-    })
-}
-
-/// Like [`abort`], but the client's fault: not counted against the server.
-fn client_abort(status: u16, msg: &'static str) -> ExErr {
-    ExErr::Fail(Fail {
-        client_gone: true,
-        fatal: true,
-        ..Fail::new(FailKind::Client, status, true, msg)
+        ..Fail::new(kind, status, true, msg)
     })
 }
 
 enum ExErr {
     /// The connection failed before any response byte (maybe a stale keep-alive
-    /// one); `sent`: after the request was written.
+    /// one); `sent`: after the request was written; `os`: the error, if not EOF.
     Stale {
         sent: bool,
+        os: Option<std::io::Error>,
     },
     Fail(Fail),
 }
@@ -1196,7 +1175,12 @@ async fn exchange(
                 "sending request to",
             )))
         }
-        Err(IoFail::Io(_)) => return Err(ExErr::Stale { sent: false }),
+        Err(IoFail::Io(e)) => {
+            return Err(ExErr::Stale {
+                sent: false,
+                os: Some(e),
+            })
+        }
     }
     // The rest of a streamed body.
     let mut ubuf = std::mem::take(&mut conn.buf);
@@ -1216,7 +1200,7 @@ async fn exchange(
                             "client prematurely closed connection while sending request body, client: {}",
                             c.peer.ip()
                         ));
-                        return Err(client_abort(400, "sending request body to"));
+                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
                     }
                     Ok((n, b)) => {
                         remaining -= n as u64;
@@ -1239,7 +1223,7 @@ async fn exchange(
                     .await
                 {
                     Ok((0, _)) | Err(_) => {
-                        return Err(client_abort(400, "sending request body to"));
+                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
                     }
                     Ok((_, b)) => ubuf = b,
                 }
@@ -1248,12 +1232,12 @@ async fn exchange(
                     Ok(f) => f,
                     Err(_) => {
                         let _ = send_error(c, r, 400, false).await;
-                        return Err(client_abort(400, "reading client body for"));
+                        return Err(fatal(FailKind::Client, 400, "reading client body for"));
                     }
                 };
                 if max != 0 && decoder.total > max {
                     let _ = send_error(c, r, 413, false).await;
-                    return Err(client_abort(413, "reading client body for"));
+                    return Err(fatal(FailKind::Client, 413, "reading client body for"));
                 }
                 if fed.done {
                     c.buf.extend_from_slice(&ubuf[fed.consumed..]);
@@ -1282,7 +1266,7 @@ async fn exchange(
         ubuf = match res {
             Ok((0, b)) if !got_any => {
                 conn.buf = b;
-                return Err(ExErr::Stale { sent: true });
+                return Err(ExErr::Stale { sent: true, os: None });
             }
             Ok((0, _)) => return Err(bad_head("reading response header from")),
             Ok((_, b)) => b,
@@ -1294,15 +1278,13 @@ async fn exchange(
                     "reading response header from",
                 )))
             }
-            Err(IoFail::Io(_)) if !got_any => return Err(ExErr::Stale { sent: true }),
-            Err(IoFail::Io(_)) => {
-                return Err(ExErr::Fail(Fail::new(
-                    FailKind::Error,
-                    502,
-                    true,
-                    "reading response header from",
-                )))
+            Err(IoFail::Io(e)) if !got_any => {
+                return Err(ExErr::Stale {
+                    sent: true,
+                    os: Some(e),
+                })
             }
+            Err(e) => return Err(ExErr::Fail(Fail::io(e, true, "reading response header from"))),
         };
         got_any = true;
         loop {
@@ -1345,8 +1327,10 @@ async fn conn_write(conn: &mut UpConn, b: Vec<u8>, conf: &LocConf) -> Result<Vec
 }
 
 /// Writes the client head and relays the body. `ubuf[hstart..]` holds the response
-/// head and the first body bytes. A failure after the head went out carries what
-/// the client got, for the access log.
+/// head and the first body bytes. However the relay ends, the access log gets what
+/// reached the client, counted by the client stream (nginx: `$bytes_sent` from
+/// `c->sent`, `$body_bytes_sent` less the head); a client cut off before any byte is
+/// 499.
 async fn relay_response(
     c: &mut Client,
     r: &mut Req<'_>,
@@ -1354,18 +1338,15 @@ async fn relay_response(
     ubuf: Vec<u8>,
     hstart: usize,
 ) -> Result<(bool, bool), ExErr> {
-    let progress = std::cell::Cell::new(Sent {
-        status: 499,
-        ..Sent::default()
-    });
-    relay(c, r, conn, ubuf, hstart, &progress).await.map_err(|mut e| {
-        if let ExErr::Fail(f) = &mut e {
-            if f.client_gone {
-                f.client_sent.get_or_insert(progress.get());
-            }
-        }
-        e
-    })
+    let mark = c.stream.written();
+    let res = relay(c, r, conn, ubuf, hstart).await;
+    let bytes = c.stream.written() - mark;
+    r.sent.bytes = bytes;
+    r.sent.body_bytes = bytes.saturating_sub(r.sent.head_bytes);
+    if bytes == 0 && matches!(&res, Err(ExErr::Fail(f)) if f.client_gone) {
+        r.sent.status = 499;
+    }
+    res
 }
 
 async fn relay(
@@ -1374,7 +1355,6 @@ async fn relay(
     conn: &mut UpConn,
     mut ubuf: Vec<u8>,
     hstart: usize,
-    progress: &std::cell::Cell<Sent>,
 ) -> Result<(bool, bool), ExErr> {
     let conf = r.conf;
     let is_head = c.head.method() == Method::Head;
@@ -1460,16 +1440,18 @@ async fn relay(
     });
     write_add_headers(&mut out, c, r, code);
     out.extend_from_slice(b"\r\n");
-    let head_out = out.len() as u64;
+    r.sent = Sent {
+        status: code,
+        head_bytes: out.len() as u64,
+        ..Sent::default()
+    };
 
     let body_start = hstart + c.resp.head_len;
     let filled = ubuf.len();
     let send_t = conf.send_timeout;
     let read_t = conf.proxy_read_timeout;
-    let mut body_sent: u64 = 0;
     let mut upstream_reusable = c.resp.keep_alive;
-    // `progress` is updated after each write: a client that goes away is its own
-    // fault (never the upstream's) and the access log shows what it got.
+    // A client that goes away is its own fault, never the upstream's.
     let client_err = |e: IoFail| {
         log::info(format_args!(
             "{} while sending to client, client: {}",
@@ -1479,13 +1461,7 @@ async fn relay(
             },
             c.peer.ip()
         ));
-        ExErr::Fail(Fail {
-            client_sent: Some(progress.get()),
-            ..match client_abort(499, "sending to client") {
-                ExErr::Fail(f) => f,
-                ExErr::Stale { .. } => unreachable!(),
-            }
-        })
+        fatal(FailKind::Client, 499, "sending to client")
     };
     // Logged once, with the request's context, where the attempt ends (proxy()).
     let up_err = |e: IoFail| {
@@ -1523,25 +1499,20 @@ async fn relay(
     if out.len() <= body_start {
         let s = body_start - out.len();
         ubuf[s..body_start].copy_from_slice(&out);
-        body_sent += (first_end - body_start) as u64;
         ubuf = c
             .stream
             .write_range(ubuf, s, first_end, send_t)
             .await
             .map_err(client_err)?;
-        progress.set(sent_so_far(code, head_out, body_sent));
         c.out = out;
     } else {
         let o = c.stream.write_all(out, send_t).await.map_err(client_err)?;
-        progress.set(sent_so_far(code, head_out, body_sent));
         c.out = o;
-        body_sent += (first_end - body_start) as u64;
         ubuf = c
             .stream
             .write_range(ubuf, body_start, first_end, send_t)
             .await
             .map_err(client_err)?;
-        progress.set(sent_so_far(code, head_out, body_sent));
     }
     // The rest of the body.
     match mode {
@@ -1562,12 +1533,10 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(abort(502, "reading"));
+                    return Err(fatal(FailKind::Error, 502, "reading"));
                 }
                 state -= n as u64;
-                body_sent += n as u64;
                 ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
-                progress.set(sent_so_far(code, head_out, body_sent));
             }
         }
         Out::ChunkedPass => {
@@ -1580,20 +1549,20 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(abort(502, "reading"));
+                    return Err(fatal(FailKind::Error, 502, "reading"));
                 }
                 ubuf = b;
-                let fed = d.feed(&ubuf, |_| {}).map_err(|_| bad_body())?;
+                let fed = d
+                    .feed(&ubuf, |_| {})
+                    .map_err(|_| fatal(FailKind::InvalidBody, 502, "reading"))?;
                 if fed.done && fed.consumed != ubuf.len() {
                     upstream_reusable = false;
                 }
-                body_sent += fed.consumed as u64;
                 ubuf = c
                     .stream
                     .write_range(ubuf, 0, fed.consumed, send_t)
                     .await
                     .map_err(client_err)?;
-                progress.set(sent_so_far(code, head_out, body_sent));
             }
         }
         Out::Dechunk => {
@@ -1607,18 +1576,16 @@ async fn relay(
                 let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
                 let fed = d
                     .feed(&ubuf[pos..], |rg| runs.push(rg.start + pos..rg.end + pos))
-                    .map_err(|_| bad_body())?;
+                    .map_err(|_| fatal(FailKind::InvalidBody, 502, "reading"))?;
                 for rg in runs {
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
                 }
-                body_sent += packed as u64;
                 ubuf = c
                     .stream
                     .write_range(ubuf, 0, packed, send_t)
                     .await
                     .map_err(client_err)?;
-                progress.set(sent_so_far(code, head_out, body_sent));
                 if fed.done {
                     break;
                 }
@@ -1629,7 +1596,7 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(abort(502, "reading"));
+                    return Err(fatal(FailKind::Error, 502, "reading"));
                 }
                 ubuf = b;
                 pos = 0;
@@ -1655,14 +1622,12 @@ async fn relay(
                             ubuf.clear();
                             ubuf.extend_from_slice(b"0\r\n\r\n");
                             ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
-                            progress.set(sent_so_far(code, head_out, body_sent));
                             break;
                         }
                         (CHUNK_HEADER_ROOM, CHUNK_HEADER_ROOM + n)
                     }
                 };
                 let len = e - s;
-                body_sent += len as u64;
                 if s >= CHUNK_HEADER_ROOM {
                     let mut room = [0u8; CHUNK_HEADER_ROOM];
                     let hs = encode_chunk_header(len, &mut room);
@@ -1676,13 +1641,11 @@ async fn relay(
                         .write_range(ubuf, s - hl, end, send_t)
                         .await
                         .map_err(client_err)?;
-                    progress.set(sent_so_far(code, head_out, body_sent));
                 } else {
                     let mut chunk = format!("{len:x}\r\n").into_bytes();
                     chunk.extend_from_slice(&ubuf[s..e]);
                     chunk.extend_from_slice(b"\r\n");
                     let _ = c.stream.write_all(chunk, send_t).await.map_err(client_err)?;
-                    progress.set(sent_so_far(code, head_out, body_sent));
                 }
             }
         }
@@ -1699,18 +1662,11 @@ async fn relay(
                 if n == 0 {
                     break;
                 }
-                body_sent += n as u64;
                 ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
-                progress.set(sent_so_far(code, head_out, body_sent));
             }
         }
     }
     ubuf.clear();
     conn.buf = ubuf;
-    r.sent = Sent {
-        status: code,
-        body_bytes: body_sent,
-        bytes: head_out + body_sent,
-    };
     Ok((keep, upstream_reusable))
 }

@@ -17,6 +17,7 @@ pub mod io;
 pub mod listener;
 pub mod pool;
 
+use std::cell::Cell;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -68,11 +69,22 @@ impl Deadline {
 
 pub struct Stream {
     inner: Tcp,
+    /// Bytes written so far (nginx's `c->sent`): what a peer received, whatever
+    /// ended the exchange, is the difference of two readings.
+    written: Cell<u64>,
 }
 
 impl Stream {
     pub fn new(inner: Tcp) -> Self {
-        Stream { inner }
+        Stream {
+            inner,
+            written: Cell::new(0),
+        }
+    }
+
+    /// Bytes written on this connection so far (complete writes).
+    pub fn written(&self) -> u64 {
+        self.written.get()
     }
 
     /// Connects to `addr` within `timeout`; a connect that times out leaves no socket.
@@ -132,7 +144,10 @@ impl Stream {
             return Ok(buf);
         }
         match tokio::time::timeout_at(deadline.into().at(), self.inner.write(buf, start, end)).await {
-            Ok((Ok(()), b)) => Ok(b),
+            Ok((Ok(()), b)) => {
+                self.written.set(self.written.get() + (end - start) as u64);
+                Ok(b)
+            }
             Ok((Err(e), _)) => Err(IoFail::Io(e)),
             Err(_) => Err(self.timed_out()),
         }
