@@ -19,6 +19,20 @@ fn fd_count(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
+/// Sockets of this network namespace in SYN_SENT towards 127.0.0.1:`port`.
+fn syn_sent_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2] == remote && f[3] == "02"
+        })
+        .count()
+}
+
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < within {
@@ -323,6 +337,8 @@ fn connect_timeouts_leak_no_sockets() {
     std::thread::sleep(Duration::from_millis(200));
     let after = fd_count(r.pid());
     assert!(after <= before + 1, "fds {before} -> {after}");
+    // Not only the descriptor: the kernel must not keep retrying SYNs either.
+    assert_eq!(syn_sent_to(full_addr.port()), 0, "connects still in progress");
 }
 
 /// Defect 10: with every worker_connections slot held by idle keep-alive clients,

@@ -12,16 +12,17 @@
 //! so the protocol code above does not know which one runs. The driver is chosen
 //! once per process at start-up ([`choose`]) and every worker uses it.
 //!
-//! Connecting is done through tokio's reactor under both drivers, then the socket is
-//! handed to the driver: a connect that times out is dropped, which closes its socket
-//! at once (tokio-uring cannot cancel an in-flight connect: its socket lived until
-//! the kernel gave up on SYN retries).
+//! A connect that times out is stopped and its socket closed at once under both
+//! drivers (on io_uring through ringx's own connect operation, [`uring_connect`]:
+//! tokio-uring's cannot be reached once in flight).
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::BufMut;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio_uring::buf::BoundedBuf;
 
 /// Which event mechanism the workers run on.
@@ -95,17 +96,19 @@ pub enum Tcp {
 }
 
 impl Tcp {
-    /// Connects to `addr`. Dropping the future closes the socket.
+    /// Connects to `addr`. Dropping the future (a timeout) stops the connect and
+    /// closes its socket at once.
     pub async fn connect(addr: SocketAddr) -> io::Result<Tcp> {
-        let s = tokio::net::TcpStream::connect(addr).await?;
-        let _ = s.set_nodelay(true);
         match driver() {
-            Driver::Epoll => Ok(Tcp::Epoll(s)),
             Driver::Uring => {
-                // io_uring honours O_NONBLOCK with EAGAIN instead of waiting.
-                let s = s.into_std()?;
-                s.set_nonblocking(false)?;
+                let s = uring_connect(addr).await?;
+                let _ = s.set_nodelay(true);
                 Ok(Tcp::Uring(tokio_uring::net::TcpStream::from_std(s)))
+            }
+            Driver::Epoll => {
+                let s = tokio::net::TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                Ok(Tcp::Epoll(s))
             }
         }
     }
@@ -176,6 +179,50 @@ impl Tcp {
             Tcp::Uring(s) => s.shutdown(how),
             Tcp::Epoll(s) => socket2::SockRef::from(s).shutdown(how),
         };
+    }
+}
+
+/// `IORING_OP_CONNECT` on a socket ringx owns. tokio-uring's own connect keeps its
+/// socket inside the operation, where a timed-out connect could not be reached: the
+/// socket then lived until the kernel gave up on SYN retries (about two minutes).
+/// Here, when the future is dropped before the connect completes, the socket is
+/// shut down (which aborts a connect in progress) and closed.
+async fn uring_connect(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // The address is the operation's data: it stays where it is until the kernel has
+    // completed the operation, even if this future is dropped first.
+    let sa = Box::new(SockAddr::from(addr));
+    let sqe = io_uring::opcode::Connect::new(io_uring::types::Fd(sock.as_raw_fd()), sa.as_ptr(), sa.len()).build();
+    let mut pending = Connecting(Some(sock));
+    tokio_uring::UnsubmittedOneshot::new(sa, ConnectDone, sqe)
+        .submit()
+        .await?;
+    Ok(pending.0.take().expect("set above").into())
+}
+
+/// A socket whose connect is in flight: shut down if it is dropped unfinished.
+struct Connecting(Option<Socket>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The connect's completion: the result code as an `io::Result`.
+struct ConnectDone;
+
+impl tokio_uring::OneshotOutputTransform for ConnectDone {
+    type Output = io::Result<()>;
+    type StoredData = Box<SockAddr>;
+
+    fn transform_oneshot_output(self, _addr: Box<SockAddr>, cqe: io_uring::cqueue::Entry) -> io::Result<()> {
+        match cqe.result() {
+            r if r < 0 => Err(io::Error::from_raw_os_error(-r)),
+            _ => Ok(()),
+        }
     }
 }
 
