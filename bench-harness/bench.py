@@ -49,6 +49,7 @@ SCENARIOS = {
     "close": ("/small", "close", 64, "Connection: close, new connection per request"),
     "c1000": ("/small", "", 1000, "100 B response, 1000 connections"),
     "lc3": ("/lc3/small", "", 64, "100 B response, least_conn over three backends"),
+    "upnew": ("/direct/small", "", 64, "100 B response, keep-alive client, new upstream connection per request"),
 }
 # Any scenario name with the suffix `_log` runs with the access log on (combined
 # format, to a file): `small_log`, `16k_log`, ...
@@ -268,6 +269,7 @@ http {{
         {"".join(f"listen 127.0.0.1:{p} reuseport backlog=4096; " for p in extra_ports)}
         location = /small {{ return 200 "{'x' * 100}"; }}
         location = /post {{ client_max_body_size 1m; return 200 "{'y' * 100}"; }}
+        location = /direct/small {{ return 200 "{'x' * 100}"; }}
         location / {{ root {tmp}; }}
     }}
 }}
@@ -286,6 +288,7 @@ def proxy_http(port, backend, extra, workers, access_log):
         listen 127.0.0.1:{port} reuseport backlog=4096;
         location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; client_max_body_size 1m; }}
         location /lc3/ {{ proxy_pass http://be3/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+        location /direct/ {{ proxy_pass http://127.0.0.1:{backend}/; }}
     }}
 """
 
@@ -294,7 +297,7 @@ def start_proxies(args, backend_port, extra, log_on):
     """Starts nginx and ringx on the same http block; returns the target list."""
     workers = args.workers
     t = {}
-    names = ("nginx", "ringx") + (("ringx-epoll",) if args.epoll else ())
+    names = ("nginx", "ringx") + (("ringx-epoll",) if args.epoll else ()) + (("ringx-b",) if args.ringx_b else ())
     for name in names:
         port = free_port()
         d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}")
@@ -324,7 +327,8 @@ http {{
             path = os.path.join(d, "ringx.conf")
             open(path, "w").write(conf)
             env = dict(os.environ, RINGX_EVENTS="epoll" if name == "ringx-epoll" else "io_uring")
-            p = spawn([args.ringx, "-c", path], args.proxy_cpus, env=env)
+            binary = args.ringx_b if name == "ringx-b" else args.ringx
+            p = spawn([binary, "-c", path], args.proxy_cpus, env=env)
             wait_port(port)
             pids = lambda p=p: [p.pid]
         for pid in pids():
@@ -370,6 +374,7 @@ def main():
     ap.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/examples/loadgen"), help="the open-loop generator for --fixed-rate")
     ap.add_argument("--lib-path", default="", help="LD_LIBRARY_PATH for nginx/wrk copied as files")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--ringx-b", default="", help="a second ringx binary (another commit) as a target in the same rotation, for A/B")
     ap.add_argument("--epoll", action="store_true", help="add ringx on the epoll driver (RINGX_EVENTS=epoll) as a target in the same rotation")
     ap.add_argument("--fixed-rate", action="store_true", help="also measure latency at a fixed rate of 50%% and 80%% of nginx's max (small), open loop")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
@@ -388,6 +393,8 @@ def main():
     results = {"machine": machine(), "nginx": subprocess.run([args.nginx, "-v"], capture_output=True, text=True, env=args.env).stderr.strip(),
                "layout": {"workers": args.workers, "proxy_cpus": args.proxy_cpus, "client_cpus": args.client_cpus, "backend_cpus": args.backend_cpus},
                "rounds": args.rounds, "duration_s": args.duration, "scenarios": {}}
+    if args.ringx_b:
+        results["ringx_b"] = args.ringx_b
     try:
         bport = free_port()
         extra = [free_port(), free_port()]
@@ -413,7 +420,7 @@ def main():
                 proxies[log_on] = start_proxies(args, bport, extra, log_on)
             t = dict(proxies[log_on])
             t["direct"] = {"name": "direct", "port": bport, "pids": backend_pids}
-            order = ["ringx", "nginx", "direct"] + (["ringx-epoll"] if args.epoll else [])
+            order = ["ringx", "nginx", "direct"] + (["ringx-epoll"] if args.epoll else []) + (["ringx-b"] if args.ringx_b else [])
             runs = {k: [] for k in order}
             for rnd in range(args.rounds):
                 rot = order[rnd % len(order):] + order[:rnd % len(order)]
@@ -434,6 +441,11 @@ def main():
                 "p99_ringx_nginx": ratio("p99_ms", "ringx", "nginx"),
                 "rps_ringx_direct": ratio("rps", "ringx", "direct"),
             }
+            if args.ringx_b:
+                out["ratios"].update({
+                    "cpu_ringx_b": ratio("cpu_us_per_req", "ringx", "ringx-b"),
+                    "rps_ringx_b": ratio("rps", "ringx", "ringx-b"),
+                })
             if args.epoll:
                 out["ratios"].update({
                     "rps_epoll_nginx": ratio("rps", "ringx-epoll", "nginx"),
@@ -507,7 +519,7 @@ def markdown(r):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in r["scenarios"].items():
-        for t in [t for t in ("ringx", "ringx-epoll", "nginx", "direct") if t in s["summary"]]:
+        for t in [t for t in ("ringx", "ringx-epoll", "ringx-b", "nginx", "direct") if t in s["summary"]]:
             x = s["summary"][t]
             lines.append(
                 f"| {name} | {t} | {fmt(x['rps'], 0)} | {fmt(x['p50_ms'], 2)} | {fmt(x['p99_ms'], 2)} | {fmt(x['p999_ms'], 2)} | "
@@ -522,6 +534,11 @@ def markdown(r):
         for name, s in r["scenarios"].items():
             q = s["ratios"]
             lines.append(f"| {name} | {q['rps_epoll_nginx']:.2f} | {q['cpu_epoll_nginx']:.2f} | {q['cpu_ringx_epoll']:.2f} |")
+    if any("cpu_ringx_b" in s["ratios"] for s in r["scenarios"].values()):
+        lines += ["", f"A/B against {r.get('ringx_b', 'ringx-b')}:", "", "| scenario | CPU/req ringx/ringx-b | req/s ringx/ringx-b |", "|---|---|---|"]
+        for name, s in r["scenarios"].items():
+            q = s["ratios"]
+            lines.append(f"| {name} | {q['cpu_ringx_b']:.2f} | {q['rps_ringx_b']:.2f} |")
     if "fixed_rate" in r:
         lines += ["", "Fixed offered load (small, 16 connections, open loop: latency from each request's scheduled send time):", "",
                   "| load | target | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req |", "|---|---|---|---|---|---|---|"]
