@@ -18,6 +18,7 @@ Usage (defaults fit a 2-CPU machine: proxy on CPU 0, wrk and backend on CPU 1):
       [--workers 1] [--proxy-cpus 0] [--client-cpus 1] [--backend-cpus 1]
       [--nginx /usr/sbin/nginx] [--wrk /usr/bin/wrk] [--ringx target/release/ringx]
       [--no-build] [--fixed-rate] [--write-docs]
+  bench-harness/bench.py --idle 10000 [--rounds 3] [--epoll]   # idle keep-alive memory only
 On a machine without packages (the 16-core box), copy nginx and wrk as files and
 pass their paths; the harness installs nothing and kills what it started.
 """
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -37,6 +39,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import idle_clients  # noqa: E402  (bench-harness/idle_clients.py)
 ROOT = os.path.dirname(HERE)
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -276,12 +280,12 @@ http {{
 """
 
 
-def proxy_http(port, backend, extra, workers, access_log):
+def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s"):
     alog = f"access_log {access_log};" if access_log else "access_log off;"
     return f"""
     {alog}
     keepalive_requests 10000000;
-    keepalive_timeout 75s;
+    keepalive_timeout {keepalive_timeout};
     upstream be {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
     upstream be3 {{ least_conn; server 127.0.0.1:{backend}; server 127.0.0.1:{extra[0]}; server 127.0.0.1:{extra[1]}; keepalive 64; keepalive_requests 10000000; }}
     server {{
@@ -293,20 +297,29 @@ def proxy_http(port, backend, extra, workers, access_log):
 """
 
 
-def start_proxies(args, backend_port, extra, log_on):
-    """Starts nginx and ringx on the same http block; returns the target list."""
+def proxy_names(args):
+    return ("nginx", "ringx") + (("ringx-epoll",) if args.epoll else ()) + (("ringx-b",) if args.ringx_b else ())
+
+
+def start_proxies(args, backend_port, extra, log_on, names=None, worker_connections=8192, nofile=None,
+                  keepalive_timeout="75s", tag=""):
+    """Starts nginx and ringx on the same http block; returns the target list.
+
+    The keyword arguments are for the idle mode: a subset of the targets, more
+    worker_connections, `worker_rlimit_nofile`, a longer keepalive_timeout, and a tag
+    that keeps each start's directory apart."""
     workers = args.workers
     t = {}
-    names = ("nginx", "ringx") + (("ringx-epoll",) if args.epoll else ()) + (("ringx-b",) if args.ringx_b else ())
-    for name in names:
+    rlimit = f"worker_rlimit_nofile {nofile}; " if nofile else ""
+    for name in names or proxy_names(args):
         port = free_port()
-        d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}")
+        d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}{tag}")
         os.makedirs(d, exist_ok=True)
-        http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None)
+        http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None, keepalive_timeout)
         if name == "nginx":
-            conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root;
+            conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root; {rlimit}
 pid {d}/nginx.pid; error_log {d}/error.log;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {worker_connections}; }}
 http {{ client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
 {http}
 }}
@@ -318,8 +331,8 @@ http {{ client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d
             time.sleep(0.2)
             pids = lambda p=p: [p.pid] + children(p.pid)
         else:
-            conf = f"""daemon off; pid off; worker_processes {workers}; worker_cpu_affinity auto; error_log {d}/error.log;
-events {{ worker_connections 8192; }}
+            conf = f"""daemon off; pid off; worker_processes {workers}; worker_cpu_affinity auto; {rlimit}error_log {d}/error.log;
+events {{ worker_connections {worker_connections}; }}
 http {{
 {http}
 }}
@@ -335,6 +348,137 @@ http {{
             renice(pid)
         t[name] = {"name": name, "port": port, "pids": pids, "proc": p}
     return t
+
+
+def rss_kib(pids):
+    """(VmRSS, Pss) summed over the processes, in KiB. VmRSS counts the pages an nginx
+    master shares with its workers once per process; Pss (smaps_rollup) splits them."""
+    rss = pss = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1])
+        except OSError:
+            pass
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss, pss
+
+
+def stop_target(t):
+    p = t["proc"]
+    try:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=5)
+    except OSError:
+        pass
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+def cpu_list(spec):
+    out = set()
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def idle_plan(args):
+    """Connections, worker_connections and worker_rlimit_nofile for --idle, after raising
+    this process's own RLIMIT_NOFILE (the client holds every connection)."""
+    n = args.idle
+    wc = max(4096, 2 * n)  # nginx counts upstream connections in worker_connections too
+    limit = idle_clients.raise_nofile(wc + 1024)
+    if limit != resource.RLIM_INFINITY and limit < n + 512:
+        n = max(limit - 512, 1)
+        log(f"--idle {args.idle}: RLIMIT_NOFILE is {limit} here (ulimit -Hn), too low for the client to hold "
+            f"{args.idle} connections; measuring {n} instead (raise the hard limit to run {args.idle})")
+        wc = max(4096, 2 * n)
+    nofile = wc + 1024 if limit == resource.RLIM_INFINITY else min(wc + 1024, limit)
+    try:
+        lo, hi = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        if hi - lo + 1 < n + 100:
+            n2 = hi - lo + 1 - 100
+            log(f"--idle {n}: only {hi - lo + 1} local ports (net.ipv4.ip_local_port_range); measuring {n2} instead")
+            n = n2
+    except (OSError, ValueError):
+        pass
+    return n, wc, nofile
+
+
+def run_idle(args, bport, extra, backend_pids):
+    """The idle keep-alive memory scenario: for each target, a fresh proxy per round;
+    RSS before, N connections that each served one GET and sit idle, RSS after."""
+    n, wc, nofile = idle_plan(args)
+    order = ["ringx", "nginx"] + (["ringx-epoll"] if args.epoll else []) + (["ringx-b"] if args.ringx_b else [])
+    runs = {k: [] for k in order}
+    own_cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpu_list(args.client_cpus))  # the client runs in this process
+    try:
+        for rnd in range(args.rounds):
+            rot = order[rnd % len(order):] + order[:rnd % len(order)]
+            for name in rot:
+                wait_quiet(backend_pids(), max_wait=10)
+                t = start_proxies(args, bport, extra, False, names=(name,), worker_connections=wc, nofile=nofile,
+                                  keepalive_timeout=f"{args.idle_keepalive}s", tag=f"-idle{rnd}")[name]
+                try:
+                    warm = idle_clients.IdleClients(t["port"], 64, concurrency=args.idle_concurrency)
+                    warm.open()  # first upstream connections, lazy allocations: not counted
+                    warm.close()
+                    time.sleep(args.idle_settle)
+                    rss0, pss0 = rss_kib(t["pids"]())
+                    cl = idle_clients.IdleClients(t["port"], n, concurrency=args.idle_concurrency,
+                                                  timeout=max(30.0, n / 200))
+                    t0 = time.monotonic()
+                    cl.open()
+                    open_s = time.monotonic() - t0
+                    alive = cl.watch(args.idle_settle)
+                    rss1, pss1 = rss_kib(t["pids"]())
+                    nfds = sum(len(os.listdir(f"/proc/{p}/fd")) for p in t["pids"]() if os.path.isdir(f"/proc/{p}/fd"))
+                    cl.close()
+                    time.sleep(args.idle_settle)
+                    rss2, pss2 = rss_kib(t["pids"]())
+                finally:
+                    stop_target(t)
+                m = {
+                    "requested": n, "idle": alive, "errors": cl.errors, "open_s": round(open_s, 2),
+                    "rss_before_kib": rss0, "rss_after_kib": rss1, "rss_closed_kib": rss2,
+                    "pss_before_kib": pss0, "pss_after_kib": pss1, "pss_closed_kib": pss2,
+                    "growth_kib": rss1 - rss0, "pss_growth_kib": pss1 - pss0,
+                    "bytes_per_conn": (rss1 - rss0) * 1024 / alive if alive else None,
+                    "pss_bytes_per_conn": (pss1 - pss0) * 1024 / alive if alive else None,
+                    "proxy_fds": nfds,
+                }
+                runs[name].append(m)
+                err = f"  errors {cl.errors}" if cl.errors else ""
+                log(f"idle round {rnd + 1} {name:11} {alive:6} idle in {open_s:5.1f} s  RSS {rss0 / 1024:7.1f} -> {rss1 / 1024:7.1f} MiB"
+                    f"  {m['bytes_per_conn'] or 0:8.0f} B/conn  closed {rss2 / 1024:7.1f} MiB{err}")
+    finally:
+        os.sched_setaffinity(0, own_cpus)
+    out = {"connections": n, "requested": args.idle, "worker_connections": wc, "worker_rlimit_nofile": nofile,
+           "keepalive_timeout_s": args.idle_keepalive, "settle_s": args.idle_settle, "concurrency": args.idle_concurrency,
+           "path": "/small", "runs": runs, "summary": {}, "ratios": {}}
+    keys = ("idle", "rss_before_kib", "rss_after_kib", "rss_closed_kib", "growth_kib", "bytes_per_conn",
+            "pss_growth_kib", "pss_bytes_per_conn")
+    for name in order:
+        out["summary"][name] = {k: summarize([r[k] for r in runs[name]]) for k in keys}
+        out["summary"][name]["failed"] = sum(sum(r["errors"].values()) for r in runs[name])
+    for name in order:
+        pairs = [(x["bytes_per_conn"], y["bytes_per_conn"]) for x, y in zip(runs[name], runs["nginx"])]
+        vals = [a / b for a, b in pairs if a is not None and b]
+        out["ratios"][f"{name}_nginx"] = statistics.median(vals) if vals else None
+    return out
 
 
 def summarize(vals):
@@ -362,7 +506,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--duration", type=int, default=4)
-    ap.add_argument("--scenarios", default="small,16k,1m,post4k,close,c1000,lc3,small_log")
+    ap.add_argument("--scenarios", default=None, help="comma-separated (default: small,16k,1m,post4k,close,c1000,lc3,small_log; none with --idle)")
     ap.add_argument("--with-logs", action="store_true", help="add an access-log variant (NAME_log) of every scenario")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--proxy-cpus", default="0")
@@ -377,9 +521,16 @@ def main():
     ap.add_argument("--ringx-b", default="", help="a second ringx binary (another commit) as a target in the same rotation, for A/B")
     ap.add_argument("--epoll", action="store_true", help="add ringx on the epoll driver (RINGX_EVENTS=epoll) as a target in the same rotation")
     ap.add_argument("--fixed-rate", action="store_true", help="also measure latency at a fixed rate of 50%% and 80%% of nginx's max (small), open loop")
+    ap.add_argument("--idle", type=int, default=0, metavar="N",
+                    help="idle keep-alive memory: RSS growth of each proxy holding N idle client connections (each after one GET)")
+    ap.add_argument("--idle-concurrency", type=int, default=64, help="--idle: connections between connect and response at a time")
+    ap.add_argument("--idle-settle", type=float, default=2.0, help="--idle: seconds to wait before each RSS reading")
+    ap.add_argument("--idle-keepalive", type=int, default=120, help="--idle: keepalive_timeout (s) in the proxies' config")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args()
+    if args.scenarios is None:
+        args.scenarios = "" if args.idle else "small,16k,1m,post4k,close,c1000,lc3,small_log"
     args.env = dict(os.environ)
     if args.lib_path:
         args.env["LD_LIBRARY_PATH"] = args.lib_path
@@ -473,6 +624,11 @@ def main():
                     "runs": runs,
                 }
             results["fixed_rate"] = fixed
+        if args.idle:
+            for ts in proxies.values():  # the idle mode starts a fresh proxy per run
+                for x in ts.values():
+                    stop_target(x)
+            results["idle"] = run_idle(args, bport, extra, backend_pids)
     finally:
         for p in PROCS:
             try:
@@ -496,10 +652,14 @@ def main():
     jpath = os.path.join(args.out, f"results-{stamp}.json")
     json.dump(results, open(jpath, "w"), indent=1)
     table = markdown(results)
-    print(table)
+    idle_table = markdown_idle(results) if "idle" in results else ""
+    print(table + ("\n" if table and idle_table else "") + idle_table, end="")
     log(f"results: {jpath}")
     if args.write_docs:
-        write_docs(table)
+        if table:
+            write_docs(table)
+        if idle_table:
+            write_docs(idle_table, "<!-- bench-idle:start -->", "<!-- bench-idle:end -->")
 
 
 def fmt(s, digits=1, scale=1.0):
@@ -508,7 +668,41 @@ def fmt(s, digits=1, scale=1.0):
     return f"{s['median'] * scale:.{digits}f} [{s['min'] * scale:.{digits}f}-{s['max'] * scale:.{digits}f}]"
 
 
+def machine_line(r):
+    m = r["machine"]
+    return (f"Machine: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}; ringx {m['ringx_commit']}; {r['nginx']}; "
+            f"{r['layout']['workers']} worker(s), proxy on CPU {r['layout']['proxy_cpus']}, client on {r['layout']['client_cpus']}, "
+            f"backend on {r['layout']['backend_cpus']}")
+
+
+def markdown_idle(r):
+    i = r["idle"]
+    lines = [
+        machine_line(r) + f"; {r['rounds']} rounds, a fresh proxy per run, medians [min-max].",
+        "",
+        f"Idle keep-alive memory: {i['connections']} client connections, each after one keep-alive GET {i['path']} "
+        f"(100 B, proxied), at most {i['concurrency']} in flight at a time; RSS read {i['settle_s']:g} s after the last response. "
+        f"RSS = VmRSS summed over the proxy's processes (nginx: master + workers; ringx: one process). "
+        f"worker_connections {i['worker_connections']}, worker_rlimit_nofile {i['worker_rlimit_nofile']}, "
+        f"keepalive_timeout {i['keepalive_timeout_s']}s.",
+        "",
+        "| target | connections | RSS before MiB | RSS after MiB | growth KiB | bytes/connection | ratio to nginx | RSS after close MiB | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in [t for t in ("ringx", "ringx-epoll", "ringx-b", "nginx") if t in i["summary"]]:
+        x = i["summary"][t]
+        q = i["ratios"].get(f"{t}_nginx")
+        lines.append(
+            f"| {t} | {fmt(x['idle'], 0)} | {fmt(x['rss_before_kib'], 1, 1 / 1024)} | {fmt(x['rss_after_kib'], 1, 1 / 1024)} | "
+            f"{fmt(x['growth_kib'], 0)} | {fmt(x['bytes_per_conn'], 0)} | {f'{q:.2f}' if q is not None else '-'} | "
+            f"{fmt(x['rss_closed_kib'], 1, 1 / 1024)} | {x['failed']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(r):
+    if not r["scenarios"] and "fixed_rate" not in r:
+        return ""
     m = r["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}; ringx {m['ringx_commit']}; {r['nginx']}; "
@@ -549,10 +743,9 @@ def markdown(r):
     return "\n".join(lines) + "\n"
 
 
-def write_docs(table):
+def write_docs(table, start="<!-- bench:start -->", end="<!-- bench:end -->"):
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     text = open(path).read() if os.path.exists(path) else ""
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     block = f"{start}\n{table}{end}"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
