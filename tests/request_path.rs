@@ -487,3 +487,41 @@ fn upstream_closing_mid_body_is_logged_once_as_nginx_words_it() {
         "{err}"
     );
 }
+
+/// Memory: a keep-alive connection idle for longer than the grace gives its buffers
+/// back (io_uring: its read is cancelled, then it waits on a poll) and must still
+/// serve what comes next, pipelined or not, and close cleanly when the client does.
+#[test]
+fn a_connection_idle_past_the_grace_serves_its_next_requests_and_closes_cleanly() {
+    let be = Backend::start("be");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off; keepalive_timeout 60s;
+           server {{ listen 127.0.0.1:{port}; location /ret {{ return 200 ok; }} location / {{ proxy_pass http://{}; }} }} }}",
+        be.addr
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let baseline = fd_count(r.pid());
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    for round in 0..3 {
+        s.write_all(
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\n\r\nGET /ret HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .unwrap();
+        let a = read_response(&mut s, &mut buf, false).expect("proxied response after idling");
+        assert_eq!(a.status, 200, "round {round}");
+        let b = read_response(&mut s, &mut buf, false).expect("pipelined response after idling");
+        assert_eq!((b.status, b.body.as_slice()), (200, &b"ok"[..]), "round {round}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let seen = be.requests();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|q| q.header("x-forwarded-for") == Some("192.0.2.1")));
+    drop(s);
+    wait_for("the idle connection's socket to close", Duration::from_secs(3), || {
+        fd_count(r.pid()) <= baseline
+    });
+    assert!(!r.stderr().contains("[error]"), "{}", r.stderr());
+}

@@ -49,6 +49,9 @@ use super::uri::normalize;
 use super::{route, HttpError};
 
 const CLIENT_BUF: usize = 4096;
+/// How long a keep-alive connection waits for its next request with a receive
+/// buffer in flight before it gives the buffer back and waits on readiness.
+const IDLE_GRACE: Duration = Duration::from_millis(50);
 /// Upstream buffer at first. A connection whose response did not fit grows its buffer
 /// to the response's size (up to [`UP_BUF_LARGE`]) and keeps it while kept alive, so
 /// steady large responses take one read while many small ones hold little memory.
@@ -145,7 +148,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         buf: Vec::new(),
         head: RequestHead::default(),
         uri_norm: Vec::new(),
-        out: Vec::with_capacity(1024),
+        out: Vec::new(),
         scratch: Vec::new(),
         resp: ResponseHead::default(),
         requests: 0,
@@ -168,15 +171,14 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
                 // be left from the previous request): `$request` and headers log "-".
                 c.head = RequestHead::default();
                 c.consumed = 0;
-                let mut r = bare_req(default);
-                let _ = send_error(&mut c, &mut r, e.status, false).await;
-                access_log(&snap, &c, &r);
-                lingering_close(&mut c).await;
+                Box::pin(reject(&snap, &mut c, default, e.status)).await;
                 return;
             }
         }
         c.requests += 1;
-        let keep = handle(&snap, group, &mut c).await;
+        // Boxed: the request's state lives only while it runs, so an idle
+        // keep-alive connection's task is the size of its wait, not of a proxy call.
+        let keep = Box::pin(handle(&snap, group, &mut c)).await;
         if !keep || w.quitting.get() {
             return;
         }
@@ -184,6 +186,14 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         c.buf.drain(..c.consumed.min(c.buf.len()));
         c.consumed = 0;
     }
+}
+
+/// Answers a head that did not parse and closes the connection.
+async fn reject(snap: &Snapshot, c: &mut Client, default: &Server, status: u16) {
+    let mut r = bare_req(default);
+    let _ = send_error(c, &mut r, status, false).await;
+    access_log(snap, c, &r);
+    lingering_close(c).await;
 }
 
 fn bare_req(server: &Server) -> Req<'_> {
@@ -242,9 +252,9 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
 
 /// Waits for the first bytes of a request on a connection with nothing buffered:
 /// `client_header_timeout` for the first request, `keepalive_timeout` between
-/// requests. While it waits the connection holds no receive buffer where the driver
-/// allows it (epoll: readiness first, then a buffer from the worker's pool), and it
-/// is closed at once on graceful quit or when the worker needs its slot for a new
+/// requests. A connection idle for longer than [`IDLE_GRACE`] holds no receive
+/// buffer: it waits on readiness, then takes a buffer from the worker's pool. It is
+/// closed at once on graceful quit or when the worker needs its slot for a new
 /// client (`worker_connections`).
 async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
     let w = c.w.clone();
@@ -252,7 +262,10 @@ async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
         return Err(());
     }
     let deadline = Deadline::At(until);
-    w.put_buf(std::mem::take(&mut c.buf));
+    let mut buf = std::mem::take(&mut c.buf);
+    if buf.capacity() == 0 {
+        buf = w.take_buf(CLIENT_BUF);
+    }
     let quit = w.quit.notified();
     tokio::pin!(quit);
     quit.as_mut().enable();
@@ -261,9 +274,24 @@ async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
     drain.as_mut().enable();
     let seq = w.idle.borrow_mut().enter(c.wake.clone());
     let stream = &c.stream;
+    let per_request = PerRequest {
+        out: &mut c.out,
+        scratch: &mut c.scratch,
+        uri_norm: &mut c.uri_norm,
+        headers: &mut c.head.headers,
+        resp_headers: &mut c.resp.headers,
+        attempts: &mut c.attempts,
+    };
     let read = async {
-        stream.readable(deadline).await?;
-        stream.read_append(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await
+        match stream.read_soon(buf, CLIENT_BUF, IDLE_GRACE, deadline).await? {
+            Ok(got) => Ok(got),
+            Err(unused) => {
+                w.put_buf(unused);
+                per_request.release();
+                stream.readable(deadline).await?;
+                stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await
+            }
+        }
     };
     let res = tokio::select! {
         r = read => r.ok(),
@@ -277,6 +305,30 @@ async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
             c.stream.shutdown(Shutdown::Both);
             Err(())
         }
+    }
+}
+
+/// A client connection's per-request allocations, released when the connection
+/// goes idle (they are rebuilt by the next request): an idle keep-alive connection
+/// costs its task and its socket, as in nginx, where it keeps only its
+/// `ngx_connection_t`.
+struct PerRequest<'a> {
+    out: &'a mut Vec<u8>,
+    scratch: &'a mut Vec<u8>,
+    uri_norm: &'a mut Vec<u8>,
+    headers: &'a mut Vec<crate::http::parse::Header>,
+    resp_headers: &'a mut Vec<crate::http::response::RespHeader>,
+    attempts: &'a mut Vec<Attempt>,
+}
+
+impl PerRequest<'_> {
+    fn release(self) {
+        *self.out = Vec::new();
+        *self.scratch = Vec::new();
+        *self.uri_norm = Vec::new();
+        *self.headers = Vec::new();
+        *self.resp_headers = Vec::new();
+        *self.attempts = Vec::new();
     }
 }
 

@@ -122,6 +122,39 @@ impl Stream {
         }
     }
 
+    /// Reads if bytes arrive within `grace` (see [`Tcp::read_soon`]): `Ok(Ok(..))`
+    /// as [`Stream::read_append`], `Ok(Err(buf))` when nothing came and the buffer is
+    /// free again.
+    pub async fn read_soon(
+        &self,
+        buf: Vec<u8>,
+        max: usize,
+        grace: Duration,
+        deadline: impl Into<Deadline>,
+    ) -> Result<Result<(usize, Vec<u8>), Vec<u8>>, IoFail> {
+        match tokio::time::timeout_at(deadline.into().at(), self.inner.read_soon(buf, max, grace)).await {
+            Ok(io::Soon::Read(Ok(n), b)) => Ok(Ok((n, b))),
+            Ok(io::Soon::Read(Err(e), _)) => Err(IoFail::Io(e)),
+            Ok(io::Soon::Idle(b)) => Ok(Err(b)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Reads what has arrived without waiting, else as [`Stream::read_append`]: after
+    /// [`Stream::readable`], so that the buffer is filled in the turn it is taken.
+    pub async fn read_ready(
+        &self,
+        mut buf: Vec<u8>,
+        max: usize,
+        deadline: impl Into<Deadline>,
+    ) -> Result<(usize, Vec<u8>), IoFail> {
+        match self.inner.try_read(&mut buf, max) {
+            Ok(n) => Ok((n, buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.read_append(buf, max, deadline).await,
+            Err(e) => Err(IoFail::Io(e)),
+        }
+    }
+
     /// Waits, holding no buffer where the driver allows it, until the peer sent
     /// something or closed.
     pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {
