@@ -525,3 +525,79 @@ fn a_connection_idle_past_the_grace_serves_its_next_requests_and_closes_cleanly(
     });
     assert!(!r.stderr().contains("[error]"), "{}", r.stderr());
 }
+
+/// Defect 9: no full duplex. An upstream that answers before the request body is all
+/// sent (413 after reading the head, then it stops reading) was not relayed until the
+/// whole body had been streamed (or proxy_send_timeout fired). The early response
+/// reaches the client at once, for Content-Length and chunked bodies alike; the
+/// client connection then closes (its unread body is drained, not reset).
+#[test]
+fn an_early_upstream_response_is_relayed_while_the_body_streams() {
+    let up = raw_upstream(|s| {
+        read_request_head(s);
+        let _ =
+            s.write_all(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!");
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let port = free_port();
+    let dir = tempdir("early");
+    let log = dir.join("access.log");
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{
+           log_format st '$status $request_method';
+           access_log {} st; client_max_body_size 0;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_http_version 1.1; proxy_send_timeout 10s; }} }} }}",
+        log.display()
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    for (n, head) in [
+        (0, "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"),
+        (1, "PUT /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    ] {
+        let mut s = TcpStream::connect(addr_of(port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let chunked = n == 1;
+        // Left to finish on its own: its writes fail once ringx stops draining.
+        // 16 KiB every 100 ms: the whole megabyte takes 6.4 s.
+        std::thread::spawn(move || {
+            for _ in 0..64 {
+                let data = vec![b'x'; 16 * 1024];
+                let ok = if chunked {
+                    w.write_all(format!("{:x}\r\n", data.len()).as_bytes()).is_ok()
+                        && w.write_all(&data).is_ok()
+                        && w.write_all(b"\r\n").is_ok()
+                } else {
+                    w.write_all(&data).is_ok()
+                };
+                if !ok {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = w.write_all(if chunked { b"0\r\n\r\n" } else { b"" });
+        });
+        let start = Instant::now();
+        let resp = read_response(&mut s, &mut Vec::new(), false).expect("the early response");
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (413, &b"big!"[..]),
+            "{}",
+            r.stderr()
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "took {:?}",
+            start.elapsed()
+        );
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "the connection closes after the response");
+    }
+    wait_for("two access-log lines", Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 2
+    });
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "413 PUT\n413 PUT\n");
+    assert!(!r.stderr().contains("[error]"), "{}", r.stderr());
+}

@@ -49,6 +49,8 @@ use super::uri::normalize;
 use super::{route, HttpError};
 
 const CLIENT_BUF: usize = 4096;
+/// For a wait bounded by the other branch of its select.
+const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// How long a keep-alive connection waits for its next request with a receive
 /// buffer in flight before it gives the buffer back and waits on readiness.
 const IDLE_GRACE: Duration = Duration::from_millis(50);
@@ -86,6 +88,9 @@ struct Client {
     keepalive_timeout: Duration,
     /// Woken to close this connection while it waits idle (worker_connections).
     wake: Rc<tokio::sync::Notify>,
+    /// Unread request bytes may follow: close with a lingering close, so the client
+    /// reads the response instead of a reset.
+    linger: bool,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -157,6 +162,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         consumed: 0,
         keepalive_timeout: ka,
         wake: Rc::new(tokio::sync::Notify::new()),
+        linger: false,
     };
     loop {
         let snap = w.snapshot();
@@ -179,6 +185,10 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         // Boxed: the request's state lives only while it runs, so an idle
         // keep-alive connection's task is the size of its wait, not of a proxy call.
         let keep = Box::pin(handle(&snap, group, &mut c)).await;
+        if c.linger {
+            Box::pin(lingering_close(&mut c)).await;
+            return;
+        }
         if !keep || w.quitting.get() {
             return;
         }
@@ -1234,73 +1244,27 @@ async fn exchange(
             })
         }
     }
-    // The rest of a streamed body.
+    // The rest of a streamed body, full duplex: an upstream that answers before the
+    // body is all sent (413, 401, ...) is relayed at once, the body is abandoned
+    // (neither connection is reused; the client's rest is drained by a lingering
+    // close). Readiness holds no buffer and consumes nothing, so the response waits
+    // intact in the socket.
     let mut ubuf = std::mem::take(&mut conn.buf);
-    match plan {
-        BodyPlan::StreamLength { initial, total } => {
-            let mut remaining = *total - *initial as u64;
-            while remaining > 0 {
-                ubuf.clear();
-                let want = (remaining as usize).min(UP_BUF_LARGE);
-                match c
-                    .stream
-                    .read_append(sized(ubuf, want), want, conf.client_body_timeout)
-                    .await
-                {
-                    Ok((0, _)) | Err(_) => {
-                        log::info(format_args!(
-                            "client prematurely closed connection while sending request body, client: {}",
-                            c.peer.ip()
-                        ));
-                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
-                    }
-                    Ok((n, b)) => {
-                        remaining -= n as u64;
-                        ubuf = conn_write(conn, b, conf)
-                            .await
-                            .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
-                    }
-                }
+    let mut early = false;
+    if matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. }) {
+        let stream = &conn.stream;
+        let send = send_rest(c, r, stream, plan, ubuf);
+        let answered = stream.readable(NO_DEADLINE);
+        tokio::select! {
+            biased;
+            res = send => ubuf = res?,
+            _ = answered => {
+                early = true;
+                c.head.keep_alive = false;
+                c.linger = true;
+                ubuf = Vec::with_capacity(UP_BUF);
             }
-            *plan = BodyPlan::Buffered { len: 0 };
         }
-        BodyPlan::StreamChunked { decoder, .. } => {
-            let max = conf.client_max_body_size;
-            let mut enc = Vec::with_capacity(UP_BUF_LARGE + 64);
-            while !decoder.is_done() {
-                ubuf.clear();
-                match c
-                    .stream
-                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, conf.client_body_timeout)
-                    .await
-                {
-                    Ok((0, _)) | Err(_) => {
-                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
-                    }
-                    Ok((_, b)) => ubuf = b,
-                }
-                enc.clear();
-                let fed = match reencode(decoder, &ubuf, &mut enc) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        let _ = send_error(c, r, 400, false).await;
-                        return Err(fatal(FailKind::Client, 400, "reading client body for"));
-                    }
-                };
-                if max != 0 && decoder.total > max {
-                    let _ = send_error(c, r, 413, false).await;
-                    return Err(fatal(FailKind::Client, 413, "reading client body for"));
-                }
-                if fed.done {
-                    c.buf.extend_from_slice(&ubuf[fed.consumed..]);
-                }
-                enc = conn_write(conn, enc, conf)
-                    .await
-                    .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
-            }
-            *plan = BodyPlan::Buffered { len: 0 };
-        }
-        _ => {}
     }
     // The response head. Interim 1xx responses are skipped (ringx does not forward
     // Expect); several may arrive in one read together with the final head.
@@ -1368,11 +1332,90 @@ async fn exchange(
     }
     relay_response(c, r, conn, ubuf, hstart)
         .await
-        .map(|(k, reuse)| (k, reuse && info.keep_alive))
+        .map(|(k, reuse)| (k && !early, reuse && info.keep_alive && !early))
 }
 
-async fn conn_write(conn: &mut UpConn, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {
-    conn.stream
+/// Streams the rest of the request body (what did not arrive with the head) to the
+/// upstream; the buffer comes back for the response.
+async fn send_rest(
+    c: &mut Client,
+    r: &mut Req<'_>,
+    stream: &Stream,
+    plan: &mut BodyPlan,
+    mut ubuf: Vec<u8>,
+) -> Result<Vec<u8>, ExErr> {
+    let conf = r.conf;
+    match plan {
+        BodyPlan::StreamLength { initial, total } => {
+            let mut remaining = *total - *initial as u64;
+            while remaining > 0 {
+                ubuf.clear();
+                let want = (remaining as usize).min(UP_BUF_LARGE);
+                match c
+                    .stream
+                    .read_append(sized(ubuf, want), want, conf.client_body_timeout)
+                    .await
+                {
+                    Ok((0, _)) | Err(_) => {
+                        log::info(format_args!(
+                            "client prematurely closed connection while sending request body, client: {}",
+                            c.peer.ip()
+                        ));
+                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
+                    }
+                    Ok((n, b)) => {
+                        remaining -= n as u64;
+                        ubuf = conn_write(stream, b, conf)
+                            .await
+                            .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+                    }
+                }
+            }
+            *plan = BodyPlan::Buffered { len: 0 };
+        }
+        BodyPlan::StreamChunked { decoder, .. } => {
+            let max = conf.client_max_body_size;
+            let mut enc = Vec::with_capacity(UP_BUF_LARGE + 64);
+            while !decoder.is_done() {
+                ubuf.clear();
+                match c
+                    .stream
+                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, conf.client_body_timeout)
+                    .await
+                {
+                    Ok((0, _)) | Err(_) => {
+                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
+                    }
+                    Ok((_, b)) => ubuf = b,
+                }
+                enc.clear();
+                let fed = match reencode(decoder, &ubuf, &mut enc) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ = send_error(c, r, 400, false).await;
+                        return Err(fatal(FailKind::Client, 400, "reading client body for"));
+                    }
+                };
+                if max != 0 && decoder.total > max {
+                    let _ = send_error(c, r, 413, false).await;
+                    return Err(fatal(FailKind::Client, 413, "reading client body for"));
+                }
+                if fed.done {
+                    c.buf.extend_from_slice(&ubuf[fed.consumed..]);
+                }
+                enc = conn_write(stream, enc, conf)
+                    .await
+                    .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+            }
+            *plan = BodyPlan::Buffered { len: 0 };
+        }
+        _ => {}
+    }
+    Ok(ubuf)
+}
+
+async fn conn_write(stream: &Stream, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {
+    stream
         .write_all(b, conf.proxy_send_timeout)
         .await
         .map_err(|e| Fail::io(e, true, "sending request body to"))
