@@ -601,3 +601,49 @@ fn an_early_upstream_response_is_relayed_while_the_body_streams() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "413 PUT\n413 PUT\n");
     assert!(!r.stderr().contains("[error]"), "{}", r.stderr());
 }
+
+/// Defect 11: a chunked body for an HTTP/1.0 upstream (nginx's default
+/// proxy_http_version) must be read whole to send a Content-Length; ringx used to
+/// collect it in memory, bounded only by client_max_body_size (none here). Now it
+/// goes to an unnamed temporary file past 64 KiB: 64 MiB arrive intact with a
+/// Content-Length, and ringx's peak RSS stays far below the body's size.
+#[test]
+fn a_chunked_body_for_an_http10_upstream_is_spooled_not_held_in_memory() {
+    let be = Backend::start("be");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off; client_max_body_size 0;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{}; }} }} }}",
+        be.addr
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let chunk: Vec<u8> = (0..256 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for _ in 0..256 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+        s.write_all(&chunk).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    let resp = read_response(&mut s, &mut Vec::new(), false).expect("the echo");
+    assert_eq!(resp.status, 200, "{}", r.stderr());
+    assert_eq!(resp.body.len(), 64 << 20);
+    assert!(
+        resp.body.chunks(chunk.len()).all(|c| c == chunk.as_slice()),
+        "the body arrived intact"
+    );
+    let seen = be.requests();
+    assert_eq!(seen[0].header("content-length"), Some("67108864"));
+    assert_eq!(seen[0].header("transfer-encoding"), None);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid())).unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hwm < 40 * 1024, "peak RSS {hwm} kB for a 64 MiB body");
+}

@@ -9,6 +9,7 @@ pub mod parse;
 pub mod proxy;
 pub mod response;
 pub mod route;
+pub mod spool;
 pub mod status;
 pub mod uri;
 

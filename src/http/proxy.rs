@@ -44,6 +44,7 @@ use super::ctx::{Attempt, ReqCtx, Sent};
 use super::forward::{write_request_head, UpBody};
 use super::parse::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
 use super::response::{parse_response, RespBody, ResponseHead};
+use super::spool::Spool;
 use super::status::{closes_connection, error_page, reason, wire_code, write_http_date};
 use super::uri::normalize;
 use super::{route, HttpError};
@@ -688,6 +689,9 @@ enum FailKind {
     Client,
     /// A malformed chunked response body (after the head went to the client).
     InvalidBody,
+    /// ringx's own fault (a temporary file failed), logged where it happened: never
+    /// counted against the upstream server, never retried.
+    Internal,
 }
 
 struct Fail {
@@ -737,8 +741,9 @@ enum BodyPlan {
     Buffered {
         len: usize,
     },
-    /// De-chunked into a separate buffer (chunked body to an HTTP/1.0 upstream).
-    Collected(Vec<u8>),
+    /// De-chunked and kept whole, in memory or a temporary file (chunked body to
+    /// an HTTP/1.0 upstream).
+    Collected(Spool),
     /// Content-Length body still arriving: `initial` bytes are in the buffer.
     StreamLength {
         initial: usize,
@@ -749,6 +754,17 @@ enum BodyPlan {
         initial: usize,
         decoder: ChunkedDecoder,
     },
+}
+
+impl BodyPlan {
+    /// Whether body bytes remain to be sent after the request head.
+    fn has_rest(&self) -> bool {
+        match self {
+            BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. } => true,
+            BodyPlan::Collected(sp) => sp.in_memory().is_none(),
+            _ => false,
+        }
+    }
 }
 
 async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> bool {
@@ -842,8 +858,8 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     };
     let v11 = conf.proxy_http_version == crate::config::model::HttpVersion::Http11;
     let chunked_client = c.head.body_kind() == BodyKind::Chunked;
-    // An HTTP/1.0 upstream cannot take chunked: collect the body first (bounded by
-    // client_max_body_size).
+    // An HTTP/1.0 upstream cannot take chunked: collect the body first (memory
+    // bounded by the spool; size by client_max_body_size).
     if chunked_client && !v11 && !matches!(plan, BodyPlan::None) {
         match collect_chunked(c, r, &mut plan).await {
             Ok(v) => plan = BodyPlan::Collected(v),
@@ -857,7 +873,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     }
     let up_body = match (&plan, c.head.body_kind()) {
         (BodyPlan::None, _) => UpBody::None,
-        (BodyPlan::Collected(v), _) => UpBody::Length(v.len() as u64),
+        (BodyPlan::Collected(sp), _) => UpBody::Length(sp.len()),
         (_, BodyKind::Length(n)) => UpBody::Length(n),
         (_, BodyKind::Chunked) => UpBody::Chunked,
         (_, BodyKind::None) => UpBody::None,
@@ -916,8 +932,16 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 return keep_client;
             }
             Err(f) => {
-                let counts = !matches!(f.kind, FailKind::Status(403) | FailKind::Status(404) | FailKind::Client);
+                let counts = !matches!(
+                    f.kind,
+                    FailKind::Status(403) | FailKind::Status(404) | FailKind::Client | FailKind::Internal
+                );
                 bal.release(si, counts, Instant::now());
+                if f.kind == FailKind::Internal {
+                    // Logged where it happened; the client gets a 500.
+                    last = Some(f);
+                    break;
+                }
                 if f.kind == FailKind::Client {
                     // Logged at info where it happened, naming the client.
                     if r.sent.status == 0 {
@@ -926,7 +950,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     return false;
                 }
                 let what = match (&f.kind, &f.os) {
-                    (FailKind::Client, _) => unreachable!("handled above"),
+                    (FailKind::Client | FailKind::Internal, _) => unreachable!("handled above"),
                     (FailKind::Timeout, _) => "upstream timed out (110: Connection timed out)".to_string(),
                     (FailKind::InvalidHeader, _) => "upstream sent invalid header".to_string(),
                     (FailKind::InvalidBody, _) => "upstream sent invalid chunked response".to_string(),
@@ -961,7 +985,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     FailKind::Timeout => nu.timeout,
                     FailKind::InvalidHeader | FailKind::InvalidBody => nu.invalid_header,
                     FailKind::Status(s) => nu.status(s),
-                    FailKind::Client => false,
+                    FailKind::Client | FailKind::Internal => false,
                 };
                 let retry = !f.fatal && allowed && more && replayable && (idempotent || nu.non_idempotent || !f.sent);
                 let fatal = f.fatal;
@@ -1039,11 +1063,11 @@ async fn finish_error_noconsume(c: &mut Client, r: &mut Req<'_>, code: u16) -> b
     false
 }
 
-/// Reads a whole chunked body (for an HTTP/1.0 upstream) into a new buffer. `Err(0)`:
+/// Reads a whole chunked body (for an HTTP/1.0 upstream) into a [`Spool`]. `Err(0)`:
 /// the client went away; `Err(code)`: answer `code`.
-async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Result<Vec<u8>, u16> {
+async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Result<Spool, u16> {
     let head_len = c.head.head_len;
-    let mut out = Vec::new();
+    let mut out = Spool::default();
     let mut d = ChunkedDecoder::new();
     let initial = match plan {
         BodyPlan::Buffered { len } => *len,
@@ -1051,9 +1075,7 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
         _ => 0,
     };
     let part = &c.buf[head_len..head_len + initial];
-    let f = d
-        .feed(part, |rg| out.extend_from_slice(&part[rg]))
-        .map_err(|_| 400u16)?;
+    let f = spool_chunks(&mut d, part, &mut out)?;
     if f.done {
         return Ok(out);
     }
@@ -1065,7 +1087,7 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
             Ok((0, _)) | Err(_) => return Err(0),
             Ok((_, b)) => tmp = b,
         }
-        let f = d.feed(&tmp, |rg| out.extend_from_slice(&tmp[rg])).map_err(|_| 400u16)?;
+        let f = spool_chunks(&mut d, &tmp, &mut out)?;
         if max != 0 && d.total > max {
             return Err(413);
         }
@@ -1075,6 +1097,27 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
             c.consumed = c.buf.len() - (tmp.len() - f.consumed);
             return Ok(out);
         }
+    }
+}
+
+/// Decodes `raw` into the spool: 400 for a bad chunk, 500 when the spool fails.
+fn spool_chunks(d: &mut ChunkedDecoder, raw: &[u8], out: &mut Spool) -> Result<crate::http::body::Fed, u16> {
+    let mut failed = None;
+    let f = d
+        .feed(raw, |rg| {
+            if failed.is_none() {
+                failed = out.push(&raw[rg]).err();
+            }
+        })
+        .map_err(|_| 400u16)?;
+    match failed {
+        Some(e) => {
+            log::crit(format_args!(
+                "writing the request body to a temporary file failed ({e})"
+            ));
+            Err(500)
+        }
+        None => Ok(f),
     }
 }
 
@@ -1217,7 +1260,7 @@ async fn exchange(
             let _ = reencode(&mut ChunkedDecoder::new(), &c.buf[head_len..head_len + *len], &mut out);
         }
         BodyPlan::Buffered { len } => out.extend_from_slice(&c.buf[head_len..head_len + *len]),
-        BodyPlan::Collected(v) => out.extend_from_slice(v),
+        BodyPlan::Collected(sp) => out.extend_from_slice(sp.in_memory().unwrap_or_default()),
         BodyPlan::StreamChunked { initial, .. } => {
             let _ = reencode(
                 &mut ChunkedDecoder::new(),
@@ -1251,7 +1294,7 @@ async fn exchange(
     // intact in the socket.
     let mut ubuf = std::mem::take(&mut conn.buf);
     let mut early = false;
-    if matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. }) {
+    if plan.has_rest() {
         let stream = &conn.stream;
         let send = send_rest(c, r, stream, plan, ubuf);
         let answered = stream.readable(NO_DEADLINE);
@@ -1408,6 +1451,31 @@ async fn send_rest(
                     .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
             }
             *plan = BodyPlan::Buffered { len: 0 };
+        }
+        BodyPlan::Collected(sp) => {
+            let mut off = 0;
+            loop {
+                ubuf.clear();
+                let n = match sp.read_at(off, &mut ubuf, UP_BUF_LARGE) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        log::crit(format_args!(
+                            "pread() of the request body's temporary file failed ({e})"
+                        ));
+                        return Err(ExErr::Fail(Fail {
+                            fatal: true,
+                            ..Fail::new(FailKind::Internal, 500, true, "sending request body to")
+                        }));
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                off += n as u64;
+                ubuf = conn_write(stream, ubuf, conf)
+                    .await
+                    .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+            }
         }
         _ => {}
     }

@@ -96,6 +96,9 @@ pub fn log(level: LogLevel, args: Arguments<'_>) {
     }
 }
 
+pub fn crit(args: Arguments<'_>) {
+    log(LogLevel::Crit, args)
+}
 pub fn error(args: Arguments<'_>) {
     log(LogLevel::Error, args)
 }
