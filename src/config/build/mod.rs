@@ -22,6 +22,20 @@ use super::parser::Directive;
 use super::vars::Template;
 use super::ConfError;
 
+mod args;
+mod health;
+mod listen;
+mod upstream;
+
+pub use args::{parse_size_str, parse_time_str};
+pub use listen::parse_listen_addr;
+
+use args::{
+    block, flag, nargs, no_block, one_arg, parse_num, parse_size, parse_time, split_host_port, time_arg, two_args,
+};
+use health::parse_match;
+use listen::{listen, server_name, ListenSpec};
+
 pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
 /// Directives accepted for compatibility that change nothing in ringx (see
@@ -406,7 +420,7 @@ impl<'a> Builder<'a> {
         let mut names: Vec<_> = self.upstream_dirs.keys().cloned().collect();
         names.sort_by_key(|n| self.upstream_dirs[n].line);
         for n in names {
-            let mut u = upstream(self.upstream_dirs[&n])?;
+            let mut u = upstream::upstream(self.upstream_dirs[&n])?;
             u.index = self.upstreams.len();
             self.upstreams.push(Arc::new(u));
         }
@@ -437,34 +451,7 @@ impl<'a> Builder<'a> {
             }
             http.servers.push(server);
         }
-        // Group servers by listen address; the default server is the one marked
-        // `default_server`, else the first.
-        for (spec, idx, d) in listens {
-            match http.listens.iter_mut().find(|g| g.addr == spec.addr) {
-                Some(g) => {
-                    if spec.default_server {
-                        if g_default_marked(g) && g.default_server & !DEFAULT_MARK != idx {
-                            return Err(d.err(format!("a duplicate default server for {}", spec.addr)));
-                        }
-                        g.default_server = idx | DEFAULT_MARK;
-                        g.backlog = g.backlog.max(spec.backlog);
-                    }
-                    if !g.servers.contains(&idx) {
-                        g.servers.push(idx);
-                    }
-                }
-                None => http.listens.push(ListenGroup {
-                    addr: spec.addr,
-                    backlog: spec.backlog,
-                    ipv6only: spec.ipv6only,
-                    servers: vec![idx],
-                    default_server: if spec.default_server { idx | DEFAULT_MARK } else { idx },
-                }),
-            }
-        }
-        for g in &mut http.listens {
-            g.default_server &= !DEFAULT_MARK;
-        }
+        http.listens = listen::group(listens)?;
         // Duplicate exact names on one address: nginx warns; ringx keeps the first too.
         http.upstreams = std::mem::take(&mut self.upstreams);
         Ok(http)
@@ -697,50 +684,6 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn health_check(&self, d: &Directive, pp: &ProxyPass) -> Result<HealthCheck, ConfError> {
-        let mut hc = HealthCheck {
-            interval: Duration::from_secs(5),
-            fails: 1,
-            passes: 1,
-            uri: "/".into(),
-            port: None,
-            matcher: None,
-            host: pp.proxy_host.clone(),
-        };
-        for a in &d.args {
-            let (k, v) = a
-                .split_once('=')
-                .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?;
-            let positive = |v: &str| {
-                v.parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))
-            };
-            match k {
-                "interval" => hc.interval = parse_time(d, v)?.max(Duration::from_millis(10)),
-                "fails" => hc.fails = positive(v)?,
-                "passes" => hc.passes = positive(v)?,
-                "uri" => hc.uri = v.to_string(),
-                "port" => hc.port = Some(v.parse().map_err(|_| d.err(format!("invalid parameter \"{a}\"")))?),
-                "match" => {
-                    hc.matcher = Some(
-                        self.matches
-                            .get(v)
-                            .cloned()
-                            .ok_or_else(|| d.err(format!("match \"{v}\" not found")))?,
-                    )
-                }
-                _ => return Err(d.err(format!("invalid parameter \"{a}\""))),
-            }
-        }
-        if !hc.uri.starts_with('/') {
-            return Err(d.err(format!("invalid uri \"{}\"", hc.uri)));
-        }
-        Ok(hc)
-    }
-
-    /// Parses an inheritable setting into `s`; false when `d` is not one.
     fn setting(&mut self, d: &Directive, s: &mut Settings, ctx: Ctx) -> Result<bool, ConfError> {
         match d.name.as_str() {
             "proxy_set_header" => {
@@ -978,12 +921,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-const DEFAULT_MARK: usize = 1 << (usize::BITS - 1);
-
-fn g_default_marked(g: &ListenGroup) -> bool {
-    g.default_server & DEFAULT_MARK != 0
-}
-
 fn default_types() -> HashMap<String, String> {
     [
         ("html", "text/html"),
@@ -995,290 +932,6 @@ fn default_types() -> HashMap<String, String> {
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect()
-}
-
-#[derive(Debug, Clone)]
-struct ListenSpec {
-    addr: SocketAddr,
-    default_server: bool,
-    backlog: i32,
-    ipv6only: bool,
-}
-
-impl ListenSpec {
-    fn default_for(addr: SocketAddr) -> Self {
-        ListenSpec {
-            addr,
-            default_server: false,
-            backlog: 511,
-            ipv6only: true,
-        }
-    }
-}
-
-fn listen(d: &Directive) -> Result<ListenSpec, ConfError> {
-    if d.args.is_empty() {
-        return Err(nargs(d));
-    }
-    let a = &d.args[0];
-    let addr = parse_listen_addr(a).ok_or_else(|| d.err(format!("invalid listen address \"{a}\"")))?;
-    let mut spec = ListenSpec::default_for(addr);
-    for p in &d.args[1..] {
-        match p.as_str() {
-            "default_server" | "default" => spec.default_server = true,
-            "reuseport" | "deferred" | "bind" => {}
-            "ipv6only=on" => spec.ipv6only = true,
-            "ipv6only=off" => spec.ipv6only = false,
-            "ssl" | "http2" | "quic" | "proxy_protocol" => {
-                return Err(d.err(format!("the \"{p}\" parameter of \"listen\" is not supported yet")))
-            }
-            _ => {
-                if let Some(v) = p.strip_prefix("backlog=") {
-                    spec.backlog = v.parse().map_err(|_| d.err(format!("invalid backlog \"{v}\"")))?;
-                } else if p.starts_with("so_keepalive=")
-                    || p.starts_with("rcvbuf=")
-                    || p.starts_with("sndbuf=")
-                    || p.starts_with("fastopen=")
-                {
-                    return Err(d.err(format!("the \"{p}\" parameter of \"listen\" is not supported")));
-                } else {
-                    return Err(d.err(format!("invalid parameter \"{p}\"")));
-                }
-            }
-        }
-    }
-    Ok(spec)
-}
-
-/// `80`, `*:80`, `127.0.0.1:8080`, `[::]:80`, `localhost:80`, `127.0.0.1` (port 80).
-pub fn parse_listen_addr(a: &str) -> Option<SocketAddr> {
-    if let Ok(port) = a.parse::<u16>() {
-        return Some(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    if let Some(p) = a.strip_prefix("*:") {
-        return Some(SocketAddr::from(([0, 0, 0, 0], p.parse().ok()?)));
-    }
-    if let Ok(s) = a.parse::<SocketAddr>() {
-        return Some(s);
-    }
-    if let Ok(ip) = a.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>() {
-        return Some(SocketAddr::new(ip, 80));
-    }
-    let (h, p) = split_host_port(a)?;
-    (h, p.unwrap_or(80)).to_socket_addrs().ok()?.next()
-}
-
-/// Splits `host:port` (`[v6]:port`); the port is optional.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let host = &s[..end + 2];
-        let after = &rest[end + 1..];
-        return match after.strip_prefix(':') {
-            Some(p) => Some((host, Some(p.parse().ok()?))),
-            None if after.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
-        None => Some((s, None)),
-    }
-}
-
-fn server_name(d: &Directive, a: &str) -> Result<ServerName, ConfError> {
-    if let Some(re) = a.strip_prefix('~') {
-        let r = RegexBuilder::new(re)
-            .case_insensitive(true)
-            .build()
-            .map_err(|e| d.err(format!("invalid server_name regex \"{re}\": {e}")))?;
-        return Ok(ServerName::Regex(r));
-    }
-    let a = a.to_ascii_lowercase();
-    if let Some(s) = a.strip_prefix("*.") {
-        return Ok(ServerName::Front {
-            suffix: format!(".{s}"),
-            dot_form: false,
-        });
-    }
-    if a.starts_with('.') && a.len() > 1 {
-        return Ok(ServerName::Front {
-            suffix: a.clone(),
-            dot_form: true,
-        });
-    }
-    if let Some(p) = a.strip_suffix(".*") {
-        return Ok(ServerName::Back(format!("{p}.")));
-    }
-    if a.contains('*') {
-        return Err(d.err(format!("invalid server name or wildcard \"{a}\"")));
-    }
-    Ok(ServerName::Exact(a))
-}
-
-fn upstream(d: &Directive) -> Result<Upstream, ConfError> {
-    let mut u = Upstream::new(d.args[0].clone(), 0, Balance::RoundRobin, Vec::new(), false);
-    let mut bal_dir: Option<&Directive> = None;
-    for e in block(d)? {
-        match e.name.as_str() {
-            "server" => {
-                if e.args.is_empty() {
-                    return Err(nargs(e));
-                }
-                let hp = &e.args[0];
-                let (host, port) =
-                    split_host_port(hp).ok_or_else(|| e.err(format!("invalid port in upstream \"{hp}\"")))?;
-                let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port.unwrap_or(80))
-                    .to_socket_addrs()
-                    .map_err(|_| e.err(format!("host not found in upstream \"{hp}\"")))?
-                    .collect();
-                let mut s = UpstreamServer::new(addrs[0], hp.clone());
-                for p in &e.args[1..] {
-                    let bad = || e.err(format!("invalid parameter \"{p}\""));
-                    if let Some(v) = p.strip_prefix("weight=") {
-                        s.weight = v.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?;
-                    } else if let Some(v) = p.strip_prefix("max_fails=") {
-                        s.max_fails = v.parse().map_err(|_| bad())?;
-                    } else if let Some(v) = p.strip_prefix("fail_timeout=") {
-                        s.fail_timeout = parse_time(e, v)?;
-                    } else if let Some(v) = p.strip_prefix("max_conns=") {
-                        s.max_conns = v.parse().map_err(|_| bad())?;
-                    } else if p == "backup" {
-                        s.backup = true;
-                    } else if p == "down" {
-                        s.down = true;
-                    } else if let Some(v) = p.strip_prefix("slow_start=") {
-                        s.slow_start = parse_time(e, v)?;
-                    } else if p == "resolve" || p.starts_with("service=") {
-                        return Err(e.err(format!("the \"{p}\" parameter of \"server\" is not supported yet")));
-                    } else {
-                        return Err(bad());
-                    }
-                }
-                for a in addrs {
-                    u.servers.push(UpstreamServer { addr: a, ..s.clone() });
-                }
-            }
-            "least_conn" | "ip_hash" | "hash" | "random" => {
-                if bal_dir.is_some() {
-                    return Err(e.err("load balancing method redefined"));
-                }
-                bal_dir = Some(e);
-                u.balance = match (e.name.as_str(), e.args.as_slice()) {
-                    ("least_conn", []) => Balance::LeastConn,
-                    ("ip_hash", []) => Balance::IpHash,
-                    ("hash", [key]) | ("hash", [key, _]) => {
-                        let consistent = match e.args.get(1).map(String::as_str) {
-                            None => false,
-                            Some("consistent") => true,
-                            Some(x) => return Err(e.err(format!("invalid parameter \"{x}\""))),
-                        };
-                        u.hash_key = Some(Template::compile(key).map_err(|x| x.at_dir(e))?);
-                        Balance::Hash { consistent }
-                    }
-                    ("random", []) => Balance::Random { two: false },
-                    ("random", [t]) | ("random", [t, _]) if t == "two" => {
-                        if let Some(m) = e.args.get(1) {
-                            if m != "least_conn" {
-                                return Err(e.err(format!("invalid parameter \"{m}\"")));
-                            }
-                        }
-                        Balance::Random { two: true }
-                    }
-                    _ => return Err(nargs(e)),
-                };
-            }
-            "keepalive" => {
-                one_arg(e)?;
-                u.keepalive = parse_num(e, &e.args[0])? as usize;
-            }
-            "keepalive_timeout" => u.keepalive_timeout = time_arg(e)?,
-            "keepalive_requests" => {
-                one_arg(e)?;
-                u.keepalive_requests = parse_num(e, &e.args[0])?;
-            }
-            n if no_op(n, Ctx::Upstream) => {}
-            _ => return Err(unknown(e, Ctx::Upstream)),
-        }
-    }
-    if u.servers.is_empty() {
-        return Err(d.err(format!("no servers are inside upstream \"{}\"", u.name)));
-    }
-    if !matches!(u.balance, Balance::RoundRobin | Balance::LeastConn) && u.servers.iter().any(|s| s.backup) {
-        let name = bal_dir.map(|b| b.name.as_str()).unwrap_or("");
-        return Err(bal_dir
-            .unwrap_or(d)
-            .err(format!("\"backup\" cannot be used with \"{name}\"")));
-    }
-    if u.balance == (Balance::Hash { consistent: true }) {
-        build_chash(&mut u);
-    }
-    Ok(u)
-}
-
-/// `match NAME { status …; header …; body ~ "…"; }` (nginx Plus syntax).
-fn parse_match(d: &Directive) -> Result<Match, ConfError> {
-    let mut m = Match::default();
-    for e in block(d)? {
-        match e.name.as_str() {
-            "status" => {
-                let mut neg = false;
-                for a in &e.args {
-                    if a == "!" {
-                        neg = true;
-                        continue;
-                    }
-                    let bad = || e.err(format!("invalid status \"{a}\""));
-                    let (lo, hi) = match a.split_once('-') {
-                        Some((l, h)) => (l.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?),
-                        None => {
-                            let v: u16 = a.parse().map_err(|_| bad())?;
-                            (v, v)
-                        }
-                    };
-                    m.status.push((lo, hi, neg));
-                }
-            }
-            "header" => {
-                let cond = match e.args.as_slice() {
-                    [n] if n.starts_with('!') => (n[1..].to_ascii_lowercase(), HeaderCond::Absent),
-                    [n] => (n.to_ascii_lowercase(), HeaderCond::Present),
-                    [n, op, v] => {
-                        let re = |v: &str| {
-                            RegexBuilder::new(v)
-                                .build()
-                                .map_err(|x| e.err(format!("invalid regex \"{v}\": {x}")))
-                        };
-                        let c = match op.as_str() {
-                            "=" => HeaderCond::Eq(v.clone()),
-                            "!=" => HeaderCond::Ne(v.clone()),
-                            "~" => HeaderCond::Re(re(v)?),
-                            "!~" => HeaderCond::NotRe(re(v)?),
-                            _ => return Err(e.err(format!("invalid operator \"{op}\""))),
-                        };
-                        (n.to_ascii_lowercase(), c)
-                    }
-                    _ => return Err(nargs(e)),
-                };
-                m.headers.push(cond);
-            }
-            "body" => match e.args.as_slice() {
-                [op, v] if op == "~" || op == "!~" => {
-                    let r = RegexBuilder::new(v)
-                        .build()
-                        .map_err(|x| e.err(format!("invalid regex \"{v}\": {x}")))?;
-                    m.body.push((r, op == "!~"));
-                }
-                _ => return Err(nargs(e)),
-            },
-            _ => return Err(unknown(e, Ctx::Http)),
-        }
-    }
-    Ok(m)
-}
-
-fn build_chash(u: &mut Upstream) {
-    crate::balance::hash::build_points(u);
 }
 
 fn parse_return(d: &Directive) -> Result<Return, ConfError> {
@@ -1333,211 +986,5 @@ fn error_log(d: &Directive, env: &BuildEnv) -> Result<ErrorLog, ConfError> {
     Ok(ErrorLog { target, level })
 }
 
-fn block(d: &Directive) -> Result<&[Directive], ConfError> {
-    d.block
-        .as_deref()
-        .ok_or_else(|| d.err(format!("directive \"{}\" has no opening \"{{\"", d.name)))
-}
-
-fn no_block(d: &Directive) -> Result<(), ConfError> {
-    if d.block.is_some() {
-        return Err(d.err(format!("directive \"{}\" is not terminated by \";\"", d.name)));
-    }
-    Ok(())
-}
-
-fn nargs(d: &Directive) -> ConfError {
-    d.err(format!("invalid number of arguments in \"{}\" directive", d.name))
-}
-
-fn one_arg(d: &Directive) -> Result<(), ConfError> {
-    no_block(d)?;
-    if d.args.len() != 1 {
-        return Err(nargs(d));
-    }
-    Ok(())
-}
-
-fn two_args(d: &Directive) -> Result<(), ConfError> {
-    no_block(d)?;
-    if d.args.len() != 2 {
-        return Err(nargs(d));
-    }
-    Ok(())
-}
-
-fn flag(d: &Directive) -> Result<bool, ConfError> {
-    one_arg(d)?;
-    match d.args[0].as_str() {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        v => Err(d.err(format!(
-            "invalid value \"{v}\" in \"{}\" directive, it must be \"on\" or \"off\"",
-            d.name
-        ))),
-    }
-}
-
-fn parse_num(d: &Directive, v: &str) -> Result<u64, ConfError> {
-    v.parse()
-        .map_err(|_| d.err(format!("invalid value \"{v}\" in \"{}\" directive", d.name)))
-}
-
-fn time_arg(d: &Directive) -> Result<Duration, ConfError> {
-    one_arg(d)?;
-    parse_time(d, &d.args[0])
-}
-
-/// nginx time: `30`, `30s`, `500ms`, `1m30s`, `2h`, `1d`.
-pub(crate) fn parse_time(d: &Directive, v: &str) -> Result<Duration, ConfError> {
-    parse_time_str(v).ok_or_else(|| d.err(format!("invalid value \"{v}\" in \"{}\" directive", d.name)))
-}
-
-pub fn parse_time_str(v: &str) -> Option<Duration> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut total_ms: u64 = 0;
-    let b = v.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return None;
-        }
-        let n: u64 = v[start..i].parse().ok()?;
-        let unit_start = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let mult = match &v[unit_start..i] {
-            "" | "s" => 1000,
-            "ms" => 1,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "M" => 2_592_000_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total_ms = total_ms.checked_add(n.checked_mul(mult)?)?;
-    }
-    Some(Duration::from_millis(total_ms))
-}
-
-/// nginx size: `512`, `8k`, `10M`, `1g`.
-pub(crate) fn parse_size(d: &Directive, v: &str) -> Result<u64, ConfError> {
-    parse_size_str(v).ok_or_else(|| d.err(format!("\"{}\" directive invalid value", d.name)))
-}
-
-pub fn parse_size_str(v: &str) -> Option<u64> {
-    let (num, mult) = match v.as_bytes().last()? {
-        b'k' | b'K' => (&v[..v.len() - 1], 1024),
-        b'm' | b'M' => (&v[..v.len() - 1], 1024 * 1024),
-        b'g' | b'G' => (&v[..v.len() - 1], 1024 * 1024 * 1024),
-        _ => (v, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::parser::parse_str;
-
-    fn cfg(s: &str) -> Result<Config, ConfError> {
-        let t = parse_str(s, "t.conf", Path::new("/tmp"))?;
-        build(
-            &t,
-            &BuildEnv {
-                prefix: PathBuf::from("/tmp/"),
-            },
-        )
-    }
-
-    const BASE: &str = "events {} http { access_log off; upstream be { least_conn; server 127.0.0.1:9001 max_fails=3 fail_timeout=30s; server 127.0.0.1:9002 weight=2 backup; keepalive 8; }\n";
-
-    #[test]
-    fn sizes_and_times() {
-        assert_eq!(parse_size_str("10M"), Some(10 * 1024 * 1024));
-        assert_eq!(parse_size_str("8k"), Some(8192));
-        assert_eq!(parse_size_str("0"), Some(0));
-        assert_eq!(parse_size_str("x"), None);
-        assert_eq!(parse_time_str("60s"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_time_str("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_time_str("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_time_str("75"), Some(Duration::from_secs(75)));
-        assert_eq!(parse_time_str("5x"), None);
-    }
-
-    #[test]
-    fn upstream_and_inheritance() {
-        let c = cfg(&format!(
-            "{BASE} proxy_set_header X-A a; client_max_body_size 2m;\n server {{ listen 127.0.0.1:8080; server_name a.com *.b.com;\n location /x {{ proxy_pass http://be; proxy_set_header X-B b; }}\n location /y {{ proxy_pass http://be/v1/; client_max_body_size 10M; }} }} }}"
-        ))
-        .unwrap();
-        let u = &c.http.upstreams[0];
-        assert_eq!(u.balance, Balance::LeastConn);
-        assert_eq!(u.servers[0].max_fails, 3);
-        assert_eq!(u.servers[0].fail_timeout, Duration::from_secs(30));
-        assert!(u.servers[1].backup);
-        assert_eq!(u.servers[1].weight, 2);
-        assert_eq!(u.keepalive, 8);
-        let s = &c.http.servers[0];
-        let x = s.prefix_locations.iter().find(|l| l.prefix() == Some("/x")).unwrap();
-        let names: Vec<_> = x.conf.proxy_set_headers.iter().map(|(k, _)| k.as_str()).collect();
-        // proxy_set_header at the location replaces the inherited X-A.
-        assert_eq!(names, vec!["X-B", "Host", "Connection"]);
-        assert_eq!(x.conf.client_max_body_size, 2 * 1024 * 1024);
-        let y = s.prefix_locations.iter().find(|l| l.prefix() == Some("/y")).unwrap();
-        assert_eq!(y.conf.client_max_body_size, 10 * 1024 * 1024);
-        assert_eq!(y.conf.proxy_pass.as_ref().unwrap().uri.as_deref(), Some("/v1/"));
-        let ya: Vec<_> = y.conf.proxy_set_headers.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(ya, vec!["X-A", "Host", "Connection"]);
-        assert_eq!(c.http.listens.len(), 1);
-    }
-
-    #[test]
-    fn errors_name_directive_and_line() {
-        let e = cfg("events {}\nhttp {\n server {\n  lissten 80;\n }\n}").unwrap_err();
-        assert_eq!(e.to_string(), "unknown directive \"lissten\" in t.conf:4");
-        let e = cfg("events {}\nhttp {\n proxy_pass http://x;\n}").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "\"proxy_pass\" directive is not allowed here in t.conf:3"
-        );
-        let e =
-            cfg("events {}\nhttp {\n server {\n location / { proxy_pass http://nope_upstream; }\n }\n}").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "host not found in upstream \"nope_upstream\" in t.conf:4"
-        );
-        let e = cfg("events {}\nhttp {\n client_max_body_size 10Q;\n}").unwrap_err();
-        assert!(e.to_string().contains("t.conf:3"), "{e}");
-        let e = cfg("events {}\nhttp {\n server {\n return 200 $nope;\n }\n}").unwrap_err();
-        assert_eq!(e.to_string(), "unknown \"nope\" variable in t.conf:4");
-        let e = cfg("http {}").unwrap_err();
-        assert_eq!(e.to_string(), "no \"events\" section in configuration");
-    }
-
-    #[test]
-    fn listen_forms() {
-        assert_eq!(parse_listen_addr("80"), Some("0.0.0.0:80".parse().unwrap()));
-        assert_eq!(parse_listen_addr("[::]:8080"), Some("[::]:8080".parse().unwrap()));
-        assert_eq!(parse_listen_addr("127.0.0.1"), Some("127.0.0.1:80".parse().unwrap()));
-        assert_eq!(parse_listen_addr("*:81"), Some("0.0.0.0:81".parse().unwrap()));
-    }
-
-    #[test]
-    fn default_server_and_groups() {
-        let c = cfg("events {} http { access_log off; server { listen 127.0.0.1:81; server_name a; } server { listen 127.0.0.1:81 default_server; server_name b; } server { listen 127.0.0.1:82; } }").unwrap();
-        assert_eq!(c.http.listens.len(), 2);
-        assert_eq!(c.http.listens[0].servers, vec![0, 1]);
-        assert_eq!(c.http.listens[0].default_server, 1);
-        assert_eq!(c.http.listens[1].default_server, 2);
-    }
-}
+mod tests;
