@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use regex::bytes::RegexBuilder;
 
@@ -25,16 +24,16 @@ use super::ConfError;
 mod args;
 mod health;
 mod listen;
+mod settings;
 mod upstream;
 
 pub use args::{parse_size_str, parse_time_str};
 pub use listen::parse_listen_addr;
 
-use args::{
-    block, flag, nargs, no_block, one_arg, parse_num, parse_size, parse_time, split_host_port, time_arg, two_args,
-};
+use args::{block, flag, nargs, no_block, one_arg, parse_num, parse_time, split_host_port};
 use health::parse_match;
 use listen::{listen, server_name, ListenSpec};
+use settings::Settings;
 
 pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
@@ -69,74 +68,6 @@ enum Ctx {
     Upstream,
     Server,
     Location,
-}
-
-/// Settings inherited http → server → location; `None` means "not set at this level".
-#[derive(Debug, Clone, Default)]
-struct Settings {
-    proxy_set_header: Option<Vec<(String, Template)>>,
-    proxy_hide_header: Option<Vec<String>>,
-    proxy_pass_header: Option<Vec<String>>,
-    proxy_pass_request_headers: Option<bool>,
-    proxy_pass_request_body: Option<bool>,
-    proxy_http_version: Option<HttpVersion>,
-    proxy_connect_timeout: Option<Duration>,
-    proxy_send_timeout: Option<Duration>,
-    proxy_read_timeout: Option<Duration>,
-    proxy_next_upstream: Option<NextUpstream>,
-    proxy_next_upstream_tries: Option<u32>,
-    proxy_next_upstream_timeout: Option<Duration>,
-    add_header: Option<Vec<AddHeader>>,
-    default_type: Option<String>,
-    types: Option<Arc<HashMap<String, String>>>,
-    access_log: Option<Vec<AccessLog>>,
-    client_max_body_size: Option<u64>,
-    client_body_timeout: Option<Duration>,
-    client_header_timeout: Option<Duration>,
-    large_client_header_buffers: Option<(usize, usize)>,
-    send_timeout: Option<Duration>,
-    keepalive_timeout: Option<Duration>,
-    keepalive_requests: Option<u64>,
-    server_tokens: Option<bool>,
-}
-
-macro_rules! inherit {
-    ($child:expr, $parent:expr, $($f:ident),*) => {
-        $( if $child.$f.is_none() { $child.$f = $parent.$f.clone(); } )*
-    };
-}
-
-impl Settings {
-    fn inherit(&mut self, p: &Settings) {
-        inherit!(
-            self,
-            p,
-            proxy_set_header,
-            proxy_hide_header,
-            proxy_pass_header,
-            proxy_pass_request_headers,
-            proxy_pass_request_body,
-            proxy_http_version,
-            proxy_connect_timeout,
-            proxy_send_timeout,
-            proxy_read_timeout,
-            proxy_next_upstream,
-            proxy_next_upstream_tries,
-            proxy_next_upstream_timeout,
-            add_header,
-            default_type,
-            types,
-            access_log,
-            client_max_body_size,
-            client_body_timeout,
-            client_header_timeout,
-            large_client_header_buffers,
-            send_timeout,
-            keepalive_timeout,
-            keepalive_requests,
-            server_tokens
-        );
-    }
 }
 
 /// Paths and defaults the build needs from the command line.
@@ -332,7 +263,10 @@ fn known_anywhere(name: &str) -> Option<Ctx> {
 }
 
 fn unknown(d: &Directive, _ctx: Ctx) -> ConfError {
-    if known_anywhere(&d.name).is_some() || is_setting(&d.name) || NO_OP.iter().any(|(n, _)| *n == d.name) {
+    if known_anywhere(&d.name).is_some()
+        || (settings::SETTINGS.iter().any(|(n, _)| *n == d.name) || d.name == "return" || d.name == "error_log")
+        || NO_OP.iter().any(|(n, _)| *n == d.name)
+    {
         d.err(format!("\"{}\" directive is not allowed here", d.name))
     } else {
         d.err(format!("unknown directive \"{}\"", d.name))
@@ -341,36 +275,6 @@ fn unknown(d: &Directive, _ctx: Ctx) -> ConfError {
 
 fn no_op(name: &str, ctx: Ctx) -> bool {
     NO_OP.iter().any(|(n, ctxs)| *n == name && ctxs.contains(&ctx))
-}
-
-fn is_setting(name: &str) -> bool {
-    matches!(
-        name,
-        "proxy_set_header"
-            | "proxy_hide_header"
-            | "proxy_pass_header"
-            | "proxy_pass_request_headers"
-            | "proxy_pass_request_body"
-            | "proxy_http_version"
-            | "proxy_connect_timeout"
-            | "proxy_send_timeout"
-            | "proxy_read_timeout"
-            | "proxy_next_upstream"
-            | "proxy_next_upstream_tries"
-            | "proxy_next_upstream_timeout"
-            | "add_header"
-            | "default_type"
-            | "types"
-            | "access_log"
-            | "client_max_body_size"
-            | "client_body_timeout"
-            | "send_timeout"
-            | "keepalive_timeout"
-            | "keepalive_requests"
-            | "server_tokens"
-            | "return"
-            | "error_log"
-    )
 }
 
 impl<'a> Builder<'a> {
@@ -435,7 +339,7 @@ impl<'a> Builder<'a> {
                 }
                 n if no_op(n, Ctx::Http) => {}
                 _ => {
-                    if !self.setting(e, &mut http_set, Ctx::Http)? {
+                    if !http_set.parse(self, e, Ctx::Http)? {
                         return Err(unknown(e, Ctx::Http));
                     }
                 }
@@ -485,7 +389,7 @@ impl<'a> Builder<'a> {
                 }
                 n if no_op(n, Ctx::Server) => {}
                 _ => {
-                    if !self.setting(e, &mut set, Ctx::Server)? {
+                    if !set.parse(self, e, Ctx::Server)? {
                         return Err(unknown(e, Ctx::Server));
                     }
                 }
@@ -495,8 +399,8 @@ impl<'a> Builder<'a> {
             listens.push(ListenSpec::default_for(SocketAddr::from(([0, 0, 0, 0], 80))));
         }
         set.inherit(http_set);
-        let (hbuf_n, hbuf_size) = set.large_client_header_buffers.unwrap_or((4, 8192));
-        let client_header_timeout = set.client_header_timeout.unwrap_or(Duration::from_secs(60));
+        let (hbuf_n, hbuf_size) = set.header_buffers();
+        let client_header_timeout = set.header_timeout();
         let server_conf = Arc::new(self.resolve(&set, None));
         let mut prefix_locations = Vec::new();
         let mut regex_locations = Vec::new();
@@ -593,7 +497,7 @@ impl<'a> Builder<'a> {
                 }
                 n if no_op(n, Ctx::Location) => {}
                 _ => {
-                    if !self.setting(e, &mut set, Ctx::Location)? {
+                    if !set.parse(self, e, Ctx::Location)? {
                         return Err(unknown(e, Ctx::Location));
                     }
                 }
@@ -683,255 +587,6 @@ impl<'a> Builder<'a> {
             uri,
         })
     }
-
-    fn setting(&mut self, d: &Directive, s: &mut Settings, ctx: Ctx) -> Result<bool, ConfError> {
-        match d.name.as_str() {
-            "proxy_set_header" => {
-                two_args(d)?;
-                let t = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
-                s.proxy_set_header
-                    .get_or_insert_with(Vec::new)
-                    .push((d.args[0].clone(), t));
-            }
-            "proxy_hide_header" => {
-                one_arg(d)?;
-                s.proxy_hide_header
-                    .get_or_insert_with(Vec::new)
-                    .push(d.args[0].to_ascii_lowercase());
-            }
-            "proxy_pass_header" => {
-                one_arg(d)?;
-                s.proxy_pass_header
-                    .get_or_insert_with(Vec::new)
-                    .push(d.args[0].to_ascii_lowercase());
-            }
-            "proxy_pass_request_headers" => s.proxy_pass_request_headers = Some(flag(d)?),
-            "proxy_pass_request_body" => s.proxy_pass_request_body = Some(flag(d)?),
-            "proxy_http_version" => {
-                one_arg(d)?;
-                s.proxy_http_version = Some(match d.args[0].as_str() {
-                    "1.0" => HttpVersion::Http10,
-                    "1.1" => HttpVersion::Http11,
-                    v => {
-                        return Err(d.err(format!(
-                            "invalid value \"{v}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\""
-                        )))
-                    }
-                });
-            }
-            "proxy_connect_timeout" => s.proxy_connect_timeout = Some(time_arg(d)?),
-            "proxy_send_timeout" => s.proxy_send_timeout = Some(time_arg(d)?),
-            "proxy_read_timeout" => s.proxy_read_timeout = Some(time_arg(d)?),
-            "proxy_next_upstream" => {
-                if d.args.is_empty() {
-                    return Err(nargs(d));
-                }
-                let mut n = NextUpstream::off();
-                for a in &d.args {
-                    match a.as_str() {
-                        "off" if d.args.len() == 1 => {}
-                        "error" => n.error = true,
-                        "timeout" => n.timeout = true,
-                        "invalid_header" => n.invalid_header = true,
-                        "non_idempotent" => n.non_idempotent = true,
-                        "http_500" | "http_502" | "http_503" | "http_504" | "http_403" | "http_404" | "http_429" => {
-                            let code: u16 = a[5..].parse().unwrap_or(0);
-                            if let Some(i) = NextUpstream::STATUSES.iter().position(|&c| c == code) {
-                                n.statuses[i] = true;
-                            }
-                        }
-                        _ => return Err(d.err(format!("invalid value \"{a}\" in \"proxy_next_upstream\" directive"))),
-                    }
-                }
-                s.proxy_next_upstream = Some(n);
-            }
-            "proxy_next_upstream_tries" => {
-                one_arg(d)?;
-                s.proxy_next_upstream_tries = Some(parse_num(d, &d.args[0])? as u32);
-            }
-            "proxy_next_upstream_timeout" => s.proxy_next_upstream_timeout = Some(time_arg(d)?),
-            "add_header" => {
-                let always = match d.args.len() {
-                    2 => false,
-                    3 if d.args[2] == "always" => true,
-                    3 => return Err(d.err(format!("invalid parameter \"{}\"", d.args[2]))),
-                    _ => return Err(nargs(d)),
-                };
-                let value = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
-                s.add_header.get_or_insert_with(Vec::new).push(AddHeader {
-                    name: d.args[0].clone(),
-                    value,
-                    always,
-                });
-            }
-            "default_type" => {
-                one_arg(d)?;
-                s.default_type = Some(d.args[0].clone());
-            }
-            "types" => {
-                let mut m = HashMap::new();
-                for t in block(d)? {
-                    for ext in &t.args {
-                        m.insert(ext.to_ascii_lowercase(), t.name.clone());
-                    }
-                }
-                s.types = Some(Arc::new(m));
-            }
-            "access_log" => {
-                if d.args.is_empty() {
-                    return Err(nargs(d));
-                }
-                let list = s.access_log.get_or_insert_with(Vec::new);
-                if d.args[0] == "off" {
-                    list.clear();
-                    // An explicit `off` at this level: keep an empty list (not None).
-                    return Ok(true);
-                }
-                let fmt_name = d.args.get(1).map(String::as_str).unwrap_or("combined");
-                let format = self
-                    .log_formats
-                    .get(fmt_name)
-                    .cloned()
-                    .ok_or_else(|| d.err(format!("unknown log format \"{fmt_name}\"")))?;
-                for a in d.args.iter().skip(2) {
-                    if !(a.starts_with("buffer=") || a.starts_with("flush=")) {
-                        return Err(d.err(format!("unsupported parameter \"{a}\" in \"access_log\"")));
-                    }
-                }
-                if d.args[0].contains('$') {
-                    return Err(d.err("variables in \"access_log\" paths are not supported"));
-                }
-                let path = if d.args[0] == "stderr" {
-                    PathBuf::from("/dev/stderr")
-                } else {
-                    self.env.path(&d.args[0])
-                };
-                let file_id = match self.log_files.iter().position(|p| *p == path) {
-                    Some(i) => i,
-                    None => {
-                        self.log_files.push(path.clone());
-                        self.log_files.len() - 1
-                    }
-                };
-                list.push(AccessLog { path, format, file_id });
-            }
-            "client_max_body_size" => {
-                one_arg(d)?;
-                s.client_max_body_size = Some(parse_size(d, &d.args[0])?);
-            }
-            "client_body_timeout" => s.client_body_timeout = Some(time_arg(d)?),
-            "client_header_timeout" if ctx != Ctx::Location => s.client_header_timeout = Some(time_arg(d)?),
-            "large_client_header_buffers" if ctx != Ctx::Location => {
-                two_args(d)?;
-                let n = parse_num(d, &d.args[0])? as usize;
-                let size = parse_size(d, &d.args[1])? as usize;
-                if n == 0 || size < 16 {
-                    return Err(d.err("invalid value in \"large_client_header_buffers\""));
-                }
-                s.large_client_header_buffers = Some((n, size));
-            }
-            "send_timeout" => s.send_timeout = Some(time_arg(d)?),
-            "keepalive_timeout" => {
-                if d.args.is_empty() || d.args.len() > 2 {
-                    return Err(nargs(d));
-                }
-                s.keepalive_timeout = Some(parse_time(d, &d.args[0])?);
-            }
-            "keepalive_requests" => {
-                one_arg(d)?;
-                s.keepalive_requests = Some(parse_num(d, &d.args[0])?);
-            }
-            "server_tokens" => s.server_tokens = Some(flag(d)?),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
-    fn resolve(&mut self, s: &Settings, proxy_pass: Option<ProxyPass>) -> LocConf {
-        let mut headers: Vec<(String, Template)> = s.proxy_set_header.clone().unwrap_or_default();
-        let has = |h: &[(String, Template)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-        if !has(&headers, "host") {
-            headers.push(("Host".into(), Template::compile("$proxy_host").expect("builtin")));
-        }
-        if !has(&headers, "connection") {
-            headers.push(("Connection".into(), Template::compile("close").expect("builtin")));
-        }
-        let set_header_names = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
-        let pass = s.proxy_pass_header.clone().unwrap_or_default();
-        let mut hide: Vec<String> = [
-            "date",
-            "server",
-            "x-pad",
-            "x-accel-expires",
-            "x-accel-redirect",
-            "x-accel-limit-rate",
-            "x-accel-buffering",
-            "x-accel-charset",
-        ]
-        .iter()
-        .map(|h| h.to_string())
-        .filter(|h| !pass.contains(h))
-        .collect();
-        hide.extend(s.proxy_hide_header.clone().unwrap_or_default());
-        let access_logs = match &s.access_log {
-            Some(l) => l.clone(),
-            None => {
-                let path = self.env.path("logs/access.log");
-                let file_id = match self.log_files.iter().position(|p| *p == path) {
-                    Some(i) => i,
-                    None => {
-                        self.log_files.push(path.clone());
-                        self.log_files.len() - 1
-                    }
-                };
-                vec![AccessLog {
-                    path,
-                    format: self.log_formats["combined"].clone(),
-                    file_id,
-                }]
-            }
-        };
-        LocConf {
-            proxy_pass,
-            ret: None,
-            proxy_set_headers: headers,
-            set_header_names,
-            proxy_hide_headers: hide,
-            proxy_pass_request_headers: s.proxy_pass_request_headers.unwrap_or(true),
-            proxy_pass_request_body: s.proxy_pass_request_body.unwrap_or(true),
-            proxy_http_version: s.proxy_http_version.unwrap_or(HttpVersion::Http10),
-            proxy_connect_timeout: s.proxy_connect_timeout.unwrap_or(Duration::from_secs(60)),
-            proxy_send_timeout: s.proxy_send_timeout.unwrap_or(Duration::from_secs(60)),
-            proxy_read_timeout: s.proxy_read_timeout.unwrap_or(Duration::from_secs(60)),
-            proxy_next_upstream: s.proxy_next_upstream.unwrap_or_else(NextUpstream::nginx_default),
-            proxy_next_upstream_tries: s.proxy_next_upstream_tries.unwrap_or(0),
-            proxy_next_upstream_timeout: s.proxy_next_upstream_timeout.filter(|d| !d.is_zero()),
-            add_headers: s.add_header.clone().unwrap_or_default(),
-            default_type: s.default_type.clone().unwrap_or_else(|| "text/plain".into()),
-            types: s.types.clone().unwrap_or_else(|| Arc::new(default_types())),
-            access_logs,
-            client_max_body_size: s.client_max_body_size.unwrap_or(1024 * 1024),
-            client_body_timeout: s.client_body_timeout.unwrap_or(Duration::from_secs(60)),
-            send_timeout: s.send_timeout.unwrap_or(Duration::from_secs(60)),
-            keepalive_timeout: s.keepalive_timeout.unwrap_or(Duration::from_secs(75)),
-            keepalive_requests: s.keepalive_requests.unwrap_or(1000),
-            server_tokens: s.server_tokens.unwrap_or(true),
-            status: false,
-        }
-    }
-}
-
-fn default_types() -> HashMap<String, String> {
-    [
-        ("html", "text/html"),
-        ("htm", "text/html"),
-        ("gif", "image/gif"),
-        ("jpg", "image/jpeg"),
-        ("jpeg", "image/jpeg"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect()
 }
 
 fn parse_return(d: &Directive) -> Result<Return, ConfError> {

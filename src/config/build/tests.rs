@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::parser::parse_str;
+use std::time::Duration;
 
 fn cfg(s: &str) -> Result<Config, ConfError> {
     let t = parse_str(s, "t.conf", Path::new("/tmp"))?;
