@@ -1,5 +1,7 @@
 //! `listen` and `server_name` (server context): the address and its parameters, and the
-//! name forms nginx matches (exact, `*.`/`.` front wildcard, `.*` back wildcard, `~regex`).
+//! name forms nginx matches (exact, `*.`/`.` front wildcard, `.*` back wildcard, `~regex`);
+//! then, for the http block, the servers grouped by listen address with each address's
+//! default server.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{block, flag, nargs, one_arg, parse_num, parse_size, parse_time, time_arg, two_args};
-use super::{Builder, Ctx};
+use super::table::Ctx;
+use super::Builder;
 use crate::config::model::{AccessLog, AddHeader, HttpVersion, LocConf, NextUpstream, ProxyPass, Return};
 use crate::config::parser::Directive;
 use crate::config::vars::Template;

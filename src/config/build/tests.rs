@@ -1,6 +1,9 @@
-use super::*;
-use crate::config::parser::parse_str;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use super::*;
+use crate::config::model::Balance;
+use crate::config::parser::parse_str;
 
 fn cfg(s: &str) -> Result<Config, ConfError> {
     let t = parse_str(s, "t.conf", Path::new("/tmp"))?;
