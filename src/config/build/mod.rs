@@ -7,7 +7,7 @@
 //! value is an `[emerg]` [`ConfError`] with its file:line, in nginx's wording.
 //!
 //! A directive is declared once, with its context:
-//! - table.rs: [`Ctx`](table::Ctx), the walk of one block through its context's table of
+//! - table.rs: `Ctx`, the walk of one block through its context's table of
 //!   directives, the no-ops, and the "unknown directive" / "not allowed here" answer
 //!   drawn from every table;
 //! - a context's own directives sit in its file's table, beside their handlers:
