@@ -118,39 +118,34 @@ pub(super) fn server_name(d: &Directive, a: &str) -> Result<ServerName, ConfErro
 /// first.
 pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec<ListenGroup>, ConfError> {
     let mut groups: Vec<ListenGroup> = Vec::new();
+    // Per group: its default server was marked `default_server` (a second mark is an error).
+    let mut marked: Vec<bool> = Vec::new();
     for (spec, idx, d) in listens {
-        match groups.iter_mut().find(|g| g.addr == spec.addr) {
-            Some(g) => {
-                if spec.default_server {
-                    if g_default_marked(g) && g.default_server & !DEFAULT_MARK != idx {
-                        return Err(d.err(format!("a duplicate default server for {}", spec.addr)));
-                    }
-                    g.default_server = idx | DEFAULT_MARK;
-                    g.backlog = g.backlog.max(spec.backlog);
-                }
-                if !g.servers.contains(&idx) {
-                    g.servers.push(idx);
-                }
-            }
-            None => groups.push(ListenGroup {
+        let Some(i) = groups.iter().position(|g| g.addr == spec.addr) else {
+            groups.push(ListenGroup {
                 addr: spec.addr,
                 backlog: spec.backlog,
                 ipv6only: spec.ipv6only,
                 servers: vec![idx],
-                default_server: if spec.default_server { idx | DEFAULT_MARK } else { idx },
-            }),
+                default_server: idx,
+            });
+            marked.push(spec.default_server);
+            continue;
+        };
+        let g = &mut groups[i];
+        if spec.default_server {
+            if marked[i] && g.default_server != idx {
+                return Err(d.err(format!("a duplicate default server for {}", spec.addr)));
+            }
+            g.default_server = idx;
+            marked[i] = true;
+            g.backlog = g.backlog.max(spec.backlog);
+        }
+        if !g.servers.contains(&idx) {
+            g.servers.push(idx);
         }
     }
-    for g in &mut groups {
-        g.default_server &= !DEFAULT_MARK;
-    }
     Ok(groups)
-}
-
-const DEFAULT_MARK: usize = 1 << (usize::BITS - 1);
-
-fn g_default_marked(g: &ListenGroup) -> bool {
-    g.default_server & DEFAULT_MARK != 0
 }
 
 #[cfg(test)]
