@@ -1,0 +1,188 @@
+//! The `location [=|^~|~|~*] PATH { … }` block: its matcher, `proxy_pass` (a named
+//! upstream, or an address resolved at load time into an implicit one), `return`,
+//! `health_check`, `ringx_status`, and its settings merged over the server's into the
+//! [`LocConf`](crate::config::model::LocConf) the request path reads.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use regex::bytes::RegexBuilder;
+
+use super::args::{block, nargs, one_arg, split_host_port};
+use super::main_ctx::check_error_log;
+use super::server::parse_return;
+use super::settings::Settings;
+use super::table::{walk, Cmd, Ctx, Done};
+use super::Builder;
+use crate::config::model::{Balance, LocMatch, Location, ProxyPass, Return, Upstream, UpstreamServer};
+use crate::config::parser::Directive;
+use crate::config::ConfError;
+
+/// The location block's own directives (its settings are in settings.rs).
+pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
+    Cmd::later("health_check").unknown_elsewhere(),
+    Cmd::run("ringx_status", ringx_status).unknown_elsewhere(),
+    Cmd::run("proxy_pass", proxy_pass),
+    Cmd::run("return", |_, l, d| parse_return(d).map(|r| l.ret = Some(r))),
+    Cmd::run("location", |_, _, d| Err(d.err("nested locations are not supported"))),
+    Cmd::run("error_log", check_error_log),
+];
+
+/// What a location block collects besides its settings.
+pub(super) struct LocLevel {
+    matcher: LocMatch,
+    proxy_pass: Option<ProxyPass>,
+    ret: Option<Return>,
+    status: bool,
+}
+
+impl Builder<'_> {
+    pub(super) fn location(&mut self, d: &Directive, server_set: &Settings) -> Result<Location, ConfError> {
+        let mut l = LocLevel {
+            matcher: matcher(d)?,
+            proxy_pass: None,
+            ret: None,
+            status: false,
+        };
+        let mut set = Settings::default();
+        let health = walk(self, block(d)?, Ctx::Location, LOCATION, &mut l, Some(&mut set))?;
+        // Of several `health_check`s in one location, the last counts.
+        if let Some(h) = health.last() {
+            self.attach_health_check(h, l.proxy_pass.as_ref())?;
+        }
+        set.inherit(server_set);
+        let mut conf = self.resolve(&set, l.proxy_pass);
+        conf.ret = l.ret;
+        conf.status = l.status;
+        Ok(Location {
+            matcher: l.matcher,
+            conf: Arc::new(conf),
+        })
+    }
+
+    /// `proxy_pass http://HOST[:PORT][/URI]`: an `upstream` of that name, else the
+    /// address resolved now (one implicit upstream per distinct `host:port`).
+    fn proxy_pass(&mut self, d: &Directive) -> Result<ProxyPass, ConfError> {
+        let (hostport, uri) = proxy_url(d)?;
+        if let Some(u) = self.upstreams.iter().find(|u| u.name == hostport && !u.implicit) {
+            return Ok(ProxyPass {
+                upstream: u.clone(),
+                proxy_host: hostport.to_string(),
+                proxy_port: 80,
+                uri,
+            });
+        }
+        let (host, port) =
+            split_host_port(hostport).ok_or_else(|| d.err(format!("invalid port in upstream \"{hostport}\"")))?;
+        let port = port.unwrap_or(80);
+        let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port)
+            .to_socket_addrs()
+            .map_err(|_| d.err(format!("host not found in upstream \"{hostport}\"")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(d.err(format!("host not found in upstream \"{hostport}\"")));
+        }
+        Ok(ProxyPass {
+            upstream: self.implicit_upstream(hostport, &addrs),
+            proxy_host: hostport.to_string(),
+            proxy_port: port,
+            uri,
+        })
+    }
+
+    /// The implicit upstream for `name` (made on its first `proxy_pass`).
+    fn implicit_upstream(&mut self, name: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
+        if let Some(u) = self.upstreams.iter().find(|u| u.implicit && u.name == name) {
+            return u.clone();
+        }
+        let servers = addrs
+            .iter()
+            .map(|a| UpstreamServer::new(*a, name.to_string()))
+            .collect();
+        let index = self.upstreams.len();
+        let u = Arc::new(Upstream::new(
+            name.to_string(),
+            index,
+            Balance::RoundRobin,
+            servers,
+            true,
+        ));
+        self.upstreams.push(u.clone());
+        u
+    }
+}
+
+/// The location's matcher from its arguments.
+fn matcher(d: &Directive) -> Result<LocMatch, ConfError> {
+    Ok(match d.args.as_slice() {
+        [p] if p.starts_with('@') => {
+            return Err(d.err("named locations are not supported"));
+        }
+        [p] if p.starts_with('=') && p.len() > 1 => LocMatch::Exact(p[1..].to_string()),
+        [p] => LocMatch::Prefix {
+            path: p.clone(),
+            no_regex: false,
+        },
+        [m, p] if m == "=" => LocMatch::Exact(p.clone()),
+        [m, p] if m == "^~" => LocMatch::Prefix {
+            path: p.clone(),
+            no_regex: true,
+        },
+        [m, p] if m == "~" || m == "~*" => {
+            let caseless = m == "~*";
+            let re = RegexBuilder::new(p)
+                .case_insensitive(caseless)
+                .build()
+                .map_err(|e| d.err(format!("invalid regex \"{p}\": {e}")))?;
+            LocMatch::Regex { re, caseless }
+        }
+        [m, _] => return Err(d.err(format!("invalid location modifier \"{m}\""))),
+        _ => return Err(nargs(d)),
+    })
+}
+
+/// `proxy_pass` once per location, and without a URI part in a regex location.
+fn proxy_pass(b: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
+    if l.proxy_pass.is_some() {
+        return Err(d.err("\"proxy_pass\" directive is duplicate"));
+    }
+    let pp = b.proxy_pass(d)?;
+    if pp.uri.is_some() && matches!(l.matcher, LocMatch::Regex { .. }) {
+        return Err(d.err("\"proxy_pass\" cannot have URI part in location given by regular expression"));
+    }
+    l.proxy_pass = Some(pp);
+    Ok(())
+}
+
+/// `proxy_pass`'s URL: (`host[:port]`, the URI part if any).
+fn proxy_url(d: &Directive) -> Result<(&str, Option<String>), ConfError> {
+    one_arg(d)?;
+    let url = &d.args[0];
+    if url.contains('$') {
+        return Err(d.err("variables in \"proxy_pass\" are not supported"));
+    }
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.starts_with("https://") {
+        return Err(d.err("\"proxy_pass\" to https:// is not supported yet"));
+    } else {
+        return Err(d.err(format!("invalid URL prefix in \"{url}\"")));
+    };
+    let (hostport, uri) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+        None => (rest, None),
+    };
+    if hostport.is_empty() {
+        return Err(d.err(format!("no host in upstream \"{url}\"")));
+    }
+    Ok((hostport, uri))
+}
+
+/// `ringx_status`: this location answers with the upstreams' state.
+fn ringx_status(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
+    if !d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    l.status = true;
+    Ok(())
+}

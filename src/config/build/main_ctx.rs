@@ -1,0 +1,191 @@
+//! The main context (workers, daemon, pid, error log) and the `events { … }` block.
+//!
+//! [`Main`] is the state of the walk over the whole tree: the [`Config`] with nginx's
+//! defaults, filled in as directives are met, and which of the blocks that may appear
+//! once (`events`, `http`) were seen.
+
+use super::args::{block, flag, nargs, no_block, one_arg, parse_num, parse_time};
+use super::table::{walk, Cmd, Ctx, Done};
+use super::{BuildEnv, Builder};
+use crate::config::model::{Config, CpuAffinity, ErrorLog, Http, LogLevel, LogTarget};
+use crate::config::parser::Directive;
+use crate::config::ConfError;
+use crate::net::DriverChoice;
+
+/// The main context's directives.
+pub(super) const MAIN: &[Cmd<Main>] = &[
+    Cmd::run("worker_processes", worker_processes),
+    Cmd::run("worker_cpu_affinity", worker_cpu_affinity),
+    Cmd::run("daemon", |_, m, d| flag(d).map(|on| m.cfg.daemon = on)),
+    Cmd::run("master_process", |_, _, d| flag(d).map(drop)),
+    Cmd::run("pid", pid),
+    Cmd::run("error_log", |b, m, d| error_log(d, b.env).map(|l| m.cfg.error_log = l)),
+    Cmd::run("worker_rlimit_nofile", worker_rlimit_nofile),
+    Cmd::run("worker_shutdown_timeout", worker_shutdown_timeout),
+    Cmd::run("events", events),
+    Cmd::run("http", http),
+];
+
+/// The `events` block's directives.
+pub(super) const EVENTS: &[Cmd<Config>] = &[
+    Cmd::run("worker_connections", worker_connections),
+    Cmd::run("use", use_driver).unknown_elsewhere(),
+];
+
+/// The configuration being built, and which once-only blocks were seen.
+pub(super) struct Main {
+    cfg: Config,
+    seen_events: bool,
+    seen_http: bool,
+}
+
+impl Main {
+    /// nginx's defaults (ringx's own `pid` path).
+    pub(super) fn new(env: &BuildEnv) -> Main {
+        let cfg = Config {
+            worker_processes: 1,
+            worker_cpu_affinity: CpuAffinity::None,
+            worker_connections: 512,
+            worker_rlimit_nofile: None,
+            worker_shutdown_timeout: None,
+            driver: DriverChoice::Auto,
+            daemon: true,
+            pid: Some(env.path("logs/ringx.pid")),
+            error_log: ErrorLog {
+                target: LogTarget::Stderr,
+                level: LogLevel::Error,
+            },
+            http: Http::default(),
+        };
+        Main {
+            cfg,
+            seen_events: false,
+            seen_http: false,
+        }
+    }
+
+    /// The configuration, once the whole tree is read (`events` is required, as nginx).
+    pub(super) fn finish(self) -> Result<Config, ConfError> {
+        if !self.seen_events {
+            return Err(ConfError::plain("no \"events\" section in configuration"));
+        }
+        Ok(self.cfg)
+    }
+}
+
+/// `worker_processes N|auto` (`auto`: the CPUs this process may run on).
+fn worker_processes(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    m.cfg.worker_processes = if d.args[0] == "auto" {
+        core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1).max(1)
+    } else {
+        parse_num(d, &d.args[0])? as usize
+    };
+    if m.cfg.worker_processes == 0 {
+        return Err(d.err("invalid value \"0\" in \"worker_processes\" directive"));
+    }
+    Ok(())
+}
+
+/// `worker_cpu_affinity auto|MASK…` (nginx's bit strings, one per worker).
+fn worker_cpu_affinity(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    no_block(d)?;
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    m.cfg.worker_cpu_affinity = if d.args[0] == "auto" {
+        CpuAffinity::Auto
+    } else {
+        let mut masks = Vec::new();
+        for a in &d.args {
+            if a.is_empty() || a.len() > 64 || !a.bytes().all(|c| c == b'0' || c == b'1') {
+                return Err(d.err(format!("invalid character \"{a}\" in \"worker_cpu_affinity\"")));
+            }
+            masks.push(u64::from_str_radix(a, 2).unwrap_or(0));
+        }
+        CpuAffinity::Masks(masks)
+    };
+    Ok(())
+}
+
+/// `pid FILE|off` (`off` is ringx's).
+fn pid(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    m.cfg.pid = if d.args[0] == "off" {
+        None
+    } else {
+        Some(b.env.path(&d.args[0]))
+    };
+    Ok(())
+}
+
+fn worker_rlimit_nofile(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    m.cfg.worker_rlimit_nofile = Some(parse_num(d, &d.args[0])?);
+    Ok(())
+}
+
+fn worker_shutdown_timeout(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    m.cfg.worker_shutdown_timeout = Some(parse_time(d, &d.args[0])?);
+    Ok(())
+}
+
+fn events(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    if m.seen_events {
+        return Err(d.err("\"events\" directive is duplicate"));
+    }
+    m.seen_events = true;
+    walk(b, block(d)?, Ctx::Events, EVENTS, &mut m.cfg, None).map(drop)
+}
+
+fn http(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    if m.seen_http {
+        return Err(d.err("\"http\" directive is duplicate"));
+    }
+    m.seen_http = true;
+    m.cfg.http = b.http(d)?;
+    Ok(())
+}
+
+fn worker_connections(_: &mut Builder<'_>, c: &mut Config, d: &Directive) -> Done {
+    one_arg(d)?;
+    c.worker_connections = parse_num(d, &d.args[0])? as usize;
+    Ok(())
+}
+
+/// `use io_uring|epoll;` (nginx's event-method names; `io_uring` is ringx's).
+fn use_driver(_: &mut Builder<'_>, c: &mut Config, d: &Directive) -> Done {
+    one_arg(d)?;
+    c.driver = match d.args[0].as_str() {
+        "io_uring" => DriverChoice::Uring,
+        "epoll" => DriverChoice::Epoll,
+        other => return Err(d.err(format!("invalid event type \"{other}\""))),
+    };
+    Ok(())
+}
+
+/// `error_log FILE|stderr [LEVEL]`; `syslog:` and `memory:` are refused.
+pub(super) fn error_log(d: &Directive, env: &BuildEnv) -> Result<ErrorLog, ConfError> {
+    if d.args.is_empty() || d.args.len() > 2 {
+        return Err(nargs(d));
+    }
+    let target = if d.args[0] == "stderr" {
+        LogTarget::Stderr
+    } else if d.args[0].starts_with("syslog:") || d.args[0].starts_with("memory:") {
+        return Err(d.err(format!("\"{}\" error logs are not supported", d.args[0])));
+    } else {
+        LogTarget::File(env.path(&d.args[0]))
+    };
+    let level = match d.args.get(1) {
+        Some(l) => LogLevel::parse(l).ok_or_else(|| d.err(format!("invalid log level \"{l}\"")))?,
+        None => LogLevel::Error,
+    };
+    Ok(ErrorLog { target, level })
+}
+
+/// `error_log` in http, server or location: checked, not used (the process has one
+/// error log, the main context's).
+pub(super) fn check_error_log<S>(b: &mut Builder<'_>, _: &mut S, d: &Directive) -> Done {
+    error_log(d, b.env).map(drop)
+}

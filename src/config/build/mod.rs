@@ -1,0 +1,94 @@
+//! Directive tree → typed [`Config`]: contexts, arguments, defaults, inheritance,
+//! validation.
+//!
+//! The second stage of the config pipeline ([`super::parser`] → `build` →
+//! [`super::model`]), run at start-up and on reload. [`build`] walks the tree context by
+//! context; a directive that is unknown, or known but in the wrong context, or has a bad
+//! value is an `[emerg]` [`ConfError`] with its file:line, in nginx's wording.
+//!
+//! A directive is declared once, with its context:
+//! - table.rs: `Ctx`, the walk of one block through its context's table of
+//!   directives, the no-ops, and the "unknown directive" / "not allowed here" answer
+//!   drawn from every table;
+//! - a context's own directives sit in its file's table, beside their handlers:
+//!   main_ctx.rs (main and `events`), http.rs, server.rs, location.rs, upstream.rs,
+//!   health.rs (`match`, `health_check`), with listen.rs for `listen`, `server_name` and
+//!   the grouping of servers by address;
+//! - settings.rs: the settings nginx inherits http → server → location, one line each
+//!   (contexts, parser, default); each level collects them as `Option`s, merges over its
+//!   parent's, and resolves into the [`LocConf`](super::model::LocConf) the request path
+//!   reads. Like nginx, a level that sets any `proxy_set_header` (or `add_header`,
+//!   `access_log`, …) replaces the whole inherited list;
+//! - args.rs: argument counts, `on|off`, numbers, times, sizes, `host:port`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::model::{Config, Match, Upstream};
+use super::parser::Directive;
+use super::vars::Template;
+use super::ConfError;
+
+mod args;
+mod health;
+mod http;
+mod listen;
+mod location;
+mod main_ctx;
+mod server;
+mod settings;
+mod table;
+mod upstream;
+
+pub use args::{parse_size_str, parse_time_str};
+pub use listen::parse_listen_addr;
+
+pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+
+/// Paths and defaults the build needs from the command line.
+#[derive(Debug, Clone)]
+pub struct BuildEnv {
+    /// `-p`: relative log, pid and include paths resolve against it.
+    pub prefix: PathBuf,
+}
+
+impl BuildEnv {
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.prefix.join(p)
+        }
+    }
+}
+
+/// What the walk keeps across contexts: what http declares for its servers to name, and
+/// the access-log files numbered so far.
+struct Builder<'e> {
+    env: &'e BuildEnv,
+    log_formats: HashMap<String, Arc<Template>>,
+    log_files: Vec<PathBuf>,
+    upstreams: Vec<Arc<Upstream>>,
+    matches: HashMap<String, Arc<Match>>,
+}
+
+/// Builds the typed configuration from a parsed tree.
+pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
+    let mut b = Builder {
+        env,
+        log_formats: HashMap::new(),
+        log_files: Vec::new(),
+        upstreams: Vec::new(),
+        matches: HashMap::new(),
+    };
+    b.log_formats
+        .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));
+    let mut main = main_ctx::Main::new(env);
+    table::walk(&mut b, tree, table::Ctx::Main, main_ctx::MAIN, &mut main, None)?;
+    main.finish()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,406 @@
+//! The inheritable settings (http → server → location), each declared once.
+//!
+//! One line of the `settings!` table below declares a directive: its name (which is also
+//! its field in [`Settings`]), its value type, the contexts that accept it, its parser,
+//! and, when it is one [`LocConf`] field of the same name, nginx's default after `=>`.
+//! From that line the macro makes the `Option` each level collects, the merge (nginx's
+//! `merge_loc_conf`: a level that does not set a directive takes its parent's value), the
+//! lookup that parses it and, with a default, the `LocConf` field. A list-valued setting
+//! (`proxy_set_header`, `add_header`, `access_log`, …) merges as a whole: a level that
+//! sets one entry replaces the inherited list, as in nginx.
+//!
+//! A setting without a default is finished by hand below the table: the headers sent
+//! upstream (nginx's `Host` and `Connection` added), the hidden headers, the access logs
+//! (their files are numbered here) and the server-level header limits.
+//!
+//! A parser takes this level's value so far (`None` at its first occurrence) and returns
+//! the new one: list parsers append, the others replace.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{block, flag, nargs, one_arg, parse_num, parse_size, parse_time, time_arg, two_args};
+use super::table::Ctx;
+use super::Builder;
+use crate::config::model::{AccessLog, AddHeader, HttpVersion, LocConf, NextUpstream, ProxyPass, Return};
+use crate::config::parser::Directive;
+use crate::config::vars::Template;
+use crate::config::ConfError;
+
+/// http, server and location.
+const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
+/// http and server.
+const HS: &[Ctx] = &[Ctx::Http, Ctx::Server];
+
+macro_rules! settings {
+    (
+        computed { $($computed:ident),* $(,)? }
+        $( $name:ident: $ty:ty, $ctx:ident, $parse:ident $(=> $default:expr)?; )*
+    ) => {
+        /// One level's inheritable settings; `None`: not set at this level.
+        #[derive(Debug, Clone, Default)]
+        pub(super) struct Settings {
+            $( pub(super) $name: Option<$ty>, )*
+        }
+
+        /// Each setting's directive name and the contexts that accept it.
+        pub(super) const SETTINGS: &[(&str, &[Ctx])] = &[ $( (stringify!($name), $ctx) ),* ];
+
+        impl Settings {
+            /// nginx's merge: what this level does not set, it takes from `parent`.
+            pub(super) fn inherit(&mut self, parent: &Settings) {
+                $( if self.$name.is_none() { self.$name = parent.$name.clone(); } )*
+            }
+
+            /// Parses `d` into this level when it is a setting that `ctx` accepts; false
+            /// when it is not.
+            pub(super) fn parse(&mut self, b: &mut Builder<'_>, d: &Directive, ctx: Ctx) -> Result<bool, ConfError> {
+                $(
+                    if d.name == stringify!($name) && $ctx.contains(&ctx) {
+                        self.$name = Some($parse(b, d, self.$name.take())?);
+                        return Ok(true);
+                    }
+                )*
+                Ok(false)
+            }
+
+            /// The [`LocConf`] of a merged level: each setting with a default fills the
+            /// field of its name; `c` brings the other fields.
+            fn loc_conf(&self, c: Computed) -> LocConf {
+                let Computed { $($computed),* } = c;
+                LocConf {
+                    $( $( $name: self.$name.clone().unwrap_or_else(|| $default), )? )*
+                    $( $computed, )*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    // The LocConf fields that are not one setting with a default (see `Computed`).
+    computed {
+        proxy_pass, ret, proxy_set_headers, set_header_names, proxy_hide_headers,
+        proxy_next_upstream_timeout, add_headers, access_logs, status,
+    }
+    // directive = field           value type                      contexts parser       => default
+    proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
+    proxy_hide_header:             Vec<String>,                    HSL, header_name;
+    proxy_pass_header:             Vec<String>,                    HSL, header_name;
+    proxy_pass_request_headers:    bool,                           HSL, on_off        => true;
+    proxy_pass_request_body:       bool,                           HSL, on_off        => true;
+    proxy_http_version:            HttpVersion,                    HSL, http_version  => HttpVersion::Http10;
+    proxy_connect_timeout:         Duration,                       HSL, time          => Duration::from_secs(60);
+    proxy_send_timeout:            Duration,                       HSL, time          => Duration::from_secs(60);
+    proxy_read_timeout:            Duration,                       HSL, time          => Duration::from_secs(60);
+    proxy_next_upstream:           NextUpstream,                   HSL, next_upstream => NextUpstream::nginx_default();
+    proxy_next_upstream_tries:     u32,                            HSL, tries         => 0;
+    proxy_next_upstream_timeout:   Duration,                       HSL, time;
+    add_header:                    Vec<AddHeader>,                 HSL, add_header;
+    default_type:                  String,                         HSL, word          => "text/plain".into();
+    types:                         Arc<HashMap<String, String>>,   HSL, types         => Arc::new(default_types());
+    access_log:                    Vec<AccessLog>,                 HSL, access_log;
+    client_max_body_size:          u64,                            HSL, size          => 1024 * 1024;
+    client_body_timeout:           Duration,                       HSL, time          => Duration::from_secs(60);
+    client_header_timeout:         Duration,                       HS,  time;
+    large_client_header_buffers:   (usize, usize),                 HS,  header_buffers;
+    send_timeout:                  Duration,                       HSL, time          => Duration::from_secs(60);
+    keepalive_timeout:             Duration,                       HSL, keepalive     => Duration::from_secs(75);
+    keepalive_requests:            u64,                            HSL, count         => 1000;
+    server_tokens:                 bool,                           HSL, on_off        => true;
+}
+
+/// The [`LocConf`] fields that are not one setting with a default.
+struct Computed {
+    proxy_pass: Option<ProxyPass>,
+    ret: Option<Return>,
+    proxy_set_headers: Vec<(String, Template)>,
+    set_header_names: Vec<String>,
+    proxy_hide_headers: Vec<String>,
+    proxy_next_upstream_timeout: Option<Duration>,
+    add_headers: Vec<AddHeader>,
+    access_logs: Vec<AccessLog>,
+    status: bool,
+}
+
+impl Builder<'_> {
+    /// The [`LocConf`] of a level whose settings are merged (`inherit` done): the table's
+    /// defaults, and the settings finished by hand. `ret` and `status` are the
+    /// location's to set.
+    pub(super) fn resolve(&mut self, s: &Settings, proxy_pass: Option<ProxyPass>) -> LocConf {
+        let proxy_set_headers = upstream_headers(s);
+        let set_header_names = proxy_set_headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+        let access_logs = self.access_logs(s);
+        s.loc_conf(Computed {
+            proxy_pass,
+            ret: None,
+            proxy_set_headers,
+            set_header_names,
+            proxy_hide_headers: hidden_headers(s),
+            proxy_next_upstream_timeout: s.proxy_next_upstream_timeout.filter(|d| !d.is_zero()),
+            add_headers: s.add_header.clone().unwrap_or_default(),
+            access_logs,
+            status: false,
+        })
+    }
+
+    /// The level's access logs; unset at every level: `logs/access.log combined`.
+    fn access_logs(&mut self, s: &Settings) -> Vec<AccessLog> {
+        if let Some(l) = &s.access_log {
+            return l.clone();
+        }
+        let path = self.env.path("logs/access.log");
+        let file_id = self.log_file(&path);
+        vec![AccessLog {
+            path,
+            format: self.log_formats["combined"].clone(),
+            file_id,
+        }]
+    }
+
+    /// The index of `path` among the access-log files, numbering it if new.
+    fn log_file(&mut self, path: &PathBuf) -> usize {
+        match self.log_files.iter().position(|p| p == path) {
+            Some(i) => i,
+            None => {
+                self.log_files.push(path.clone());
+                self.log_files.len() - 1
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// `client_header_timeout` of a merged server level (default 60s).
+    pub(super) fn header_timeout(&self) -> Duration {
+        self.client_header_timeout.unwrap_or(Duration::from_secs(60))
+    }
+
+    /// `large_client_header_buffers` of a merged server level: (count, size), default
+    /// `4 8k`.
+    pub(super) fn header_buffers(&self) -> (usize, usize) {
+        self.large_client_header_buffers.unwrap_or((4, 8192))
+    }
+}
+
+/// The `proxy_set_header`s, then nginx's `Host: $proxy_host` and `Connection: close`
+/// unless set.
+fn upstream_headers(s: &Settings) -> Vec<(String, Template)> {
+    let mut headers: Vec<(String, Template)> = s.proxy_set_header.clone().unwrap_or_default();
+    let has = |h: &[(String, Template)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    if !has(&headers, "host") {
+        headers.push(("Host".into(), Template::compile("$proxy_host").expect("builtin")));
+    }
+    if !has(&headers, "connection") {
+        headers.push(("Connection".into(), Template::compile("close").expect("builtin")));
+    }
+    headers
+}
+
+/// Upstream response headers not passed on: nginx's list less `proxy_pass_header`,
+/// then `proxy_hide_header`.
+fn hidden_headers(s: &Settings) -> Vec<String> {
+    let pass = s.proxy_pass_header.clone().unwrap_or_default();
+    let mut hide: Vec<String> = [
+        "date",
+        "server",
+        "x-pad",
+        "x-accel-expires",
+        "x-accel-redirect",
+        "x-accel-limit-rate",
+        "x-accel-buffering",
+        "x-accel-charset",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .filter(|h| !pass.contains(h))
+    .collect();
+    hide.extend(s.proxy_hide_header.clone().unwrap_or_default());
+    hide
+}
+
+fn default_types() -> HashMap<String, String> {
+    [
+        ("html", "text/html"),
+        ("htm", "text/html"),
+        ("gif", "image/gif"),
+        ("jpg", "image/jpeg"),
+        ("jpeg", "image/jpeg"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect()
+}
+
+// The parsers. Each returns the level's new value from `prev`, its value so far.
+
+type Parsed<T> = Result<T, ConfError>;
+
+/// Appends `x` to this level's list (a level starts its own list: nginx's replace).
+fn push<T>(prev: Option<Vec<T>>, x: T) -> Vec<T> {
+    let mut list = prev.unwrap_or_default();
+    list.push(x);
+    list
+}
+
+fn time(_: &mut Builder<'_>, d: &Directive, _: Option<Duration>) -> Parsed<Duration> {
+    time_arg(d)
+}
+
+fn on_off(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
+    flag(d)
+}
+
+fn size(_: &mut Builder<'_>, d: &Directive, _: Option<u64>) -> Parsed<u64> {
+    one_arg(d)?;
+    parse_size(d, &d.args[0])
+}
+
+fn count(_: &mut Builder<'_>, d: &Directive, _: Option<u64>) -> Parsed<u64> {
+    one_arg(d)?;
+    parse_num(d, &d.args[0])
+}
+
+fn tries(_: &mut Builder<'_>, d: &Directive, _: Option<u32>) -> Parsed<u32> {
+    one_arg(d)?;
+    Ok(parse_num(d, &d.args[0])? as u32)
+}
+
+fn word(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+    one_arg(d)?;
+    Ok(d.args[0].clone())
+}
+
+/// `proxy_hide_header NAME`, `proxy_pass_header NAME` (lowercased).
+fn header_name(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<String>>) -> Parsed<Vec<String>> {
+    one_arg(d)?;
+    Ok(push(prev, d.args[0].to_ascii_lowercase()))
+}
+
+/// `proxy_set_header NAME VALUE`.
+fn set_header(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<Vec<(String, Template)>>,
+) -> Parsed<Vec<(String, Template)>> {
+    two_args(d)?;
+    let t = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
+    Ok(push(prev, (d.args[0].clone(), t)))
+}
+
+fn http_version(_: &mut Builder<'_>, d: &Directive, _: Option<HttpVersion>) -> Parsed<HttpVersion> {
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "1.0" => Ok(HttpVersion::Http10),
+        "1.1" => Ok(HttpVersion::Http11),
+        v => Err(d.err(format!(
+            "invalid value \"{v}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\""
+        ))),
+    }
+}
+
+/// `proxy_next_upstream error|timeout|invalid_header|non_idempotent|http_5xx…|off`.
+fn next_upstream(_: &mut Builder<'_>, d: &Directive, _: Option<NextUpstream>) -> Parsed<NextUpstream> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let mut n = NextUpstream::off();
+    for a in &d.args {
+        match a.as_str() {
+            "off" if d.args.len() == 1 => {}
+            "error" => n.error = true,
+            "timeout" => n.timeout = true,
+            "invalid_header" => n.invalid_header = true,
+            "non_idempotent" => n.non_idempotent = true,
+            "http_500" | "http_502" | "http_503" | "http_504" | "http_403" | "http_404" | "http_429" => {
+                let code: u16 = a[5..].parse().unwrap_or(0);
+                if let Some(i) = NextUpstream::STATUSES.iter().position(|&c| c == code) {
+                    n.statuses[i] = true;
+                }
+            }
+            _ => return Err(d.err(format!("invalid value \"{a}\" in \"proxy_next_upstream\" directive"))),
+        }
+    }
+    Ok(n)
+}
+
+/// `add_header NAME VALUE [always]`.
+fn add_header(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<AddHeader>>) -> Parsed<Vec<AddHeader>> {
+    let always = match d.args.len() {
+        2 => false,
+        3 if d.args[2] == "always" => true,
+        3 => return Err(d.err(format!("invalid parameter \"{}\"", d.args[2]))),
+        _ => return Err(nargs(d)),
+    };
+    let value = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
+    let name = d.args[0].clone();
+    Ok(push(prev, AddHeader { name, value, always }))
+}
+
+/// `types { TYPE EXT…; }`: extension (lowercased) → type.
+fn types(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    _: Option<Arc<HashMap<String, String>>>,
+) -> Parsed<Arc<HashMap<String, String>>> {
+    let mut m = HashMap::new();
+    for t in block(d)? {
+        for ext in &t.args {
+            m.insert(ext.to_ascii_lowercase(), t.name.clone());
+        }
+    }
+    Ok(Arc::new(m))
+}
+
+/// `access_log PATH [FORMAT [buffer=…] [flush=…]] | off`.
+fn access_log(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<AccessLog>>) -> Parsed<Vec<AccessLog>> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    if d.args[0] == "off" {
+        // An explicit `off` at this level: an empty list (not None), so nothing is inherited.
+        return Ok(Vec::new());
+    }
+    let fmt_name = d.args.get(1).map(String::as_str).unwrap_or("combined");
+    let format = b
+        .log_formats
+        .get(fmt_name)
+        .cloned()
+        .ok_or_else(|| d.err(format!("unknown log format \"{fmt_name}\"")))?;
+    for a in d.args.iter().skip(2) {
+        if !(a.starts_with("buffer=") || a.starts_with("flush=")) {
+            return Err(d.err(format!("unsupported parameter \"{a}\" in \"access_log\"")));
+        }
+    }
+    if d.args[0].contains('$') {
+        return Err(d.err("variables in \"access_log\" paths are not supported"));
+    }
+    let path = if d.args[0] == "stderr" {
+        PathBuf::from("/dev/stderr")
+    } else {
+        b.env.path(&d.args[0])
+    };
+    let file_id = b.log_file(&path);
+    Ok(push(prev, AccessLog { path, format, file_id }))
+}
+
+/// `large_client_header_buffers N SIZE`.
+fn header_buffers(_: &mut Builder<'_>, d: &Directive, _: Option<(usize, usize)>) -> Parsed<(usize, usize)> {
+    two_args(d)?;
+    let n = parse_num(d, &d.args[0])? as usize;
+    let size = parse_size(d, &d.args[1])? as usize;
+    if n == 0 || size < 16 {
+        return Err(d.err("invalid value in \"large_client_header_buffers\""));
+    }
+    Ok((n, size))
+}
+
+/// `keepalive_timeout T [HEADER_T]` (the header timeout is accepted and not used).
+fn keepalive(_: &mut Builder<'_>, d: &Directive, _: Option<Duration>) -> Parsed<Duration> {
+    if d.args.is_empty() || d.args.len() > 2 {
+        return Err(nargs(d));
+    }
+    parse_time(d, &d.args[0])
+}
