@@ -83,7 +83,10 @@ fn server(_: &mut Builder<'_>, up: &mut UpstreamLevel, d: &Directive) -> Done {
         .to_socket_addrs()
         .map_err(|_| d.err(format!("host not found in upstream \"{hp}\"")))?
         .collect();
-    let mut s = UpstreamServer::new(addrs[0], hp.clone());
+    let Some(&first) = addrs.first() else {
+        return Err(d.err(format!("host not found in upstream \"{hp}\"")));
+    };
+    let mut s = UpstreamServer::new(first, hp.clone());
     for p in &d.args[1..] {
         let bad = || d.err(format!("invalid parameter \"{p}\""));
         if let Some(v) = p.strip_prefix("weight=") {
