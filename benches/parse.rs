@@ -12,10 +12,10 @@ use ringx::balance::{Balancer, Tried};
 use ringx::config::build::{build, BuildEnv};
 use ringx::config::parser::parse_str;
 use ringx::config::Config;
-use ringx::http::body::ChunkedDecoder;
 use ringx::http::ctx::{ReqCtx, Sent};
 use ringx::http::forward::{write_request_head, UpBody};
-use ringx::http::parse::{parse_request, HeadLimits, RequestHead};
+use ringx::proto::h1::body::ChunkedDecoder;
+use ringx::proto::h1::request::{parse_request, HeadLimits, RequestHead};
 
 const LIMITS: HeadLimits = HeadLimits {
     line_max: 8192,

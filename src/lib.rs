@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod net;
 pub mod observe;
+pub mod proto;
 pub mod runtime;
 
 /// This machine's host name (for `$hostname`).

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::balance::shared::now_ms_at;
 use crate::config::model::{HeaderCond, HealthCheck, Match, Upstream};
-use crate::http::response::{parse_response, ResponseHead};
 use crate::net::Stream;
 use crate::observe::log;
+use crate::proto::h1::response::{parse_response, ResponseHead};
 use crate::runtime::worker::Worker;
 
 /// Whether a probe response passes. `buf` holds the whole response (head and body).

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::model::{ProxyPass, Server};
 use crate::config::vars::{Var, VarSource};
 
-use super::parse::{HeaderKind, RequestHead};
+use crate::proto::h1::request::{HeaderKind, RequestHead};
 
 /// One upstream attempt, for `$upstream_addr`, `$upstream_status` and
 /// `$upstream_response_time`.
@@ -118,7 +118,7 @@ impl ReqCtx<'_> {
                 continue;
             }
             for kv in h.value.get(self.buf).split(|&c| c == b';') {
-                let kv = super::parse::trim(kv);
+                let kv = crate::proto::h1::request::trim(kv);
                 if let Some(i) = kv.iter().position(|&c| c == b'=') {
                     if &kv[..i] == name.as_bytes() {
                         out.extend_from_slice(&kv[i + 1..]);

@@ -10,8 +10,8 @@ use crate::config::model::{HttpVersion, LocConf, ProxyPass};
 use crate::config::vars::Template;
 
 use super::ctx::ReqCtx;
-use super::parse::HeaderKind;
 use super::uri::escape_into;
+use crate::proto::h1::request::{HeaderKind, Method};
 
 /// How the body travels upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +103,7 @@ pub fn write_request_head(
         UpBody::None => {
             // nginx sends no Content-Length for a bodiless request unless the method
             // usually has one; ringx sends "Content-Length: 0" for POST/PUT/PATCH.
-            if matches!(
-                head.method(),
-                super::parse::Method::Post | super::parse::Method::Put | super::parse::Method::Patch
-            ) {
+            if matches!(head.method(), Method::Post | Method::Put | Method::Patch) {
                 out.extend_from_slice(b"Content-Length: 0\r\n");
             }
         }

@@ -39,15 +39,16 @@ use crate::net::{Deadline, IoFail, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
-use super::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use super::ctx::{Attempt, ReqCtx, Sent};
 use super::forward::{write_request_head, UpBody};
-use super::parse::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
-use super::response::{parse_response, RespBody, ResponseHead};
 use super::spool::Spool;
 use super::status::{closes_connection, error_page, reason, wire_code, write_http_date};
 use super::uri::normalize;
 use super::{route, HttpError};
+use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
+use crate::proto::h1::framing::{self, ClientFraming, KeepAliveLimits};
+use crate::proto::h1::request::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
+use crate::proto::h1::response::{parse_response, ResponseHead};
 
 const CLIENT_BUF: usize = 4096;
 /// For a wait bounded by the other branch of its select.
@@ -194,7 +195,8 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
             return;
         }
         // Drop this request's bytes; pipelined ones move to the front.
-        c.buf.drain(..c.consumed.min(c.buf.len()));
+        let next = framing::pipelined(&c.buf, c.consumed).len();
+        c.buf.drain(..c.buf.len() - next);
         c.consumed = 0;
     }
 }
@@ -327,8 +329,8 @@ struct PerRequest<'a> {
     out: &'a mut Vec<u8>,
     scratch: &'a mut Vec<u8>,
     uri_norm: &'a mut Vec<u8>,
-    headers: &'a mut Vec<crate::http::parse::Header>,
-    resp_headers: &'a mut Vec<crate::http::response::RespHeader>,
+    headers: &'a mut Vec<crate::proto::h1::request::Header>,
+    resp_headers: &'a mut Vec<crate::proto::h1::response::RespHeader>,
     attempts: &'a mut Vec<Attempt>,
 }
 
@@ -406,7 +408,11 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
 
 /// Whether the client connection may stay open after this response.
 fn client_keep(c: &Client, r: &Req<'_>) -> bool {
-    c.head.keep_alive && c.requests < r.conf.keepalive_requests && !r.conf.keepalive_timeout.is_zero()
+    let limits = KeepAliveLimits {
+        max_requests: r.conf.keepalive_requests,
+        timeout_zero: r.conf.keepalive_timeout.is_zero(),
+    };
+    framing::client_keep_alive(&c.head, c.requests, limits)
 }
 
 /// Takes the rest of a small request body that ringx answers itself; false when it
@@ -1038,7 +1044,7 @@ async fn read_small_body(c: &mut Client, conf: &LocConf, mut enough: impl FnMut(
 /// `100 Continue`, once, when the client waits for it before sending its body.
 /// False when the client went away.
 async fn send_continue(c: &mut Client, conf: &LocConf) -> bool {
-    if !(c.head.expect_continue && c.head.minor == 1) {
+    if !framing::wants_continue(&c.head) {
         return true;
     }
     c.head.expect_continue = false;
@@ -1101,7 +1107,7 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
 }
 
 /// Decodes `raw` into the spool: 400 for a bad chunk, 500 when the spool fails.
-fn spool_chunks(d: &mut ChunkedDecoder, raw: &[u8], out: &mut Spool) -> Result<crate::http::body::Fed, u16> {
+fn spool_chunks(d: &mut ChunkedDecoder, raw: &[u8], out: &mut Spool) -> Result<crate::proto::h1::body::Fed, u16> {
     let mut failed = None;
     let f = d
         .feed(raw, |rg| {
@@ -1373,9 +1379,12 @@ async fn exchange(
             "reading response header from",
         )));
     }
-    relay_response(c, r, conn, ubuf, hstart)
-        .await
-        .map(|(k, reuse)| (k && !early, reuse && info.keep_alive && !early))
+    let body = c.resp.body(c.head.method() == Method::Head);
+    let upstream_keep = c.resp.keep_alive;
+    relay_response(c, r, conn, ubuf, hstart).await.map(|(k, exact)| {
+        let reuse = framing::upstream_reusable(upstream_keep, info.keep_alive, body, exact && !early);
+        (k && !early, reuse)
+    })
 }
 
 /// Streams the rest of the request body (what did not arrive with the head) to the
@@ -1522,26 +1531,8 @@ async fn relay(
     let conf = r.conf;
     let is_head = c.head.method() == Method::Head;
     let rb = c.resp.body(is_head);
-    let client11 = c.head.minor == 1;
-    // How the body is framed towards the client.
-    #[derive(PartialEq, Clone, Copy)]
-    enum Out {
-        None,
-        Length(u64),
-        ChunkedPass,
-        Dechunk,
-        Encode,
-        Raw,
-    }
-    let mode = match rb {
-        RespBody::None => Out::None,
-        RespBody::Length(n) => Out::Length(n),
-        RespBody::Chunked if client11 => Out::ChunkedPass,
-        RespBody::Chunked => Out::Dechunk,
-        RespBody::Close if client11 => Out::Encode,
-        RespBody::Close => Out::Raw,
-    };
-    let mut keep = client_keep(c, r) && !matches!(mode, Out::Dechunk | Out::Raw);
+    let mode = ClientFraming::choose(rb, c.head.minor);
+    let mut keep = client_keep(c, r) && mode.delimited();
     let code = c.resp.code;
     // Build the client head in c.out.
     let mut out = std::mem::take(&mut c.out);
@@ -1585,14 +1576,7 @@ async fn relay(
         out.extend_from_slice(h.value.get(upstream_head));
         out.extend_from_slice(b"\r\n");
     }
-    match (mode, c.resp.content_length) {
-        (Out::Length(n), _) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
-        (Out::None, Some(n)) if code != 204 && code != 304 => {
-            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes())
-        }
-        (Out::ChunkedPass | Out::Encode, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        _ => {}
-    }
+    mode.write_header(code, c.resp.content_length, &mut out);
     if c.w.quitting.get() {
         keep = false;
     }
@@ -1613,7 +1597,9 @@ async fn relay(
     let filled = ubuf.len();
     let send_t = conf.send_timeout;
     let read_t = conf.proxy_read_timeout;
-    let mut upstream_reusable = c.resp.keep_alive;
+    // The upstream's bytes ended exactly where the response did (nothing extra,
+    // nothing cut): one condition of reusing the connection (framing::upstream_reusable).
+    let mut exact = true;
     // A client that goes away is its own fault, never the upstream's.
     let client_err = |e: IoFail| {
         log::info(format_args!(
@@ -1639,25 +1625,25 @@ async fn relay(
     // upstream head, when it fits in the room there.
     let mut dec = ChunkedDecoder::new();
     let (first_end, mut state) = match mode {
-        Out::None => (body_start, 0u64),
-        Out::Length(n) => {
+        ClientFraming::None => (body_start, 0u64),
+        ClientFraming::Length(n) => {
             let take = ((filled - body_start) as u64).min(n);
             if (filled - body_start) as u64 > n {
-                upstream_reusable = false;
+                exact = false;
             }
             (body_start + take as usize, n - take)
         }
-        Out::ChunkedPass => {
+        ClientFraming::ChunkedPass => {
             let fed = dec
                 .feed(&ubuf[body_start..filled], |_| {})
                 .map_err(|_| ExErr::Fail(Fail::new(FailKind::InvalidBody, 502, true, "reading")))?;
             if fed.done && body_start + fed.consumed != filled {
-                upstream_reusable = false;
+                exact = false;
             }
             (body_start + fed.consumed, 0)
         }
-        Out::Raw => (filled, 0),
-        Out::Dechunk | Out::Encode => (body_start, 0),
+        ClientFraming::Raw => (filled, 0),
+        ClientFraming::Dechunk | ClientFraming::Encode => (body_start, 0),
     };
     if out.len() <= body_start {
         let s = body_start - out.len();
@@ -1679,8 +1665,8 @@ async fn relay(
     }
     // The rest of the body.
     match mode {
-        Out::None => {}
-        Out::Length(total) => {
+        ClientFraming::None => {}
+        ClientFraming::Length(total) => {
             // The response did not fit: grow this connection's buffer so that the
             // next one of this size (on this kept-alive connection) arrives in one
             // read. Small responses keep small buffers.
@@ -1702,7 +1688,7 @@ async fn relay(
                 ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
             }
         }
-        Out::ChunkedPass => {
+        ClientFraming::ChunkedPass => {
             let d = &mut dec;
             while !d.is_done() {
                 ubuf.clear();
@@ -1719,7 +1705,7 @@ async fn relay(
                     .feed(&ubuf, |_| {})
                     .map_err(|_| fatal(FailKind::InvalidBody, 502, "reading"))?;
                 if fed.done && fed.consumed != ubuf.len() {
-                    upstream_reusable = false;
+                    exact = false;
                 }
                 ubuf = c
                     .stream
@@ -1728,8 +1714,8 @@ async fn relay(
                     .map_err(client_err)?;
             }
         }
-        Out::Dechunk => {
-            upstream_reusable = false;
+        ClientFraming::Dechunk => {
+            exact = false;
             let mut d = ChunkedDecoder::new();
             // Data already here, then the rest; data runs are packed to the front of
             // the buffer and written in one go.
@@ -1765,8 +1751,7 @@ async fn relay(
                 pos = 0;
             }
         }
-        Out::Encode => {
-            upstream_reusable = false;
+        ClientFraming::Encode => {
             // Bytes that came with the head first.
             let mut pending: Option<(usize, usize)> = (filled > body_start).then_some((body_start, filled));
             loop {
@@ -1812,24 +1797,21 @@ async fn relay(
                 }
             }
         }
-        Out::Raw => {
-            upstream_reusable = false;
-            loop {
-                ubuf.clear();
-                let (n, b) = conn
-                    .stream
-                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
-                    .await
-                    .map_err(up_err)?;
-                ubuf = b;
-                if n == 0 {
-                    break;
-                }
-                ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+        ClientFraming::Raw => loop {
+            ubuf.clear();
+            let (n, b) = conn
+                .stream
+                .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                .await
+                .map_err(up_err)?;
+            ubuf = b;
+            if n == 0 {
+                break;
             }
-        }
+            ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+        },
     }
     ubuf.clear();
     conn.buf = ubuf;
-    Ok((keep, upstream_reusable))
+    Ok((keep, exact))
 }

@@ -9,7 +9,7 @@
 //! httparse refuses (NUL, bare CR, space before the colon). "Need more bytes" is
 //! `Ok(None)`, not an error.
 
-use super::HttpError;
+use crate::proto::HttpError;
 
 /// A byte range of the receive buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! An invalid head (not HTTP, two different Content-Lengths, a bad Content-Length) is
 //! an error: ringx answers 502 and does not reuse the connection.
 
-use super::parse::{trim, Span};
-use super::HttpError;
+use super::request::{trim, Span};
+use crate::proto::HttpError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RespBody {
@@ -73,7 +73,7 @@ pub fn parse_response(buf: &[u8], head: &mut ResponseHead) -> Result<Option<()>,
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let v = trim(h.value);
-        let mut hop = super::parse::is_hop_by_hop(name);
+        let mut hop = super::request::is_hop_by_hop(name);
         if name.eq_ignore_ascii_case(b"content-length") {
             hop = true;
             let parsed: Option<u64> = std::str::from_utf8(v)
