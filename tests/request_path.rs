@@ -647,3 +647,33 @@ fn a_chunked_body_for_an_http10_upstream_is_spooled_not_held_in_memory() {
         .unwrap();
     assert!(hwm < 40 * 1024, "peak RSS {hwm} kB for a 64 MiB body");
 }
+
+/// Defect 12 (error lines name the right cause): a response head larger than ringx
+/// takes is 502 with nginx's words, once, not "invalid header while upstream sent
+/// too big header while ...".
+#[test]
+fn a_too_big_upstream_head_is_logged_in_nginx_words() {
+    let up = raw_upstream(|s| {
+        read_request_head(s);
+        let big = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(40 * 1024));
+        let _ = s.write_all(big.as_bytes());
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; }} }} }}"
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let resp = get(addr_of(port), "/", "x").expect("a response");
+    assert_eq!(resp.status, 502);
+    wait_for("the error line", Duration::from_secs(3), || {
+        r.stderr().contains("[error]")
+    });
+    let err = r.stderr();
+    assert_eq!(err.matches("[error]").count(), 1, "{err}");
+    assert!(
+        err.contains(": upstream sent too big header while reading response header from upstream, client: 127.0.0.1"),
+        "{err}"
+    );
+}

@@ -5,6 +5,7 @@
 //! ([`proxy`]).
 
 pub mod ctx;
+pub mod fail;
 pub mod forward;
 pub mod proxy;
 pub mod route;

@@ -40,6 +40,7 @@ use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
 use super::ctx::{Attempt, ReqCtx, Sent};
+use super::fail::{Fail, FailKind, Phase};
 use super::forward::{write_request_head, UpBody};
 use super::spool::Spool;
 use super::status::{closes_connection, error_page, reason, wire_code, write_http_date};
@@ -683,62 +684,6 @@ async fn lingering_close(c: &mut Client) {
 // ---------------------------------------------------------------------------
 // Proxying
 
-/// Why an upstream attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FailKind {
-    Error,
-    Timeout,
-    InvalidHeader,
-    Status(u16),
-    /// The client's fault (it went away, sent a bad or too large body): never
-    /// counted against the upstream server.
-    Client,
-    /// A malformed chunked response body (after the head went to the client).
-    InvalidBody,
-    /// ringx's own fault (a temporary file failed), logged where it happened: never
-    /// counted against the upstream server, never retried.
-    Internal,
-}
-
-struct Fail {
-    kind: FailKind,
-    /// The status for the client if no other server is tried.
-    status: u16,
-    /// The request (head) reached the upstream.
-    sent: bool,
-    /// Another attempt is impossible (body partly streamed, client gone, response
-    /// started).
-    fatal: bool,
-    /// The client connection is unusable.
-    client_gone: bool,
-    msg: &'static str,
-    /// The OS error, for the log line (`connect() failed (111: Connection refused)`).
-    os: Option<std::io::Error>,
-}
-
-impl Fail {
-    fn new(kind: FailKind, status: u16, sent: bool, msg: &'static str) -> Self {
-        Fail {
-            kind,
-            status,
-            sent,
-            fatal: false,
-            client_gone: false,
-            msg,
-            os: None,
-        }
-    }
-    fn io(e: IoFail, sent: bool, what: &'static str) -> Self {
-        match e {
-            IoFail::Timeout => Fail::new(FailKind::Timeout, 504, sent, what),
-            IoFail::Io(e) => Fail {
-                os: Some(e),
-                ..Fail::new(FailKind::Error, 502, sent, what)
-            },
-        }
-    }
-}
-
 /// How the request body reaches the upstream.
 enum BodyPlan {
     None,
@@ -938,62 +883,42 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 return keep_client;
             }
             Err(f) => {
-                let counts = !matches!(
-                    f.kind,
-                    FailKind::Status(403) | FailKind::Status(404) | FailKind::Client | FailKind::Internal
-                );
-                bal.release(si, counts, Instant::now());
-                if f.kind == FailKind::Internal {
+                bal.release(si, f.counts_against_peer(), Instant::now());
+                match f.kind {
                     // Logged where it happened; the client gets a 500.
-                    last = Some(f);
-                    break;
-                }
-                if f.kind == FailKind::Client {
+                    FailKind::Internal => {
+                        last = Some(f);
+                        break;
+                    }
                     // Logged at info where it happened, naming the client.
-                    if r.sent.status == 0 {
-                        r.sent.status = f.status;
+                    FailKind::Client(_) => {
+                        if r.sent.status == 0 {
+                            r.sent.status = f.status();
+                        }
+                        return false;
                     }
-                    return false;
+                    _ => {}
                 }
-                let what = match (&f.kind, &f.os) {
-                    (FailKind::Client | FailKind::Internal, _) => unreachable!("handled above"),
-                    (FailKind::Timeout, _) => "upstream timed out (110: Connection timed out)".to_string(),
-                    (FailKind::InvalidHeader, _) => "upstream sent invalid header".to_string(),
-                    (FailKind::InvalidBody, _) => "upstream sent invalid chunked response".to_string(),
-                    (FailKind::Status(s), _) => format!("upstream returned status {s}"),
-                    (FailKind::Error, Some(e)) => {
-                        // The call that failed, by phase, as nginx names it.
-                        let call = match f.msg {
-                            "connecting to" => "connect()",
-                            m if m.starts_with("sending") => "writev()",
-                            _ => "recv()",
-                        };
-                        format!("{call} failed ({})", crate::config::parser::os_err(e))
-                    }
-                    (FailKind::Error, None) => "upstream prematurely closed connection".to_string(),
-                };
-                log::error(format_args!(
-                    "{what} while {} upstream, client: {}, server: {}, request: \"{} {} HTTP/1.{}\", upstream: \"http://{}\"",
-                    f.msg,
-                    c.peer.ip(),
-                    r.server.primary_name,
-                    String::from_utf8_lossy(c.head.method_span.get(&c.buf)),
-                    String::from_utf8_lossy(c.head.target.get(&c.buf)),
-                    c.head.minor,
-                    addr
-                ));
+                if let Some(cause) = f.cause() {
+                    log::error(format_args!(
+                        "{cause}, client: {}, server: {}, request: \"{} {} HTTP/1.{}\", upstream: \"http://{}\"",
+                        c.peer.ip(),
+                        r.server.primary_name,
+                        String::from_utf8_lossy(c.head.method_span.get(&c.buf)),
+                        String::from_utf8_lossy(c.head.target.get(&c.buf)),
+                        c.head.minor,
+                        addr
+                    ));
+                }
                 if f.client_gone {
                     return false;
                 }
-                let nu = conf.proxy_next_upstream;
-                let allowed = match f.kind {
-                    FailKind::Error => nu.error,
-                    FailKind::Timeout => nu.timeout,
-                    FailKind::InvalidHeader | FailKind::InvalidBody => nu.invalid_header,
-                    FailKind::Status(s) => nu.status(s),
-                    FailKind::Client | FailKind::Internal => false,
-                };
-                let retry = !f.fatal && allowed && more && replayable && (idempotent || nu.non_idempotent || !f.sent);
+                let nu = &conf.proxy_next_upstream;
+                let retry = !f.fatal
+                    && f.next_upstream_allows(nu)
+                    && more
+                    && replayable
+                    && (idempotent || nu.non_idempotent || !f.sent);
                 let fatal = f.fatal;
                 last = Some(f);
                 if !retry {
@@ -1005,7 +930,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
             }
         }
     }
-    let code = last.map_or(502, |f| f.status);
+    let code = last.map_or(502, |f| f.status());
     let keep = client_keep(c, r) && !matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. });
     let ok = send_error(c, r, code, keep).await;
     ok && keep
@@ -1164,7 +1089,7 @@ async fn attempt(
             Some(p) => p,
             None => match Stream::connect(addr, conf.proxy_connect_timeout).await {
                 Ok(s) => UpConn::new(s, addr, UP_BUF),
-                Err(e) => break Err(Fail::io(e, false, "connecting to")),
+                Err(e) => break Err(Fail::io(e, Phase::Connect, false)),
             },
         };
         rec.connect_ms = ms_since(t0);
@@ -1181,14 +1106,10 @@ async fn attempt(
             // without `proxy_next_upstream non_idempotent`).
             Err(ExErr::Stale { sent, .. }) if reused && (!sent || replay_ok) => continue,
             Err(ExErr::Stale { sent, os }) => {
-                let msg = if sent {
-                    "reading response header from"
-                } else {
-                    "sending request to"
-                };
+                let phase = if sent { Phase::ReadHead } else { Phase::SendRequest };
                 break Err(Fail {
                     os,
-                    ..Fail::new(FailKind::Error, 502, sent, msg)
+                    ..Fail::new(FailKind::Error, phase, sent)
                 });
             }
             Err(ExErr::Fail(f)) => break Err(f),
@@ -1219,15 +1140,8 @@ fn sized(mut b: Vec<u8>, want: usize) -> Vec<u8> {
     b
 }
 
-/// The exchange cannot go on and nothing else may be tried (the client connection is
-/// closed): a body half sent, the client gone, a response already begun. `kind`
-/// says whose fault it was (`FailKind::Client` is never counted against the server).
-fn fatal(kind: FailKind, status: u16, msg: &'static str) -> ExErr {
-    ExErr::Fail(Fail {
-        client_gone: true,
-        fatal: true,
-        ..Fail::new(kind, status, true, msg)
-    })
+fn fatal(kind: FailKind, phase: Phase) -> ExErr {
+    ExErr::Fail(Fail::fatal(kind, phase))
 }
 
 enum ExErr {
@@ -1278,14 +1192,7 @@ async fn exchange(
     }
     match conn.stream.write_all(out, conf.proxy_send_timeout).await {
         Ok(b) => c.out = b,
-        Err(IoFail::Timeout) => {
-            return Err(ExErr::Fail(Fail::new(
-                FailKind::Timeout,
-                504,
-                true,
-                "sending request to",
-            )))
-        }
+        Err(IoFail::Timeout) => return Err(ExErr::Fail(Fail::new(FailKind::Timeout, Phase::SendRequest, true))),
         Err(IoFail::Io(e)) => {
             return Err(ExErr::Stale {
                 sent: false,
@@ -1317,7 +1224,7 @@ async fn exchange(
     }
     // The response head. Interim 1xx responses are skipped (ringx does not forward
     // Expect); several may arrive in one read together with the final head.
-    let bad_head = |msg| ExErr::Fail(Fail::new(FailKind::InvalidHeader, 502, true, msg));
+    let bad_head = |kind| ExErr::Fail(Fail::new(kind, Phase::ReadHead, true));
     ubuf.clear();
     ubuf.resize(RESERVE, 0);
     let hstart = RESERVE;
@@ -1327,57 +1234,44 @@ async fn exchange(
     let deadline = Deadline::At(Instant::now() + conf.proxy_read_timeout);
     let mut got_any = false;
     'head: loop {
-        let res = conn.stream.read_append(ubuf, UP_HEAD_MAX + RESERVE, deadline).await;
+        // At most what is left of the head limit: a head over it is "too big" however
+        // the bytes arrive.
+        let room = (hstart + UP_HEAD_MAX).saturating_sub(ubuf.len()).max(1);
+        let res = conn.stream.read_append(ubuf, room, deadline).await;
         ubuf = match res {
             Ok((0, b)) if !got_any => {
                 conn.buf = b;
                 return Err(ExErr::Stale { sent: true, os: None });
             }
-            Ok((0, _)) => return Err(bad_head("reading response header from")),
+            Ok((0, _)) => return Err(bad_head(FailKind::InvalidHeader)),
             Ok((_, b)) => b,
-            Err(IoFail::Timeout) => {
-                return Err(ExErr::Fail(Fail::new(
-                    FailKind::Timeout,
-                    504,
-                    true,
-                    "reading response header from",
-                )))
-            }
+            Err(IoFail::Timeout) => return Err(ExErr::Fail(Fail::new(FailKind::Timeout, Phase::ReadHead, true))),
             Err(IoFail::Io(e)) if !got_any => {
                 return Err(ExErr::Stale {
                     sent: true,
                     os: Some(e),
                 })
             }
-            Err(e) => return Err(ExErr::Fail(Fail::io(e, true, "reading response header from"))),
+            Err(e) => return Err(ExErr::Fail(Fail::io(e, Phase::ReadHead, true))),
         };
         got_any = true;
         loop {
             match parse_response(&ubuf[hstart..], &mut c.resp) {
-                Ok(Some(())) if c.resp.code == 101 => return Err(bad_head("reading response header from")),
+                Ok(Some(())) if c.resp.code == 101 => return Err(bad_head(FailKind::InvalidHeader)),
                 Ok(Some(())) if c.resp.code < 200 => {
                     ubuf.drain(hstart..hstart + c.resp.head_len);
                 }
                 Ok(Some(())) => break 'head,
-                Ok(None) if ubuf.len() - hstart >= UP_HEAD_MAX => {
-                    return Err(bad_head(
-                        "upstream sent too big header while reading response header from",
-                    ))
-                }
+                Ok(None) if ubuf.len() - hstart >= UP_HEAD_MAX => return Err(bad_head(FailKind::TooBigHeader)),
                 Ok(None) => continue 'head,
-                Err(_) => return Err(bad_head("reading response header from")),
+                Err(_) => return Err(bad_head(FailKind::InvalidHeader)),
             }
         }
     }
     rec.header_ms = ms_since(t0);
     let code = c.resp.code;
     if more && conf.proxy_next_upstream.status(code) {
-        return Err(ExErr::Fail(Fail::new(
-            FailKind::Status(code),
-            code,
-            true,
-            "reading response header from",
-        )));
+        return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
     }
     let body = c.resp.body(c.head.method() == Method::Head);
     let upstream_keep = c.resp.keep_alive;
@@ -1413,13 +1307,11 @@ async fn send_rest(
                             "client prematurely closed connection while sending request body, client: {}",
                             c.peer.ip()
                         ));
-                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
+                        return Err(fatal(FailKind::Client(400), Phase::SendBody));
                     }
                     Ok((n, b)) => {
                         remaining -= n as u64;
-                        ubuf = conn_write(stream, b, conf)
-                            .await
-                            .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+                        ubuf = conn_write(stream, b, conf).await.map_err(|f| ExErr::Fail(f.final_()))?;
                     }
                 }
             }
@@ -1436,7 +1328,7 @@ async fn send_rest(
                     .await
                 {
                     Ok((0, _)) | Err(_) => {
-                        return Err(fatal(FailKind::Client, 400, "sending request body to"));
+                        return Err(fatal(FailKind::Client(400), Phase::SendBody));
                     }
                     Ok((_, b)) => ubuf = b,
                 }
@@ -1445,19 +1337,19 @@ async fn send_rest(
                     Ok(f) => f,
                     Err(_) => {
                         let _ = send_error(c, r, 400, false).await;
-                        return Err(fatal(FailKind::Client, 400, "reading client body for"));
+                        return Err(fatal(FailKind::Client(400), Phase::ClientBody));
                     }
                 };
                 if max != 0 && decoder.total > max {
                     let _ = send_error(c, r, 413, false).await;
-                    return Err(fatal(FailKind::Client, 413, "reading client body for"));
+                    return Err(fatal(FailKind::Client(413), Phase::ClientBody));
                 }
                 if fed.done {
                     c.buf.extend_from_slice(&ubuf[fed.consumed..]);
                 }
                 enc = conn_write(stream, enc, conf)
                     .await
-                    .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+                    .map_err(|f| ExErr::Fail(f.final_()))?;
             }
             *plan = BodyPlan::Buffered { len: 0 };
         }
@@ -1471,10 +1363,9 @@ async fn send_rest(
                         log::crit(format_args!(
                             "pread() of the request body's temporary file failed ({e})"
                         ));
-                        return Err(ExErr::Fail(Fail {
-                            fatal: true,
-                            ..Fail::new(FailKind::Internal, 500, true, "sending request body to")
-                        }));
+                        return Err(ExErr::Fail(
+                            Fail::new(FailKind::Internal, Phase::SendBody, true).final_(),
+                        ));
                     }
                 };
                 if n == 0 {
@@ -1483,7 +1374,7 @@ async fn send_rest(
                 off += n as u64;
                 ubuf = conn_write(stream, ubuf, conf)
                     .await
-                    .map_err(|f| ExErr::Fail(Fail { fatal: true, ..f }))?;
+                    .map_err(|f| ExErr::Fail(f.final_()))?;
             }
         }
         _ => {}
@@ -1495,7 +1386,7 @@ async fn conn_write(stream: &Stream, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u
     stream
         .write_all(b, conf.proxy_send_timeout)
         .await
-        .map_err(|e| Fail::io(e, true, "sending request body to"))
+        .map_err(|e| Fail::io(e, Phase::SendBody, true))
 }
 
 /// Writes the client head and relays the body. `ubuf[hstart..]` holds the response
@@ -1610,14 +1501,13 @@ async fn relay(
             },
             c.peer.ip()
         ));
-        fatal(FailKind::Client, 499, "sending to client")
+        fatal(FailKind::Client(499), Phase::SendToClient)
     };
     // Logged once, with the request's context, where the attempt ends (proxy()).
     let up_err = |e: IoFail| {
         ExErr::Fail(Fail {
             client_gone: true,
-            fatal: true,
-            ..Fail::io(e, true, "reading")
+            ..Fail::io(e, Phase::ReadBody, true).final_()
         })
     };
 
@@ -1636,7 +1526,7 @@ async fn relay(
         ClientFraming::ChunkedPass => {
             let fed = dec
                 .feed(&ubuf[body_start..filled], |_| {})
-                .map_err(|_| ExErr::Fail(Fail::new(FailKind::InvalidBody, 502, true, "reading")))?;
+                .map_err(|_| ExErr::Fail(Fail::new(FailKind::InvalidBody, Phase::ReadBody, true)))?;
             if fed.done && body_start + fed.consumed != filled {
                 exact = false;
             }
@@ -1682,7 +1572,7 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(fatal(FailKind::Error, 502, "reading"));
+                    return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
                 state -= n as u64;
                 ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
@@ -1698,12 +1588,12 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(fatal(FailKind::Error, 502, "reading"));
+                    return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
                 ubuf = b;
                 let fed = d
                     .feed(&ubuf, |_| {})
-                    .map_err(|_| fatal(FailKind::InvalidBody, 502, "reading"))?;
+                    .map_err(|_| fatal(FailKind::InvalidBody, Phase::ReadBody))?;
                 if fed.done && fed.consumed != ubuf.len() {
                     exact = false;
                 }
@@ -1725,7 +1615,7 @@ async fn relay(
                 let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
                 let fed = d
                     .feed(&ubuf[pos..], |rg| runs.push(rg.start + pos..rg.end + pos))
-                    .map_err(|_| fatal(FailKind::InvalidBody, 502, "reading"))?;
+                    .map_err(|_| fatal(FailKind::InvalidBody, Phase::ReadBody))?;
                 for rg in runs {
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
@@ -1745,7 +1635,7 @@ async fn relay(
                     .await
                     .map_err(up_err)?;
                 if n == 0 {
-                    return Err(fatal(FailKind::Error, 502, "reading"));
+                    return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
                 ubuf = b;
                 pos = 0;
