@@ -339,6 +339,20 @@ impl Balancer {
         None
     }
 
+    /// [`Balancer::pick`], holding the server's slot (its `least_conn` count, its
+    /// `max_conns` place) in a guard that gives it back exactly once: by
+    /// [`Held::release`], or when the guard is dropped unreleased (the attempt
+    /// panicked or its task ended), then as a success, since nothing is known
+    /// against the server.
+    pub fn pick_held(&self, client: IpAddr, key: &[u8], tried: &mut Tried, now: Instant) -> Option<Held<'_>> {
+        let server = self.pick(client, key, tried, now)?;
+        Some(Held {
+            bal: self,
+            server,
+            live: true,
+        })
+    }
+
     /// The request on `server` ended; `failed` when it counts toward `max_fails`.
     pub fn release(&self, server: usize, failed: bool, now: Instant) {
         let now_ms = now_ms_at(now);
@@ -393,6 +407,34 @@ fn mark(mut t: Tried, i: usize, n: usize) -> Tried {
     }
     t.set(i);
     t
+}
+
+/// A server picked for one attempt; see [`Balancer::pick_held`].
+pub struct Held<'a> {
+    bal: &'a Balancer,
+    server: usize,
+    live: bool,
+}
+
+impl Held<'_> {
+    /// The index into `Upstream::servers`.
+    pub fn server(&self) -> usize {
+        self.server
+    }
+
+    /// The attempt ended; `failed` when it counts toward `max_fails`.
+    pub fn release(mut self, failed: bool) {
+        self.live = false;
+        self.bal.release(self.server, failed, Instant::now());
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.live {
+            self.bal.release(self.server, false, Instant::now());
+        }
+    }
 }
 
 #[cfg(test)]

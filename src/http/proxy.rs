@@ -859,7 +859,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     c.scratch = key;
     loop {
         let now = Instant::now();
-        let Some(si) = bal.pick(c.peer.ip(), &c.scratch, &mut tried, now) else {
+        let Some(held) = bal.pick_held(c.peer.ip(), &c.scratch, &mut tried, now) else {
             if last.is_none() {
                 log::error(format_args!(
                     "no live upstreams while connecting to upstream \"{}\", client: {}",
@@ -870,8 +870,9 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
             break;
         };
         n += 1;
-        let addr = pp.upstream.servers[si].addr;
+        let addr = pp.upstream.servers[held.server()].addr;
         let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < bal.len();
+        crate::runtime::fault::check(&c.w, c.head.path.get(&c.buf));
         let res = attempt(c, r, pp, addr, &mut plan, up_body, replayable, more).await;
         match res {
             Ok(keep_client) => {
@@ -879,11 +880,11 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     .attempts
                     .last()
                     .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
-                bal.release(si, failed, Instant::now());
+                held.release(failed);
                 return keep_client;
             }
             Err(f) => {
-                bal.release(si, f.counts_against_peer(), Instant::now());
+                held.release(f.counts_against_peer());
                 match f.kind {
                     // Logged where it happened; the client gets a 500.
                     FailKind::Internal => {

@@ -103,6 +103,7 @@ impl Master {
             .unwrap_or_else(|| cfg.error_log.target.clone());
         log::init_error_log(&target, cfg.error_log.level)
             .map_err(|e| StartError::Other(format!("open() error log failed ({e})")))?;
+        std::panic::set_hook(Box::new(log_panic));
         if let Some(n) = cfg.worker_rlimit_nofile {
             set_nofile(n);
         }
@@ -179,6 +180,8 @@ impl Master {
                     return 1;
                 }
             };
+        // A worker that died before the handlers were installed signalled no one.
+        self.respawn_dead();
         loop {
             for sig in signals.wait() {
                 match sig {
@@ -214,6 +217,11 @@ impl Master {
     fn respawn_dead(&mut self) {
         if !WORKER_DIED.swap(false, Ordering::SeqCst) {
             return;
+        }
+        // The dying thread signals before it has quite ended: give it a moment.
+        let start = std::time::Instant::now();
+        while !self.workers.iter().any(|w| w.thread.is_finished()) && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
         }
         for i in 0..self.workers.len() {
             if !self.workers[i].thread.is_finished() {
@@ -376,6 +384,30 @@ fn choose_driver(cfg: &Config) -> Result<crate::net::Driver, StartError> {
             Err(StartError::Logged(e))
         }
     }
+}
+
+/// Every panic goes to the error log as `[alert]`, with where it happened. A panic
+/// in a connection's task ends that task only (the runtime catches it; the
+/// connection is closed, its balancer slot given back); one in a worker's own loop
+/// ends the worker, which the master then replaces.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let msg = match (
+        info.payload().downcast_ref::<&str>(),
+        info.payload().downcast_ref::<String>(),
+    ) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "unknown cause".into(),
+    };
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    log::log(
+        LogLevel::Alert,
+        format_args!("{} panicked{at}: {msg}", thread.name().unwrap_or("a thread")),
+    );
 }
 
 /// Starts worker thread `i`. A panic that ends it is logged `[alert]` and the master

@@ -85,6 +85,9 @@ pub struct Worker {
     /// When "worker_connections are not enough" was last logged, and how many
     /// refusals since.
     refused: Cell<(Option<Instant>, u64)>,
+    /// Fault injection (debug builds only, see [`crate::runtime::fault`]): wakes the
+    /// worker's loop to panic.
+    pub fault: Notify,
 }
 
 impl Worker {
@@ -204,6 +207,7 @@ async fn worker_main(
         generation: Cell::new(0),
         workers: cfg.worker_processes,
         refused: Cell::new((None, 0)),
+        fault: Notify::new(),
     });
     let mut accepting = Vec::new();
     for (addr, l) in listeners {
@@ -221,7 +225,12 @@ async fn worker_main(
         spawn_local(accept_loop(w.clone(), addr, l));
     }
     spawn_local(housekeeping(w.clone()));
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = w.fault.notified() => panic!("injected fault: worker {id}'s loop"),
+        };
+        let Some(msg) = msg else { break };
         match msg {
             Control::Reload { cfg, listeners } => reload(&w, cfg, listeners),
             Control::Quit => {

@@ -530,6 +530,11 @@ impl Ringx {
     /// Starts ringx on `conf` (written to a new temp dir) with `extra` arguments and
     /// waits until `wait_on` accepts.
     pub fn start(conf: &str, extra: &[&str], wait_on: SocketAddr) -> Ringx {
+        Ringx::start_env(conf, extra, wait_on, &[])
+    }
+
+    /// [`Ringx::start`] with extra environment variables.
+    pub fn start_env(conf: &str, extra: &[&str], wait_on: SocketAddr, env: &[(&str, &str)]) -> Ringx {
         let dir = tempdir("ringx");
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
@@ -537,6 +542,7 @@ impl Ringx {
             .arg("-c")
             .arg(&path)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
