@@ -677,3 +677,57 @@ fn a_too_big_upstream_head_is_logged_in_nginx_words() {
         "{err}"
     );
 }
+
+/// Defect 1, the slow-upstream case: a client that closes while the upstream is still
+/// thinking used to go unnoticed until the response came (or proxy_read_timeout):
+/// the upstream connection stayed open and kept the upstream busy. Now it is closed
+/// within a second, the request is logged 499, and nothing is held against the
+/// upstream.
+#[test]
+fn a_client_that_leaves_while_the_upstream_thinks_closes_the_upstream_connection() {
+    let (tx, rx) = std::sync::mpsc::channel::<Duration>();
+    let tx = std::sync::Mutex::new(tx);
+    let up = raw_upstream(move |s| {
+        read_request_head(s);
+        let start = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        let mut b = [0u8; 16];
+        // Returns 0 when ringx closes the connection; times out otherwise.
+        let _ = s.read(&mut b);
+        let _ = tx.lock().unwrap().send(start.elapsed());
+    });
+    let port = free_port();
+    let dir = tempdir("gone");
+    let log = dir.join("access.log");
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{
+           log_format st '$status'; access_log {} st;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; }} }} }}",
+        log.display()
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(s);
+    let held = rx
+        .recv_timeout(Duration::from_secs(8))
+        .expect("the upstream side ended");
+    assert!(
+        held < Duration::from_millis(2000),
+        "the upstream connection was held {held:?}"
+    );
+    wait_for("the access-log line", Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains('\n')
+    });
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "499\n");
+    let err = r.stderr();
+    assert!(
+        !err.contains("[error]"),
+        "a client's leaving is not an upstream error: {err}"
+    );
+    assert!(
+        err.contains("[info]") && err.contains("client prematurely closed connection"),
+        "{err}"
+    );
+}

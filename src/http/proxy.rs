@@ -52,6 +52,9 @@ use crate::proto::h1::request::{parse_request, BodyKind, HeadLimits, Method, Req
 use crate::proto::h1::response::{parse_response, ResponseHead};
 
 const CLIENT_BUF: usize = 4096;
+/// How long ringx waits on an upstream's response head before it also watches the
+/// client for a close.
+const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(500);
 /// For a wait bounded by the other branch of its select.
 const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// How long a keep-alive connection waits for its next request with a receive
@@ -1233,12 +1236,34 @@ async fn exchange(
     // responses come first; each interim one is dropped from the buffer once parsed,
     // so an upstream streaming endless `100 Continue` costs bounded memory.
     let deadline = Deadline::At(Instant::now() + conf.proxy_read_timeout);
+    // A client that goes away while a slow upstream thinks is noticed (nginx checks
+    // the client connection too): the upstream connection is closed at once and the
+    // request logged 499. Watched only once the wait is long enough to matter, so a
+    // fast upstream costs no extra operation.
+    let watch_from = tokio::time::Instant::now() + CLIENT_WATCH_AFTER;
     let mut got_any = false;
     'head: loop {
         // At most what is left of the head limit: a head over it is "too big" however
         // the bytes arrive.
         let room = (hstart + UP_HEAD_MAX).saturating_sub(ubuf.len()).max(1);
-        let res = conn.stream.read_append(ubuf, room, deadline).await;
+        let client = &c.stream;
+        let gone = async {
+            tokio::time::sleep_until(watch_from).await;
+            client.closed().await
+        };
+        let res = tokio::select! {
+            biased;
+            res = conn.stream.read_append(ubuf, room, deadline) => res,
+            () = gone => {
+                log::info(format_args!(
+                    "client prematurely closed connection, so upstream connection is closed too while reading response header from upstream, client: {}",
+                    c.peer.ip()
+                ));
+                // The read still in flight would keep the socket open (io_uring).
+                conn.stream.shutdown(Shutdown::Both);
+                return Err(fatal(FailKind::Client(499), Phase::ReadHead));
+            }
+        };
         ubuf = match res {
             Ok((0, b)) if !got_any => {
                 conn.buf = b;
@@ -1276,7 +1301,13 @@ async fn exchange(
     }
     let body = c.resp.body(c.head.method() == Method::Head);
     let upstream_keep = c.resp.keep_alive;
-    relay_response(c, r, conn, ubuf, hstart).await.map(|(k, exact)| {
+    let relayed = relay_response(c, r, conn, ubuf, hstart).await;
+    if early {
+        // An abandoned body write may still be in flight (io_uring): it would keep
+        // the socket open for as long as the upstream does not read.
+        conn.stream.shutdown(Shutdown::Both);
+    }
+    relayed.map(|(k, exact)| {
         let reuse = framing::upstream_reusable(upstream_keep, info.keep_alive, body, exact && !early);
         (k && !early, reuse)
     })

@@ -208,6 +208,31 @@ impl Tcp {
         }
     }
 
+    /// Whether the peer has closed (or reset) its side, seen without taking any of
+    /// its bytes: a `recv(MSG_PEEK)` of one byte. `false` when bytes are waiting or
+    /// nothing is known yet.
+    pub fn peer_closed(&self) -> bool {
+        let fd = match self {
+            Tcp::Uring(s) => s.as_raw_fd(),
+            Tcp::Epoll(s) => s.as_raw_fd(),
+        };
+        let mut byte = 0u8;
+        // SAFETY: recv writes at most one byte into `byte`, which lives across the call.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => true,
+            n if n > 0 => false,
+            _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+
     /// Waits until the connection has something to read (or is closed) without
     /// holding a buffer: epoll readiness, or `IORING_OP_POLL_ADD` on io_uring (an
     /// io_uring read would need its buffer in flight for the whole wait).

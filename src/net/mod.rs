@@ -165,6 +165,17 @@ impl Stream {
         }
     }
 
+    /// Resolves when the peer has closed its side (nginx's check for a client that
+    /// went away while ringx waits on the upstream); pending forever if it sends
+    /// bytes instead (a pipelined request), which are left where they are. On io_uring
+    /// a dropped wait leaves a poll in flight until the peer next sends or closes.
+    pub async fn closed(&self) {
+        if self.inner.readable().await.is_ok() && self.inner.peer_closed() {
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+
     /// Writes `buf[start..end]` fully and gives the buffer back.
     pub async fn write_range(
         &self,
