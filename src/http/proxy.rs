@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::config::model::{AddHeader, LocConf, ProxyPass, Return, Server};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
-use crate::net::{Deadline, IoFail, Stream};
+use crate::net::{Deadline, IoFail, Soon, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
@@ -57,8 +57,8 @@ const CLIENT_BUF: usize = 4096;
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(500);
 /// For a wait bounded by the other branch of its select.
 const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// How long a keep-alive connection waits for its next request with a receive
-/// buffer in flight before it gives the buffer back and waits on readiness.
+/// How long a connection waits for its next request before it also gives back its
+/// per-request allocations.
 const IDLE_GRACE: Duration = Duration::from_millis(50);
 /// Upstream buffer at first. A connection whose response did not fit grows its buffer
 /// to the response's size (up to [`UP_BUF_LARGE`]) and keeps it while kept alive, so
@@ -269,8 +269,9 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
 
 /// Waits for the first bytes of a request on a connection with nothing buffered:
 /// `client_header_timeout` for the first request, `keepalive_timeout` between
-/// requests. A connection idle for longer than [`IDLE_GRACE`] holds no receive
-/// buffer: it waits on readiness, then takes a buffer from the worker's pool. It is
+/// requests. While it waits the connection holds no receive buffer: it waits on
+/// readiness, then takes a buffer from the worker's pool; past [`IDLE_GRACE`] it
+/// drops its per-request allocations too. It is
 /// closed at once on graceful quit or when the worker needs its slot for a new
 /// client (`worker_connections`).
 async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
@@ -300,15 +301,16 @@ async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
         attempts: &mut c.attempts,
     };
     let read = async {
-        match stream.read_soon(buf, CLIENT_BUF, IDLE_GRACE, deadline).await? {
-            Ok(got) => Ok(got),
-            Err(unused) => {
-                w.put_buf(unused);
-                per_request.release();
-                stream.readable(deadline).await?;
-                stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await
-            }
-        }
+        let unused = match stream.read_now(buf, CLIENT_BUF) {
+            Soon::Read(Ok(n), b) => return Ok((n, b)),
+            Soon::Read(Err(e), _) => return Err(IoFail::Io(e)),
+            Soon::Idle(unused) => unused,
+        };
+        w.put_buf(unused);
+        // Readiness holds no buffer; past the grace the per-request vectors go too
+        // (not at once: a busy keep-alive connection would reallocate them each time).
+        stream.readable_idle(until, IDLE_GRACE, || per_request.release()).await?;
+        stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await
     };
     let res = tokio::select! {
         r = read => r.ok(),

@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-pub use io::{Driver, DriverChoice, Listener, Tcp};
+pub use io::{Driver, DriverChoice, Listener, Soon, Tcp};
 
 /// Why an I/O operation did not complete.
 #[derive(Debug)]
@@ -122,22 +122,9 @@ impl Stream {
         }
     }
 
-    /// Reads if bytes arrive within `grace` (see [`Tcp::read_soon`]): `Ok(Ok(..))`
-    /// as [`Stream::read_append`], `Ok(Err(buf))` when nothing came and the buffer is
-    /// free again.
-    pub async fn read_soon(
-        &self,
-        buf: Vec<u8>,
-        max: usize,
-        grace: Duration,
-        deadline: impl Into<Deadline>,
-    ) -> Result<Result<(usize, Vec<u8>), Vec<u8>>, IoFail> {
-        match tokio::time::timeout_at(deadline.into().at(), self.inner.read_soon(buf, max, grace)).await {
-            Ok(io::Soon::Read(Ok(n), b)) => Ok(Ok((n, b))),
-            Ok(io::Soon::Read(Err(e), _)) => Err(IoFail::Io(e)),
-            Ok(io::Soon::Idle(b)) => Ok(Err(b)),
-            Err(_) => Err(self.timed_out()),
-        }
+    /// Reads what has arrived if the driver has it for free (see [`Tcp::read_now`]).
+    pub fn read_now(&self, buf: Vec<u8>, max: usize) -> Soon {
+        self.inner.read_now(buf, max)
     }
 
     /// Reads what has arrived without waiting, else as [`Stream::read_append`]: after
@@ -152,6 +139,30 @@ impl Stream {
             Ok(n) => Ok((n, buf)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.read_append(buf, max, deadline).await,
             Err(e) => Err(IoFail::Io(e)),
+        }
+    }
+
+    /// [`Stream::readable`] for a connection between requests, on one timer: once
+    /// `grace` has passed without bytes, `on_idle` runs (to drop what a busy
+    /// connection keeps for its next request), then the wait goes on until `until`.
+    pub async fn readable_idle(&self, until: Instant, grace: Duration, on_idle: impl FnOnce()) -> Result<(), IoFail> {
+        let ready = self.inner.readable();
+        tokio::pin!(ready);
+        let first = (Instant::now() + grace).min(until);
+        let timer = tokio::time::sleep_until(first.into());
+        tokio::pin!(timer);
+        let mut on_idle = Some(on_idle);
+        loop {
+            tokio::select! {
+                r = &mut ready => return r.map_err(IoFail::Io),
+                () = &mut timer => match on_idle.take() {
+                    Some(f) if Instant::now() < until => {
+                        f();
+                        timer.as_mut().reset(until.into());
+                    }
+                    _ => return Err(self.timed_out()),
+                },
+            }
         }
     }
 
