@@ -57,9 +57,6 @@ const CLIENT_BUF: usize = 4096;
 const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(500);
 /// For a wait bounded by the other branch of its select.
 const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// How long a connection waits for its next request before it also gives back its
-/// per-request allocations.
-const IDLE_GRACE: Duration = Duration::from_millis(50);
 /// Upstream buffer at first. A connection whose response did not fit grows its buffer
 /// to the response's size (up to [`UP_BUF_LARGE`]) and keeps it while kept alive, so
 /// steady large responses take one read while many small ones hold little memory.
@@ -74,6 +71,48 @@ const SMALL_BODY: usize = 64 * 1024;
 const RESERVE: usize = 512;
 /// Largest upstream response head (nginx: `proxy_buffer_size`).
 const UP_HEAD_MAX: usize = 32 * 1024;
+
+/// What a client connection keeps while it waits for its next request: its socket
+/// and a few numbers. The rest (receive buffer, parsed head, per-request vectors,
+/// the request's future) belongs to [`Client`], which exists only while there are
+/// bytes to work on; an idle keep-alive connection is a small task, as in nginx,
+/// where it keeps little more than its `ngx_connection_t`.
+struct Conn {
+    w: Rc<Worker>,
+    stream: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    requests: u64,
+    id: u64,
+    keepalive_timeout: Duration,
+    /// Woken to close this connection while it waits idle (worker_connections).
+    wake: Rc<tokio::sync::Notify>,
+    /// When the wait for the next request ends: `client_header_timeout` from the
+    /// accept for the first one, `keepalive_timeout` after a response.
+    idle_until: Instant,
+    /// When the first request's head must be complete (nginx arms
+    /// `client_header_timeout` once, at the accept).
+    first_deadline: Instant,
+}
+
+/// A connection's per-request allocations, kept in the worker's pool while the
+/// connection is idle (so a busy keep-alive connection does not reallocate them).
+#[derive(Default)]
+pub struct Scratch {
+    head: RequestHead,
+    uri_norm: Vec<u8>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    resp: ResponseHead,
+    attempts: Vec<Attempt>,
+}
+
+impl Scratch {
+    /// Whether it is small enough to keep in the pool.
+    pub fn reusable(&self) -> bool {
+        self.out.capacity() <= 64 * 1024 && self.scratch.capacity() <= 64 * 1024
+    }
+}
 
 struct Client {
     w: Rc<Worker>,
@@ -92,8 +131,8 @@ struct Client {
     /// Bytes of `buf` that belong to the current request (head and body).
     consumed: usize,
     keepalive_timeout: Duration,
-    /// Woken to close this connection while it waits idle (worker_connections).
     wake: Rc<tokio::sync::Notify>,
+    first_deadline: Instant,
     /// Unread request bytes may follow: close with a lingering close, so the client
     /// reads the response instead of a reset.
     linger: bool,
@@ -113,6 +152,54 @@ struct Req<'s> {
 }
 
 impl Client {
+    fn new(conn: Conn, s: Scratch) -> Client {
+        Client {
+            w: conn.w,
+            stream: conn.stream,
+            peer: conn.peer,
+            local: conn.local,
+            buf: Vec::new(),
+            head: s.head,
+            uri_norm: s.uri_norm,
+            out: s.out,
+            scratch: s.scratch,
+            resp: s.resp,
+            requests: conn.requests,
+            id: conn.id,
+            attempts: s.attempts,
+            consumed: 0,
+            keepalive_timeout: conn.keepalive_timeout,
+            wake: conn.wake,
+            first_deadline: conn.first_deadline,
+            linger: false,
+        }
+    }
+
+    /// Back to the idle form; the per-request allocations go to the worker's pool.
+    fn into_conn(self) -> Conn {
+        self.w.put_buf(self.buf);
+        self.w.put_scratch(Scratch {
+            head: self.head,
+            uri_norm: self.uri_norm,
+            out: self.out,
+            scratch: self.scratch,
+            resp: self.resp,
+            attempts: self.attempts,
+        });
+        Conn {
+            idle_until: Instant::now() + self.keepalive_timeout,
+            w: self.w,
+            stream: self.stream,
+            peer: self.peer,
+            local: self.local,
+            requests: self.requests,
+            id: self.id,
+            keepalive_timeout: self.keepalive_timeout,
+            wake: self.wake,
+            first_deadline: self.first_deadline,
+        }
+    }
+
     fn ctx<'a>(&'a self, r: &'a Req<'_>) -> ReqCtx<'a> {
         ReqCtx {
             buf: &self.buf,
@@ -143,65 +230,123 @@ enum Head {
     Bad(HttpError),
 }
 
-/// Serves one client connection until it closes.
+/// Serves one client connection until it closes: parked on readiness while it has
+/// nothing to do, active (boxed, with its buffers) while it has.
 pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, local: SocketAddr) {
-    let first = w.snapshot();
-    let ka = first
-        .group(local)
-        .map(|g| first.cfg.http.servers[g.default_server].conf.keepalive_timeout)
-        .unwrap_or(Duration::from_secs(75));
-    drop(first);
-    let mut c = Client {
+    let snap = w.snapshot();
+    let default = snap.group(local).map(|g| &snap.cfg.http.servers[g.default_server]);
+    let ka = default.map_or(Duration::from_secs(75), |s| s.conf.keepalive_timeout);
+    let header_deadline = Instant::now() + default.map_or(Duration::from_secs(60), |s| s.client_header_timeout);
+    drop(snap);
+    let mut conn = Conn {
         w: w.clone(),
         stream: Stream::new(stream),
         peer,
         local,
-        buf: Vec::new(),
-        head: RequestHead::default(),
-        uri_norm: Vec::new(),
-        out: Vec::new(),
-        scratch: Vec::new(),
-        resp: ResponseHead::default(),
         requests: 0,
         id: w.next_conn_id(),
-        attempts: Vec::new(),
-        consumed: 0,
         keepalive_timeout: ka,
         wake: Rc::new(tokio::sync::Notify::new()),
-        linger: false,
+        idle_until: header_deadline,
+        first_deadline: header_deadline,
     };
     loop {
+        if !park(&conn).await {
+            return;
+        }
+        match Box::pin(active(conn)).await {
+            Some(c) => conn = c,
+            None => return,
+        }
+    }
+}
+
+/// Waits for the next request's first bytes holding no buffer, until `idle_until`;
+/// false (the connection shut down) on that deadline, on graceful quit, or when the
+/// worker needs the slot for a new client (`worker_connections`).
+async fn park(conn: &Conn) -> bool {
+    let w = &conn.w;
+    if conn.idle_until <= Instant::now() || w.quitting.get() {
+        conn.stream.shutdown(Shutdown::Both);
+        return false;
+    }
+    let quit = w.quit.notified();
+    tokio::pin!(quit);
+    quit.as_mut().enable();
+    let drain = conn.wake.notified();
+    tokio::pin!(drain);
+    drain.as_mut().enable();
+    let seq = w.idle.borrow_mut().enter(conn.wake.clone());
+    let ready = tokio::select! {
+        r = conn.stream.readable(Deadline::At(conn.idle_until)) => r.is_ok(),
+        _ = quit => false,
+        _ = drain => false,
+    };
+    w.idle.borrow_mut().leave(seq);
+    if !ready {
+        conn.stream.shutdown(Shutdown::Both);
+    }
+    ready
+}
+
+/// Serves requests while bytes keep coming; the connection back in its idle form
+/// when none are left, `None` when it is done.
+async fn active(conn: Conn) -> Option<Conn> {
+    let w = conn.w.clone();
+    let mut c = Client::new(conn, w.take_scratch());
+    // Readiness said bytes are here; a spurious wake-up waits no longer than the park.
+    let deadline = Deadline::At(if c.requests == 0 {
+        c.first_deadline
+    } else {
+        Instant::now() + c.keepalive_timeout
+    });
+    match c.stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await {
+        Ok((n, b)) if n > 0 => c.buf = b,
+        _ => {
+            c.stream.shutdown(Shutdown::Both);
+            return None;
+        }
+    }
+    loop {
         let snap = w.snapshot();
-        let Some(group) = snap.group(local) else { return };
+        let group = snap.group(c.local)?;
         let default = &snap.cfg.http.servers[group.default_server];
         match read_head(&mut c, default).await {
             Head::Ready => {}
-            Head::Closed => return,
+            Head::Closed => return None,
             Head::Bad(e) => {
                 log::info(format_args!("{}, client: {}", e.reason, c.peer.ip()));
                 // Nothing of a rejected head is trusted for the log line (spans may
                 // be left from the previous request): `$request` and headers log "-".
                 c.head = RequestHead::default();
                 c.consumed = 0;
-                Box::pin(reject(&snap, &mut c, default, e.status)).await;
-                return;
+                reject(&snap, &mut c, default, e.status).await;
+                return None;
             }
         }
         c.requests += 1;
-        // Boxed: the request's state lives only while it runs, so an idle
-        // keep-alive connection's task is the size of its wait, not of a proxy call.
-        let keep = Box::pin(handle(&snap, group, &mut c)).await;
+        let keep = handle(&snap, group, &mut c).await;
         if c.linger {
-            Box::pin(lingering_close(&mut c)).await;
-            return;
+            lingering_close(&mut c).await;
+            return None;
         }
         if !keep || w.quitting.get() {
-            return;
+            return None;
         }
         // Drop this request's bytes; pipelined ones move to the front.
         let next = framing::pipelined(&c.buf, c.consumed).len();
         c.buf.drain(..c.buf.len() - next);
         c.consumed = 0;
+        if c.buf.is_empty() {
+            match c.stream.read_now(std::mem::take(&mut c.buf), CLIENT_BUF) {
+                Soon::Read(Ok(n), b) if n > 0 => c.buf = b,
+                Soon::Idle(b) => {
+                    c.buf = b;
+                    return Some(c.into_conn());
+                }
+                Soon::Read(..) => return None,
+            }
+        }
     }
 }
 
@@ -235,15 +380,11 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
     // The whole head must arrive within client_header_timeout, armed once as nginx
     // does (from the accept for a first request, from its first byte after a
     // keep-alive wait): a client trickling bytes cannot hold the connection.
-    let first = (c.requests == 0).then(|| Instant::now() + srv.client_header_timeout);
-    if c.buf.is_empty() {
-        let idle_until = first.unwrap_or_else(|| Instant::now() + c.keepalive_timeout);
-        match wait_request(c, idle_until).await {
-            Ok(b) => c.buf = b,
-            Err(()) => return Head::Closed,
-        }
-    }
-    let deadline = Deadline::At(first.unwrap_or_else(|| Instant::now() + srv.client_header_timeout));
+    let deadline = Deadline::At(if c.requests == 0 {
+        c.first_deadline
+    } else {
+        Instant::now() + srv.client_header_timeout
+    });
     loop {
         match parse_request(&c.buf, &mut c.head, limits) {
             Ok(Some(())) => return Head::Ready,
@@ -264,90 +405,6 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
             }
             Err(_) => return Head::Closed,
         }
-    }
-}
-
-/// Waits for the first bytes of a request on a connection with nothing buffered:
-/// `client_header_timeout` for the first request, `keepalive_timeout` between
-/// requests. While it waits the connection holds no receive buffer: it waits on
-/// readiness, then takes a buffer from the worker's pool; past [`IDLE_GRACE`] it
-/// drops its per-request allocations too. It is
-/// closed at once on graceful quit or when the worker needs its slot for a new
-/// client (`worker_connections`).
-async fn wait_request(c: &mut Client, until: Instant) -> Result<Vec<u8>, ()> {
-    let w = c.w.clone();
-    if until <= Instant::now() || w.quitting.get() {
-        return Err(());
-    }
-    let deadline = Deadline::At(until);
-    let mut buf = std::mem::take(&mut c.buf);
-    if buf.capacity() == 0 {
-        buf = w.take_buf(CLIENT_BUF);
-    }
-    let quit = w.quit.notified();
-    tokio::pin!(quit);
-    quit.as_mut().enable();
-    let drain = c.wake.notified();
-    tokio::pin!(drain);
-    drain.as_mut().enable();
-    let seq = w.idle.borrow_mut().enter(c.wake.clone());
-    let stream = &c.stream;
-    let per_request = PerRequest {
-        out: &mut c.out,
-        scratch: &mut c.scratch,
-        uri_norm: &mut c.uri_norm,
-        headers: &mut c.head.headers,
-        resp_headers: &mut c.resp.headers,
-        attempts: &mut c.attempts,
-    };
-    let read = async {
-        let unused = match stream.read_now(buf, CLIENT_BUF) {
-            Soon::Read(Ok(n), b) => return Ok((n, b)),
-            Soon::Read(Err(e), _) => return Err(IoFail::Io(e)),
-            Soon::Idle(unused) => unused,
-        };
-        w.put_buf(unused);
-        // Readiness holds no buffer; past the grace the per-request vectors go too
-        // (not at once: a busy keep-alive connection would reallocate them each time).
-        stream.readable_idle(until, IDLE_GRACE, || per_request.release()).await?;
-        stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await
-    };
-    let res = tokio::select! {
-        r = read => r.ok(),
-        _ = quit => None,
-        _ = drain => None,
-    };
-    w.idle.borrow_mut().leave(seq);
-    match res {
-        Some((n, b)) if n > 0 => Ok(b),
-        _ => {
-            c.stream.shutdown(Shutdown::Both);
-            Err(())
-        }
-    }
-}
-
-/// A client connection's per-request allocations, released when the connection
-/// goes idle (they are rebuilt by the next request): an idle keep-alive connection
-/// costs its task and its socket, as in nginx, where it keeps only its
-/// `ngx_connection_t`.
-struct PerRequest<'a> {
-    out: &'a mut Vec<u8>,
-    scratch: &'a mut Vec<u8>,
-    uri_norm: &'a mut Vec<u8>,
-    headers: &'a mut Vec<crate::proto::h1::request::Header>,
-    resp_headers: &'a mut Vec<crate::proto::h1::response::RespHeader>,
-    attempts: &'a mut Vec<Attempt>,
-}
-
-impl PerRequest<'_> {
-    fn release(self) {
-        *self.out = Vec::new();
-        *self.scratch = Vec::new();
-        *self.uri_norm = Vec::new();
-        *self.headers = Vec::new();
-        *self.resp_headers = Vec::new();
-        *self.attempts = Vec::new();
     }
 }
 

@@ -142,30 +142,6 @@ impl Stream {
         }
     }
 
-    /// [`Stream::readable`] for a connection between requests, on one timer: once
-    /// `grace` has passed without bytes, `on_idle` runs (to drop what a busy
-    /// connection keeps for its next request), then the wait goes on until `until`.
-    pub async fn readable_idle(&self, until: Instant, grace: Duration, on_idle: impl FnOnce()) -> Result<(), IoFail> {
-        let ready = self.inner.readable();
-        tokio::pin!(ready);
-        let first = (Instant::now() + grace).min(until);
-        let timer = tokio::time::sleep_until(first.into());
-        tokio::pin!(timer);
-        let mut on_idle = Some(on_idle);
-        loop {
-            tokio::select! {
-                r = &mut ready => return r.map_err(IoFail::Io),
-                () = &mut timer => match on_idle.take() {
-                    Some(f) if Instant::now() < until => {
-                        f();
-                        timer.as_mut().reset(until.into());
-                    }
-                    _ => return Err(self.timed_out()),
-                },
-            }
-        }
-    }
-
     /// Waits, holding no buffer where the driver allows it, until the peer sent
     /// something or closed.
     pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {

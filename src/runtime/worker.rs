@@ -85,6 +85,8 @@ pub struct Worker {
     /// When "worker_connections are not enough" was last logged, and how many
     /// refusals since.
     refused: Cell<(Option<Instant>, u64)>,
+    /// Per-request allocations of idle connections (see `http::proxy::Scratch`).
+    scratch: RefCell<Vec<crate::http::proxy::Scratch>>,
     /// Fault injection (debug builds only, see [`crate::runtime::fault`]): wakes the
     /// worker's loop to panic.
     pub fault: Notify,
@@ -110,6 +112,19 @@ impl Worker {
 
     /// Gives an emptied receive buffer back to the pool (kept up to 256 of at most
     /// 64 KiB; others are freed).
+    /// A connection's per-request allocations, from the pool when one is there.
+    pub fn take_scratch(&self) -> crate::http::proxy::Scratch {
+        self.scratch.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Gives per-request allocations back (kept up to 256, if not oversized).
+    pub fn put_scratch(&self, s: crate::http::proxy::Scratch) {
+        let mut pool = self.scratch.borrow_mut();
+        if pool.len() < 256 && s.reusable() {
+            pool.push(s);
+        }
+    }
+
     pub fn put_buf(&self, mut b: Vec<u8>) {
         let mut pool = self.bufs.borrow_mut();
         if b.capacity() != 0 && b.capacity() <= 64 * 1024 && pool.len() < 256 {
@@ -208,6 +223,7 @@ async fn worker_main(
         workers: cfg.worker_processes,
         refused: Cell::new((None, 0)),
         fault: Notify::new(),
+        scratch: RefCell::new(Vec::new()),
     });
     let mut accepting = Vec::new();
     for (addr, l) in listeners {
