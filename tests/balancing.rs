@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn addr_of(port: u16) -> SocketAddr {
-    format!("127.0.0.1:{port}").parse().unwrap()
-}
-
 /// `clients` threads send requests to `addr` for `secs`, each on its own keep-alive
 /// connection; returns how many succeeded and failed.
 fn load(addr: SocketAddr, clients: usize, dur: Duration, path: &'static str) -> (usize, usize) {

@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn addr_of(port: u16) -> SocketAddr {
-    format!("127.0.0.1:{port}").parse().unwrap()
-}
-
 fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -31,17 +27,6 @@ fn syn_sent_to(port: u16) -> usize {
             f.len() > 3 && f[2] == remote && f[3] == "02"
         })
         .count()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Defects 1, 2, 12: a client that closes mid-response is its own fault. With
@@ -244,13 +229,7 @@ fn endless_interim_responses_time_out_in_bounded_memory() {
     let resp = get(addr_of(port), "/", "x").expect("a response");
     assert_eq!(resp.status, 504, "{}", r.stderr());
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
-    let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid())).unwrap();
-    let hwm: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let hwm = peak_rss_kb(r.pid());
     assert!(hwm < 200 * 1024, "peak RSS {hwm} kB");
 }
 
@@ -638,13 +617,7 @@ fn a_chunked_body_for_an_http10_upstream_is_spooled_not_held_in_memory() {
     let seen = be.requests();
     assert_eq!(seen[0].header("content-length"), Some("67108864"));
     assert_eq!(seen[0].header("transfer-encoding"), None);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", r.pid())).unwrap();
-    let hwm: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let hwm = peak_rss_kb(r.pid());
     assert!(hwm < 40 * 1024, "peak RSS {hwm} kB for a 64 MiB body");
 }
 

@@ -669,3 +669,30 @@ pub fn spread(backends: &[&Backend]) -> HashMap<String, usize> {
 pub fn path_of(p: &Path) -> String {
     p.display().to_string()
 }
+
+pub fn addr_of(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// Polls `f` every 20 ms until it holds; panics naming `what` after `within`.
+pub fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The peak resident memory of process `pid` so far (VmHWM), in kB.
+pub fn peak_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
