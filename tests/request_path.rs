@@ -778,3 +778,42 @@ fn a_flooding_response_does_not_starve_other_connections() {
     assert!(flooded > 50 << 20, "the flood ran ({flooded} bytes)");
     assert!(worst < Duration::from_millis(500), "a small request waited {worst:?}");
 }
+
+/// nginx's `lingering_close on`: after a response that ends the connection, ringx
+/// lingers (reads and drops) only when the client may still be sending. A client
+/// that sent `Connection: close` and waits is closed at once; it used to be held for
+/// the lingering read (2 s) by every such response.
+#[test]
+fn a_finished_connection_lingers_only_when_the_client_may_still_send() {
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }} }}"
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    assert_eq!(get(addr_of(port), "/warm", "x").map(|r| r.status), Some(200));
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = fd_count(r.pid());
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The client keeps its socket open; ringx's side must be gone well before 2 s.
+    let start = Instant::now();
+    while fd_count(r.pid()) > baseline && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "held for {:?}",
+        start.elapsed()
+    );
+    drop(s);
+}

@@ -515,10 +515,17 @@ async fn finish_error(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code: u1
 /// connection or close it gently.
 async fn finish(snap: &Snapshot, c: &mut Client, r: &Req<'_>, ok: bool, keep: bool) -> bool {
     access_log(snap, c, r);
-    if !keep && ok {
+    if !keep && ok && may_send_more(c) {
         lingering_close(c).await;
     }
     ok && keep
+}
+
+/// nginx's `lingering_close on` heuristic: linger only when the client may still be
+/// sending (bytes past this request in the buffer, or waiting in the socket); a client
+/// that sent one request and waits is closed at once.
+fn may_send_more(c: &Client) -> bool {
+    c.buf.len() > c.consumed || c.stream.peek() == crate::net::Peek::Bytes
 }
 
 async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &Return) -> bool {

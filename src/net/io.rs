@@ -89,6 +89,17 @@ pub fn choose(want: DriverChoice) -> Result<(Driver, Option<String>), String> {
     Ok((d, note))
 }
 
+/// What [`Tcp::peek`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// Bytes wait to be read.
+    Bytes,
+    /// Nothing yet; the connection is open.
+    Nothing,
+    /// The peer closed its side, or the connection failed.
+    Closed,
+}
+
 /// What [`Tcp::read_now`] did.
 pub enum Soon {
     /// A read completed (as [`Tcp::read`]).
@@ -195,10 +206,9 @@ impl Tcp {
         }
     }
 
-    /// Whether the peer has closed (or reset) its side, seen without taking any of
-    /// its bytes: a `recv(MSG_PEEK)` of one byte. `false` when bytes are waiting or
-    /// nothing is known yet.
-    pub fn peer_closed(&self) -> bool {
+    /// What the peer's side holds, seen without taking any of its bytes: a
+    /// `recv(MSG_PEEK)` of one byte.
+    pub fn peek(&self) -> Peek {
         let fd = match self {
             Tcp::Uring(s) => s.as_raw_fd(),
             Tcp::Epoll(s) => s.as_raw_fd(),
@@ -214,9 +224,10 @@ impl Tcp {
             )
         };
         match n {
-            0 => true,
-            n if n > 0 => false,
-            _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
+            0 => Peek::Closed,
+            n if n > 0 => Peek::Bytes,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Peek::Nothing,
+            _ => Peek::Closed,
         }
     }
 

@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-pub use io::{Driver, DriverChoice, Listener, Soon, Tcp};
+pub use io::{Driver, DriverChoice, Listener, Peek, Soon, Tcp};
 
 /// Why an I/O operation did not complete.
 #[derive(Debug)]
@@ -157,10 +157,15 @@ impl Stream {
     /// bytes instead (a pipelined request), which are left where they are. On io_uring
     /// a dropped wait leaves a poll in flight until the peer next sends or closes.
     pub async fn closed(&self) {
-        if self.inner.readable().await.is_ok() && self.inner.peer_closed() {
+        if self.inner.readable().await.is_ok() && self.inner.peek() == Peek::Closed {
             return;
         }
         std::future::pending::<()>().await
+    }
+
+    /// See [`Tcp::peek`].
+    pub fn peek(&self) -> Peek {
+        self.inner.peek()
     }
 
     /// Writes `buf[start..end]` fully and gives the buffer back.
