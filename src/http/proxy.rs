@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::config::model::{AddHeader, LocConf, ProxyPass, Return, Server};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
-use crate::net::{Deadline, IoFail, Soon, Stream};
+use crate::net::{tunnel, Deadline, IoFail, Soon, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
@@ -1349,6 +1349,9 @@ async fn exchange(
         got_any = true;
         loop {
             match parse_response(&ubuf[hstart..], &mut c.resp) {
+                // 101 only where the client asked to switch (nginx's rule), and not
+                // while a body is still on its way.
+                Ok(Some(())) if c.resp.code == 101 && framing::wants_upgrade(&c.head, &c.buf) && !early => break 'head,
                 Ok(Some(())) if c.resp.code == 101 => return Err(bad_head(FailKind::InvalidHeader)),
                 Ok(Some(())) if c.resp.code < 200 => {
                     ubuf.drain(hstart..hstart + c.resp.head_len);
@@ -1364,6 +1367,13 @@ async fn exchange(
     let code = c.resp.code;
     if more && conf.proxy_next_upstream.status(code) {
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
+    }
+    if code == 101 {
+        let mark = c.stream.written();
+        let res = upgrade(c, r, conn, ubuf, hstart).await;
+        r.sent.bytes = c.stream.written() - mark;
+        r.sent.body_bytes = r.sent.bytes.saturating_sub(r.sent.head_bytes);
+        return res;
     }
     let body = c.resp.body(c.head.method() == Method::Head);
     let upstream_keep = c.resp.keep_alive;
@@ -1478,6 +1488,84 @@ async fn send_rest(
         _ => {}
     }
     Ok(ubuf)
+}
+
+/// The upstream switched protocols (WebSocket): the 101 head to the client, then
+/// the two connections joined byte for byte (`net::tunnel`) until both sides are
+/// done, as nginx's upgraded mode does: bytes the upstream sent after its head go to
+/// the client first, bytes the client sent after its request go to the upstream
+/// first. Reads from the upstream wait up to `proxy_read_timeout`, writes to it
+/// `proxy_send_timeout`, writes to the client `send_timeout`; reads from the client
+/// have no timeout. Neither connection is reused.
+async fn upgrade(
+    c: &mut Client,
+    r: &mut Req<'_>,
+    conn: &mut UpConn,
+    ubuf: Vec<u8>,
+    hstart: usize,
+) -> Result<(bool, bool), ExErr> {
+    let conf = r.conf;
+    let upstream_head = &ubuf[hstart..hstart + c.resp.head_len];
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    let rs = c.resp.reason.get(upstream_head);
+    status_line(
+        &mut out,
+        101,
+        if rs.is_empty() { b"Switching Protocols" } else { rs },
+        Own {
+            server: true,
+            date: true,
+        },
+    );
+    for h in &c.resp.headers {
+        let name = h.name.get(upstream_head);
+        let upgrade_header = name.eq_ignore_ascii_case(b"upgrade");
+        if (h.hop && !upgrade_header)
+            || conf
+                .proxy_hide_headers
+                .iter()
+                .any(|x| x.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.get(upstream_head));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: upgrade\r\n");
+    write_add_headers(&mut out, c, r, 101);
+    out.extend_from_slice(b"\r\n");
+    r.sent = Sent {
+        status: 101,
+        head_bytes: out.len() as u64,
+        ..Sent::default()
+    };
+    out.extend_from_slice(&ubuf[hstart + c.resp.head_len..]);
+    let gone = |_| fatal(FailKind::Client(499), Phase::SendToClient);
+    c.out = c.stream.write_all(out, conf.send_timeout).await.map_err(gone)?;
+    let early = framing::pipelined(&c.buf, c.consumed).to_vec();
+    conn_write(&conn.stream, early, conf)
+        .await
+        .map_err(|f| ExErr::Fail(f.final_()))?;
+    c.consumed = c.buf.len();
+    let to_upstream = tunnel::Limits {
+        read: NO_DEADLINE,
+        write: conf.proxy_send_timeout,
+    };
+    let to_client = tunnel::Limits {
+        read: conf.proxy_read_timeout,
+        write: conf.send_timeout,
+    };
+    let t = tunnel::tunnel(&c.stream, &conn.stream, to_upstream, to_client).await;
+    if let Some(IoFail::Timeout) = t.failed {
+        log::info(format_args!(
+            "upgraded connection timed out (110: Connection timed out), client: {}",
+            c.peer.ip()
+        ));
+    }
+    Ok((false, false))
 }
 
 async fn conn_write(stream: &Stream, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {

@@ -12,10 +12,12 @@
 //!   operation then completes and frees its buffer, and the peer sees FIN).
 //! - [`listener`]: one `SO_REUSEPORT` socket per worker per address (socket2).
 //! - [`pool`]: idle upstream connections kept per worker (`keepalive N`).
+//! - [`tunnel`]: the bidirectional copy (WebSocket upgrades; later CONNECT, `stream`).
 
 pub mod io;
 pub mod listener;
 pub mod pool;
+pub mod tunnel;
 
 use std::cell::Cell;
 use std::net::{Shutdown, SocketAddr};

@@ -96,6 +96,14 @@ pub fn upstream_reusable(upstream_keep_alive: bool, asked_keep_alive: bool, body
     upstream_keep_alive && asked_keep_alive && body != RespBody::Close && complete
 }
 
+/// Whether the client asked to switch protocols (an HTTP/1.1 request with an
+/// `Upgrade` header): only then is an upstream's `101` honoured (nginx's rule; the
+/// `Upgrade` and `Connection` headers reach the upstream only through
+/// `proxy_set_header`, as in nginx's WebSocket recipe).
+pub fn wants_upgrade(head: &RequestHead, buf: &[u8]) -> bool {
+    head.minor == 1 && head.header(buf, "upgrade").is_some_and(|v| !v.is_empty())
+}
+
 /// Pipelining: the bytes of `buf` after the current request (`consumed`: its head
 /// and body) are the start of the next one.
 pub fn pipelined(buf: &[u8], consumed: usize) -> &[u8] {
@@ -216,6 +224,19 @@ mod tests {
         );
         assert!(!upstream_reusable(true, true, RespBody::Close, true), "close-delimited");
         assert!(!upstream_reusable(true, true, RespBody::Length(3), false), "cut short");
+    }
+
+    #[test]
+    fn upgrade_only_when_an_http11_client_asks() {
+        let ask = |raw: &str| {
+            let h = head(raw);
+            wants_upgrade(&h, raw.as_bytes())
+        };
+        assert!(ask(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        ));
+        assert!(!ask("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!ask("GET /ws HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"));
     }
 
     #[test]

@@ -1,0 +1,72 @@
+//! The bidirectional copy: two connections joined byte for byte until both sides
+//! are done. Under a WebSocket (HTTP/1.1 `Upgrade`) today; CONNECT tunnels and
+//! `stream {}` are meant to use it too.
+//!
+//! Each direction is a pump: read from one side, write that same buffer to the other,
+//! no copy. A side's end of stream is passed on as a half close (`shutdown(Write)`
+//! on the other side), so each peer sees the other finish; an error or a timeout in
+//! either direction shuts both connections down, which also ends the other pump.
+
+use std::net::Shutdown;
+use std::time::Duration;
+
+use super::{IoFail, Stream};
+
+/// One direction's limits: how long a read from the source may wait for bytes, and
+/// a write to the destination for room.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub read: Duration,
+    pub write: Duration,
+}
+
+/// What went through, and how it ended.
+#[derive(Debug)]
+pub struct Tunneled {
+    /// Bytes copied from `a` to `b`, and from `b` to `a`.
+    pub a_to_b: u64,
+    pub b_to_a: u64,
+    /// The first failure in either direction, if one ended it.
+    pub failed: Option<IoFail>,
+}
+
+const PUMP_BUF: usize = 16 * 1024;
+
+/// Copies both ways between `a` and `b` until both directions have ended.
+pub async fn tunnel(a: &Stream, b: &Stream, a_to_b: Limits, b_to_a: Limits) -> Tunneled {
+    let (ab, ba) = tokio::join!(pump(a, b, a_to_b), pump(b, a, b_to_a));
+    let (a_to_b, e1) = ab;
+    let (b_to_a, e2) = ba;
+    Tunneled {
+        a_to_b,
+        b_to_a,
+        failed: e1.or(e2),
+    }
+}
+
+async fn pump(from: &Stream, to: &Stream, lim: Limits) -> (u64, Option<IoFail>) {
+    let mut buf = Vec::with_capacity(PUMP_BUF);
+    let mut total = 0u64;
+    loop {
+        buf.clear();
+        let step = match from.read_append(buf, PUMP_BUF, lim.read).await {
+            Ok((0, _)) => {
+                to.shutdown(Shutdown::Write);
+                return (total, None);
+            }
+            Ok((n, b)) => to.write_all(b, lim.write).await.map(|b| (n, b)),
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok((n, b)) => {
+                total += n as u64;
+                buf = b;
+            }
+            Err(e) => {
+                from.shutdown(Shutdown::Both);
+                to.shutdown(Shutdown::Both);
+                return (total, Some(e));
+            }
+        }
+    }
+}
