@@ -1518,22 +1518,7 @@ async fn upgrade(
             date: true,
         },
     );
-    for h in &c.resp.headers {
-        let name = h.name.get(upstream_head);
-        let upgrade_header = name.eq_ignore_ascii_case(b"upgrade");
-        if (h.hop && !upgrade_header)
-            || conf
-                .proxy_hide_headers
-                .iter()
-                .any(|x| x.as_bytes().eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.get(upstream_head));
-        out.extend_from_slice(b"\r\n");
-    }
+    pass_headers(&mut out, conf, &c.resp, upstream_head, b"upgrade");
     out.extend_from_slice(b"Connection: upgrade\r\n");
     write_add_headers(&mut out, c, r, 101);
     out.extend_from_slice(b"\r\n");
@@ -1566,6 +1551,25 @@ async fn upgrade(
         ));
     }
     Ok((false, false))
+}
+
+/// Copies the upstream's response headers to the client head, less the hop-by-hop
+/// ones (but `hop_kept`, as `Upgrade` for a 101) and those `proxy_hide_header` names.
+fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream_head: &[u8], hop_kept: &[u8]) {
+    for h in &resp.headers {
+        let name = h.name.get(upstream_head);
+        let hidden = conf
+            .proxy_hide_headers
+            .iter()
+            .any(|x| x.as_bytes().eq_ignore_ascii_case(name));
+        if hidden || (h.hop && !name.eq_ignore_ascii_case(hop_kept)) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.get(upstream_head));
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 async fn conn_write(stream: &Stream, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {
@@ -1636,23 +1640,7 @@ async fn relay(
         if rs.is_empty() { reason(code).as_bytes() } else { rs },
         own,
     );
-    for h in &c.resp.headers {
-        if h.hop {
-            continue;
-        }
-        let name = h.name.get(upstream_head);
-        if conf
-            .proxy_hide_headers
-            .iter()
-            .any(|x| x.as_bytes().eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.get(upstream_head));
-        out.extend_from_slice(b"\r\n");
-    }
+    pass_headers(&mut out, conf, &c.resp, upstream_head, b"");
     mode.write_header(code, c.resp.content_length, &mut out);
     if c.w.quitting.get() {
         keep = false;
