@@ -788,7 +788,8 @@ fn a_finished_connection_lingers_only_when_the_client_may_still_send() {
     let port = free_port();
     let conf = format!(
         "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off;
-           server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }} }}"
+           server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }}
+             location /always {{ lingering_close always; lingering_timeout 1s; return 200 ok; }} }} }}"
     );
     let r = Ringx::start(&conf, &[], addr_of(port));
     assert_eq!(get(addr_of(port), "/warm", "x").map(|r| r.status), Some(200));
@@ -816,4 +817,34 @@ fn a_finished_connection_lingers_only_when_the_client_may_still_send() {
         start.elapsed()
     );
     drop(s);
+
+    // `lingering_close always` lingers anyway, for lingering_timeout (1 s) of silence.
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = fd_count(r.pid());
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.write_all(b"GET /always HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let start = Instant::now();
+    while fd_count(r.pid()) > baseline && start.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let held = start.elapsed();
+    assert!(
+        held > Duration::from_millis(700) && held < Duration::from_millis(2500),
+        "held for {held:?}"
+    );
+    drop(s);
+
+    let dir = tempdir("linger-conf");
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "events {}\nhttp {\n  lingering_close maybe;\n}\n").unwrap();
+    let (code, _, err) = ringx_cmd(&["-t", "-c", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("[emerg] invalid value \"maybe\" in {}:3", bad.display())),
+        "{err}"
+    );
 }

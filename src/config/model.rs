@@ -165,6 +165,16 @@ impl Location {
     }
 }
 
+/// `lingering_close`: whether ringx reads and drops what a client still sends
+/// before closing after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lingering {
+    Off,
+    /// When the client may still be sending (nginx's default heuristic).
+    On,
+    Always,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
     Http10,
@@ -271,6 +281,9 @@ pub struct LocConf {
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
     pub server_tokens: bool,
+    pub lingering_close: Lingering,
+    pub lingering_time: Duration,
+    pub lingering_timeout: Duration,
     /// `ringx_status`: this location answers with the upstreams' state as JSON.
     pub status: bool,
 }

@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::model::{AddHeader, LocConf, ProxyPass, Return, Server};
+use crate::config::model::{AddHeader, Lingering, LocConf, ProxyPass, Return, Server};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
 use crate::net::{tunnel, Deadline, IoFail, Soon, Stream};
@@ -135,7 +135,7 @@ struct Client {
     first_deadline: Instant,
     /// Unread request bytes may follow: close with a lingering close, so the client
     /// reads the response instead of a reset.
-    linger: bool,
+    linger: Option<Arc<LocConf>>,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -171,7 +171,7 @@ impl Client {
             keepalive_timeout: conn.keepalive_timeout,
             wake: conn.wake,
             first_deadline: conn.first_deadline,
-            linger: false,
+            linger: None,
         }
     }
 
@@ -326,8 +326,10 @@ async fn active(conn: Conn) -> Option<Conn> {
         }
         c.requests += 1;
         let keep = handle(&snap, group, &mut c).await;
-        if c.linger {
-            lingering_close(&mut c).await;
+        if let Some(conf) = c.linger.take() {
+            if conf.lingering_close != Lingering::Off {
+                lingering_close(&mut c, &conf).await;
+            }
             return None;
         }
         if !keep || w.quitting.get() {
@@ -355,7 +357,9 @@ async fn reject(snap: &Snapshot, c: &mut Client, default: &Server, status: u16) 
     let mut r = bare_req(default);
     let _ = send_error(c, &mut r, status, false).await;
     access_log(snap, c, &r);
-    lingering_close(c).await;
+    if should_linger(c, &default.conf, false) {
+        lingering_close(c, &default.conf).await;
+    }
 }
 
 fn bare_req(server: &Server) -> Req<'_> {
@@ -515,17 +519,22 @@ async fn finish_error(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code: u1
 /// connection or close it gently.
 async fn finish(snap: &Snapshot, c: &mut Client, r: &Req<'_>, ok: bool, keep: bool) -> bool {
     access_log(snap, c, r);
-    if !keep && ok && may_send_more(c) {
-        lingering_close(c).await;
+    if !keep && ok && should_linger(c, r.conf, false) {
+        lingering_close(c, r.conf).await;
     }
     ok && keep
 }
 
-/// nginx's `lingering_close on` heuristic: linger only when the client may still be
-/// sending (bytes past this request in the buffer, or waiting in the socket); a client
-/// that sent one request and waits is closed at once.
-fn may_send_more(c: &Client) -> bool {
-    c.buf.len() > c.consumed || c.stream.peek() == crate::net::Peek::Bytes
+/// `lingering_close`: `on` (nginx's default heuristic) lingers only when the client
+/// may still be sending: its body was not read (`unread`), bytes lie past this
+/// request in the buffer, or wait in the socket; a client that sent one request and
+/// waits is closed at once.
+fn should_linger(c: &Client, conf: &LocConf, unread: bool) -> bool {
+    match conf.lingering_close {
+        Lingering::Off => false,
+        Lingering::Always => true,
+        Lingering::On => unread || c.buf.len() > c.consumed || c.stream.peek() == crate::net::Peek::Bytes,
+    }
 }
 
 async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &Return) -> bool {
@@ -727,25 +736,25 @@ fn access_log(snap: &Snapshot, c: &Client, r: &Req<'_>) {
     }
 }
 
-/// After an error response: stop sending, then read and drop what the client still
-/// sends for a short while, so that closing does not reset the connection before the
-/// client has read the response (nginx's lingering close).
-async fn lingering_close(c: &mut Client) {
+/// After a response that ends the connection: stop sending, then read and drop what
+/// the client still sends, so that closing does not reset the connection before the
+/// client has read the response (nginx's lingering close): for at most
+/// `lingering_time` in all, and no longer than `lingering_timeout` between reads.
+async fn lingering_close(c: &mut Client, conf: &LocConf) {
     c.stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + conf.lingering_time;
     let mut buf = std::mem::take(&mut c.buf);
-    let mut total = 0usize;
-    while Instant::now() < deadline && total < 64 * 1024 * 1024 {
+    while Instant::now() < deadline {
         buf.clear();
         if buf.capacity() < 16 * 1024 {
             buf.reserve(16 * 1024);
         }
-        match c.stream.read_append(buf, 16 * 1024, Duration::from_secs(2)).await {
+        let wait = conf
+            .lingering_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        match c.stream.read_append(buf, 16 * 1024, wait).await {
             Ok((0, _)) | Err(_) => return,
-            Ok((n, b)) => {
-                total += n;
-                buf = b;
-            }
+            Ok((_, b)) => buf = b,
         }
     }
 }
@@ -1058,8 +1067,8 @@ async fn send_continue(c: &mut Client, conf: &LocConf) -> bool {
 /// Answers an error before the body was read: the connection closes.
 async fn finish_error_noconsume(c: &mut Client, r: &mut Req<'_>, code: u16) -> bool {
     let ok = send_error(c, r, code, false).await;
-    if ok {
-        lingering_close(c).await;
+    if ok && should_linger(c, r.conf, true) {
+        lingering_close(c, r.conf).await;
     }
     false
 }
@@ -1287,7 +1296,7 @@ async fn exchange(
             _ = answered => {
                 early = true;
                 c.head.keep_alive = false;
-                c.linger = true;
+                c.linger = Some(conf.clone());
                 ubuf = Vec::with_capacity(UP_BUF);
             }
         }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::args::{block, flag, nargs, one_arg, parse_num, parse_size, parse_time, time_arg, two_args};
 use super::table::Ctx;
 use super::Builder;
-use crate::config::model::{AccessLog, AddHeader, HttpVersion, LocConf, NextUpstream, ProxyPass, Return};
+use crate::config::model::{AccessLog, AddHeader, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return};
 use crate::config::parser::Directive;
 use crate::config::vars::Template;
 use crate::config::ConfError;
@@ -110,6 +110,9 @@ settings! {
     keepalive_timeout:             Duration,                       HSL, keepalive     => Duration::from_secs(75);
     keepalive_requests:            u64,                            HSL, count         => 1000;
     server_tokens:                 bool,                           HSL, on_off        => true;
+    lingering_close:               Lingering,                      HSL, lingering     => Lingering::On;
+    lingering_time:                Duration,                       HSL, time          => Duration::from_secs(30);
+    lingering_timeout:             Duration,                       HSL, time          => Duration::from_secs(5);
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.
@@ -298,6 +301,16 @@ fn http_version(_: &mut Builder<'_>, d: &Directive, _: Option<HttpVersion>) -> P
         v => Err(d.err(format!(
             "invalid value \"{v}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\""
         ))),
+    }
+}
+
+fn lingering(_: &mut Builder<'_>, d: &Directive, _: Option<Lingering>) -> Parsed<Lingering> {
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "off" => Ok(Lingering::Off),
+        "on" => Ok(Lingering::On),
+        "always" => Ok(Lingering::Always),
+        v => Err(d.err(format!("invalid value \"{v}\""))),
     }
 }
 
