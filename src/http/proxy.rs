@@ -1,25 +1,31 @@
-//! The per-connection driver: the only HTTP code that does I/O.
+//! The per-connection driver: the only HTTP code that does I/O. It reads, asks the
+//! sans-io layer ([`crate::proto::h1`]) what the bytes mean and what to do, and
+//! writes; every failed attempt is an [`super::fail::Fail`].
 //!
 //! Data path for one client connection (all on the worker that accepted it):
 //!
-//! 1. read into the connection's receive buffer until [`parse::parse_request`] has a
-//!    head (`client_header_timeout`; `keepalive_timeout` while idle between requests);
-//! 2. route: server by address and Host, location by `$uri` ([`route`]);
-//! 3. `return`, an error page, or proxying:
-//!    - pick a server ([`crate::balance`]), take an idle keep-alive connection or
-//!      connect (`proxy_connect_timeout`);
-//!    - write the upstream head ([`forward`]) with the body bytes already received in
-//!      the same write; stream the rest of the body (Content-Length, or chunked checked
-//!      by [`body::ChunkedDecoder`] and passed through unchanged);
-//!    - read the response head (`proxy_read_timeout`), write the client head into the
-//!      space just before the response body inside the upstream buffer, so head and
-//!      first body bytes leave in one write; stream the rest, re-framing only where the
-//!      two sides need it (close-delimited → chunked for HTTP/1.1 clients, chunked →
-//!      close-delimited for HTTP/1.0 clients);
+//! 1. parked on readiness while there is nothing to read (a small `Conn`); active,
+//!    boxed, with its buffers, while there is: read until
+//!    [`crate::proto::h1::request::parse_request`] has a head (`client_header_timeout`);
+//! 2. route: server by address and Host, location by `$uri` ([`super::route`]);
+//! 3. `return`, an error page, or the proxy phases:
+//!    - body plan: Content-Length, chunked (re-encoded), or read whole first for an
+//!      HTTP/1.0 upstream ([`super::spool`]);
+//!    - pick a server ([`crate::balance`], a guard that always gives the slot back),
+//!      take an idle keep-alive connection or connect (`proxy_connect_timeout`);
+//!    - write the upstream head ([`super::forward`]) with the body bytes already
+//!      received in the same write; stream the rest while watching the upstream for an
+//!      early response (full duplex);
+//!    - read the response head (`proxy_read_timeout`; the client watched for a close),
+//!      write the client head into the space just before the response body inside the
+//!      upstream buffer, so head and first body bytes leave in one write; stream the
+//!      rest, re-framing only where the two sides need it
+//!      ([`crate::proto::h1::framing::ClientFraming`]); a 101 joins the two
+//!      connections ([`crate::net::tunnel`]);
 //!    - failures before any response byte go to the next server when
 //!      `proxy_next_upstream` allows and the body can still be replayed;
 //! 4. one access-log line; then keep-alive (pipelined bytes stay in the buffer) or
-//!    close.
+//!    close (lingering when the client may still be sending).
 //!
 //! Bodies are copied at most once per direction (the part of a request body that
 //! arrived with the head is copied behind the upstream head); everything else moves

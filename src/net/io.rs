@@ -13,8 +13,14 @@
 //! once per process at start-up ([`choose`]) and every worker uses it.
 //!
 //! A connect that times out is stopped and its socket closed at once under both
-//! drivers (on io_uring through ringx's own connect operation, [`uring_connect`]:
+//! drivers (on io_uring through ringx's own connect operation, `uring_connect`:
 //! tokio-uring's cannot be reached once in flight).
+//!
+//! Readiness without a buffer ([`Tcp::readable`]: `IORING_OP_POLL_ADD`, or epoll),
+//! then a non-blocking read in the same turn ([`Tcp::try_read`]), is how a
+//! connection waits for its next request holding no memory for it, and how ringx
+//! watches a second socket (an early upstream response, a client that left) without
+//! taking its bytes ([`Tcp::peek`]).
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};

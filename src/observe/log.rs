@@ -5,7 +5,7 @@
 //! request, so a mutex around it stays off the request path.
 //!
 //! Access logs are per worker: each worker renders the line into its own buffer
-//! ([`AccessLogs::push`]) and writes a buffer out when it passes 64 KiB, once a second,
+//! ([`AccessLogs::buf`], then [`AccessLogs::line_done`]) and writes a buffer out when it passes 64 KiB, once a second,
 //! and at shutdown, with one `write` to a file opened with `O_APPEND`; lines from
 //! different workers therefore never interleave mid-line and no lock is taken.
 //! `-s reopen` (SIGUSR1) bumps a generation counter; each worker reopens its files
