@@ -94,11 +94,9 @@ struct Conn {
     /// Woken to close this connection while it waits idle (worker_connections).
     wake: Rc<tokio::sync::Notify>,
     /// When the wait for the next request ends: `client_header_timeout` from the
-    /// accept for the first one, `keepalive_timeout` after a response.
+    /// accept for the first one (nginx arms it once: the whole first head is due
+    /// then too), `keepalive_timeout` after a response.
     idle_until: Instant,
-    /// When the first request's head must be complete (nginx arms
-    /// `client_header_timeout` once, at the accept).
-    first_deadline: Instant,
 }
 
 /// A connection's per-request allocations, kept in the worker's pool while the
@@ -176,7 +174,7 @@ impl Client {
             consumed: 0,
             keepalive_timeout: conn.keepalive_timeout,
             wake: conn.wake,
-            first_deadline: conn.first_deadline,
+            first_deadline: conn.idle_until,
             linger: None,
         }
     }
@@ -202,7 +200,6 @@ impl Client {
             id: self.id,
             keepalive_timeout: self.keepalive_timeout,
             wake: self.wake,
-            first_deadline: self.first_deadline,
         }
     }
 
@@ -254,7 +251,6 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         keepalive_timeout: ka,
         wake: Rc::new(tokio::sync::Notify::new()),
         idle_until: header_deadline,
-        first_deadline: header_deadline,
     };
     loop {
         if !park(&conn).await {
@@ -333,7 +329,7 @@ async fn active(conn: Conn) -> Option<Conn> {
         c.requests += 1;
         let keep = handle(&snap, group, &mut c).await;
         if let Some(conf) = c.linger.take() {
-            if conf.lingering_close != Lingering::Off {
+            if should_linger(&c, &conf, true) {
                 lingering_close(&mut c, &conf).await;
             }
             return None;
@@ -1383,13 +1379,6 @@ async fn exchange(
     if more && conf.proxy_next_upstream.status(code) {
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
     }
-    if code == 101 {
-        let mark = c.stream.written();
-        let res = upgrade(c, r, conn, ubuf, hstart).await;
-        r.sent.bytes = c.stream.written() - mark;
-        r.sent.body_bytes = r.sent.bytes.saturating_sub(r.sent.head_bytes);
-        return res;
-    }
     let body = c.resp.body(c.head.method() == Method::Head);
     let upstream_keep = c.resp.keep_alive;
     let relayed = relay_response(c, r, conn, ubuf, hstart).await;
@@ -1543,7 +1532,8 @@ async fn upgrade(
         ..Sent::default()
     };
     out.extend_from_slice(&ubuf[hstart + c.resp.head_len..]);
-    let gone = |_| fatal(FailKind::Client(499), Phase::SendToClient);
+    let peer = c.peer;
+    let gone = |e| client_write_failed(e, peer);
     c.out = c.stream.write_all(out, conf.send_timeout).await.map_err(gone)?;
     let early = framing::pipelined(&c.buf, c.consumed).to_vec();
     conn_write(&conn.stream, early, conf)
@@ -1587,6 +1577,20 @@ fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream
     }
 }
 
+/// A write to the client failed: the client's fault, never the upstream's, logged
+/// at info naming the client.
+fn client_write_failed(e: IoFail, peer: SocketAddr) -> ExErr {
+    log::info(format_args!(
+        "{} while sending to client, client: {}",
+        match e {
+            IoFail::Timeout => "client timed out (110: Connection timed out)".to_string(),
+            IoFail::Io(e) => format!("writev() failed ({})", crate::config::parser::os_err(&e)),
+        },
+        peer.ip()
+    ));
+    fatal(FailKind::Client(499), Phase::SendToClient)
+}
+
 async fn conn_write(stream: &Stream, b: Vec<u8>, conf: &LocConf) -> Result<Vec<u8>, Fail> {
     stream
         .write_all(b, conf.proxy_send_timeout)
@@ -1607,7 +1611,11 @@ async fn relay_response(
     hstart: usize,
 ) -> Result<(bool, bool), ExErr> {
     let mark = c.stream.written();
-    let res = relay(c, r, conn, ubuf, hstart).await;
+    let res = if c.resp.code == 101 {
+        upgrade(c, r, conn, ubuf, hstart).await
+    } else {
+        relay(c, r, conn, ubuf, hstart).await
+    };
     let bytes = c.stream.written() - mark;
     r.sent.bytes = bytes;
     r.sent.body_bytes = bytes.saturating_sub(r.sent.head_bytes);
@@ -1680,18 +1688,8 @@ async fn relay(
     // The upstream's bytes ended exactly where the response did (nothing extra,
     // nothing cut): one condition of reusing the connection (framing::upstream_reusable).
     let mut exact = true;
-    // A client that goes away is its own fault, never the upstream's.
-    let client_err = |e: IoFail| {
-        log::info(format_args!(
-            "{} while sending to client, client: {}",
-            match e {
-                IoFail::Timeout => "client timed out (110: Connection timed out)".to_string(),
-                IoFail::Io(e) => format!("writev() failed ({})", crate::config::parser::os_err(&e)),
-            },
-            c.peer.ip()
-        ));
-        fatal(FailKind::Client(499), Phase::SendToClient)
-    };
+    let peer = c.peer;
+    let client_err = |e: IoFail| client_write_failed(e, peer);
     // Logged once, with the request's context, where the attempt ends (proxy()).
     let up_err = |e: IoFail| {
         ExErr::Fail(Fail {
