@@ -110,7 +110,7 @@ pub enum Peek {
 pub enum Soon {
     /// A read completed (as [`Tcp::read`]).
     Read(io::Result<usize>, Vec<u8>),
-    /// Nothing arrived in time; the buffer comes back unused.
+    /// Nothing was there; the buffer comes back unused.
     Idle(Vec<u8>),
 }
 
@@ -170,9 +170,8 @@ impl Tcp {
     /// non-blocking read, nginx's keep-alive rule (it also clears tokio's cached
     /// readiness, so the wait that follows really waits). io_uring: `Idle` at once; a
     /// read submitted with its buffer would hold it for the whole wait, and
-    /// withdrawing it (`ASYNC_CANCEL` by fd) costs the kernel a scan of every
-    /// operation in flight, which with 10,000 idle connections made each one cost
-    /// about 150 µs.
+    /// withdrawing it (`ASYNC_CANCEL` by fd) makes the kernel walk the operations in
+    /// flight (read in its source, not measured here).
     pub fn read_now(&self, mut buf: Vec<u8>, max: usize) -> Soon {
         match self {
             Tcp::Uring(_) => Soon::Idle(buf),
@@ -199,8 +198,9 @@ impl Tcp {
                 // capacity, which is at least that long; the length grows only by what
                 // the kernel reports it wrote. (tokio-uring's sockets are blocking:
                 // MSG_DONTWAIT makes this one call non-blocking.) Measured need: a
-                // read submitted to the ring holds its buffer until the next loop turn,
-                // so 10,000 idle connections waking at once held 40 MB.
+                // read submitted to the ring holds its buffer until the next loop turn;
+                // when 10,000 idle clients closed at once, RSS grew by 26 MB that way
+                // (bench-harness --idle).
                 let n = unsafe { libc::recv(s.as_raw_fd(), spare.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
                 if n < 0 {
                     return Err(io::Error::last_os_error());
