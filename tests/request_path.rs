@@ -848,3 +848,94 @@ fn a_finished_connection_lingers_only_when_the_client_may_still_send() {
         "{err}"
     );
 }
+
+/// `lingering_time` bounds the whole lingering close, however the client keeps
+/// sending; `lingering_close off` does not linger at all, even with bytes pending.
+#[test]
+fn lingering_time_bounds_the_linger_and_off_closes_at_once() {
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port};
+             location /bounded {{ lingering_close always; lingering_time 1s; lingering_timeout 5s; return 200 ok; }}
+             location /off {{ lingering_close off; return 200 ok; }} }} }}"
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    assert_eq!(get(addr_of(port), "/bounded", "x").map(|r| r.status), Some(200));
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = fd_count(r.pid());
+    let released = |s: &mut TcpStream, trickle: bool| {
+        let start = Instant::now();
+        while fd_count(r.pid()) > baseline && start.elapsed() < Duration::from_secs(6) {
+            if trickle {
+                let _ = s.write_all(b"x");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start.elapsed()
+    };
+    // A client that goes on sending a byte every 100 ms: ringx still stops at 1 s.
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /bounded HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let held = released(&mut s, true);
+    assert!(
+        held > Duration::from_millis(700) && held < Duration::from_millis(2500),
+        "held for {held:?}"
+    );
+    // Bytes pending after the request (they would make `on` linger): `off` closes.
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /off HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nmore bytes")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got); // the pending bytes may turn the close into a reset
+    let held = released(&mut s, false);
+    assert!(held < Duration::from_millis(700), "held for {held:?}");
+}
+
+/// A temporary file that cannot be made (for a chunked body bound for an HTTP/1.0
+/// upstream) is ringx's own fault: `[crit]`, 500 to the client, and the upstream
+/// server is not charged (with max_fails=1 the next request still reaches it).
+#[test]
+fn a_spool_that_cannot_be_written_is_a_500_and_not_the_upstreams_fault() {
+    let be = Backend::start("be");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log stderr info; events {{}} http {{ access_log off; client_max_body_size 0;
+           upstream api {{ server {} max_fails=1 fail_timeout=30s; }}
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://api; }} }} }}",
+        be.addr
+    );
+    let r = Ringx::start_env(&conf, &[], addr_of(port), &[("TMPDIR", "/nonexistent-ringx-tmp")]);
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'q'; 32 * 1024];
+    for _ in 0..4 {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let resp = read_response(&mut s, &mut Vec::new(), false).expect("an answer");
+    assert_eq!(resp.status, 500);
+    let err = r.stderr();
+    assert!(err.contains("[crit]") && err.contains("temporary file"), "{err}");
+    assert!(!err.contains("[error]"), "nothing is blamed on the upstream: {err}");
+    assert_eq!(
+        get(addr_of(port), "/after", "x").map(|r| r.status),
+        Some(200),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(be.count(), 1, "only the second request reached the backend");
+}
