@@ -193,21 +193,14 @@ impl Tcp {
         match self {
             Tcp::Epoll(s) => s.try_read_buf(&mut (&mut *buf).limit(room)),
             Tcp::Uring(s) => {
-                let spare = buf.spare_capacity_mut();
-                // SAFETY: recv writes at most `room` bytes into the Vec's spare
-                // capacity, which is at least that long; the length grows only by what
-                // the kernel reports it wrote. (tokio-uring's sockets are blocking:
-                // MSG_DONTWAIT makes this one call non-blocking.) Measured need: a
-                // read submitted to the ring holds its buffer until the next loop turn;
-                // when 10,000 idle clients closed at once, RSS grew by 26 MB that way
-                // (bench-harness --idle).
-                let n = unsafe { libc::recv(s.as_raw_fd(), spare.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
-                if n < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: the first `n` spare bytes were written by recv above.
-                unsafe { buf.set_len(buf.len() + n as usize) };
-                Ok(n as usize)
+                // tokio-uring's sockets are blocking: recv_now adds MSG_DONTWAIT.
+                // Measured need: a read submitted to the ring holds its buffer until
+                // the next loop turn; when 10,000 idle clients closed at once, RSS
+                // grew by 26 MB that way (bench-harness --idle).
+                let n = recv_now(s.as_raw_fd(), &mut buf.spare_capacity_mut()[..room], 0)?;
+                // SAFETY: recv wrote the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                Ok(n)
             }
         }
     }
@@ -219,21 +212,11 @@ impl Tcp {
             Tcp::Uring(s) => s.as_raw_fd(),
             Tcp::Epoll(s) => s.as_raw_fd(),
         };
-        let mut byte = 0u8;
-        // SAFETY: recv writes at most one byte into `byte`, which lives across the call.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        match n {
-            0 => Peek::Closed,
-            n if n > 0 => Peek::Bytes,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Peek::Nothing,
-            _ => Peek::Closed,
+        match recv_now(fd, &mut [std::mem::MaybeUninit::uninit()], libc::MSG_PEEK) {
+            Ok(0) => Peek::Closed,
+            Ok(_) => Peek::Bytes,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Peek::Nothing,
+            Err(_) => Peek::Closed,
         }
     }
 
@@ -282,6 +265,14 @@ impl Tcp {
             Tcp::Epoll(s) => socket2::SockRef::from(s).shutdown(how),
         };
     }
+}
+
+/// `recv(2)` on `fd` with `flags` and `MSG_DONTWAIT`: never waits, whatever the
+/// socket's mode. The caller's connection owns `fd` for the whole call.
+fn recv_now(fd: std::os::fd::RawFd, buf: &mut [std::mem::MaybeUninit<u8>], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fd` belongs to a connection the caller borrows, open for this call.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&sock).recv_with_flags(buf, flags | libc::MSG_DONTWAIT)
 }
 
 /// `IORING_OP_CONNECT` on a socket ringx owns. tokio-uring's own connect keeps its
