@@ -1336,8 +1336,6 @@ async fn exchange(
                     "client prematurely closed connection, so upstream connection is closed too while reading response header from upstream, client: {}",
                     c.peer.ip()
                 ));
-                // The read still in flight would keep the socket open (io_uring).
-                conn.stream.shutdown(Shutdown::Both);
                 return Err(fatal(FailKind::Client(499), Phase::ReadHead));
             }
         };
@@ -1382,11 +1380,6 @@ async fn exchange(
     let body = c.resp.body(c.head.method() == Method::Head);
     let upstream_keep = c.resp.keep_alive;
     let relayed = relay_response(c, r, conn, ubuf, hstart).await;
-    if early {
-        // An abandoned body write may still be in flight (io_uring): it would keep
-        // the socket open for as long as the upstream does not read.
-        conn.stream.shutdown(Shutdown::Both);
-    }
     relayed.map(|(k, exact)| {
         let reuse = framing::upstream_reusable(upstream_keep, info.keep_alive, body, exact && !early);
         (k && !early, reuse)

@@ -224,9 +224,8 @@ impl Tcp {
     /// holding a buffer: epoll readiness, or `IORING_OP_POLL_ADD` on io_uring (an
     /// io_uring read would need its buffer in flight for the whole wait).
     ///
-    /// io_uring cannot withdraw a poll whose future is dropped: a caller that stops
-    /// waiting must shut the connection down (as [`super::Stream`] does on every
-    /// timeout), which completes the poll.
+    /// io_uring cannot withdraw a poll whose future is dropped: [`super::Stream`]
+    /// notes that and shuts the socket down when it is dropped, which completes it.
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             Tcp::Uring(s) => uring_poll_in(s.as_raw_fd()).await,

@@ -74,13 +74,53 @@ pub struct Stream {
     /// Bytes written so far (nginx's `c->sent`): what a peer received, whatever
     /// ended the exchange, is the difference of two readings.
     written: Cell<u64>,
+    /// An operation's future was dropped before it completed (see [`Stream::track`]).
+    abandoned: Cell<bool>,
+}
+
+/// Marks its stream when dropped before [`Pending::done`]: the operation it covers
+/// was abandoned mid-flight.
+struct Pending<'a>(&'a Cell<bool>);
+
+impl Pending<'_> {
+    fn done(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// io_uring cannot withdraw an operation whose future is dropped (a select that
+/// took another branch, a request given up): the operation stays in flight and
+/// keeps the socket open until the peer sends or closes. A stream that abandoned
+/// one shuts its socket down when it is dropped, which ends the operation and lets
+/// the socket go; one place, whatever path abandoned it.
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if self.abandoned.get() {
+            self.inner.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 impl Stream {
+    /// Runs one operation of this stream, noting it if its future is dropped first.
+    async fn track<T>(&self, op: impl std::future::Future<Output = T>) -> T {
+        let pending = Pending(&self.abandoned);
+        let out = op.await;
+        pending.done();
+        out
+    }
+
     pub fn new(inner: Tcp) -> Self {
         Stream {
             inner,
             written: Cell::new(0),
+            abandoned: Cell::new(false),
         }
     }
 
@@ -117,7 +157,10 @@ impl Stream {
             // is checked before each operation too.
             return Err(self.timed_out());
         }
-        match tokio::time::timeout_at(deadline.at(), self.inner.read(buf, max)).await {
+        match self
+            .track(tokio::time::timeout_at(deadline.at(), self.inner.read(buf, max)))
+            .await
+        {
             Ok((Ok(n), b)) => Ok((n, b)),
             Ok((Err(e), _)) => Err(IoFail::Io(e)),
             Err(_) => Err(self.timed_out()),
@@ -147,7 +190,10 @@ impl Stream {
     /// Waits, holding no buffer where the driver allows it, until the peer sent
     /// something or closed.
     pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {
-        match tokio::time::timeout_at(deadline.into().at(), self.inner.readable()).await {
+        match self
+            .track(tokio::time::timeout_at(deadline.into().at(), self.inner.readable()))
+            .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(IoFail::Io(e)),
             Err(_) => Err(self.timed_out()),
@@ -156,10 +202,9 @@ impl Stream {
 
     /// Resolves when the peer has closed its side (nginx's check for a client that
     /// went away while ringx waits on the upstream); pending forever if it sends
-    /// bytes instead (a pipelined request), which are left where they are. On io_uring
-    /// a dropped wait leaves a poll in flight until the peer next sends or closes.
+    /// bytes instead (a pipelined request), which are left where they are.
     pub async fn closed(&self) {
-        if self.inner.readable().await.is_ok() && self.inner.peek() == Peek::Closed {
+        if self.track(self.inner.readable()).await.is_ok() && self.inner.peek() == Peek::Closed {
             return;
         }
         std::future::pending::<()>().await
@@ -181,7 +226,13 @@ impl Stream {
         if start == end {
             return Ok(buf);
         }
-        match tokio::time::timeout_at(deadline.into().at(), self.inner.write(buf, start, end)).await {
+        match self
+            .track(tokio::time::timeout_at(
+                deadline.into().at(),
+                self.inner.write(buf, start, end),
+            ))
+            .await
+        {
             Ok((Ok(()), b)) => {
                 self.written.set(self.written.get() + (end - start) as u64);
                 Ok(b)
