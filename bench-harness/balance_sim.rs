@@ -31,7 +31,7 @@ fn upstream() -> Arc<Upstream> {
         std::path::Path::new("/tmp"),
     )
     .unwrap();
-    build(&t, &BuildEnv { prefix: "/tmp".into() }).unwrap().http.upstreams[0].clone()
+    build(&t, &BuildEnv::at("/tmp")).unwrap().http.upstreams[0].clone()
 }
 
 struct Rng(u64);

@@ -78,7 +78,7 @@ fn bench_chunked(c: &mut Criterion) {
 
 fn config(text: &str) -> Config {
     let t = parse_str(text, "bench.conf", Path::new("/tmp")).unwrap();
-    build(&t, &BuildEnv { prefix: "/tmp".into() }).unwrap()
+    build(&t, &BuildEnv::at("/tmp")).unwrap()
 }
 
 fn bench_forward(c: &mut Criterion) {
@@ -117,6 +117,7 @@ fn bench_forward(c: &mut Criterion) {
                     conn_id: 1,
                     conn_requests: 1,
                     request_length: req.len() as u64,
+                    tls: None,
                 };
                 out.clear();
                 write_request_head(&mut out, &ctx, &loc.conf, pp, Some("/classify"), UpBody::None);

@@ -185,6 +185,11 @@ pub fn main(argv: Vec<String>) -> i32 {
             return 1;
         }
     };
+    if !(args.test && args.quiet) {
+        for (level, w) in &loaded.config.warnings {
+            eprintln!("ringx: [{}] {w}", level.as_str());
+        }
+    }
     if args.test {
         if !args.quiet {
             eprintln!("ringx: the configuration file {name} syntax is ok");

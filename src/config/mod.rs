@@ -3,8 +3,10 @@
 //! [`vars`] compiles strings with `$variables`.
 
 pub mod build;
+pub mod ciphers;
 pub mod model;
 pub mod parser;
+pub mod tls;
 pub mod vars;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +91,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfError> {
         Some(p) => p.clone(),
         None => base.clone(),
     };
-    let config = build::build(&tree, &build::BuildEnv { prefix })?;
+    let config = build::build(
+        &tree,
+        &build::BuildEnv {
+            prefix,
+            conf_prefix: base,
+        },
+    )?;
     Ok(Loaded { config, sources })
 }

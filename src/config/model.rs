@@ -90,6 +90,8 @@ pub struct Config {
     pub pid: Option<PathBuf>,
     pub error_log: ErrorLog,
     pub http: Http,
+    /// What the operator should hear about the configuration (`[warn]`).
+    pub warnings: Vec<(LogLevel, super::ConfError)>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +107,8 @@ pub struct ListenGroup {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub ipv6only: bool,
+    /// `listen ... ssl` on any server of this address: TLS on every connection.
+    pub ssl: bool,
     /// Indices into [`Http::servers`], in config order.
     pub servers: Vec<usize>,
     pub default_server: usize,
@@ -140,6 +144,10 @@ pub struct Server {
     pub client_header_timeout: Duration,
     pub large_header_size: usize,
     pub large_header_count: usize,
+    /// The TLS configuration (`ssl_certificate` set at this level or inherited).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `ssl_reject_handshake on`: handshakes that choose this server are refused.
+    pub reject_handshake: bool,
 }
 
 #[derive(Debug)]

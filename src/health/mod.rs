@@ -165,7 +165,7 @@ mod tests {
              server {{ listen 127.0.0.1:1; location / {{ proxy_pass http://u; health_check match=m; }} }} }}"
         );
         let t = parse_str(&conf, "t", std::path::Path::new("/tmp")).unwrap();
-        let c = build(&t, &BuildEnv { prefix: "/tmp".into() }).unwrap();
+        let c = build(&t, &BuildEnv::at("/tmp")).unwrap();
         c.http.upstreams[0].health_check.get().unwrap().matcher.clone().unwrap()
     }
 

@@ -51,6 +51,8 @@ pub struct ReqCtx<'a> {
     pub conn_id: u64,
     pub conn_requests: u64,
     pub request_length: u64,
+    /// What the TLS handshake agreed; `None` on plain HTTP.
+    pub tls: Option<&'a crate::net::tls::Info>,
 }
 
 fn num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
@@ -62,6 +64,17 @@ fn ms(out: &mut Vec<u8>, ms: u64) {
 }
 
 impl ReqCtx<'_> {
+    /// A `$ssl_*` value: empty (not found) on plain HTTP or when the handshake had none.
+    fn tls_str(&self, out: &mut Vec<u8>, f: impl Fn(&crate::net::tls::Info) -> Option<&str>) -> bool {
+        match self.tls.and_then(f).filter(|v| !v.is_empty()) {
+            Some(v) => {
+                out.extend_from_slice(v.as_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
     fn host(&self, out: &mut Vec<u8>) {
         match self.head.host {
             Some(h) => out.extend(h.get(self.buf).iter().map(u8::to_ascii_lowercase)),
@@ -161,8 +174,17 @@ impl VarSource for ReqCtx<'_> {
                 }
                 num(out, self.peer.ip());
             }
-            Var::Scheme => out.extend_from_slice(b"http"),
-            Var::Https => {}
+            Var::Scheme => out.extend_from_slice(if self.tls.is_some() { b"https" } else { b"http" }),
+            Var::Https => {
+                if self.tls.is_some() {
+                    out.extend_from_slice(b"on");
+                }
+            }
+            Var::SslProtocol => return self.tls_str(out, |t| Some(t.protocol)),
+            Var::SslCipher => return self.tls_str(out, |t| Some(t.cipher)),
+            Var::SslServerName => return self.tls_str(out, |t| t.server_name.as_deref()),
+            Var::SslSessionReused => return self.tls_str(out, |t| Some(if t.reused { "r" } else { "." })),
+            Var::SslAlpnProtocol => return self.tls_str(out, |t| t.alpn.as_deref()),
             Var::ServerName => out.extend_from_slice(self.server.primary_name.as_bytes()),
             Var::ServerPort => num(out, self.local.port()),
             Var::ServerAddr => num(out, self.local.ip()),

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use crate::config::model::{AddHeader, Lingering, LocConf, ProxyPass, Return, Server};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
-use crate::net::{tunnel, Deadline, IoFail, Soon, Stream};
+use crate::net::{tls, tunnel, Deadline, IoFail, Soon, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
@@ -97,6 +97,8 @@ struct Conn {
     /// accept for the first one (nginx arms it once: the whole first head is due
     /// then too), `keepalive_timeout` after a response.
     idle_until: Instant,
+    /// Plain HTTP arrived on a TLS address: the request is answered with nginx's 400.
+    plain_on_tls: bool,
 }
 
 /// A connection's per-request allocations, kept in the worker's pool while the
@@ -140,6 +142,7 @@ struct Client {
     /// Unread request bytes may follow: close with a lingering close, so the client
     /// reads the response instead of a reset.
     linger: Option<Arc<LocConf>>,
+    plain_on_tls: bool,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -176,6 +179,7 @@ impl Client {
             wake: conn.wake,
             first_deadline: conn.idle_until,
             linger: None,
+            plain_on_tls: conn.plain_on_tls,
         }
     }
 
@@ -200,6 +204,7 @@ impl Client {
             id: self.id,
             keepalive_timeout: self.keepalive_timeout,
             wake: self.wake,
+            plain_on_tls: self.plain_on_tls,
         }
     }
 
@@ -223,6 +228,7 @@ impl Client {
             conn_id: self.id,
             conn_requests: self.requests,
             request_length: self.consumed as u64,
+            tls: self.stream.tls_info(),
         }
     }
 }
@@ -237,13 +243,25 @@ enum Head {
 /// nothing to do, active (boxed, with its buffers) while it has.
 pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, local: SocketAddr) {
     let snap = w.snapshot();
-    let default = snap.group(local).map(|g| &snap.cfg.http.servers[g.default_server]);
-    let ka = default.map_or(Duration::from_secs(75), |s| s.conf.keepalive_timeout);
-    let header_deadline = Instant::now() + default.map_or(Duration::from_secs(60), |s| s.client_header_timeout);
+    let Some(group) = snap.group(local) else {
+        return;
+    };
+    let default = &snap.cfg.http.servers[group.default_server];
+    let ka = default.conf.keepalive_timeout;
+    let header_deadline = Instant::now() + default.client_header_timeout;
+    let (stream, plain_on_tls) = if group.ssl {
+        match handshake(&snap, group, stream, peer, local, header_deadline).await {
+            Some(s) => s,
+            None => return,
+        }
+    } else {
+        (Stream::new(stream), false)
+    };
     drop(snap);
     let mut conn = Conn {
         w: w.clone(),
-        stream: Stream::new(stream),
+        stream,
+        plain_on_tls,
         peer,
         local,
         requests: 0,
@@ -261,6 +279,45 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
             None => return,
         }
     }
+}
+
+/// The TLS handshake of a connection to a TLS address, bounded by the default
+/// server's `client_header_timeout` (nginx arms that one timer at the accept for the
+/// handshake and the whole first head); the certificate is that of the server the
+/// SNI name chooses, else the default server's, as nginx. Plain HTTP goes on, marked.
+async fn handshake(
+    snap: &Snapshot,
+    group: &crate::config::model::ListenGroup,
+    tcp: crate::net::Tcp,
+    peer: SocketAddr,
+    local: SocketAddr,
+    deadline: Instant,
+) -> Option<(Stream, bool)> {
+    let http = &snap.cfg.http;
+    let default = &http.servers[group.default_server];
+    let choose = |sni: Option<&str>| {
+        let name = sni.map(|n| n.strip_suffix('.').unwrap_or(n).as_bytes());
+        let s = route::find_server(http, group, name);
+        if s.reject_handshake {
+            return Err("handshake rejected");
+        }
+        s.tls
+            .clone()
+            .or_else(|| default.tls.clone())
+            .ok_or("handshake rejected")
+    };
+    let fail = match tokio::time::timeout_at(deadline.into(), tls::accept(&tcp, &choose)).await {
+        Ok(Ok(tls::First::Tls(t))) => return Some((Stream::with_tls(tcp, t), false)),
+        Ok(Ok(tls::First::Plain)) => return Some((Stream::new(tcp), true)),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "client timed out (110: Connection timed out)".to_string(),
+    };
+    tcp.shutdown(Shutdown::Both);
+    log::info(format_args!(
+        "{fail} while SSL handshaking, client: {}, server: {local}",
+        peer.ip()
+    ));
+    None
 }
 
 /// Waits for the next request's first bytes holding no buffer, until `idle_until`;
@@ -437,6 +494,17 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     match normalize(r.uri.get(&c.buf), &mut c.uri_norm) {
         Ok(n) => r.uri_normalized = n,
         Err(e) => return finish_error(snap, c, &mut r, e.status).await,
+    }
+    if c.plain_on_tls {
+        log::info(format_args!(
+            "client sent plain HTTP request to HTTPS port while reading client request headers, client: {}, server: {}",
+            c.peer.ip(),
+            server.primary_name
+        ));
+        // nginx: no keep-alive and no lingering close after a 497.
+        send_error(c, &mut r, 497, false).await;
+        access_log(snap, c, &r);
+        return false;
     }
     if c.head.method() == Method::Trace {
         return finish_error(snap, c, &mut r, 405).await;

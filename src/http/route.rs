@@ -108,7 +108,7 @@ mod tests {
 
     fn cfg(s: &str) -> Config {
         let t = parse_str(s, "t", Path::new("/tmp")).unwrap();
-        build(&t, &BuildEnv { prefix: "/tmp".into() }).unwrap()
+        build(&t, &BuildEnv::at("/tmp")).unwrap()
     }
 
     fn loc(c: &Config, uri: &str) -> String {

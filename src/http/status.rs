@@ -47,9 +47,10 @@ pub fn reason(code: u16) -> &'static str {
     }
 }
 
-/// The status line code for a status ringx uses internally (nginx's 494 is sent as 400).
+/// The status line code for a status ringx uses internally (nginx's 494 and 497 are
+/// sent as 400).
 pub fn wire_code(code: u16) -> u16 {
-    if code == 494 {
+    if code == 494 || code == 497 {
         400
     } else {
         code
@@ -57,28 +58,30 @@ pub fn wire_code(code: u16) -> u16 {
 }
 
 /// nginx's built-in error page body for `code`, or `None` when nginx sends none.
+/// nginx's special 400s (494, 497) keep `400 Bad Request` as the heading and say
+/// why in the title and a line below.
 pub fn error_page(code: u16) -> Option<String> {
-    let (title, extra) = match code {
-        494 => (
-            "400 Bad Request",
-            "<center>Request Header Or Cookie Too Large</center>\r\n",
-        ),
-        c if (300..=599).contains(&c) && c != 304 && !reason(c).is_empty() => ("", ""),
+    let why = match code {
+        494 => "Request Header Or Cookie Too Large",
+        497 => "The plain HTTP request was sent to HTTPS port",
+        c if (300..=599).contains(&c) && c != 304 && !reason(c).is_empty() => "",
         _ => return None,
     };
-    let title = if title.is_empty() {
-        format!("{} {}", code, reason(code))
+    let wire = wire_code(code);
+    let h1 = format!("{wire} {}", reason(wire));
+    let (title, extra) = if why.is_empty() {
+        (h1.clone(), String::new())
     } else {
-        title.to_string()
+        (format!("{wire} {why}"), format!("<center>{why}</center>\r\n"))
     };
     Some(format!(
-        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n{extra}<hr><center>ringx</center>\r\n</body>\r\n</html>\r\n"
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{h1}</h1></center>\r\n{extra}<hr><center>ringx</center>\r\n</body>\r\n</html>\r\n"
     ))
 }
 
 /// Errors after which nginx closes the client connection.
 pub fn closes_connection(code: u16) -> bool {
-    matches!(code, 400 | 408 | 413 | 414 | 494 | 500 | 501)
+    matches!(code, 400 | 408 | 413 | 414 | 494 | 497 | 500 | 501)
 }
 
 thread_local! {

@@ -258,6 +258,52 @@ impl Tcp {
         }
     }
 
+    /// The socket's descriptor (for readiness-driven protocols above, such as TLS).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Tcp::Uring(s) => s.as_raw_fd(),
+            Tcp::Epoll(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Runs a non-blocking read `f` on the socket (one that uses [`FdIo`]): on epoll
+    /// through tokio's `try_io`, so that a `WouldBlock` clears the cached readiness
+    /// and the next [`Tcp::readable`] really waits.
+    pub fn try_io_read<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        match self {
+            Tcp::Uring(_) => f(),
+            Tcp::Epoll(s) => s.try_io(tokio::io::Interest::READABLE, f),
+        }
+    }
+
+    /// As [`Tcp::try_io_read`], for a non-blocking write.
+    pub fn try_io_write<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        match self {
+            Tcp::Uring(_) => f(),
+            Tcp::Epoll(s) => s.try_io(tokio::io::Interest::WRITABLE, f),
+        }
+    }
+
+    /// Waits until the socket can take more bytes: epoll readiness, or
+    /// `IORING_OP_POLL_ADD` for output on io_uring.
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Tcp::Uring(s) => uring_poll(s.as_raw_fd(), libc::POLLOUT as u32).await,
+            Tcp::Epoll(s) => s.writable().await,
+        }
+    }
+
+    /// The first byte waiting on the socket, left where it is; `None`: closed.
+    /// `WouldBlock` when nothing has arrived.
+    pub fn peek_byte(&self) -> io::Result<Option<u8>> {
+        let mut b = [std::mem::MaybeUninit::uninit()];
+        match recv_now(self.fd(), &mut b, libc::MSG_PEEK)? {
+            0 => Ok(None),
+            // SAFETY: recv wrote the one byte it reports.
+            _ => Ok(Some(unsafe { b[0].assume_init() })),
+        }
+    }
+
     pub fn shutdown(&self, how: Shutdown) {
         let _ = match self {
             Tcp::Uring(s) => s.shutdown(how),
@@ -272,6 +318,33 @@ fn recv_now(fd: std::os::fd::RawFd, buf: &mut [std::mem::MaybeUninit<u8>], flags
     // SAFETY: `fd` belongs to a connection the caller borrows, open for this call.
     let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     socket2::SockRef::from(&sock).recv_with_flags(buf, flags | libc::MSG_DONTWAIT)
+}
+
+/// A socket's descriptor as `io::Read`/`io::Write` that never wait (`MSG_DONTWAIT`;
+/// writes with `MSG_NOSIGNAL`): what a protocol library that reads and writes
+/// through `std::io` (rustls) is given, inside [`Tcp::try_io_read`] or
+/// [`Tcp::try_io_write`]. The connection it came from must outlive it.
+pub struct FdIo(pub std::os::fd::RawFd);
+
+impl io::Read for FdIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and recv only
+        // writes initialized bytes into it.
+        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+        recv_now(self.0, uninit, 0)
+    }
+}
+
+impl io::Write for FdIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `fd` belongs to a connection that outlives this `FdIo`.
+        let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        socket2::SockRef::from(&sock).send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `IORING_OP_CONNECT` on a socket ringx owns. tokio-uring's own connect keeps its
@@ -328,7 +401,11 @@ impl<D> tokio_uring::OneshotOutputTransform for ResultCode<D> {
 /// `IORING_OP_POLL_ADD` for input (or hang-up, or error) on `fd`: readiness on
 /// io_uring, so that an idle connection holds no receive buffer.
 async fn uring_poll_in(fd: std::os::fd::RawFd) -> io::Result<()> {
-    let mask = (libc::POLLIN | libc::POLLRDHUP) as u32;
+    uring_poll(fd, (libc::POLLIN | libc::POLLRDHUP) as u32).await
+}
+
+/// `IORING_OP_POLL_ADD` for the events in `mask` on `fd`.
+async fn uring_poll(fd: std::os::fd::RawFd, mask: u32) -> io::Result<()> {
     let sqe = io_uring::opcode::PollAdd::new(io_uring::types::Fd(fd), mask).build();
     tokio_uring::UnsubmittedOneshot::new((), ResultCode::<()>::new(), sqe)
         .submit()

@@ -17,6 +17,7 @@
 pub mod io;
 pub mod listener;
 pub mod pool;
+pub mod tls;
 pub mod tunnel;
 
 use std::cell::Cell;
@@ -71,6 +72,8 @@ impl Deadline {
 
 pub struct Stream {
     inner: Tcp,
+    /// TLS between the socket and the caller's plaintext (`listen ... ssl`).
+    tls: Option<Box<tls::Tls>>,
     /// Bytes written so far (nginx's `c->sent`): what a peer received, whatever
     /// ended the exchange, is the difference of two readings.
     written: Cell<u64>,
@@ -103,6 +106,8 @@ impl Drop for Stream {
     fn drop(&mut self) {
         if self.abandoned.get() {
             self.inner.shutdown(Shutdown::Both);
+        } else if let Some(t) = &self.tls {
+            t.close_notify(&self.inner);
         }
     }
 }
@@ -119,9 +124,22 @@ impl Stream {
     pub fn new(inner: Tcp) -> Self {
         Stream {
             inner,
+            tls: None,
             written: Cell::new(0),
             abandoned: Cell::new(false),
         }
+    }
+
+    /// A connection whose TLS handshake is done: reads and writes are plaintext.
+    pub fn with_tls(inner: Tcp, tls: Box<tls::Tls>) -> Self {
+        let mut s = Stream::new(inner);
+        s.tls = Some(tls);
+        s
+    }
+
+    /// What the TLS handshake agreed; `None` on a plain connection.
+    pub fn tls_info(&self) -> Option<&tls::Info> {
+        self.tls.as_deref().map(|t| &t.info)
     }
 
     /// Bytes written on this connection so far (complete writes).
@@ -157,10 +175,16 @@ impl Stream {
             // is checked before each operation too.
             return Err(self.timed_out());
         }
-        match self
-            .track(tokio::time::timeout_at(deadline.at(), self.inner.read(buf, max)))
-            .await
-        {
+        let op = async {
+            match &self.tls {
+                Some(t) => {
+                    let r = t.read(&self.inner, &mut buf, max).await;
+                    (r, buf)
+                }
+                None => self.inner.read(buf, max).await,
+            }
+        };
+        match self.track(tokio::time::timeout_at(deadline.at(), op)).await {
             Ok((Ok(n), b)) => Ok((n, b)),
             Ok((Err(e), _)) => Err(IoFail::Io(e)),
             Err(_) => Err(self.timed_out()),
@@ -168,8 +192,14 @@ impl Stream {
     }
 
     /// Reads what has arrived if the driver has it for free (see [`Tcp::read_now`]).
-    pub fn read_now(&self, buf: Vec<u8>, max: usize) -> Soon {
-        self.inner.read_now(buf, max)
+    pub fn read_now(&self, mut buf: Vec<u8>, max: usize) -> Soon {
+        match &self.tls {
+            Some(t) => match t.try_read(&self.inner, &mut buf, max) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Soon::Idle(buf),
+                r => Soon::Read(r, buf),
+            },
+            None => self.inner.read_now(buf, max),
+        }
     }
 
     /// Reads what has arrived without waiting, else as [`Stream::read_append`]: after
@@ -180,7 +210,11 @@ impl Stream {
         max: usize,
         deadline: impl Into<Deadline>,
     ) -> Result<(usize, Vec<u8>), IoFail> {
-        match self.inner.try_read(&mut buf, max) {
+        let now = match &self.tls {
+            Some(t) => t.try_read(&self.inner, &mut buf, max),
+            None => self.inner.try_read(&mut buf, max),
+        };
+        match now {
             Ok(n) => Ok((n, buf)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.read_append(buf, max, deadline).await,
             Err(e) => Err(IoFail::Io(e)),
@@ -190,6 +224,9 @@ impl Stream {
     /// Waits, holding no buffer where the driver allows it, until the peer sent
     /// something or closed.
     pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {
+        if self.tls.as_ref().is_some_and(|t| t.has_plain()) {
+            return Ok(());
+        }
         match self
             .track(tokio::time::timeout_at(deadline.into().at(), self.inner.readable()))
             .await
@@ -204,15 +241,35 @@ impl Stream {
     /// went away while ringx waits on the upstream); pending forever if it sends
     /// bytes instead (a pipelined request), which are left where they are.
     pub async fn closed(&self) {
-        if self.track(self.inner.readable()).await.is_ok() && self.inner.peek() == Peek::Closed {
-            return;
+        loop {
+            match self.peek() {
+                Peek::Closed => return,
+                Peek::Bytes => break,
+                Peek::Nothing if self.tls.is_some() => {
+                    // A TLS peer's close is a close_notify record first: read on.
+                    if self.track(self.inner.readable()).await.is_err() {
+                        return;
+                    }
+                }
+                Peek::Nothing => {
+                    if self.track(self.inner.readable()).await.is_ok() && self.inner.peek() == Peek::Closed {
+                        return;
+                    }
+                    break;
+                }
+            }
         }
         std::future::pending::<()>().await
     }
 
-    /// See [`Tcp::peek`].
+    /// What the peer's side holds, without taking it (see [`Tcp::peek`]); on TLS,
+    /// decrypted bytes (records that arrived are processed and kept for the next
+    /// read).
     pub fn peek(&self) -> Peek {
-        self.inner.peek()
+        match &self.tls {
+            Some(t) => t.peek(&self.inner),
+            None => self.inner.peek(),
+        }
     }
 
     /// Writes `buf[start..end]` fully and gives the buffer back.
@@ -226,13 +283,16 @@ impl Stream {
         if start == end {
             return Ok(buf);
         }
-        match self
-            .track(tokio::time::timeout_at(
-                deadline.into().at(),
-                self.inner.write(buf, start, end),
-            ))
-            .await
-        {
+        let op = async {
+            match &self.tls {
+                Some(t) => {
+                    let r = t.write(&self.inner, &buf[start..end]).await;
+                    (r, buf)
+                }
+                None => self.inner.write(buf, start, end).await,
+            }
+        };
+        match self.track(tokio::time::timeout_at(deadline.into().at(), op)).await {
             Ok((Ok(()), b)) => {
                 self.written.set(self.written.get() + (end - start) as u64);
                 Ok(b)
@@ -248,12 +308,18 @@ impl Stream {
         self.write_range(buf, 0, n, deadline).await
     }
 
+    /// Shuts the socket down (`how`); on TLS a `close_notify` goes first when the
+    /// write side closes, as nginx's `SSL_shutdown`.
     pub fn shutdown(&self, how: Shutdown) {
+        if let (Some(t), Shutdown::Write | Shutdown::Both) = (&self.tls, how) {
+            t.close_notify(&self.inner);
+        }
         self.inner.shutdown(how);
     }
 
     /// The one place a timeout becomes a closed connection.
     fn timed_out(&self) -> IoFail {
+        // No close_notify after a timeout (nginx's quiet shutdown).
         self.inner.shutdown(Shutdown::Both);
         IoFail::Timeout
     }

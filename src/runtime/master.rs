@@ -298,6 +298,9 @@ impl Master {
             }
         };
         let new = loaded.config;
+        for (level, w) in &new.warnings {
+            log::log(*level, format_args!("{w}"));
+        }
         if new.worker_processes != self.cfg.worker_processes {
             log::warn(format_args!(
                 "\"worker_processes\" changed from {} to {}: a reload keeps {}, restart to apply",

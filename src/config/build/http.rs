@@ -35,15 +35,20 @@ impl Builder<'_> {
         let server_dirs = walk(self, items, Ctx::Http, HTTP, &mut (), Some(&mut set))?;
         let mut http = Http::default();
         let mut listens = Vec::new();
+        let mut ssl_listens = Vec::new();
         for sd in server_dirs {
             let idx = http.servers.len();
             let (server, ls) = self.server(sd, &set)?;
             for l in ls {
+                if l.ssl {
+                    ssl_listens.push((l.addr, l.at.clone()));
+                }
                 listens.push((l, idx, sd));
             }
             http.servers.push(server);
         }
         http.listens = listen::group(listens)?;
+        check_ssl_defaults(&http, &ssl_listens)?;
         // Duplicate exact names on one address: nginx warns; ringx keeps the first too.
         http.upstreams = std::mem::take(&mut self.upstreams);
         Ok(http)
@@ -103,4 +108,23 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// nginx's rule: the default server of a TLS address needs a certificate (or
+/// `ssl_reject_handshake on`), reported at the `listen ... ssl` line.
+fn check_ssl_defaults(http: &Http, ssl_listens: &[(std::net::SocketAddr, (Arc<str>, usize))]) -> Done {
+    for (addr, (file, line)) in ssl_listens {
+        let Some(g) = http.listens.iter().find(|g| g.addr == *addr) else {
+            continue;
+        };
+        let def = &http.servers[g.default_server];
+        if def.tls.is_none() && !def.reject_handshake {
+            return Err(ConfError::at(
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+                file,
+                *line,
+            ));
+        }
+    }
+    Ok(())
 }

@@ -18,6 +18,10 @@ pub(super) struct ListenSpec {
     pub(super) default_server: bool,
     pub(super) backlog: i32,
     pub(super) ipv6only: bool,
+    /// `ssl`: TLS on this address.
+    pub(super) ssl: bool,
+    /// Where the `listen` directive is.
+    pub(super) at: (std::sync::Arc<str>, usize),
 }
 
 impl ListenSpec {
@@ -27,6 +31,8 @@ impl ListenSpec {
             default_server: false,
             backlog: 511,
             ipv6only: true,
+            ssl: false,
+            at: (std::sync::Arc::from(""), 0),
         }
     }
 }
@@ -38,13 +44,15 @@ pub(super) fn listen(d: &Directive) -> Result<ListenSpec, ConfError> {
     let a = &d.args[0];
     let addr = parse_listen_addr(a).ok_or_else(|| d.err(format!("invalid listen address \"{a}\"")))?;
     let mut spec = ListenSpec::default_for(addr);
+    spec.at = (d.file.clone(), d.line);
     for p in &d.args[1..] {
         match p.as_str() {
             "default_server" | "default" => spec.default_server = true,
             "reuseport" | "deferred" | "bind" => {}
             "ipv6only=on" => spec.ipv6only = true,
             "ipv6only=off" => spec.ipv6only = false,
-            "ssl" | "http2" | "quic" | "proxy_protocol" => {
+            "ssl" => spec.ssl = true,
+            "http2" | "quic" | "proxy_protocol" => {
                 return Err(d.err(format!("the \"{p}\" parameter of \"listen\" is not supported yet")))
             }
             _ => {
@@ -126,6 +134,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
                 addr: spec.addr,
                 backlog: spec.backlog,
                 ipv6only: spec.ipv6only,
+                ssl: spec.ssl,
                 servers: vec![idx],
                 default_server: idx,
             });
@@ -133,6 +142,8 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
             continue;
         };
         let g = &mut groups[i];
+        // nginx: `ssl` on any listen of an address makes the whole address TLS.
+        g.ssl |= spec.ssl;
         if spec.default_server {
             if marked[i] && g.default_server != idx {
                 return Err(d.err(format!("a duplicate default server for {}", spec.addr)));

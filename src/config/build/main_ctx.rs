@@ -56,6 +56,7 @@ impl Main {
                 level: LogLevel::Error,
             },
             http: Http::default(),
+            warnings: Vec::new(),
         };
         Main {
             cfg,

@@ -38,6 +38,7 @@ mod location;
 mod main_ctx;
 mod server;
 mod settings;
+mod ssl;
 mod table;
 mod upstream;
 
@@ -51,9 +52,29 @@ pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request
 pub struct BuildEnv {
     /// `-p`: relative log, pid and include paths resolve against it.
     pub prefix: PathBuf,
+    /// The directory of the main configuration file (nginx's conf prefix): relative
+    /// `ssl_certificate` and `ssl_certificate_key` paths resolve against it.
+    pub conf_prefix: PathBuf,
 }
 
 impl BuildEnv {
+    /// Both prefixes at `dir` (tests and benches).
+    pub fn at(dir: &str) -> Self {
+        BuildEnv {
+            prefix: dir.into(),
+            conf_prefix: dir.into(),
+        }
+    }
+
+    fn conf_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.conf_prefix.join(p)
+        }
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -72,6 +93,10 @@ struct Builder<'e> {
     log_files: Vec<PathBuf>,
     upstreams: Vec<Arc<Upstream>>,
     matches: HashMap<String, Arc<Match>>,
+    /// `ssl_session_cache shared:NAME:SIZE` zones by name.
+    session_caches: HashMap<String, Arc<crate::config::tls::Cache>>,
+    /// `[warn]` lines for the operator (printed at start-up and `-t`, logged at reload).
+    warnings: Vec<(super::model::LogLevel, ConfError)>,
 }
 
 /// Builds the typed configuration from a parsed tree.
@@ -82,12 +107,16 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         log_files: Vec::new(),
         upstreams: Vec::new(),
         matches: HashMap::new(),
+        session_caches: HashMap::new(),
+        warnings: Vec::new(),
     };
     b.log_formats
         .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));
     let mut main = main_ctx::Main::new(env);
     table::walk(&mut b, tree, table::Ctx::Main, main_ctx::MAIN, &mut main, None)?;
-    main.finish()
+    let mut cfg = main.finish()?;
+    cfg.warnings = b.warnings;
+    Ok(cfg)
 }
 
 #[cfg(test)]

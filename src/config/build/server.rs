@@ -55,6 +55,7 @@ impl Builder<'_> {
         let (hbuf_n, hbuf_size) = set.header_buffers();
         let client_header_timeout = set.header_timeout();
         let server_conf = Arc::new(self.resolve(&set, None));
+        let (tls, reject_handshake) = self.server_tls(&set)?;
         let (prefix_locations, regex_locations) = self.locations(loc_dirs, &set)?;
         let server = Server {
             names: s.names,
@@ -66,6 +67,8 @@ impl Builder<'_> {
             client_header_timeout,
             large_header_size: hbuf_size,
             large_header_count: hbuf_n,
+            tls,
+            reject_handshake,
         };
         Ok((server, s.listens))
     }

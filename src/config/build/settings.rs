@@ -22,10 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{block, flag, nargs, one_arg, parse_num, parse_size, parse_time, time_arg, two_args};
+use super::ssl::{conf_path_list, dhparam, only_off, session_cache, ssl_protocols};
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{AccessLog, AddHeader, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return};
 use crate::config::parser::Directive;
+use crate::config::tls::{Located, SessionCache};
 use crate::config::vars::Template;
 use crate::config::ConfError;
 
@@ -113,6 +115,21 @@ settings! {
     lingering_close:               Lingering,                      HSL, lingering     => Lingering::On;
     lingering_time:                Duration,                       HSL, time          => Duration::from_secs(30);
     lingering_timeout:             Duration,                       HSL, time          => Duration::from_secs(5);
+    // TLS (http and server; finished into TlsSettings in ssl.rs)
+    ssl_certificate:               Vec<Located>,                   HS,  conf_path_list;
+    ssl_certificate_key:           Vec<Located>,                   HS,  conf_path_list;
+    ssl_protocols:                 (bool, bool),                   HS,  ssl_protocols;
+    ssl_ciphers:                   String,                         HS,  word;
+    ssl_prefer_server_ciphers:     bool,                           HS,  on_off;
+    ssl_ecdh_curve:                String,                         HS,  word;
+    ssl_session_cache:             SessionCache,                   HS,  session_cache;
+    ssl_session_timeout:           Duration,                       HS,  time;
+    ssl_session_tickets:           bool,                           HS,  on_off;
+    ssl_buffer_size:               u64,                            HS,  size;
+    ssl_reject_handshake:          bool,                           HS,  on_off;
+    ssl_dhparam:                   Located,                        HS,  dhparam;
+    ssl_early_data:                bool,                           HS,  only_off;
+    ssl_stapling:                  bool,                           HS,  only_off;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.

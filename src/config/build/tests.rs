@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::*;
@@ -7,12 +7,7 @@ use crate::config::parser::parse_str;
 
 fn cfg(s: &str) -> Result<Config, ConfError> {
     let t = parse_str(s, "t.conf", Path::new("/tmp"))?;
-    build(
-        &t,
-        &BuildEnv {
-            prefix: PathBuf::from("/tmp/"),
-        },
-    )
+    build(&t, &BuildEnv::at("/tmp/"))
 }
 
 const BASE: &str = "events {} http { access_log off; upstream be { least_conn; server 127.0.0.1:9001 max_fails=3 fail_timeout=30s; server 127.0.0.1:9002 weight=2 backup; keepalive 8; }\n";

@@ -1,0 +1,289 @@
+//! A server's TLS settings (`ssl_*`) → a rustls `ServerConfig`, built at `-t`, start-up
+//! and reload, so that every certificate and key is loaded and checked before a worker
+//! sees the configuration. One `Arc<ServerConfig>` serves every worker: its session
+//! cache and ticket keys are the same whichever worker a resumed connection lands on.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use super::ConfError;
+
+/// A path with the directive that named it, for errors at its line.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub path: PathBuf,
+    pub file: Arc<str>,
+    pub line: usize,
+}
+
+impl Located {
+    fn err(&self, msg: String) -> ConfError {
+        ConfError::at(msg, &self.file, self.line)
+    }
+}
+
+/// `ssl_session_cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCache {
+    /// `off`: no cache, and clients are told so.
+    Off,
+    /// `none` (nginx's default): no server-side cache.
+    None,
+    /// `builtin[:N]` and/or `shared:NAME:SIZE`: this many sessions, in the zone
+    /// `name` (shared by the servers that name it) or the server's own.
+    Sessions { name: Option<String>, count: usize },
+}
+
+/// A server's merged `ssl_*` settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub certificates: Vec<Located>,
+    pub keys: Vec<Located>,
+    /// Protocol versions, `TLSv1.2`/`TLSv1.3`.
+    pub tls12: bool,
+    pub tls13: bool,
+    pub ciphers: String,
+    pub prefer_server_ciphers: bool,
+    pub ecdh_curve: String,
+    pub session_cache: SessionCache,
+    pub session_timeout: Duration,
+    pub session_tickets: bool,
+    pub buffer_size: usize,
+}
+
+/// The crypto provider every TLS configuration uses.
+pub fn provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Builds the rustls configuration of a server with certificates.
+/// `cache`: the session cache `ssl_session_cache` names, if any.
+pub fn server_config(
+    s: &TlsSettings,
+    alpn: &[&[u8]],
+    cache: Option<Arc<Cache>>,
+) -> Result<Arc<ServerConfig>, ConfError> {
+    let first = &s.certificates[0];
+    let mut p = provider();
+    let tls12 = super::ciphers::select(&s.ciphers, &p.cipher_suites).map_err(|e| first.err(e))?;
+    let tls13: Vec<_> = p
+        .cipher_suites
+        .iter()
+        .copied()
+        .filter(|c| c.tls13().is_some())
+        .collect();
+    p.cipher_suites = tls13.into_iter().chain(tls12).collect();
+    p.kx_groups = curves(&s.ecdh_curve, &p).map_err(|e| first.err(e))?;
+    let keys = load_pairs(s, &p)?;
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if s.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if s.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&versions)
+        .map_err(|e| first.err(format!("ssl_protocols: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Certificates(keys)));
+    cfg.ignore_client_order = s.prefer_server_ciphers;
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    cfg.max_fragment_size = Some(s.buffer_size.clamp(512, 16384));
+    cfg.session_storage = match cache {
+        None => Arc::new(NoServerSessionStorage {}),
+        Some(inner) => Arc::new(Expiring {
+            inner,
+            timeout: s.session_timeout,
+        }),
+    };
+    if s.session_tickets {
+        cfg.ticketer = Arc::new(Tickets {
+            inner: ticket_keys(first)?,
+            timeout: s.session_timeout,
+        });
+    } else {
+        cfg.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// `ssl_ecdh_curve`: `auto` (the provider's list) or OpenSSL names joined by `:`.
+fn curves(spec: &str, p: &CryptoProvider) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, String> {
+    if spec == "auto" {
+        return Ok(p.kx_groups.clone());
+    }
+    let mut out = Vec::new();
+    for name in spec.split(':') {
+        let group = match name {
+            "X25519" | "x25519" => rustls::NamedGroup::X25519,
+            "prime256v1" | "secp256r1" | "P-256" => rustls::NamedGroup::secp256r1,
+            "secp384r1" | "P-384" => rustls::NamedGroup::secp384r1,
+            "secp521r1" | "P-521" | "X448" | "x448" => continue,
+            _ => return Err(format!("Unknown curve name \"{name}\" in \"ssl_ecdh_curve\"")),
+        };
+        if let Some(g) = p.kx_groups.iter().find(|g| g.name() == group) {
+            out.push(*g);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "\"ssl_ecdh_curve\" \"{spec}\" names no curve ringx offers (X25519, prime256v1, secp384r1)"
+        ));
+    }
+    Ok(out)
+}
+
+/// Each `ssl_certificate` with its `ssl_certificate_key`, loaded and checked.
+fn load_pairs(s: &TlsSettings, p: &CryptoProvider) -> Result<Vec<Arc<CertifiedKey>>, ConfError> {
+    let mut out = Vec::new();
+    for (i, cert) in s.certificates.iter().enumerate() {
+        let Some(key) = s.keys.get(i) else {
+            return Err(cert.err(format!(
+                "no \"ssl_certificate_key\" is defined for certificate \"{}\"",
+                cert.path.display()
+            )));
+        };
+        let chain = load_chain(cert)?;
+        let der = PrivateKeyDer::from_pem_file(&key.path).map_err(|e| {
+            key.err(format!(
+                "cannot load certificate key \"{}\": {}",
+                key.path.display(),
+                pem_error(e)
+            ))
+        })?;
+        let ck = CertifiedKey::from_der(chain, der, p).map_err(|e| {
+            key.err(format!(
+                "cannot use certificate key \"{}\" with certificate \"{}\": {e}",
+                key.path.display(),
+                cert.path.display()
+            ))
+        })?;
+        out.push(Arc::new(ck));
+    }
+    Ok(out)
+}
+
+fn load_chain(cert: &Located) -> Result<Vec<CertificateDer<'static>>, ConfError> {
+    let bad = |e: String| cert.err(format!("cannot load certificate \"{}\": {e}", cert.path.display()));
+    let chain = CertificateDer::pem_file_iter(&cert.path)
+        .map_err(|e| bad(pem_error(e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(pem_error(e)))?;
+    let Some(leaf) = chain.first() else {
+        return Err(bad("no certificate in the file".into()));
+    };
+    // The leaf must be a certificate one can use: parsed here, not at the first handshake.
+    rustls::server::ParsedCertificate::try_from(leaf).map_err(|e| bad(e.to_string()))?;
+    Ok(chain)
+}
+
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls::pki_types::pem::Error::NoItemsFound => "no PEM data of this kind in the file".into(),
+        e => format!("{e:?}"),
+    }
+}
+
+/// Several certificates (RSA and ECDSA, as nginx allows): the first whose key can sign
+/// with a scheme the client offers.
+#[derive(Debug)]
+struct Certificates(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        self.0
+            .iter()
+            .find(|k| k.key.choose_scheme(schemes).is_some())
+            .or_else(|| self.0.first())
+            .cloned()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A value stamped with the time it was made, so that `ssl_session_timeout` holds:
+/// `stamp ‖ value`.
+fn stamp(value: &[u8]) -> Vec<u8> {
+    let mut v = now_secs().to_be_bytes().to_vec();
+    v.extend_from_slice(value);
+    v
+}
+
+fn unstamp(v: Vec<u8>, timeout: Duration) -> Option<Vec<u8>> {
+    let made = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    (now_secs().saturating_sub(made) <= timeout.as_secs()).then(|| v[8..].to_vec())
+}
+
+/// A session cache (`ssl_session_cache`), shared by the servers that name its zone.
+pub type Cache = rustls::server::ServerSessionMemoryCache;
+
+/// The session cache with nginx's `ssl_session_timeout`.
+#[derive(Debug)]
+struct Expiring {
+    inner: Arc<Cache>,
+    timeout: Duration,
+}
+
+impl StoresServerSessions for Expiring {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, stamp(&value))
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.get(key)?, self.timeout)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.take(key)?, self.timeout)
+    }
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// The process's ticket keys (random, rotated every 6 hours by rustls, tickets of
+/// the previous key still accepted): made once, so that tickets outlive a reload.
+fn ticket_keys(at: &Located) -> Result<Arc<dyn ProducesTickets>, ConfError> {
+    static KEYS: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
+    if let Some(k) = KEYS.get() {
+        return Ok(k.clone());
+    }
+    let k = rustls::crypto::ring::Ticketer::new().map_err(|e| at.err(format!("session ticket keys: {e}")))?;
+    Ok(KEYS.get_or_init(|| k).clone())
+}
+
+/// Session tickets that expire after `ssl_session_timeout`: the issue time travels
+/// inside the encrypted ticket.
+#[derive(Debug)]
+struct Tickets {
+    inner: Arc<dyn ProducesTickets>,
+    timeout: Duration,
+}
+
+impl ProducesTickets for Tickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        self.timeout.as_secs().min(u32::MAX as u64) as u32
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.inner.encrypt(&stamp(plain))
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.decrypt(cipher)?, self.timeout)
+    }
+}
