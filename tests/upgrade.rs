@@ -7,70 +7,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// An upstream that answers an upgrade request with 101 and then echoes (`/ws`) or
-/// stays silent (`/quiet`); it records each request head it got.
-fn ws_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { break };
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_string();
-                seen.lock().unwrap().push(head.clone());
-                let _ = s.write_all(
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\nhello-from-up",
-                );
-                if head.starts_with("GET /quiet") {
-                    std::thread::sleep(Duration::from_secs(6));
-                    return;
-                }
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, heads)
-}
-
-fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, what: &[u8]) {
-    let mut b = [0u8; 4096];
-    while !buf.windows(what.len()).any(|w| w == what) {
-        let n = s.read(&mut b).expect("read");
-        assert!(
-            n > 0,
-            "closed before {:?}: {}",
-            String::from_utf8_lossy(what),
-            String::from_utf8_lossy(buf)
-        );
-        buf.extend_from_slice(&b[..n]);
-    }
-}
 
 const UPGRADE: &str =
     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n";

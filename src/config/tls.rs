@@ -98,6 +98,11 @@ pub fn server_config(
     cfg.ignore_client_order = s.prefer_server_ciphers;
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     cfg.max_fragment_size = Some(s.buffer_size.clamp(512, 16384));
+    // TLS 1.3 resumes through NewSessionTicket either way: an encrypted ticket
+    // (`ssl_session_tickets`), or a cache key (`ssl_session_cache`), as OpenSSL.
+    if !s.session_tickets && cache.is_none() {
+        cfg.send_tls13_tickets = 0;
+    }
     cfg.session_storage = match cache {
         None => Arc::new(NoServerSessionStorage {}),
         Some(inner) => Arc::new(Expiring {
@@ -110,14 +115,12 @@ pub fn server_config(
             inner: ticket_keys(first)?,
             timeout: s.session_timeout,
         });
-    } else {
-        cfg.send_tls13_tickets = 0;
     }
     Ok(Arc::new(cfg))
 }
 
 /// `ssl_ecdh_curve`: `auto` (the provider's list) or OpenSSL names joined by `:`.
-fn curves(spec: &str, p: &CryptoProvider) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, String> {
+pub fn curves(spec: &str, p: &CryptoProvider) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, String> {
     if spec == "auto" {
         return Ok(p.kx_groups.clone());
     }

@@ -88,7 +88,9 @@ pub type Choose<'a> = &'a dyn Fn(Option<&str>) -> Result<Arc<ServerConfig>, &'st
 /// bounds it with a timeout.
 pub async fn accept(tcp: &Tcp, choose: Choose<'_>) -> Result<First, HandshakeFail> {
     loop {
-        match tcp.peek_byte() {
+        // Through try_io: on epoll a `WouldBlock` must clear tokio's cached
+        // readiness, or the wait below returns at once and the loop spins.
+        match tcp.try_io_read(|| tcp.peek_byte()) {
             Ok(None) => return Err(HandshakeFail::Closed),
             Ok(Some(b)) if b == 0x16 || b & 0x80 != 0 => break,
             Ok(Some(_)) => return Ok(First::Plain),

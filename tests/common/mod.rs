@@ -165,7 +165,7 @@ impl Drop for Backend {
     }
 }
 
-fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+fn read_head<R: Read>(s: &mut R, buf: &mut Vec<u8>) -> Option<usize> {
     let mut tmp = [0u8; 65536];
     loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -178,7 +178,7 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
-fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, need: usize) -> bool {
+fn fill<R: Read>(s: &mut R, buf: &mut Vec<u8>, need: usize) -> bool {
     let mut tmp = [0u8; 65536];
     while buf.len() < need {
         match s.read(&mut tmp) {
@@ -208,7 +208,7 @@ fn header_of(headers: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// Where the CRLF-terminated line starting at `pos` ends, reading more as needed.
-fn find_line_end(s: &mut TcpStream, buf: &mut Vec<u8>, pos: usize) -> Option<usize> {
+fn find_line_end<R: Read>(s: &mut R, buf: &mut Vec<u8>, pos: usize) -> Option<usize> {
     loop {
         if let Some(p) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
             return Some(pos + p);
@@ -222,7 +222,7 @@ fn find_line_end(s: &mut TcpStream, buf: &mut Vec<u8>, pos: usize) -> Option<usi
 
 /// Decodes a chunked body at the front of `buf`, reading more as needed; returns
 /// (body, bytes consumed).
-fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
+fn read_chunked<R: Read>(s: &mut R, buf: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
@@ -406,7 +406,7 @@ impl Response {
 
 /// Reads one response from `s` (with `buf` holding bytes already read); `head_req`
 /// when the request was HEAD.
-pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
+pub fn read_response<R: Read>(s: &mut R, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
     // Interim responses (100 Continue) are skipped, as clients do.
     loop {
         let r = read_one(s, buf, head_req)?;
@@ -416,7 +416,7 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Op
     }
 }
 
-fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
+fn read_one<R: Read>(s: &mut R, buf: &mut Vec<u8>, head_req: bool) -> Option<Response> {
     let end = read_head(s, buf)?;
     let (first, headers) = split_head(&buf[..end - 4]);
     buf.drain(..end);
@@ -695,4 +695,64 @@ pub fn peak_rss_kb(pid: i32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+/// An upstream that answers an upgrade request with 101 and then echoes (`/ws`) or
+/// stays silent (`/quiet`); it records each request head it got.
+pub fn ws_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                seen.lock().unwrap().push(head.clone());
+                let _ = s.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\nhello-from-up",
+                );
+                if head.starts_with("GET /quiet") {
+                    std::thread::sleep(Duration::from_secs(6));
+                    return;
+                }
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+pub fn read_until<R: Read>(s: &mut R, buf: &mut Vec<u8>, what: &[u8]) {
+    let mut b = [0u8; 4096];
+    while !buf.windows(what.len()).any(|w| w == what) {
+        let n = s.read(&mut b).expect("read");
+        assert!(
+            n > 0,
+            "closed before {:?}: {}",
+            String::from_utf8_lossy(what),
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&b[..n]);
+    }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{block, flag, nargs, one_arg, parse_num, parse_size, parse_time, time_arg, two_args};
-use super::ssl::{conf_path_list, dhparam, only_off, session_cache, ssl_protocols};
+use super::ssl::{cipher_list, conf_path_list, curve_list, dhparam, only_off, session_cache, ssl_protocols};
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{AccessLog, AddHeader, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return};
@@ -119,9 +119,9 @@ settings! {
     ssl_certificate:               Vec<Located>,                   HS,  conf_path_list;
     ssl_certificate_key:           Vec<Located>,                   HS,  conf_path_list;
     ssl_protocols:                 (bool, bool),                   HS,  ssl_protocols;
-    ssl_ciphers:                   String,                         HS,  word;
+    ssl_ciphers:                   String,                         HS,  cipher_list;
     ssl_prefer_server_ciphers:     bool,                           HS,  on_off;
-    ssl_ecdh_curve:                String,                         HS,  word;
+    ssl_ecdh_curve:                String,                         HS,  curve_list;
     ssl_session_cache:             SessionCache,                   HS,  session_cache;
     ssl_session_timeout:           Duration,                       HS,  time;
     ssl_session_tickets:           bool,                           HS,  on_off;

@@ -66,6 +66,21 @@ pub(super) fn ssl_protocols(b: &mut Builder<'_>, d: &Directive, _: Option<(bool,
     Ok((v12, v13))
 }
 
+/// `ssl_ciphers STRING`: checked here, so that a string naming no suite ringx offers
+/// is an error at its line.
+pub(super) fn cipher_list(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+    one_arg(d)?;
+    crate::config::ciphers::select(&d.args[0], &tls::provider().cipher_suites).map_err(|e| d.err(e))?;
+    Ok(d.args[0].clone())
+}
+
+/// `ssl_ecdh_curve auto | NAME[:NAME…]`, checked here.
+pub(super) fn curve_list(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+    one_arg(d)?;
+    tls::curves(&d.args[0], &tls::provider()).map_err(|e| d.err(e))?;
+    Ok(d.args[0].clone())
+}
+
 /// `ssl_session_cache off | none | [builtin[:N]] [shared:NAME:SIZE]`.
 pub(super) fn session_cache(_: &mut Builder<'_>, d: &Directive, _: Option<SessionCache>) -> Parsed<SessionCache> {
     if d.args.is_empty() {

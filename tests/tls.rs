@@ -1,0 +1,670 @@
+//! TLS termination (`listen ... ssl`) seen by real TLS clients: a rustls client
+//! (certificates and keys made by rcgen at test time; one RSA key is kept in
+//! tests/data because rcgen cannot make RSA keys with ring), and curl and openssl
+//! where installed. The backends are plain HTTP, as behind nginx.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+const RSA_KEY: &str = include_str!("data/test-rsa2048.key");
+
+/// A certificate for `names`, self-signed with a new ECDSA key or the test RSA key;
+/// written as `NAME.crt` and `NAME.key` in `dir`. Returns the certificate's DER.
+fn make_cert(dir: &Path, file: &str, names: &[&str], rsa: bool) -> Vec<u8> {
+    let key = if rsa {
+        rcgen::KeyPair::from_pem_and_sign_algo(RSA_KEY, &rcgen::PKCS_RSA_SHA256).unwrap()
+    } else {
+        rcgen::KeyPair::generate().unwrap()
+    };
+    let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    cert.der().to_vec()
+}
+
+/// Accepts any certificate (the tests compare the one they got with the one they
+/// expect), checks signatures for real, and offers only `schemes` to the server.
+#[derive(Debug)]
+struct AnyCert {
+    schemes: Vec<SignatureScheme>,
+}
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(m, c, d, &algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(m, c, d, &algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+const ECDSA_ONLY: &[SignatureScheme] = &[SignatureScheme::ECDSA_NISTP256_SHA256];
+const RSA_ONLY: &[SignatureScheme] = &[SignatureScheme::RSA_PSS_SHA256, SignatureScheme::RSA_PKCS1_SHA256];
+
+fn all_schemes() -> Vec<SignatureScheme> {
+    let mut v = ECDSA_ONLY.to_vec();
+    v.extend_from_slice(RSA_ONLY);
+    v
+}
+
+/// A client config: these protocol versions and signature schemes, its own session
+/// cache (so a second connection with the same config may resume).
+fn client(versions: &[&'static rustls::SupportedProtocolVersion], schemes: Vec<SignatureScheme>) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert { schemes }))
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+fn tls13() -> Arc<ClientConfig> {
+    client(&[&rustls::version::TLS13], all_schemes())
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Connects and completes the handshake; `sni` None sends none (an IP address).
+fn connect(addr: SocketAddr, sni: Option<&str>, cfg: &Arc<ClientConfig>) -> Result<Tls, String> {
+    let name = match sni {
+        Some(n) => ServerName::try_from(n.to_string()).unwrap(),
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let conn = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+    let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
+}
+
+/// One request over a new TLS connection: the response and the leaf certificate.
+fn fetch(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    cfg: &Arc<ClientConfig>,
+    raw: &[u8],
+) -> Result<(Response, Vec<u8>), String> {
+    let mut s = connect(addr, sni, cfg)?;
+    let leaf = s.conn.peer_certificates().unwrap()[0].to_vec();
+    s.write_all(raw).map_err(|e| e.to_string())?;
+    let r = read_response(&mut s, &mut Vec::new(), false).ok_or("no response")?;
+    Ok((r, leaf))
+}
+
+fn get_tls(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    cfg: &Arc<ClientConfig>,
+    path: &str,
+) -> Result<(Response, Vec<u8>), String> {
+    let host = sni.unwrap_or("localhost");
+    fetch(
+        addr,
+        sni,
+        cfg,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+fn error_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+}
+
+/// The story's front: TLS on one port for a backend pool, a plain port that redirects.
+#[test]
+fn terminates_tls_for_a_backend_pool_with_the_redirect_server() {
+    let be = Backend::start("b1");
+    let dir = tempdir("tls");
+    let cert = make_cert(&dir, "api", &["api.example.test"], false);
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = format!(
+        "daemon off; worker_processes 2; error_log {d}/error.log info; pid {d}/pid;
+         events {{}}
+         http {{ access_log {d}/access.log; client_max_body_size 10m;
+           upstream api {{ server {be}; }}
+           server {{ listen 127.0.0.1:{plain_port}; server_name api.example.test;
+                     return 301 https://$server_name$request_uri; }}
+           server {{ listen 127.0.0.1:{tls_port} ssl; server_name api.example.test;
+                     ssl_certificate {d}/api.crt; ssl_certificate_key {d}/api.key;
+                     ssl_protocols TLSv1.2 TLSv1.3;
+                     location /info {{ return 200 \"$scheme $https $ssl_protocol $ssl_cipher $ssl_server_name $ssl_alpn_protocol\"; }}
+                     location / {{ proxy_pass http://api;
+                                   proxy_set_header Host $host;
+                                   proxy_set_header X-Forwarded-Proto $scheme; }} }} }}",
+        d = dir.display(),
+        be = be.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(tls_port));
+    let addr = addr_of(tls_port);
+    let sni = Some("api.example.test");
+
+    let (r, leaf) = get_tls(addr, sni, &tls13(), "/info").unwrap();
+    assert_eq!(leaf, cert);
+    assert_eq!(
+        r.text(),
+        "https on TLSv1.3 TLS_AES_256_GCM_SHA384 api.example.test http/1.1"
+    );
+    let tls12 = client(&[&rustls::version::TLS12], all_schemes());
+    let (r, _) = get_tls(addr, sni, &tls12, "/info").unwrap();
+    assert_eq!(
+        r.text(),
+        "https on TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384 api.example.test http/1.1"
+    );
+
+    // Proxied: the backend hears $scheme https; 5 MiB up and 8 MiB down are intact.
+    let body: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: api.example.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let (r, _) = fetch(addr, sni, &tls13(), &req).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == body,
+        "the 5 MiB body came back changed ({} bytes)",
+        r.body.len()
+    );
+    let rec = be.requests().pop().unwrap();
+    assert_eq!(rec.header("x-forwarded-proto"), Some("https"));
+    let n = 8 * 1024 * 1024;
+    let (r, _) = get_tls(addr, sni, &tls13(), &format!("/big?n={n}")).unwrap();
+    assert_eq!(r.body.len(), n);
+    assert!(r.body.iter().enumerate().all(|(i, &b)| b == b'a' + (i % 26) as u8));
+
+    // Keep-alive: several requests on one TLS connection.
+    let mut s = connect(addr, sni, &tls13()).unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        s.write_all(b"GET /info HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+            .unwrap();
+        assert!(read_response(&mut s, &mut buf, false)
+            .unwrap()
+            .text()
+            .starts_with("https on"));
+    }
+
+    let r = get(addr_of(plain_port), "/v1/x?y=1", "api.example.test").unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://api.example.test/v1/x?y=1"));
+}
+
+/// Plain HTTP sent to the TLS port: nginx's 400 page, the connection closed, an
+/// [info] line, and the port still serving TLS.
+#[test]
+fn plain_http_on_the_tls_port_gets_nginx_400() {
+    let dir = tempdir("tls-plain");
+    make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log {d}/access.log;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 ok; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let r = get(addr_of(port), "/", "localhost").unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(r
+        .text()
+        .contains("<title>400 The plain HTTP request was sent to HTTPS port</title>"));
+    assert!(r.text().contains("<center><h1>400 Bad Request</h1></center>"));
+    let (ok, _) = get_tls(addr_of(port), Some("localhost"), &tls13(), "/").unwrap();
+    assert_eq!(ok.text(), "ok");
+    wait_for("the access log", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("access.log")).is_ok_and(|l| l.contains("\"GET / HTTP/1.1\" 400 "))
+    });
+    let log = error_log(&dir);
+    assert!(
+        log.contains("[info]") && log.contains("client sent plain HTTP request to HTTPS port"),
+        "{log}"
+    );
+    assert!(!log.contains("[crit]") && !log.contains("[alert]"), "{log}");
+}
+
+/// SNI picks the server block and its certificate; no SNI, an unknown name, or a
+/// server without a certificate get the default server's (nginx); a server with
+/// RSA and ECDSA certificates gives each client the one it can verify.
+#[test]
+fn sni_chooses_certificate_and_server() {
+    let dir = tempdir("tls-sni");
+    let a = make_cert(&dir, "a", &["a.test"], false);
+    let b_rsa = make_cert(&dir, "b-rsa", &["b.test"], true);
+    let b_ec = make_cert(&dir, "b-ec", &["b.test"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl; server_name a.test; ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;
+                     location / {{ return 200 \"a $ssl_server_name\"; }} }}
+           server {{ listen 127.0.0.1:{port}; server_name b.test;
+                     ssl_certificate {d}/b-rsa.crt; ssl_certificate_key {d}/b-rsa.key;
+                     ssl_certificate {d}/b-ec.crt; ssl_certificate_key {d}/b-ec.key;
+                     location / {{ return 200 b; }} }}
+           server {{ listen 127.0.0.1:{port}; server_name nocert.test; location / {{ return 200 nocert; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let addr = addr_of(port);
+    let (r, leaf) = get_tls(addr, Some("a.test"), &tls13(), "/").unwrap();
+    assert_eq!((r.text().as_str(), leaf == a), ("a a.test", true));
+    let ec_client = client(&[&rustls::version::TLS13], ECDSA_ONLY.to_vec());
+    let rsa_client = client(&[&rustls::version::TLS13], RSA_ONLY.to_vec());
+    let (r, leaf) = get_tls(addr, Some("b.test"), &ec_client, "/").unwrap();
+    assert_eq!((r.text().as_str(), leaf == b_ec), ("b", true));
+    let (r, leaf) = get_tls(addr, Some("B.TEST"), &rsa_client, "/").unwrap();
+    assert_eq!((r.text().as_str(), leaf == b_rsa), ("b", true));
+    let (_, leaf) = get_tls(addr, None, &tls13(), "/").unwrap();
+    assert!(leaf == a, "no SNI: the default server's certificate");
+    let (_, leaf) = get_tls(addr, Some("other.test"), &tls13(), "/").unwrap();
+    assert!(leaf == a, "an unknown name: the default server's certificate");
+    let (r, leaf) = get_tls(addr, Some("nocert.test"), &tls13(), "/").unwrap();
+    assert_eq!((r.text().as_str(), leaf == a), ("nocert", true));
+}
+
+/// `ssl_reject_handshake on` in the default server refuses names it does not know.
+#[test]
+fn reject_handshake_refuses_unknown_names() {
+    let dir = tempdir("tls-reject");
+    make_cert(&dir, "a", &["a.test"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl default_server; ssl_reject_handshake on; }}
+           server {{ listen 127.0.0.1:{port} ssl; server_name a.test; ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;
+                     location / {{ return 200 a; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    assert_eq!(
+        get_tls(addr_of(port), Some("a.test"), &tls13(), "/").unwrap().0.text(),
+        "a"
+    );
+    let e = get_tls(addr_of(port), Some("x.test"), &tls13(), "/").unwrap_err();
+    assert!(e.contains("UnrecognisedName") || e.contains("unrecognised"), "{e}");
+    assert!(get_tls(addr_of(port), None, &tls13(), "/").is_err());
+    wait_for("the handshake line", Duration::from_secs(5), || {
+        error_log(&dir).contains("handshake rejected while SSL handshaking")
+    });
+    assert!(!error_log(&dir).contains("[crit]"));
+}
+
+/// `ssl_protocols`, `ssl_ciphers` and `ssl_prefer_server_ciphers` decide what is
+/// agreed; a client that asks for what is not offered fails with an [info] line.
+#[test]
+fn protocols_and_ciphers_are_honoured() {
+    let dir = tempdir("tls-proto");
+    make_cert(&dir, "r", &["localhost"], true);
+    let (p13, p12) = (free_port(), free_port());
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; ssl_certificate {d}/r.crt; ssl_certificate_key {d}/r.key;
+           server {{ listen 127.0.0.1:{p13} ssl; ssl_protocols TLSv1.3; location / {{ return 200 $ssl_protocol; }} }}
+           server {{ listen 127.0.0.1:{p12} ssl; ssl_protocols TLSv1 TLSv1.1 TLSv1.2;
+                     ssl_ciphers ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256; ssl_prefer_server_ciphers on;
+                     location / {{ return 200 \"$ssl_protocol $ssl_cipher\"; }} }} }}",
+        d = dir.display()
+    );
+    let r = Ringx::start(&conf, &[], addr_of(p13));
+    assert!(
+        r.stderr()
+            .contains("[warn] \"TLSv1\" in \"ssl_protocols\" is not offered"),
+        "{}",
+        r.stderr()
+    );
+    let only12 = client(&[&rustls::version::TLS12], all_schemes());
+    assert_eq!(
+        get_tls(addr_of(p13), Some("localhost"), &tls13(), "/")
+            .unwrap()
+            .0
+            .text(),
+        "TLSv1.3"
+    );
+    assert!(get_tls(addr_of(p13), Some("localhost"), &only12, "/").is_err());
+    assert!(get_tls(addr_of(p12), Some("localhost"), &tls13(), "/").is_err());
+    // The server's order wins: CHACHA20 first although the client prefers AES.
+    assert_eq!(
+        get_tls(addr_of(p12), Some("localhost"), &only12, "/").unwrap().0.text(),
+        "TLSv1.2 ECDHE-RSA-CHACHA20-POLY1305"
+    );
+    wait_for("two handshake lines", Duration::from_secs(5), || {
+        error_log(&dir).matches("while SSL handshaking").count() >= 2
+    });
+    let log = error_log(&dir);
+    assert!(
+        !log.contains("[crit]") && !log.contains("[alert]") && !log.contains("[error]"),
+        "{log}"
+    );
+}
+
+/// Sessions resume whichever of two workers the next connection lands on (one
+/// ticket key and one cache for all), and not after `ssl_session_timeout`.
+#[test]
+fn sessions_resume_across_workers_until_the_timeout() {
+    let dir = tempdir("tls-resume");
+    make_cert(&dir, "s", &["localhost"], false);
+    let (tickets, cache) = (free_port(), free_port());
+    let conf = format!(
+        "daemon off; worker_processes 2; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+           server {{ listen 127.0.0.1:{tickets} ssl; ssl_session_timeout 2s; location / {{ return 200 $ssl_session_reused; }} }}
+           server {{ listen 127.0.0.1:{cache} ssl; ssl_session_tickets off; ssl_session_cache shared:SSL:1m;
+                     location / {{ return 200 $ssl_session_reused; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(tickets));
+    for (port, versions) in [
+        (tickets, &[&rustls::version::TLS13][..]),
+        (tickets, &[&rustls::version::TLS12][..]),
+        (cache, &[&rustls::version::TLS13][..]),
+        (cache, &[&rustls::version::TLS12][..]),
+    ] {
+        let cfg = client(versions, all_schemes());
+        let got: Vec<String> = (0..8)
+            .map(|_| get_tls(addr_of(port), Some("localhost"), &cfg, "/").unwrap().0.text())
+            .collect();
+        assert_eq!(got[0], ".", "{port} {versions:?}");
+        assert!(got[1..].iter().all(|g| g == "r"), "{port} {versions:?}: {got:?}");
+    }
+    let cfg = tls13();
+    assert_eq!(
+        get_tls(addr_of(tickets), Some("localhost"), &cfg, "/")
+            .unwrap()
+            .0
+            .text(),
+        "."
+    );
+    assert_eq!(
+        get_tls(addr_of(tickets), Some("localhost"), &cfg, "/")
+            .unwrap()
+            .0
+            .text(),
+        "r"
+    );
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(
+        get_tls(addr_of(tickets), Some("localhost"), &cfg, "/")
+            .unwrap()
+            .0
+            .text(),
+        "."
+    );
+}
+
+/// The handshake is bounded by client_header_timeout, logged at [info].
+#[test]
+fn a_silent_client_is_closed_at_client_header_timeout() {
+    let dir = tempdir("tls-timeout");
+    make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; client_header_timeout 1s;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key; }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    wait_for("the timeout line", Duration::from_secs(5), || {
+        error_log(&dir).contains("[info]")
+            && error_log(&dir).contains("client timed out (110: Connection timed out) while SSL handshaking")
+    });
+}
+
+/// `-t` loads every certificate: what is wrong is an [emerg] at its line.
+#[test]
+fn config_test_checks_certificates_and_keys() {
+    let dir = tempdir("tls-t");
+    make_cert(&dir, "a", &["a.test"], false);
+    make_cert(&dir, "b", &["b.test"], false);
+    std::fs::write(
+        dir.join("junk.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let d = dir.display();
+    let cases = [
+        (
+            format!("ssl_certificate {d}/missing.crt; ssl_certificate_key {d}/a.key;"),
+            "cannot load certificate",
+            4,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/b.key;"),
+            "cannot use certificate key",
+            4,
+        ),
+        (
+            format!("ssl_certificate {d}/junk.crt; ssl_certificate_key {d}/a.key;"),
+            "cannot load certificate",
+            4,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt;"),
+            "no \"ssl_certificate_key\" is defined",
+            4,
+        ),
+        (
+            String::new(),
+            "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+            3,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_ciphers DHE-RSA-AES128-SHA;"),
+            "ssl_ciphers",
+            5,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_protocols SSLv3;"),
+            "leaves no protocol",
+            5,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_ecdh_curve brainpoolP256r1;"),
+            "Unknown curve",
+            5,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_stapling on;"),
+            "not supported",
+            5,
+        ),
+    ];
+    for (i, (directives, want, line)) in cases.iter().enumerate() {
+        let path = dir.join(format!("t{i}.conf"));
+        std::fs::write(
+            &path,
+            format!("events {{}} http {{\n server {{\n listen 127.0.0.1:1 ssl;\n {directives}\n }} }}\n"),
+        )
+        .unwrap();
+        let (code, _, err) = ringx_cmd(&["-t", "-c", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{directives}: {err}");
+        assert!(err.contains("[emerg]") && err.contains(want), "{directives}: {err}");
+        assert!(
+            err.contains(&format!("{}:{line}", path.display())),
+            "{directives}: {err}"
+        );
+    }
+}
+
+/// SIGHUP loads new certificates; a broken one is an [emerg] and the old ones stay.
+#[test]
+fn reload_swaps_certificates_and_keeps_them_when_broken() {
+    let dir = tempdir("tls-reload");
+    let first = make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 ok; }} }} }}",
+        d = dir.display()
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let leaf = || get_tls(addr_of(port), Some("localhost"), &tls13(), "/").unwrap().1;
+    assert!(leaf() == first);
+    let second = make_cert(&dir, "s", &["localhost"], false);
+    r.signal(libc::SIGHUP);
+    wait_for("the new certificate", Duration::from_secs(10), || leaf() == second);
+    std::fs::write(dir.join("s.crt"), "garbage").unwrap();
+    r.signal(libc::SIGHUP);
+    wait_for("the [emerg] line", Duration::from_secs(10), || {
+        error_log(&dir).contains("[emerg]") && error_log(&dir).contains("cannot load certificate")
+    });
+    assert!(leaf() == second, "a broken certificate at reload keeps the old one");
+}
+
+/// curl and openssl s_client, as users try it (scripts/install-test-deps.sh
+/// installs both).
+#[test]
+fn curl_and_openssl_clients() {
+    let have = |c: &str| {
+        let ok = std::process::Command::new(c).arg("--version").output().is_ok();
+        assert!(ok, "{c} is missing: run scripts/install-test-deps.sh");
+        ok
+    };
+    let dir = tempdir("tls-cli");
+    make_cert(&dir, "s", &["localhost"], true);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 \"$ssl_protocol $ssl_session_reused\"; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    if have("curl") {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(dir.join("s.crt"))
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .arg(format!("https://localhost:{port}/"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "TLSv1.3 .");
+    }
+    if have("openssl") {
+        let s_client = |extra: &[&str]| {
+            let mut c = std::process::Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-quiet",
+                    "-connect",
+                    &format!("127.0.0.1:{port}"),
+                    "-servername",
+                    "localhost",
+                ])
+                .args(extra)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).to_string()
+        };
+        let sess = dir.join("sess.pem");
+        let sess = sess.to_str().unwrap();
+        assert!(s_client(&["-tls1_2", "-sess_out", sess]).ends_with("TLSv1.2 ."));
+        assert!(s_client(&["-tls1_2", "-sess_in", sess]).ends_with("TLSv1.2 r"));
+        assert!(!s_client(&["-tls1_1"]).contains("TLSv1"), "TLS 1.1 is refused");
+    }
+}
+
+/// A WebSocket through a TLS front: the 101, then bytes both ways through the
+/// tunnel, reads and writes running at once on the one TLS connection.
+#[test]
+fn websocket_over_tls() {
+    let (up, _) = ws_upstream();
+    let dir = tempdir("tls-ws");
+    make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ proxy_pass http://{up}; proxy_http_version 1.1;
+                                   proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = connect(addr_of(port), Some("localhost"), &tls13()).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, b"hello-from-up");
+    assert!(buf.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&buf));
+    // 1 MiB each way in 64 KiB pieces: the echo comes back while more is sent.
+    let piece: Vec<u8> = (0..65536).map(|i| (i % 253) as u8).collect();
+    let mut back = Vec::new();
+    for _ in 0..16 {
+        s.write_all(&piece).unwrap();
+        let mut b = vec![0u8; 65536];
+        let mut got = 0;
+        while got < piece.len() {
+            let n = s.read(&mut b).unwrap();
+            assert!(n > 0);
+            back.extend_from_slice(&b[..n]);
+            got += n;
+        }
+    }
+    assert_eq!(back.len(), 16 * piece.len());
+    assert!(back.chunks(65536).all(|c| c == &piece[..]));
+}
