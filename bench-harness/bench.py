@@ -54,6 +54,11 @@ SCENARIOS = {
     "c1000": ("/small", "", 1000, "100 B response, 1000 connections"),
     "lc3": ("/lc3/small", "", 64, "100 B response, least_conn over three backends"),
     "upnew": ("/direct/small", "", 64, "100 B response, keep-alive client, new upstream connection per request"),
+    # TLS (the proxy's `listen ... ssl` port; ECDSA P-256 certificate, TLS 1.3 as wrk
+    # negotiates it): keep-alive, and a full handshake per request.
+    "tls_small": ("/small", "", 64, "100 B response, keep-alive, TLS"),
+    "tls_16k": ("/16k", "", 64, "16 KiB response, keep-alive, TLS"),
+    "tls_close": ("/small", "close", 64, "Connection: close, a new TLS connection (full handshake) per request"),
 }
 # Any scenario name with the suffix `_log` runs with the access log on (combined
 # format, to a file): `small_log`, `16k_log`, ...
@@ -227,7 +232,10 @@ def measure(args, target, scen, duration, rate=0):
         conns = 16  # the open-loop generator uses a thread per connection
     if target["name"] == "direct" and path.startswith("/lc3/"):
         path = path[4:]
-    url = f"http://127.0.0.1:{target['port']}{path}"
+    if base(scen).startswith("tls_"):
+        url = f"https://127.0.0.1:{target['tls_port']}{path}"
+    else:
+        url = f"http://127.0.0.1:{target['port']}{path}"
     pids = target["pids"]()
     run_wrk(args, url, mode, conns, 1)  # warm-up
     t0 = cpu_ticks(pids)
@@ -280,7 +288,19 @@ http {{
 """
 
 
-def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s"):
+def make_cert(tmp):
+    """An ECDSA P-256 certificate for the TLS scenarios (both proxies use it)."""
+    crt, key = os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key")
+    if not os.path.exists(crt):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+    return crt, key
+
+
+def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s", tls=None):
+    """`tls`: (port, certificate, key) adds a TLS listener to the same server."""
+    tls_listen = f"listen 127.0.0.1:{tls[0]} ssl reuseport backlog=4096; ssl_certificate {tls[1]}; ssl_certificate_key {tls[2]};" if tls else ""
     alog = f"access_log {access_log};" if access_log else "access_log off;"
     return f"""
     {alog}
@@ -289,7 +309,7 @@ def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s
     upstream be {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
     upstream be3 {{ least_conn; server 127.0.0.1:{backend}; server 127.0.0.1:{extra[0]}; server 127.0.0.1:{extra[1]}; keepalive 64; keepalive_requests 10000000; }}
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen 127.0.0.1:{port} reuseport backlog=4096; {tls_listen}
         location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; client_max_body_size 1m; }}
         location /lc3/ {{ proxy_pass http://be3/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
         location /direct/ {{ proxy_pass http://127.0.0.1:{backend}/; }}
@@ -312,10 +332,12 @@ def start_proxies(args, backend_port, extra, log_on, names=None, worker_connecti
     t = {}
     rlimit = f"worker_rlimit_nofile {nofile}; " if nofile else ""
     for name in names or proxy_names(args):
-        port = free_port()
+        port, tls_port = free_port(), free_port()
         d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}{tag}")
         os.makedirs(d, exist_ok=True)
-        http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None, keepalive_timeout)
+        crt, key = make_cert(args.tmp)
+        http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None,
+                          keepalive_timeout, (tls_port, crt, key))
         if name == "nginx":
             conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root; {rlimit}
 pid {d}/nginx.pid; error_log {d}/error.log;
@@ -346,7 +368,7 @@ http {{
             pids = lambda p=p: [p.pid]
         for pid in pids():
             renice(pid)
-        t[name] = {"name": name, "port": port, "pids": pids, "proc": p}
+        t[name] = {"name": name, "port": port, "tls_port": tls_port, "pids": pids, "proc": p}
     return t
 
 
@@ -571,7 +593,9 @@ def main():
                 proxies[log_on] = start_proxies(args, bport, extra, log_on)
             t = dict(proxies[log_on])
             t["direct"] = {"name": "direct", "port": bport, "pids": backend_pids}
-            order = ["ringx", "nginx", "direct"] + (["ringx-epoll"] if args.epoll else []) + (["ringx-b"] if args.ringx_b else [])
+            # The backend has no TLS port: the TLS scenarios compare the proxies only.
+            direct = [] if base(scen).startswith("tls_") else ["direct"]
+            order = ["ringx", "nginx"] + direct + (["ringx-epoll"] if args.epoll else []) + (["ringx-b"] if args.ringx_b else [])
             runs = {k: [] for k in order}
             for rnd in range(args.rounds):
                 rot = order[rnd % len(order):] + order[:rnd % len(order)]
@@ -590,7 +614,7 @@ def main():
                 "rps_ringx_nginx": ratio("rps", "ringx", "nginx"),
                 "cpu_ringx_nginx": ratio("cpu_us_per_req", "ringx", "nginx"),
                 "p99_ringx_nginx": ratio("p99_ms", "ringx", "nginx"),
-                "rps_ringx_direct": ratio("rps", "ringx", "direct"),
+                "rps_ringx_direct": ratio("rps", "ringx", "direct") if direct else None,
             }
             if args.ringx_b:
                 out["ratios"].update({
@@ -722,7 +746,7 @@ def markdown(r):
     lines += ["", "| scenario | req/s ringx/nginx | CPU/req ringx/nginx | p99 ringx/nginx | req/s ringx/direct |", "|---|---|---|---|---|"]
     for name, s in r["scenarios"].items():
         q = s["ratios"]
-        lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {q['p99_ringx_nginx']:.2f} | {q['rps_ringx_direct']:.2f} |")
+        lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {q['p99_ringx_nginx']:.2f} | {'-' if q['rps_ringx_direct'] is None else round(q['rps_ringx_direct'], 2)} |")
     if any("cpu_epoll_nginx" in s["ratios"] for s in r["scenarios"].values()):
         lines += ["", "| scenario | req/s epoll/nginx | CPU/req epoll/nginx | CPU/req io_uring/epoll |", "|---|---|---|---|"]
         for name, s in r["scenarios"].items():

@@ -1,7 +1,5 @@
 //! TLS termination (`listen ... ssl`) seen by real TLS clients: a rustls client
-//! (certificates and keys made by rcgen at test time; one RSA key is kept in
-//! tests/data because rcgen cannot make RSA keys with ring), and curl and openssl
-//! where installed. The backends are plain HTTP, as behind nginx.
+//! (certificates and keys made by rcgen at test time), and curl and openssl. The backends are plain HTTP, as behind nginx.
 
 mod common;
 
@@ -16,13 +14,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
-const RSA_KEY: &str = include_str!("data/test-rsa2048.key");
-
-/// A certificate for `names`, self-signed with a new ECDSA key or the test RSA key;
+/// A certificate for `names`, self-signed with a new ECDSA P-256 or RSA 2048 key;
 /// written as `NAME.crt` and `NAME.key` in `dir`. Returns the certificate's DER.
 fn make_cert(dir: &Path, file: &str, names: &[&str], rsa: bool) -> Vec<u8> {
     let key = if rsa {
-        rcgen::KeyPair::from_pem_and_sign_algo(RSA_KEY, &rcgen::PKCS_RSA_SHA256).unwrap()
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
     } else {
         rcgen::KeyPair::generate().unwrap()
     };
@@ -31,6 +27,10 @@ fn make_cert(dir: &Path, file: &str, names: &[&str], rsa: bool) -> Vec<u8> {
     std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
     cert.der().to_vec()
+}
+
+fn sig_algs() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms
 }
 
 /// Accepts any certificate (the tests compare the one they got with the one they
@@ -57,8 +57,7 @@ impl ServerCertVerifier for AnyCert {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(m, c, d, &algs)
+        rustls::crypto::verify_tls12_signature(m, c, d, &sig_algs())
     }
     fn verify_tls13_signature(
         &self,
@@ -66,8 +65,7 @@ impl ServerCertVerifier for AnyCert {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(m, c, d, &algs)
+        rustls::crypto::verify_tls13_signature(m, c, d, &sig_algs())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.clone()
@@ -86,7 +84,7 @@ fn all_schemes() -> Vec<SignatureScheme> {
 /// A client config: these protocol versions and signature schemes, its own session
 /// cache (so a second connection with the same config may resume).
 fn client(versions: &[&'static rustls::SupportedProtocolVersion], schemes: Vec<SignatureScheme>) -> Arc<ClientConfig> {
-    let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_protocol_versions(versions)
         .unwrap()
         .dangerous()

@@ -131,7 +131,7 @@ mod tests {
     use super::*;
 
     fn names(spec: &str) -> Result<String, String> {
-        let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
+        let all = rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES;
         select(spec, all).map(|v| v.iter().map(|s| openssl_name(s.suite())).collect::<Vec<_>>().join(":"))
     }
 

@@ -66,13 +66,9 @@ impl BuildEnv {
         }
     }
 
+    /// `p` relative to the conf prefix.
     fn conf_path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.conf_prefix.join(p)
-        }
+        self.conf_prefix.join(p)
     }
 
     fn path(&self, p: &str) -> PathBuf {
