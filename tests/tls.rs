@@ -666,3 +666,81 @@ fn websocket_over_tls() {
     assert_eq!(back.len(), 16 * piece.len());
     assert!(back.chunks(65536).all(|c| c == &piece[..]));
 }
+
+/// The same TLS server blocks on Debian's nginx and on ringx, asked the same things
+/// by the same clients: what each agreed and answered must match (the error page's
+/// footer names the server and is left out). `ssl_protocols` is spelled out: Debian's
+/// nginx 1.22 predates TLSv1.3 in the default (1.23.4).
+#[test]
+fn ringx_and_nginx_agree_on_tls_basics() {
+    let dir = tempdir("tls-diff");
+    let a = make_cert(&dir, "a", &["a.test"], false);
+    let b = make_cert(&dir, "b", &["b.test"], true);
+    let block = |port: u16| {
+        format!(
+            "access_log off; ssl_protocols TLSv1.2 TLSv1.3;
+             ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;
+             server {{ listen 127.0.0.1:{port} ssl; server_name a.test;
+                       location / {{ return 200 \"a $scheme $https $ssl_protocol $ssl_cipher $ssl_server_name $ssl_alpn_protocol\"; }} }}
+             server {{ listen 127.0.0.1:{port}; server_name b.test; ssl_certificate {d}/b.crt; ssl_certificate_key {d}/b.key;
+                       ssl_protocols TLSv1.2; ssl_prefer_server_ciphers on;
+                       ssl_ciphers ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256;
+                       location / {{ return 200 \"b $ssl_protocol $ssl_cipher $ssl_server_name\"; }} }}
+             server {{ listen 127.0.0.1:{port}; server_name c.test; location / {{ return 200 c; }} }}",
+            d = dir.display()
+        )
+    };
+    let (np, rp) = (free_port(), free_port());
+    let _n = Nginx::start(&block(np), addr_of(np));
+    let rconf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}} http {{ {} }}",
+        block(rp),
+        d = dir.display()
+    );
+    let _r = Ringx::start(&rconf, &[], addr_of(rp));
+    let tls12 = client(&[&rustls::version::TLS12], all_schemes());
+    let cases: Vec<(Option<&str>, &Arc<ClientConfig>)> = vec![
+        (Some("a.test"), &tls12),
+        (Some("b.test"), &tls12),
+        (Some("c.test"), &tls12),
+        (Some("other.test"), &tls12),
+        (None, &tls12),
+    ];
+    let tls13 = tls13();
+    let mut cases = cases;
+    // Not (b.test, TLS 1.3): current nginx applies the SNI server's ssl_protocols (its
+    // client-hello callback), as ringx; Debian's 1.22 still negotiated the default
+    // server's versions.
+    cases.extend([(Some("a.test"), &tls13), (Some("c.test"), &tls13), (None, &tls13)]);
+    let seen = |port: u16, sni: Option<&str>, cfg: &Arc<ClientConfig>| match get_tls(addr_of(port), sni, cfg, "/") {
+        Ok((r, leaf)) => format!(
+            "{} {} cert {}",
+            r.status,
+            r.text(),
+            if leaf == a {
+                "a"
+            } else if leaf == b {
+                "b"
+            } else {
+                "?"
+            }
+        ),
+        Err(e) => format!("handshake failed {e}"),
+    };
+    for (sni, cfg) in &cases {
+        let (n, r) = (seen(np, *sni, cfg), seen(rp, *sni, cfg));
+        assert_eq!(r, n, "SNI {sni:?}: ringx said {r:?}, nginx {n:?}");
+    }
+    // Plain HTTP on the TLS port: the same status, headers that matter and page.
+    let page = |port: u16| {
+        let r = get(addr_of(port), "/", "a.test").unwrap();
+        let body = r.text();
+        let upto = body.find("<hr>").unwrap_or(body.len());
+        (
+            r.status,
+            r.header("connection").map(str::to_string),
+            body[..upto].to_string(),
+        )
+    };
+    assert_eq!(page(rp), page(np));
+}
