@@ -346,6 +346,16 @@ fn idle_keepalive_connections_make_room_and_the_warning_is_rate_limited() {
     let resp = get(addr_of(port), "/ret", "x").expect("a new client is served");
     assert_eq!(resp.status, 200);
     assert!(start.elapsed() < Duration::from_secs(2));
+    drop(idle);
+    // Connections that never sent a byte are idle too (on epoll a new socket's
+    // readiness used to look ready, so they waited outside the idle set).
+    let silent: Vec<_> = (0..4).map(|_| TcpStream::connect(addr_of(port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let resp = get(addr_of(port), "/ret", "x").expect("a new client is served past silent ones");
+    assert_eq!(resp.status, 200);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    drop(silent);
 
     // Four slow requests hold every slot; a flood of new clients is refused.
     let slow: Vec<_> = (0..4)

@@ -744,3 +744,68 @@ fn ringx_and_nginx_agree_on_tls_basics() {
     };
     assert_eq!(page(rp), page(np));
 }
+
+/// Connections that sent nothing yet, or only finished a handshake, wait parked: when
+/// worker_connections are all taken they make room for a new client (nginx reuses a
+/// connection until its first byte) instead of refusing it until client_header_timeout.
+#[test]
+fn idle_tls_connections_make_room_for_new_clients() {
+    let dir = tempdir("tls-room");
+    make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{ worker_connections 4; }}
+         http {{ access_log off; client_header_timeout 60s;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 ok; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let served = |what: &str| {
+        std::thread::sleep(Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        for _ in 0..3 {
+            let r = get_tls(addr_of(port), Some("localhost"), &tls13(), "/");
+            assert_eq!(
+                r.map(|(r, _)| r.text()),
+                Ok("ok".to_string()),
+                "with {what} holding the slots"
+            );
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}: {:?}", t.elapsed());
+    };
+    let silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr_of(port)).unwrap()).collect();
+    served("connections that sent nothing");
+    drop(silent);
+    let shaken: Vec<Tls> = (0..4)
+        .map(|_| connect(addr_of(port), Some("localhost"), &tls13()).unwrap())
+        .collect();
+    served("connections that only did the handshake");
+    drop(shaken);
+}
+
+/// A keep-alive connection closed at keepalive_timeout ends with close_notify (a clean
+/// TLS end for the client), as nginx.
+#[test]
+fn keepalive_timeout_sends_close_notify() {
+    let dir = tempdir("tls-ka");
+    make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; keepalive_timeout 1s;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 ok; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = connect(addr_of(port), Some("localhost"), &tls13()).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().text(), "ok");
+    // rustls reports a close without close_notify as UnexpectedEof.
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
+    assert!(r.is_ok(), "no close_notify at keepalive_timeout: {r:?}");
+    assert!(rest.is_empty() && buf.is_empty());
+}

@@ -3,7 +3,7 @@
 //!
 //! As in OpenSSL, the string governs TLS 1.2 only (TLS 1.3's suites are always
 //! offered) and is a list of elements separated by `:`, `,` or spaces: `NAME` adds
-//! the suites it names, `!NAME` removes them for good, `-NAME` removes them (a later
+//! the suites it names (elements may also be separated by `;`), `!NAME` removes them for good, `-NAME` removes them (a later
 //! element may add them back), `+NAME` moves them to the end, `A+B` names the suites
 //! both name, `@STRENGTH` sorts by key length, `@SECLEVEL=n` is ignored. Names are
 //! suite names (`ECDHE-RSA-AES128-GCM-SHA256`) and OpenSSL's aliases (`HIGH`,
@@ -52,7 +52,7 @@ fn covers(name: &str, suite: &str) -> bool {
     let chacha = cipher.starts_with("CHACHA20");
     match name {
         n if n.eq_ignore_ascii_case(suite) => true,
-        "ALL" | "DEFAULT" | "HIGH" | "TLSv1.2" | "ECDHE" | "EECDH" | "kECDHE" | "kEECDH" | "AEAD" => true,
+        "ALL" | "DEFAULT" | "HIGH" | "TLSv1.2" | "ECDHE" | "EECDH" | "ECDH" | "kECDHE" | "kEECDH" => true,
         "aECDSA" | "ECDSA" => ecdsa,
         "aRSA" => !ecdsa,
         "AES" => aes128 || aes256,
@@ -60,8 +60,7 @@ fn covers(name: &str, suite: &str) -> bool {
         "AES128" => aes128,
         "AES256" => aes256,
         "CHACHA20" => chacha,
-        "SHA256" => suite.ends_with("SHA256") || chacha,
-        "SHA384" => suite.ends_with("SHA384"),
+        // SHA256, SHA384, SHA1/SHA are MAC aliases: these AEAD suites have none.
         _ => false,
     }
 }
@@ -76,7 +75,7 @@ pub fn select(spec: &str, available: &[SupportedCipherSuite]) -> Result<Vec<Supp
         .collect();
     let mut list: Vec<&'static str> = Vec::new();
     let mut banned: Vec<&'static str> = Vec::new();
-    for el in spec.split([':', ',', ' ']).filter(|e| !e.is_empty()) {
+    for el in spec.split([':', ',', ' ', ';']).filter(|e| !e.is_empty()) {
         if el == "@STRENGTH" {
             // Key length, longest first; a stable sort keeps the rest of the order.
             list.sort_by_key(|s| if s.contains("AES128") { 1 } else { 0 });
@@ -159,6 +158,22 @@ mod tests {
         assert_eq!(names("ALL:!CHACHA20:CHACHA20").unwrap().matches("CHACHA").count(), 0);
         assert_eq!(names("ALL:-CHACHA20:CHACHA20").unwrap().matches("CHACHA").count(), 2);
         assert!(names("ALL:+AES256").unwrap().ends_with("ECDHE-RSA-AES256-GCM-SHA384"));
+        // MAC aliases name none of the AEAD suites (checked with `openssl ciphers -v`).
+        assert_eq!(
+            names("HIGH:!aNULL:!MD5:!SHA1:!SHA256:!SHA384")
+                .unwrap()
+                .matches(':')
+                .count(),
+            5
+        );
+        assert_eq!(
+            names("ECDH+AESGCM:DH+AESGCM:ECDH+AES256:DH+AES256:RSA+AESGCM:RSA+AES:!aNULL:!MD5:!DSS")
+                .unwrap()
+                .matches("GCM")
+                .count(),
+            4
+        );
+        assert!(names("SHA256").is_err() && names("AEAD").is_err());
         assert!(names("DHE-RSA-AES128-GCM-SHA256:AES128-SHA").is_err());
         assert!(names("ALL:!ECDHE").is_err());
     }

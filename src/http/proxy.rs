@@ -249,19 +249,12 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
     let default = &snap.cfg.http.servers[group.default_server];
     let ka = default.conf.keepalive_timeout;
     let header_deadline = Instant::now() + default.client_header_timeout;
-    let (stream, plain_on_tls) = if group.ssl {
-        match handshake(&snap, group, stream, peer, local, header_deadline).await {
-            Some(s) => s,
-            None => return,
-        }
-    } else {
-        (Stream::new(stream), false)
-    };
+    let ssl = group.ssl;
     drop(snap);
     let mut conn = Conn {
         w: w.clone(),
-        stream,
-        plain_on_tls,
+        stream: Stream::new(stream),
+        plain_on_tls: false,
         peer,
         local,
         requests: 0,
@@ -270,6 +263,23 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         wake: Rc::new(tokio::sync::Notify::new()),
         idle_until: header_deadline,
     };
+    // A TLS connection waits for its first byte parked too (nginx keeps it reusable
+    // until then): worker_connections can reclaim it and a graceful quit closes it.
+    if ssl {
+        if !park(&conn).await {
+            if Instant::now() >= conn.idle_until {
+                log::info(format_args!(
+                    "client timed out (110: Connection timed out) while SSL handshaking, client: {}, server: {}",
+                    peer.ip(),
+                    local
+                ));
+            }
+            return;
+        }
+        if !handshake(&mut conn).await {
+            return;
+        }
+    }
     loop {
         if !park(&conn).await {
             return;
@@ -285,14 +295,12 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
 /// server's `client_header_timeout` (nginx arms that one timer at the accept for the
 /// handshake and the whole first head); the certificate is that of the server the
 /// SNI name chooses, else the default server's, as nginx. Plain HTTP goes on, marked.
-async fn handshake(
-    snap: &Snapshot,
-    group: &crate::config::model::ListenGroup,
-    tcp: crate::net::Tcp,
-    peer: SocketAddr,
-    local: SocketAddr,
-    deadline: Instant,
-) -> Option<(Stream, bool)> {
+/// False: the connection is done (logged).
+async fn handshake(conn: &mut Conn) -> bool {
+    let snap = conn.w.snapshot();
+    let Some(group) = snap.group(conn.local) else {
+        return false;
+    };
     let http = &snap.cfg.http;
     let default = &http.servers[group.default_server];
     let choose = |sni: Option<&str>| {
@@ -306,18 +314,26 @@ async fn handshake(
             .or_else(|| default.tls.clone())
             .ok_or("handshake rejected")
     };
-    let fail = match tokio::time::timeout_at(deadline.into(), tls::accept(&tcp, &choose)).await {
-        Ok(Ok(tls::First::Tls(t))) => return Some((Stream::with_tls(tcp, t), false)),
-        Ok(Ok(tls::First::Plain)) => return Some((Stream::new(tcp), true)),
+    let tcp = conn.stream.tcp();
+    let fail = match tokio::time::timeout_at(conn.idle_until.into(), tls::accept(tcp, &choose)).await {
+        Ok(Ok(tls::First::Tls(t))) => {
+            conn.stream.start_tls(t);
+            return true;
+        }
+        Ok(Ok(tls::First::Plain)) => {
+            conn.plain_on_tls = true;
+            return true;
+        }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "client timed out (110: Connection timed out)".to_string(),
     };
     tcp.shutdown(Shutdown::Both);
     log::info(format_args!(
-        "{fail} while SSL handshaking, client: {}, server: {local}",
-        peer.ip()
+        "{fail} while SSL handshaking, client: {}, server: {}",
+        conn.peer.ip(),
+        conn.local
     ));
-    None
+    false
 }
 
 /// Waits for the next request's first bytes holding no buffer, until `idle_until`;
@@ -336,8 +352,11 @@ async fn park(conn: &Conn) -> bool {
     tokio::pin!(drain);
     drain.as_mut().enable();
     let seq = w.idle.borrow_mut().enter(conn.wake.clone());
+    // The wait's end is a timer of its own, not the stream's deadline: a keep-alive
+    // timeout is a normal close (TLS: close_notify), not a timed-out operation.
     let ready = tokio::select! {
-        r = conn.stream.readable(Deadline::At(conn.idle_until)) => r.is_ok(),
+        r = conn.stream.readable(Deadline::At(conn.idle_until + Duration::from_secs(1))) => r.is_ok(),
+        _ = tokio::time::sleep_until(conn.idle_until.into()) => false,
         _ = quit => false,
         _ = drain => false,
     };

@@ -233,6 +233,23 @@ impl Tcp {
         }
     }
 
+    /// [`Tcp::readable`], confirmed: on epoll a new socket's readiness can be stale
+    /// (tokio reports it readable before any byte came), so it is checked with a peek,
+    /// which clears it when nothing is there: an idle new connection really waits, and
+    /// stays where worker_connections can reclaim it. io_uring's poll is exact.
+    pub async fn readable_confirmed(&self) -> io::Result<()> {
+        match self {
+            Tcp::Uring(s) => uring_poll_in(s.as_raw_fd()).await,
+            Tcp::Epoll(s) => loop {
+                s.readable().await?;
+                match s.try_io(tokio::io::Interest::READABLE, || self.peek_byte()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    _ => return Ok(()),
+                }
+            },
+        }
+    }
+
     /// Writes `buf[start..end]` fully. The buffer comes back in every case.
     pub async fn write(&self, buf: Vec<u8>, start: usize, end: usize) -> (io::Result<()>, Vec<u8>) {
         match self {

@@ -79,6 +79,11 @@ pub struct Stream {
     written: Cell<u64>,
     /// An operation's future was dropped before it completed (see [`Stream::track`]).
     abandoned: Cell<bool>,
+    /// A timeout or an I/O error ended the connection: no `close_notify` (nginx's quiet
+    /// shutdown).
+    quiet: Cell<bool>,
+    /// No wait for input has completed yet (see [`Tcp::readable_confirmed`]).
+    fresh: Cell<bool>,
 }
 
 /// Marks its stream when dropped before [`Pending::done`]: the operation it covers
@@ -104,10 +109,11 @@ impl Drop for Pending<'_> {
 /// the socket go; one place, whatever path abandoned it.
 impl Drop for Stream {
     fn drop(&mut self) {
+        if let (Some(t), false) = (&self.tls, self.quiet.get()) {
+            t.close_notify(&self.inner);
+        }
         if self.abandoned.get() {
             self.inner.shutdown(Shutdown::Both);
-        } else if let Some(t) = &self.tls {
-            t.close_notify(&self.inner);
         }
     }
 }
@@ -127,14 +133,19 @@ impl Stream {
             tls: None,
             written: Cell::new(0),
             abandoned: Cell::new(false),
+            quiet: Cell::new(false),
+            fresh: Cell::new(true),
         }
     }
 
-    /// A connection whose TLS handshake is done: reads and writes are plaintext.
-    pub fn with_tls(inner: Tcp, tls: Box<tls::Tls>) -> Self {
-        let mut s = Stream::new(inner);
-        s.tls = Some(tls);
-        s
+    /// The handshake is done: from now on reads and writes are plaintext.
+    pub fn start_tls(&mut self, tls: Box<tls::Tls>) {
+        self.tls = Some(tls);
+    }
+
+    /// The socket under the stream (the TLS handshake runs on it).
+    pub fn tcp(&self) -> &Tcp {
+        &self.inner
     }
 
     /// What the TLS handshake agreed; `None` on a plain connection.
@@ -186,7 +197,7 @@ impl Stream {
         };
         match self.track(tokio::time::timeout_at(deadline.at(), op)).await {
             Ok((Ok(n), b)) => Ok((n, b)),
-            Ok((Err(e), _)) => Err(IoFail::Io(e)),
+            Ok((Err(e), _)) => Err(self.failed(e)),
             Err(_) => Err(self.timed_out()),
         }
     }
@@ -217,20 +228,28 @@ impl Stream {
         match now {
             Ok(n) => Ok((n, buf)),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.read_append(buf, max, deadline).await,
-            Err(e) => Err(IoFail::Io(e)),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
     /// Waits, holding no buffer where the driver allows it, until the peer sent
     /// something or closed.
     pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {
-        if self.tls.as_ref().is_some_and(|t| t.has_plain()) {
-            return Ok(());
+        // On TLS, records already read may hold bytes; and a peek that finds none
+        // clears epoll's cached readiness (the handshake's last read leaves it set).
+        if let Some(t) = &self.tls {
+            if t.peek(&self.inner) != Peek::Nothing {
+                return Ok(());
+            }
         }
-        match self
-            .track(tokio::time::timeout_at(deadline.into().at(), self.inner.readable()))
-            .await
-        {
+        let wait = async {
+            if self.fresh.replace(false) {
+                self.inner.readable_confirmed().await
+            } else {
+                self.inner.readable().await
+            }
+        };
+        match self.track(tokio::time::timeout_at(deadline.into().at(), wait)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(IoFail::Io(e)),
             Err(_) => Err(self.timed_out()),
@@ -297,7 +316,7 @@ impl Stream {
                 self.written.set(self.written.get() + (end - start) as u64);
                 Ok(b)
             }
-            Ok((Err(e), _)) => Err(IoFail::Io(e)),
+            Ok((Err(e), _)) => Err(self.failed(e)),
             Err(_) => Err(self.timed_out()),
         }
     }
@@ -317,9 +336,16 @@ impl Stream {
         self.inner.shutdown(how);
     }
 
+    /// A read or write failed: the connection ends without `close_notify`.
+    fn failed(&self, e: std::io::Error) -> IoFail {
+        self.quiet.set(true);
+        IoFail::Io(e)
+    }
+
     /// The one place a timeout becomes a closed connection.
     fn timed_out(&self) -> IoFail {
         // No close_notify after a timeout (nginx's quiet shutdown).
+        self.quiet.set(true);
         self.inner.shutdown(Shutdown::Both);
         IoFail::Timeout
     }

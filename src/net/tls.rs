@@ -48,6 +48,8 @@ pub struct Tls {
 /// Why a handshake did not complete.
 #[derive(Debug)]
 pub enum HandshakeFail {
+    /// The client closed before sending anything.
+    ClosedEarly,
     /// The client closed or reset the connection.
     Closed,
     /// The socket failed.
@@ -62,6 +64,7 @@ pub enum HandshakeFail {
 impl std::fmt::Display for HandshakeFail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            HandshakeFail::ClosedEarly => f.write_str("client closed connection"),
             HandshakeFail::Closed => f.write_str("peer closed connection in SSL handshake"),
             HandshakeFail::Io(e) => write!(f, "SSL_do_handshake() failed ({e})"),
             HandshakeFail::Tls(e) => write!(f, "SSL_do_handshake() failed ({e})"),
@@ -91,13 +94,13 @@ pub async fn accept(tcp: &Tcp, choose: Choose<'_>) -> Result<First, HandshakeFai
         // Through try_io: on epoll a `WouldBlock` must clear tokio's cached
         // readiness, or the wait below returns at once and the loop spins.
         match tcp.try_io_read(|| tcp.peek_byte()) {
-            Ok(None) => return Err(HandshakeFail::Closed),
+            Ok(None) => return Err(HandshakeFail::ClosedEarly),
             Ok(Some(b)) if b == 0x16 || b & 0x80 != 0 => break,
             Ok(Some(_)) => return Ok(First::Plain),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 tcp.readable().await.map_err(HandshakeFail::Io)?;
             }
-            Err(e) => return Err(HandshakeFail::Io(e)),
+            Err(e) => return Err(io_fail(e)),
         }
     }
     let mut acceptor = Acceptor::default();
