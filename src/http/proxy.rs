@@ -355,7 +355,7 @@ async fn park(conn: &Conn) -> bool {
     // The wait's end is a timer of its own, not the stream's deadline: a keep-alive
     // timeout is a normal close (TLS: close_notify), not a timed-out operation.
     let ready = tokio::select! {
-        r = conn.stream.readable(Deadline::At(conn.idle_until + Duration::from_secs(1))) => r.is_ok(),
+        r = conn.stream.wait_readable() => r.is_ok(),
         _ = tokio::time::sleep_until(conn.idle_until.into()) => false,
         _ = quit => false,
         _ = drain => false,

@@ -235,6 +235,15 @@ impl Stream {
     /// Waits, holding no buffer where the driver allows it, until the peer sent
     /// something or closed.
     pub async fn readable(&self, deadline: impl Into<Deadline>) -> Result<(), IoFail> {
+        match tokio::time::timeout_at(deadline.into().at(), self.wait_readable()).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// [`Stream::readable`] without a deadline (for a caller whose own timer ends
+    /// the wait: the idle park).
+    pub async fn wait_readable(&self) -> Result<(), IoFail> {
         // On TLS, records already read may hold bytes; and a peek that finds none
         // clears epoll's cached readiness (the handshake's last read leaves it set).
         if let Some(t) = &self.tls {
@@ -249,11 +258,7 @@ impl Stream {
                 self.inner.readable().await
             }
         };
-        match self.track(tokio::time::timeout_at(deadline.into().at(), wait)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(IoFail::Io(e)),
-            Err(_) => Err(self.timed_out()),
-        }
+        self.track(wait).await.map_err(IoFail::Io)
     }
 
     /// Resolves when the peer has closed its side (nginx's check for a client that
