@@ -809,3 +809,57 @@ fn keepalive_timeout_sends_close_notify() {
     assert!(r.is_ok(), "no close_notify at keepalive_timeout: {r:?}");
     assert!(rest.is_empty() && buf.is_empty());
 }
+
+/// Bad TLS input (a garbage ClientHello, garbage records after the handshake, a
+/// handshake cut halfway) ends that connection only: [info] lines at most, never
+/// [crit], [alert] or a panic, and the next client is served.
+#[test]
+fn bad_tls_input_ends_only_that_connection() {
+    let dir = tempdir("tls-bad");
+    make_cert(&dir, "s", &["localhost"], false);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 ok; }} }} }}",
+        d = dir.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let read_all = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut v = Vec::new();
+        let _ = s.read_to_end(&mut v);
+        v
+    };
+    // A handshake record full of noise, and one cut after its header.
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    let mut noise = vec![0x16, 0x03, 0x01, 0x01, 0x00];
+    noise.extend((0..256).map(|i| (i * 37 % 256) as u8));
+    s.write_all(&noise).unwrap();
+    let answer = read_all(&mut s);
+    assert!(answer.len() < 64, "an alert at most, got {} bytes", answer.len());
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    read_all(&mut s);
+    // Garbage application records after a good handshake.
+    let mut t = connect(addr_of(port), Some("localhost"), &tls13()).unwrap();
+    t.sock.write_all(&[0x17, 0x03, 0x03, 0x00, 0x20]).unwrap();
+    t.sock.write_all(&[0xab; 32]).unwrap();
+    let mut v = Vec::new();
+    assert!(t.read_to_end(&mut v).is_err() || v.is_empty());
+    // The worker is fine.
+    assert_eq!(
+        get_tls(addr_of(port), Some("localhost"), &tls13(), "/")
+            .unwrap()
+            .0
+            .text(),
+        "ok"
+    );
+    let log = error_log(&dir);
+    assert!(
+        !log.contains("[crit]") && !log.contains("[alert]") && !log.contains("panicked"),
+        "{log}"
+    );
+}
