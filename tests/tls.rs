@@ -145,6 +145,28 @@ fn get_tls(
     )
 }
 
+/// A config with one TLS server on `port` using the certificate `s` that make_cert
+/// wrote in `dir`: `events`, `http` and `server` go into their blocks.
+fn one_server(dir: &Path, port: u16, events: &str, http: &str, server: &str) -> String {
+    format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{ {events} }}
+         http {{ {http}
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     {server} }} }}",
+        d = dir.display()
+    )
+}
+
+/// Starts ringx on [`one_server`] with a new certificate `s` (RSA or ECDSA) in a new
+/// directory: (ringx, that directory, the TLS port).
+fn one_tls_ringx(tag: &str, rsa: bool, events: &str, http: &str, server: &str) -> (Ringx, std::path::PathBuf, u16) {
+    let dir = tempdir(tag);
+    make_cert(&dir, "s", &["localhost"], rsa);
+    let port = free_port();
+    let r = Ringx::start(&one_server(&dir, port, events, http, server), &[], addr_of(port));
+    (r, dir, port)
+}
+
 fn error_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
 }
@@ -233,17 +255,13 @@ fn terminates_tls_for_a_backend_pool_with_the_redirect_server() {
 /// [info] line, and the port still serving TLS.
 #[test]
 fn plain_http_on_the_tls_port_gets_nginx_400() {
-    let dir = tempdir("tls-plain");
-    make_cert(&dir, "s", &["localhost"], false);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log {d}/access.log;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ return 200 ok; }} }} }}",
-        d = dir.display()
+    let (rx, dir, port) = one_tls_ringx(
+        "tls-plain",
+        false,
+        "",
+        "access_log logs/access.log;",
+        "location / { return 200 ok; }",
     );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
     let r = get(addr_of(port), "/", "localhost").unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.header("connection"), Some("close"));
@@ -254,7 +272,7 @@ fn plain_http_on_the_tls_port_gets_nginx_400() {
     let (ok, _) = get_tls(addr_of(port), Some("localhost"), &tls13(), "/").unwrap();
     assert_eq!(ok.text(), "ok");
     wait_for("the access log", Duration::from_secs(5), || {
-        std::fs::read_to_string(dir.join("access.log")).is_ok_and(|l| l.contains("\"GET / HTTP/1.1\" 400 "))
+        std::fs::read_to_string(rx.dir.join("logs/access.log")).is_ok_and(|l| l.contains("\"GET / HTTP/1.1\" 400 "))
     });
     let log = error_log(&dir);
     assert!(
@@ -437,16 +455,13 @@ fn sessions_resume_across_workers_until_the_timeout() {
 /// The handshake is bounded by client_header_timeout, logged at [info].
 #[test]
 fn a_silent_client_is_closed_at_client_header_timeout() {
-    let dir = tempdir("tls-timeout");
-    make_cert(&dir, "s", &["localhost"], false);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log off; client_header_timeout 1s;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key; }} }}",
-        d = dir.display()
+    let (_r, dir, port) = one_tls_ringx(
+        "tls-timeout",
+        false,
+        "",
+        "access_log off; client_header_timeout 1s;",
+        "",
     );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
     let mut s = TcpStream::connect(addr_of(port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let t = std::time::Instant::now();
@@ -540,13 +555,7 @@ fn reload_swaps_certificates_and_keeps_them_when_broken() {
     let dir = tempdir("tls-reload");
     let first = make_cert(&dir, "s", &["localhost"], false);
     let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log off;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ return 200 ok; }} }} }}",
-        d = dir.display()
-    );
+    let conf = one_server(&dir, port, "", "access_log off;", "location / { return 200 ok; }");
     let r = Ringx::start(&conf, &[], addr_of(port));
     let leaf = || get_tls(addr_of(port), Some("localhost"), &tls13(), "/").unwrap().1;
     assert!(leaf() == first);
@@ -570,17 +579,13 @@ fn curl_and_openssl_clients() {
         assert!(ok, "{c} is missing: run scripts/install-test-deps.sh");
         ok
     };
-    let dir = tempdir("tls-cli");
-    make_cert(&dir, "s", &["localhost"], true);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log off;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ return 200 \"$ssl_protocol $ssl_session_reused\"; }} }} }}",
-        d = dir.display()
+    let (_r, dir, port) = one_tls_ringx(
+        "tls-cli",
+        true,
+        "",
+        "access_log off;",
+        "location / { return 200 \"$ssl_protocol $ssl_session_reused\"; }",
     );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
     if have("curl") {
         let out = std::process::Command::new("curl")
             .args(["-s", "--cacert"])
@@ -628,18 +633,7 @@ fn curl_and_openssl_clients() {
 #[test]
 fn websocket_over_tls() {
     let (up, _) = ws_upstream();
-    let dir = tempdir("tls-ws");
-    make_cert(&dir, "s", &["localhost"], false);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log off;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ proxy_pass http://{up}; proxy_http_version 1.1;
-                                   proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; }} }} }}",
-        d = dir.display()
-    );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let (_r, _dir, port) = one_tls_ringx("tls-ws", false, "", "access_log off;", &format!("location / {{ proxy_pass http://{up}; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; }}"));
     let mut s = connect(addr_of(port), Some("localhost"), &tls13()).unwrap();
     s.write_all(
         b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -750,17 +744,13 @@ fn ringx_and_nginx_agree_on_tls_basics() {
 /// connection until its first byte) instead of refusing it until client_header_timeout.
 #[test]
 fn idle_tls_connections_make_room_for_new_clients() {
-    let dir = tempdir("tls-room");
-    make_cert(&dir, "s", &["localhost"], false);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{ worker_connections 4; }}
-         http {{ access_log off; client_header_timeout 60s;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ return 200 ok; }} }} }}",
-        d = dir.display()
+    let (_r, _dir, port) = one_tls_ringx(
+        "tls-room",
+        false,
+        "worker_connections 4;",
+        "access_log off; client_header_timeout 60s;",
+        "location / { return 200 ok; }",
     );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
     let served = |what: &str| {
         std::thread::sleep(Duration::from_millis(200));
         let t = std::time::Instant::now();
@@ -788,17 +778,13 @@ fn idle_tls_connections_make_room_for_new_clients() {
 /// TLS end for the client), as nginx.
 #[test]
 fn keepalive_timeout_sends_close_notify() {
-    let dir = tempdir("tls-ka");
-    make_cert(&dir, "s", &["localhost"], false);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log off; keepalive_timeout 1s;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ return 200 ok; }} }} }}",
-        d = dir.display()
+    let (_r, _dir, port) = one_tls_ringx(
+        "tls-ka",
+        false,
+        "",
+        "access_log off; keepalive_timeout 1s;",
+        "location / { return 200 ok; }",
     );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
     let mut s = connect(addr_of(port), Some("localhost"), &tls13()).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut buf = Vec::new();
@@ -815,17 +801,7 @@ fn keepalive_timeout_sends_close_notify() {
 /// [crit], [alert] or a panic, and the next client is served.
 #[test]
 fn bad_tls_input_ends_only_that_connection() {
-    let dir = tempdir("tls-bad");
-    make_cert(&dir, "s", &["localhost"], false);
-    let port = free_port();
-    let conf = format!(
-        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
-         http {{ access_log off;
-           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
-                     location / {{ return 200 ok; }} }} }}",
-        d = dir.display()
-    );
-    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let (_r, dir, port) = one_tls_ringx("tls-bad", false, "", "access_log off;", "location / { return 200 ok; }");
     let read_all = |s: &mut TcpStream| {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut v = Vec::new();
