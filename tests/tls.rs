@@ -833,6 +833,9 @@ fn bad_tls_input_ends_only_that_connection() {
             .text(),
         "ok"
     );
+    wait_for("the SSL_read line", Duration::from_secs(5), || {
+        error_log(&dir).contains("[info]") && error_log(&dir).contains("SSL_read() failed")
+    });
     let log = error_log(&dir);
     assert!(
         !log.contains("[crit]") && !log.contains("[alert]") && !log.contains("panicked"),

@@ -380,7 +380,10 @@ async fn active(conn: Conn) -> Option<Conn> {
     });
     match c.stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await {
         Ok((n, b)) if n > 0 => c.buf = b,
-        _ => {
+        r => {
+            if let Err(IoFail::Io(e)) = &r {
+                tls_read_failed(&c, e);
+            }
             c.stream.shutdown(Shutdown::Both);
             return None;
         }
@@ -427,6 +430,18 @@ async fn active(conn: Conn) -> Option<Conn> {
                 Soon::Read(..) => return None,
             }
         }
+    }
+}
+
+/// A client's TLS records that do not decrypt or parse end its connection with an
+/// `[info]` line, in nginx's words.
+fn tls_read_failed(c: &Client, e: &std::io::Error) {
+    if c.stream.tls_info().is_some() && e.kind() == std::io::ErrorKind::InvalidData {
+        log::info(format_args!(
+            "SSL_read() failed ({e}) while waiting for request, client: {}, server: {}",
+            c.peer.ip(),
+            c.local
+        ));
     }
 }
 
@@ -485,7 +500,10 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
                 ));
                 return Head::Closed;
             }
-            Err(_) => return Head::Closed,
+            Err(IoFail::Io(e)) => {
+                tls_read_failed(c, &e);
+                return Head::Closed;
+            }
         }
     }
 }
