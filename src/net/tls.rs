@@ -172,6 +172,10 @@ impl Tls {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     tcp.readable().await.map_err(HandshakeFail::Io)?;
                 }
+                // Records after the client's Finished, read with it, failed: the
+                // handshake is done and the error is the first read's (rustls keeps
+                // it), as when they arrive later.
+                Err(_) if !self.conn.borrow().is_handshaking() => break,
                 Err(e) => {
                     return Err(match e.into_inner().map(|i| i.downcast::<rustls::Error>()) {
                         Some(Ok(t)) => HandshakeFail::Tls(*t),
