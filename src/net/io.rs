@@ -208,11 +208,7 @@ impl Tcp {
     /// What the peer's side holds, seen without taking any of its bytes: a
     /// `recv(MSG_PEEK)` of one byte.
     pub fn peek(&self) -> Peek {
-        let fd = match self {
-            Tcp::Uring(s) => s.as_raw_fd(),
-            Tcp::Epoll(s) => s.as_raw_fd(),
-        };
-        match recv_now(fd, &mut [std::mem::MaybeUninit::uninit()], libc::MSG_PEEK) {
+        match recv_now(self.fd(), &mut [std::mem::MaybeUninit::uninit()], libc::MSG_PEEK) {
             Ok(0) => Peek::Closed,
             Ok(_) => Peek::Bytes,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Peek::Nothing,
@@ -242,7 +238,7 @@ impl Tcp {
             Tcp::Uring(s) => uring_poll_in(s.as_raw_fd()).await,
             Tcp::Epoll(s) => loop {
                 s.readable().await?;
-                match s.try_io(tokio::io::Interest::READABLE, || self.peek_byte()) {
+                match self.try_io_read(|| self.peek_byte()) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     _ => return Ok(()),
                 }

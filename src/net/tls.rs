@@ -90,18 +90,13 @@ pub type Choose<'a> = &'a dyn Fn(Option<&str>) -> Result<Arc<ServerConfig>, &'st
 /// the configuration by its SNI name, and completes the handshake. The caller
 /// bounds it with a timeout.
 pub async fn accept(tcp: &Tcp, choose: Choose<'_>) -> Result<First, HandshakeFail> {
-    loop {
-        // Through try_io: on epoll a `WouldBlock` must clear tokio's cached
-        // readiness, or the wait below returns at once and the loop spins.
-        match tcp.try_io_read(|| tcp.peek_byte()) {
-            Ok(None) => return Err(HandshakeFail::ClosedEarly),
-            Ok(Some(b)) if b == 0x16 || b & 0x80 != 0 => break,
-            Ok(Some(_)) => return Ok(First::Plain),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tcp.readable().await.map_err(HandshakeFail::Io)?;
-            }
-            Err(e) => return Err(io_fail(e)),
-        }
+    // A confirmed wait: on epoll tokio's readiness may say "readable" before a byte came.
+    tcp.readable_confirmed().await.map_err(io_fail)?;
+    match tcp.peek_byte() {
+        Ok(None) => return Err(HandshakeFail::ClosedEarly),
+        Ok(Some(b)) if b == 0x16 || b & 0x80 != 0 => {}
+        Ok(Some(_)) => return Ok(First::Plain),
+        Err(e) => return Err(io_fail(e)),
     }
     let mut acceptor = Acceptor::default();
     let accepted = loop {
@@ -255,12 +250,6 @@ impl Tls {
             Ok(s) => (s.plaintext_bytes_to_read(), s.peer_has_closed() || self.eof.get()),
             Err(_) => (0, true),
         }
-    }
-
-    /// Decrypted bytes wait, or the peer's end of stream does: a read completes now.
-    pub fn has_plain(&self) -> bool {
-        let (n, closed) = self.state();
-        n > 0 || closed
     }
 
     /// A read without waiting (`WouldBlock` if no whole record is there).
