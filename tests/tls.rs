@@ -531,6 +531,13 @@ fn config_test_checks_certificates_and_keys() {
             "not supported",
             5,
         ),
+        // A default server that refuses handshakes: every server of the address needs a
+        // certificate (nginx's rule); the second server here has none.
+        (
+            "ssl_reject_handshake on; }\n server { listen 127.0.0.1:1 ssl; server_name b.test;".to_string(),
+            "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+            3,
+        ),
     ];
     for (i, (directives, want, line)) in cases.iter().enumerate() {
         let path = dir.join(format!("t{i}.conf"));
@@ -841,4 +848,84 @@ fn bad_tls_input_ends_only_that_connection() {
         !log.contains("[crit]") && !log.contains("[alert]") && !log.contains("panicked"),
         "{log}"
     );
+}
+
+/// Bytes read from a socket, kept: the TLS records as they came.
+struct Tap(TcpStream, Vec<u8>);
+
+impl Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Tap {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The largest application-data record (its length on the wire) and how many came,
+/// for a 20,000-byte response from `port`.
+fn app_records(port: u16) -> (usize, usize) {
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(tls13(), name).unwrap();
+    let sock = TcpStream::connect(addr_of(port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, Tap(sock, Vec::new()));
+    s.write_all(b"GET /big?n=20000 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.body.len(), 20000);
+    let raw = &s.sock.1;
+    let (mut pos, mut max, mut count) = (0, 0, 0);
+    while pos + 5 <= raw.len() {
+        let len = u16::from_be_bytes([raw[pos + 3], raw[pos + 4]]) as usize;
+        if raw[pos] == 0x17 {
+            max = max.max(len);
+            count += 1;
+        }
+        pos += 5 + len;
+    }
+    (max, count)
+}
+
+/// `ssl_buffer_size` bounds the plaintext of each record ringx sends, as nginx's
+/// buffer does; `ssl_ecdh_curve` restricts the key exchange groups.
+#[test]
+fn buffer_size_and_curves_are_honoured() {
+    let be = Backend::start("b");
+    let dir = tempdir("tls-bufsize");
+    make_cert(&dir, "s", &["localhost"], false);
+    let (small, full) = (free_port(), free_port());
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+           server {{ listen 127.0.0.1:{small} ssl; ssl_buffer_size 1k; ssl_ecdh_curve secp384r1;
+                     location / {{ proxy_pass http://{be}; }} }}
+           server {{ listen 127.0.0.1:{full} ssl; location / {{ proxy_pass http://{be}; }} }} }}",
+        d = dir.display(),
+        be = be.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(small));
+    // A TLS 1.3 record: the plaintext, its content type (1) and the AEAD tag (16).
+    let (max, count) = app_records(small);
+    assert!(
+        max == 1024 + 17 && count >= 20,
+        "ssl_buffer_size 1k: largest record {max}, {count} records"
+    );
+    let (max, _) = app_records(full);
+    // By default records are as large as the writes (up to 16 KiB).
+    assert!(max > 4096 && max <= 16384 + 17, "default 16k: largest record {max}");
+    let group = |port| {
+        let s = connect(addr_of(port), Some("localhost"), &tls13()).unwrap();
+        s.conn.negotiated_key_exchange_group().map(|g| g.name())
+    };
+    assert_eq!(group(small), Some(rustls::NamedGroup::secp384r1));
+    assert_eq!(group(full), Some(rustls::NamedGroup::X25519));
 }

@@ -99,7 +99,8 @@ pub fn server_config(
         .with_cert_resolver(Arc::new(Certificates(keys)));
     cfg.ignore_client_order = s.prefer_server_ciphers;
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    cfg.max_fragment_size = Some(s.buffer_size.clamp(512, 16384));
+    // nginx's size is the plaintext of one record; rustls's counts the 5-byte header.
+    cfg.max_fragment_size = (s.buffer_size < 16384).then(|| (s.buffer_size + 5).max(32));
     // TLS 1.3 resumes through NewSessionTicket either way: an encrypted ticket
     // (`ssl_session_tickets`), or a cache key (`ssl_session_cache`), as OpenSSL.
     if !s.session_tickets && cache.is_none() {

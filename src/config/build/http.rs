@@ -118,7 +118,17 @@ fn check_ssl_defaults(http: &Http, ssl_listens: &[(std::net::SocketAddr, (Arc<st
             continue;
         };
         let def = &http.servers[g.default_server];
-        if def.tls.is_none() && !def.reject_handshake {
+        // With a default server that refuses handshakes, nginx checks every server
+        // of the address (none can fall back on the default's certificate).
+        let checked: &[usize] = if def.tls.is_none() && def.reject_handshake {
+            &g.servers
+        } else {
+            std::slice::from_ref(&g.default_server)
+        };
+        if checked
+            .iter()
+            .any(|&i| http.servers[i].tls.is_none() && !http.servers[i].reject_handshake)
+        {
             return Err(ConfError::at(
                 "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
                 file,
