@@ -82,7 +82,8 @@ pub struct Stream {
     /// A timeout or an I/O error ended the connection: no `close_notify` (nginx's quiet
     /// shutdown).
     quiet: Cell<bool>,
-    /// No wait for input has completed yet (see [`Tcp::readable_confirmed`]).
+    /// The next wait for input is the first on this socket, or the first after the
+    /// TLS handshake: epoll's readiness may be stale (see [`Tcp::readable_confirmed`]).
     fresh: Cell<bool>,
 }
 
@@ -141,6 +142,8 @@ impl Stream {
     /// The handshake is done: from now on reads and writes are plaintext.
     pub fn start_tls(&mut self, tls: Box<tls::Tls>) {
         self.tls = Some(tls);
+        // The handshake's last read leaves epoll's readiness set: confirm the next wait.
+        self.fresh.set(true);
     }
 
     /// The socket under the stream (the TLS handshake runs on it).
@@ -244,12 +247,9 @@ impl Stream {
     /// [`Stream::readable`] without a deadline (for a caller whose own timer ends
     /// the wait: the idle park).
     pub async fn wait_readable(&self) -> Result<(), IoFail> {
-        // On TLS, records already read may hold bytes; and a peek that finds none
-        // clears epoll's cached readiness (the handshake's last read leaves it set).
-        if let Some(t) = &self.tls {
-            if t.peek(&self.inner) != Peek::Nothing {
-                return Ok(());
-            }
+        // On TLS, records already read may hold bytes (no syscall to know).
+        if self.tls.as_ref().is_some_and(|t| t.has_plain()) {
+            return Ok(());
         }
         let wait = async {
             if self.fresh.replace(false) {

@@ -252,6 +252,13 @@ impl Tls {
         }
     }
 
+    /// Decrypted bytes wait, or the peer's end of stream does: a read completes now
+    /// (no syscall: what rustls already holds).
+    pub fn has_plain(&self) -> bool {
+        let (n, closed) = self.state();
+        n > 0 || closed
+    }
+
     /// A read without waiting (`WouldBlock` if no whole record is there).
     pub fn try_read(&self, tcp: &Tcp, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         if buf.len() == buf.capacity() {
