@@ -840,6 +840,12 @@ fn bad_tls_input_ends_only_that_connection() {
             .text(),
         "ok"
     );
+    // A connection closed before its first byte (a load balancer's TCP check).
+    drop(TcpStream::connect(addr_of(port)).unwrap());
+    wait_for("the early-close line", Duration::from_secs(5), || {
+        error_log(&dir).matches("[info]").count() >= 2
+            && error_log(&dir).contains("client closed connection while SSL handshaking")
+    });
     wait_for("the SSL_read line", Duration::from_secs(5), || {
         error_log(&dir).contains("[info]") && error_log(&dir).contains("SSL_read() failed")
     });
