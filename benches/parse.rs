@@ -118,6 +118,7 @@ fn bench_forward(c: &mut Criterion) {
                     conn_requests: 1,
                     request_length: req.len() as u64,
                     tls: None,
+                    h2: false,
                 };
                 out.clear();
                 write_request_head(&mut out, &ctx, &loc.conf, pp, Some("/classify"), UpBody::None);

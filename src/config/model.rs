@@ -109,6 +109,8 @@ pub struct ListenGroup {
     pub ipv6only: bool,
     /// `listen ... ssl` on any server of this address: TLS on every connection.
     pub ssl: bool,
+    /// `listen ... http2` on any server of this address: HTTP/2 for every server.
+    pub http2: bool,
     /// Indices into [`Http::servers`], in config order.
     pub servers: Vec<usize>,
     pub default_server: usize,
@@ -148,6 +150,12 @@ pub struct Server {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `ssl_reject_handshake on`: handshakes that choose this server are refused.
     pub reject_handshake: bool,
+    /// `http2 on` (or inherited from http).
+    pub http2: bool,
+    /// [`Server::tls`] offering `h2` first in ALPN (for `http2 on` or `listen ... http2`).
+    pub tls_h2: Option<Arc<rustls::ServerConfig>>,
+    /// `http2_max_concurrent_streams` (128).
+    pub h2_max_streams: u32,
 }
 
 #[derive(Debug)]
@@ -286,6 +294,8 @@ pub struct LocConf {
     pub client_max_body_size: u64,
     pub client_body_timeout: Duration,
     pub send_timeout: Duration,
+    /// `http2_chunk_size`: the largest DATA frame ringx sends on HTTP/2 (8k).
+    pub http2_chunk_size: u64,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
     pub server_tokens: bool,

@@ -53,6 +53,8 @@ pub struct ReqCtx<'a> {
     pub request_length: u64,
     /// What the TLS handshake agreed; `None` on plain HTTP.
     pub tls: Option<&'a crate::net::tls::Info>,
+    /// The request came over HTTP/2 (its head is written as HTTP/1.1 in `buf`).
+    pub h2: bool,
 }
 
 fn num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
@@ -72,6 +74,15 @@ impl ReqCtx<'_> {
                 true
             }
             None => false,
+        }
+    }
+
+    /// `$server_protocol`.
+    fn protocol(&self) -> &'static [u8] {
+        match (self.h2, self.head.minor) {
+            (true, _) => b"HTTP/2.0",
+            (false, 0) => b"HTTP/1.0",
+            _ => b"HTTP/1.1",
         }
     }
 
@@ -188,7 +199,7 @@ impl VarSource for ReqCtx<'_> {
             Var::ServerName => out.extend_from_slice(self.server.primary_name.as_bytes()),
             Var::ServerPort => num(out, self.local.port()),
             Var::ServerAddr => num(out, self.local.ip()),
-            Var::ServerProtocol => out.extend_from_slice(if self.head.minor == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" }),
+            Var::ServerProtocol => out.extend_from_slice(self.protocol()),
             Var::RequestUri => out.extend_from_slice(self.head.path.get(b)),
             Var::Uri => out.extend_from_slice(self.uri),
             Var::Args => match self.args {
@@ -207,11 +218,8 @@ impl VarSource for ReqCtx<'_> {
                 out.extend_from_slice(self.head.method_span.get(b));
                 out.push(b' ');
                 out.extend_from_slice(self.head.target.get(b));
-                out.extend_from_slice(if self.head.minor == 0 {
-                    b" HTTP/1.0"
-                } else {
-                    b" HTTP/1.1"
-                });
+                out.push(b' ');
+                out.extend_from_slice(self.protocol());
             }
             Var::RequestMethod => out.extend_from_slice(self.head.method_span.get(b)),
             Var::RequestLength => num(out, self.request_length),

@@ -5,8 +5,10 @@
 //! ([`proxy`]).
 
 pub mod ctx;
+pub mod downstream;
 pub mod fail;
 pub mod forward;
+pub mod h2;
 pub mod proxy;
 pub mod route;
 pub mod spool;

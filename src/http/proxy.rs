@@ -46,6 +46,7 @@ use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
 use super::ctx::{Attempt, ReqCtx, Sent};
+use super::downstream::Downstream;
 use super::fail::{Fail, FailKind, Phase};
 use super::forward::{write_request_head, UpBody};
 use super::spool::Spool;
@@ -122,7 +123,7 @@ impl Scratch {
 
 struct Client {
     w: Rc<Worker>,
-    stream: Stream,
+    stream: Downstream,
     peer: SocketAddr,
     local: SocketAddr,
     buf: Vec<u8>,
@@ -160,31 +161,42 @@ struct Req<'s> {
 
 impl Client {
     fn new(conn: Conn, s: Scratch) -> Client {
+        let mut c = Client::bare(conn.w, Downstream::H1(conn.stream), conn.peer, conn.local, conn.id, s);
+        c.requests = conn.requests;
+        c.keepalive_timeout = conn.keepalive_timeout;
+        c.wake = conn.wake;
+        c.first_deadline = conn.idle_until;
+        c.plain_on_tls = conn.plain_on_tls;
+        c
+    }
+
+    /// A client with no request served yet.
+    fn bare(w: Rc<Worker>, stream: Downstream, peer: SocketAddr, local: SocketAddr, id: u64, s: Scratch) -> Client {
         Client {
-            w: conn.w,
-            stream: conn.stream,
-            peer: conn.peer,
-            local: conn.local,
+            w,
+            stream,
+            peer,
+            local,
             buf: Vec::new(),
             head: s.head,
             uri_norm: s.uri_norm,
             out: s.out,
             scratch: s.scratch,
             resp: s.resp,
-            requests: conn.requests,
-            id: conn.id,
+            requests: 0,
+            id,
             attempts: s.attempts,
             consumed: 0,
-            keepalive_timeout: conn.keepalive_timeout,
-            wake: conn.wake,
-            first_deadline: conn.idle_until,
+            keepalive_timeout: Duration::ZERO,
+            wake: Rc::new(tokio::sync::Notify::new()),
+            first_deadline: Instant::now(),
             linger: None,
-            plain_on_tls: conn.plain_on_tls,
+            plain_on_tls: false,
         }
     }
 
-    /// Back to the idle form; the per-request allocations go to the worker's pool.
-    fn into_conn(self) -> Conn {
+    /// The per-request allocations back to the worker's pool; the client stream.
+    fn recycle(self) -> Downstream {
         self.w.put_buf(self.buf);
         self.w.put_scratch(Scratch {
             head: self.head,
@@ -194,18 +206,36 @@ impl Client {
             resp: self.resp,
             attempts: self.attempts,
         });
-        Conn {
-            idle_until: Instant::now() + self.keepalive_timeout,
-            w: self.w,
-            stream: self.stream,
-            peer: self.peer,
-            local: self.local,
-            requests: self.requests,
-            id: self.id,
-            keepalive_timeout: self.keepalive_timeout,
-            wake: self.wake,
-            plain_on_tls: self.plain_on_tls,
-        }
+        self.stream
+    }
+
+    /// Back to the idle form (an HTTP/1 connection).
+    fn into_conn(self) -> Option<Conn> {
+        let (w, peer, local, requests, id, ka, wake, plain) = (
+            self.w.clone(),
+            self.peer,
+            self.local,
+            self.requests,
+            self.id,
+            self.keepalive_timeout,
+            self.wake.clone(),
+            self.plain_on_tls,
+        );
+        let Downstream::H1(stream) = self.recycle() else {
+            return None;
+        };
+        Some(Conn {
+            idle_until: Instant::now() + ka,
+            w,
+            stream,
+            peer,
+            local,
+            requests,
+            id,
+            keepalive_timeout: ka,
+            wake,
+            plain_on_tls: plain,
+        })
     }
 
     fn ctx<'a>(&'a self, r: &'a Req<'_>) -> ReqCtx<'a> {
@@ -229,6 +259,7 @@ impl Client {
             conn_requests: self.requests,
             request_length: self.consumed as u64,
             tls: self.stream.tls_info(),
+            h2: self.stream.is_h2(),
         }
     }
 }
@@ -279,16 +310,82 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         if !handshake(&mut conn).await {
             return;
         }
+        if conn.stream.tls_info().is_some_and(|t| t.alpn.as_deref() == Some("h2")) {
+            return Box::pin(serve_h2(conn, Vec::new())).await;
+        }
     }
     loop {
         if !park(&conn).await {
             return;
         }
         match Box::pin(active(conn)).await {
-            Some(c) => conn = c,
-            None => return,
+            Next::Idle(c) => conn = c,
+            Next::Done => return,
+            Next::H2(c, pre) => return Box::pin(serve_h2(c, pre)).await,
         }
     }
+}
+
+/// What a connection does after its active phase.
+enum Next {
+    /// Waits for its next request.
+    Idle(Conn),
+    Done,
+    /// It began with the HTTP/2 preface (these bytes of it are read).
+    H2(Conn, Vec<u8>),
+}
+
+/// An HTTP/2 connection ([`super::h2`]), with the limits of its address's default
+/// server.
+async fn serve_h2(conn: Conn, pre: Vec<u8>) {
+    let snap = conn.w.snapshot();
+    let Some(group) = snap.group(conn.local) else {
+        return;
+    };
+    let default = &snap.cfg.http.servers[group.default_server];
+    let lim = super::h2::Limits {
+        max_streams: default.h2_max_streams,
+        header_list: (default.large_header_size * default.large_header_count).min(u32::MAX as usize) as u32,
+        keepalive_timeout: default.conf.keepalive_timeout,
+        keepalive_requests: default.conf.keepalive_requests,
+        handshake_until: conn.idle_until.max(Instant::now() + default.client_header_timeout),
+    };
+    drop(snap);
+    let info = super::h2::ConnInfo {
+        w: conn.w.clone(),
+        peer: conn.peer,
+        local: conn.local,
+        id: conn.id,
+        tls: conn.stream.tls_info().cloned(),
+    };
+    super::h2::serve(crate::net::poll::PollIo::new(conn.stream, pre), info, lim).await;
+}
+
+/// Serves one HTTP/2 stream: its request head, written as HTTP/1.1, is in `head`.
+pub(super) async fn serve_h2_stream(
+    w: Rc<Worker>,
+    pipe: super::h2::Pipe,
+    head: Vec<u8>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    id: u64,
+) {
+    let watch = pipe.watch();
+    let scratch = w.take_scratch();
+    let mut c = Client::bare(w.clone(), Downstream::H2(Box::new(pipe)), peer, local, id, scratch);
+    c.buf = head;
+    // A stream the client resets is given up at once, whatever phase it is in (an
+    // HTTP/1 client's close is watched only while the upstream thinks).
+    let snap = w.snapshot();
+    if let Some(group) = snap.group(local) {
+        tokio::select! {
+            biased;
+            _ = serve_one(&snap, group, &mut c) => {}
+            _ = watch.closed() => {}
+        }
+    }
+    drop(snap);
+    c.recycle();
 }
 
 /// The TLS handshake of a connection to a TLS address, bounded by the default
@@ -309,10 +406,10 @@ async fn handshake(conn: &mut Conn) -> bool {
         if s.reject_handshake {
             return Err("handshake rejected");
         }
-        s.tls
-            .clone()
-            .or_else(|| default.tls.clone())
-            .ok_or("handshake rejected")
+        // ALPN offers h2 where the server chosen by SNI has it (nginx).
+        let h2 = group.http2 || s.http2;
+        let pick = |x: &Server| if h2 { x.tls_h2.clone() } else { x.tls.clone() };
+        pick(s).or_else(|| pick(default)).ok_or("handshake rejected")
     };
     let tcp = conn.stream.tcp();
     let fail = match tokio::time::timeout_at(conn.idle_until.into(), tls::accept(tcp, &choose)).await {
@@ -368,8 +465,8 @@ async fn park(conn: &Conn) -> bool {
 }
 
 /// Serves requests while bytes keep coming; the connection back in its idle form
-/// when none are left, `None` when it is done.
-async fn active(conn: Conn) -> Option<Conn> {
+/// when none are left.
+async fn active(conn: Conn) -> Next {
     let w = conn.w.clone();
     let mut c = Client::new(conn, w.take_scratch());
     // Readiness said bytes are here; a spurious wake-up waits no longer than the park.
@@ -385,36 +482,35 @@ async fn active(conn: Conn) -> Option<Conn> {
                 tls_read_failed(&c, e);
             }
             c.stream.shutdown(Shutdown::Both);
-            return None;
+            return Next::Done;
+        }
+    }
+    if c.requests == 0 && !c.plain_on_tls && h2c(&w, c.local) {
+        match preface(&mut c).await {
+            Some(true) => {
+                let pre = std::mem::take(&mut c.buf);
+                return c.into_conn().map_or(Next::Done, |conn| Next::H2(conn, pre));
+            }
+            Some(false) => {}
+            None => return Next::Done,
         }
     }
     loop {
         let snap = w.snapshot();
-        let group = snap.group(c.local)?;
-        let default = &snap.cfg.http.servers[group.default_server];
-        match read_head(&mut c, default).await {
-            Head::Ready => {}
-            Head::Closed => return None,
-            Head::Bad(e) => {
-                log::info(format_args!("{}, client: {}", e.reason, c.peer.ip()));
-                // Nothing of a rejected head is trusted for the log line (spans may
-                // be left from the previous request): `$request` and headers log "-".
-                c.head = RequestHead::default();
-                c.consumed = 0;
-                reject(&snap, &mut c, default, e.status).await;
-                return None;
-            }
-        }
-        c.requests += 1;
-        let keep = handle(&snap, group, &mut c).await;
+        let Some(group) = snap.group(c.local) else {
+            return Next::Done;
+        };
+        let Some(keep) = serve_one(&snap, group, &mut c).await else {
+            return Next::Done;
+        };
         if let Some(conf) = c.linger.take() {
             if should_linger(&c, &conf, true) {
                 lingering_close(&mut c, &conf).await;
             }
-            return None;
+            return Next::Done;
         }
         if !keep || w.quitting.get() {
-            return None;
+            return Next::Done;
         }
         // Drop this request's bytes; pipelined ones move to the front.
         let next = framing::pipelined(&c.buf, c.consumed).len();
@@ -425,10 +521,64 @@ async fn active(conn: Conn) -> Option<Conn> {
                 Soon::Read(Ok(n), b) if n > 0 => c.buf = b,
                 Soon::Idle(b) => {
                     c.buf = b;
-                    return Some(c.into_conn());
+                    return c.into_conn().map_or(Next::Done, Next::Idle);
                 }
-                Soon::Read(..) => return None,
+                Soon::Read(..) => return Next::Done,
             }
+        }
+    }
+}
+
+/// Reads one request head and answers it; `None` when the connection is done (it
+/// closed, or its head was refused), else whether it may be kept.
+async fn serve_one(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) -> Option<bool> {
+    let default = &snap.cfg.http.servers[group.default_server];
+    match read_head(c, default).await {
+        Head::Ready => {}
+        Head::Closed => return None,
+        Head::Bad(e) => {
+            log::info(format_args!("{}, client: {}", e.reason, c.peer.ip()));
+            // Nothing of a rejected head is trusted for the log line (spans may
+            // be left from the previous request): `$request` and headers log "-".
+            c.head = RequestHead::default();
+            c.consumed = 0;
+            reject(snap, c, default, e.status).await;
+            return None;
+        }
+    }
+    c.requests += 1;
+    Some(handle(snap, group, c).await)
+}
+
+/// Whether plaintext connections to `local` may speak HTTP/2 with prior knowledge:
+/// `http2 on` in its default server, or `listen ... http2` (nginx 1.25.1+, which
+/// still serves HTTP/1 there).
+fn h2c(w: &Worker, local: SocketAddr) -> bool {
+    let snap = w.snapshot();
+    snap.group(local)
+        .is_some_and(|g| g.http2 || snap.cfg.http.servers[g.default_server].http2)
+}
+
+/// Whether the first bytes are HTTP/2's connection preface, reading more while they
+/// could still be (within the first head's deadline); `None`: the connection is gone.
+async fn preface(c: &mut Client) -> Option<bool> {
+    let pre = super::h2::PREFACE;
+    loop {
+        let n = c.buf.len().min(pre.len());
+        if c.buf[..n] != pre[..n] {
+            return Some(false);
+        }
+        if n == pre.len() {
+            return Some(true);
+        }
+        let buf = std::mem::take(&mut c.buf);
+        match c
+            .stream
+            .read_append(buf, CLIENT_BUF, Deadline::At(c.first_deadline))
+            .await
+        {
+            Ok((n, b)) if n > 0 => c.buf = b,
+            _ => return None,
         }
     }
 }
@@ -848,6 +998,9 @@ fn access_log(snap: &Snapshot, c: &Client, r: &Req<'_>) {
 /// client has read the response (nginx's lingering close): for at most
 /// `lingering_time` in all, and no longer than `lingering_timeout` between reads.
 async fn lingering_close(c: &mut Client, conf: &LocConf) {
+    if c.stream.is_h2() {
+        return;
+    }
     c.stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + conf.lingering_time;
     let mut buf = std::mem::take(&mut c.buf);
@@ -1646,7 +1799,10 @@ async fn upgrade(
         read: conf.proxy_read_timeout,
         write: conf.send_timeout,
     };
-    let t = tunnel::tunnel(&c.stream, &conn.stream, to_upstream, to_client).await;
+    let Some(client) = c.stream.h1() else {
+        return Err(fatal(FailKind::InvalidHeader, Phase::ReadHead));
+    };
+    let t = tunnel::tunnel(client, &conn.stream, to_upstream, to_client).await;
     if let Some(IoFail::Timeout) = t.failed {
         log::info(format_args!(
             "upgraded connection timed out (110: Connection timed out), client: {}",

@@ -327,7 +327,11 @@ impl Tcp {
 
 /// `recv(2)` on `fd` with `flags` and `MSG_DONTWAIT`: never waits, whatever the
 /// socket's mode. The caller's connection owns `fd` for the whole call.
-fn recv_now(fd: std::os::fd::RawFd, buf: &mut [std::mem::MaybeUninit<u8>], flags: libc::c_int) -> io::Result<usize> {
+pub(super) fn recv_now(
+    fd: std::os::fd::RawFd,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    flags: libc::c_int,
+) -> io::Result<usize> {
     // SAFETY: `fd` belongs to a connection the caller borrows, open for this call.
     let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     socket2::SockRef::from(&sock).recv_with_flags(buf, flags | libc::MSG_DONTWAIT)
@@ -418,7 +422,7 @@ async fn uring_poll_in(fd: std::os::fd::RawFd) -> io::Result<()> {
 }
 
 /// `IORING_OP_POLL_ADD` for the events in `mask` on `fd`.
-async fn uring_poll(fd: std::os::fd::RawFd, mask: u32) -> io::Result<()> {
+pub(super) async fn uring_poll(fd: std::os::fd::RawFd, mask: u32) -> io::Result<()> {
     let sqe = io_uring::opcode::PollAdd::new(io_uring::types::Fd(fd), mask).build();
     tokio_uring::UnsubmittedOneshot::new((), ResultCode::<()>::new(), sqe)
         .submit()

@@ -16,6 +16,7 @@
 
 pub mod io;
 pub mod listener;
+pub mod poll;
 pub mod pool;
 pub mod tls;
 pub mod tunnel;
@@ -31,6 +32,16 @@ pub use io::{Driver, DriverChoice, Listener, Peek, Soon, Tcp};
 pub enum IoFail {
     Timeout,
     Io(std::io::Error),
+}
+
+impl IoFail {
+    /// As a `std::io::Error` (a timeout is `TimedOut`).
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            IoFail::Timeout => std::io::ErrorKind::TimedOut.into(),
+            IoFail::Io(e) => e,
+        }
+    }
 }
 
 impl std::fmt::Display for IoFail {
@@ -62,7 +73,7 @@ impl Deadline {
         matches!(self, Deadline::At(i) if Instant::now() >= i)
     }
 
-    fn at(self) -> tokio::time::Instant {
+    pub fn at(self) -> tokio::time::Instant {
         match self {
             Deadline::After(d) => tokio::time::Instant::now() + d,
             Deadline::At(i) => i.into(),

@@ -275,6 +275,34 @@ impl Tls {
         }
     }
 
+    /// [`Tls::try_read`] into a slice (for [`super::poll::PollIo`]).
+    pub fn try_read_slice(&self, tcp: &Tcp, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let (n, closed) = self.state();
+            if n > 0 {
+                return self.conn.borrow_mut().reader().read(buf);
+            }
+            if closed {
+                return Ok(0);
+            }
+            self.fill(tcp)?;
+            let _ = self.flush_now(tcp);
+        }
+    }
+
+    /// Takes what rustls's send buffer has room for of `data` (sending what it
+    /// holds first): `WouldBlock` when it is full and the socket takes nothing.
+    pub fn try_write(&self, tcp: &Tcp, data: &[u8]) -> io::Result<usize> {
+        let flushed = self.flush_now(tcp);
+        let n = self.conn.borrow_mut().writer().write(data)?;
+        if n == 0 && !data.is_empty() {
+            flushed?;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let _ = self.flush_now(tcp);
+        Ok(n)
+    }
+
     /// Reads at least one byte of plaintext, or `Ok(0)` at the end of the stream.
     pub async fn read(&self, tcp: &Tcp, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         loop {
@@ -298,7 +326,7 @@ impl Tls {
 
     /// Writes what rustls has queued, without waiting: `WouldBlock` if the socket
     /// is full.
-    fn flush_now(&self, tcp: &Tcp) -> io::Result<()> {
+    pub fn flush_now(&self, tcp: &Tcp) -> io::Result<()> {
         let mut c = self.conn.borrow_mut();
         while c.wants_write() {
             tcp.try_io_write(|| c.write_tls(&mut FdIo(tcp.fd())))?;

@@ -8,7 +8,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use regex::bytes::RegexBuilder;
 
 use super::args::{nargs, split_host_port};
-use crate::config::model::{ListenGroup, ServerName};
+use super::Builder;
+use crate::config::model::{ListenGroup, LogLevel, ServerName};
 use crate::config::parser::Directive;
 use crate::config::ConfError;
 
@@ -20,6 +21,8 @@ pub(super) struct ListenSpec {
     pub(super) ipv6only: bool,
     /// `ssl`: TLS on this address.
     pub(super) ssl: bool,
+    /// `http2`: HTTP/2 on this address (the form before nginx 1.25.1).
+    pub(super) http2: bool,
     /// Where the `listen` directive is.
     pub(super) at: (std::sync::Arc<str>, usize),
 }
@@ -32,12 +35,13 @@ impl ListenSpec {
             backlog: 511,
             ipv6only: true,
             ssl: false,
+            http2: false,
             at: (std::sync::Arc::from(""), 0),
         }
     }
 }
 
-pub(super) fn listen(d: &Directive) -> Result<ListenSpec, ConfError> {
+pub(super) fn listen(b: &mut Builder<'_>, d: &Directive) -> Result<ListenSpec, ConfError> {
     if d.args.is_empty() {
         return Err(nargs(d));
     }
@@ -52,7 +56,14 @@ pub(super) fn listen(d: &Directive) -> Result<ListenSpec, ConfError> {
             "ipv6only=on" => spec.ipv6only = true,
             "ipv6only=off" => spec.ipv6only = false,
             "ssl" => spec.ssl = true,
-            "http2" | "quic" | "proxy_protocol" => {
+            "http2" => {
+                spec.http2 = true;
+                b.warnings.push((
+                    LogLevel::Warn,
+                    d.err("the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead"),
+                ));
+            }
+            "quic" | "proxy_protocol" => {
                 return Err(d.err(format!("the \"{p}\" parameter of \"listen\" is not supported yet")))
             }
             _ => {
@@ -135,6 +146,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
                 backlog: spec.backlog,
                 ipv6only: spec.ipv6only,
                 ssl: spec.ssl,
+                http2: spec.http2,
                 servers: vec![idx],
                 default_server: idx,
             });
@@ -144,6 +156,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
         let g = &mut groups[i];
         // nginx: `ssl` on any listen of an address makes the whole address TLS.
         g.ssl |= spec.ssl;
+        g.http2 |= spec.http2;
         if spec.default_server {
             if marked[i] && g.default_server != idx {
                 return Err(d.err(format!("a duplicate default server for {}", spec.addr)));

@@ -18,7 +18,7 @@ use crate::config::ConfError;
 
 /// The server block's own directives (its settings are in settings.rs).
 pub(super) const SERVER: &[Cmd<ServerLevel>] = &[
-    Cmd::run("listen", |_, s, d| listen(d).map(|l| s.listens.push(l))),
+    Cmd::run("listen", |b, s, d| listen(b, d).map(|l| s.listens.push(l))),
     Cmd::run("server_name", server_names),
     Cmd::later("location"),
     Cmd::run("return", |_, s, d| parse_return(d).map(|r| s.ret = Some(r))),
@@ -56,6 +56,7 @@ impl Builder<'_> {
         let client_header_timeout = set.header_timeout();
         let server_conf = Arc::new(self.resolve(&set, None));
         let (tls, reject_handshake) = self.server_tls(&set)?;
+        let tls_h2 = tls.as_ref().map(with_h2);
         let (prefix_locations, regex_locations) = self.locations(loc_dirs, &set)?;
         let server = Server {
             names: s.names,
@@ -69,6 +70,9 @@ impl Builder<'_> {
             large_header_count: hbuf_n,
             tls,
             reject_handshake,
+            http2: set.http2.unwrap_or(false),
+            tls_h2,
+            h2_max_streams: set.http2_max_concurrent_streams.unwrap_or(128).min(u32::MAX as u64) as u32,
         };
         Ok((server, s.listens))
     }
@@ -146,4 +150,12 @@ fn check_code(d: &Directive, code: u16) -> Result<(), ConfError> {
         return Err(d.err(format!("invalid return code \"{code}\"")));
     }
     Ok(())
+}
+
+/// The same TLS configuration, offering `h2` before HTTP/1.1 in ALPN (it shares the
+/// certificates, session cache and ticket keys).
+fn with_h2(c: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    let mut h2 = (**c).clone();
+    h2.alpn_protocols.insert(0, b"h2".to_vec());
+    Arc::new(h2)
 }

@@ -130,6 +130,10 @@ settings! {
     ssl_dhparam:                   Located,                        HS,  dhparam;
     ssl_early_data:                bool,                           HS,  only_off;
     ssl_stapling:                  bool,                           HS,  only_off;
+    // HTTP/2 (server level as nginx 1.25.1+; finished in server.rs)
+    http2:                         bool,                           HS,  on_off;
+    http2_max_concurrent_streams:  u64,                            HS,  count;
+    http2_chunk_size:              u64,                            HSL, size          => 8 * 1024;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.

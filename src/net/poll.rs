@@ -1,0 +1,180 @@
+//! A [`Stream`] as tokio's `AsyncRead`/`AsyncWrite`, for a protocol library that
+//! drives its own I/O by polling (the h2 crate: [`crate::http::h2`]).
+//!
+//! Reads and writes are the non-blocking ones TLS already uses (`recv`/`send` with
+//! `MSG_DONTWAIT`, through rustls on a TLS connection); when the socket has nothing
+//! (or no room) the adapter waits on the driver's readiness: tokio's reactor on
+//! epoll, an `IORING_OP_POLL_ADD` kept across polls on io_uring. No buffer of the
+//! adapter's is ever in flight: the caller's buffer is filled in the turn it is
+//! given.
+
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::io::FdIo;
+use super::{Stream, Tcp};
+
+/// A readiness wait in flight on io_uring (epoll keeps its own in the reactor).
+type Wait = Option<Pin<Box<dyn Future<Output = io::Result<()>>>>>;
+
+pub struct PollIo {
+    s: Stream,
+    /// Bytes already read from the socket, given to the reader first.
+    pre: bytes::Bytes,
+    rd: Wait,
+    wr: Wait,
+}
+
+impl PollIo {
+    /// `pre`: what was read before the protocol was known (an HTTP/2 preface).
+    pub fn new(s: Stream, pre: Vec<u8>) -> PollIo {
+        PollIo {
+            s,
+            pre: pre.into(),
+            rd: None,
+            wr: None,
+        }
+    }
+
+    pub fn stream(&self) -> &Stream {
+        &self.s
+    }
+}
+
+impl Drop for PollIo {
+    fn drop(&mut self) {
+        // An io_uring poll still in flight keeps the socket open: shut it down so
+        // that the poll completes and the socket goes (as Stream does for an
+        // abandoned operation).
+        if self.rd.is_some() || self.wr.is_some() {
+            self.s.abandoned.set(true);
+        }
+    }
+}
+
+/// Waits for readiness (`out`: room to write; else bytes to read or a close).
+fn poll_ready(tcp: &Tcp, cx: &mut Context<'_>, out: bool, slot: &mut Wait) -> Poll<io::Result<()>> {
+    match tcp {
+        Tcp::Epoll(s) if out => s.poll_write_ready(cx),
+        Tcp::Epoll(s) => s.poll_read_ready(cx),
+        Tcp::Uring(_) => {
+            let fd = tcp.fd();
+            let wait = slot.get_or_insert_with(|| {
+                let mask = if out {
+                    libc::POLLOUT as u32
+                } else {
+                    (libc::POLLIN | libc::POLLRDHUP) as u32
+                };
+                Box::pin(super::io::uring_poll(fd, mask))
+            });
+            let r = ready!(wait.as_mut().poll(cx));
+            *slot = None;
+            Poll::Ready(r)
+        }
+    }
+}
+
+impl Stream {
+    /// Reads what has arrived into `buf`'s unfilled part, without waiting.
+    fn try_read_buf(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+        match &self.tls {
+            Some(t) => {
+                let n = t.try_read_slice(&self.inner, buf.initialize_unfilled())?;
+                buf.advance(n);
+                Ok(n)
+            }
+            None => {
+                let n = self
+                    .inner
+                    .try_io_read(|| super::io::recv_now(self.inner.fd(), unsafe_unfilled(buf), 0))?;
+                // SAFETY: recv wrote the first `n` bytes of the unfilled part.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes (or, on TLS, takes) what the socket can take of `data` now.
+    fn try_write_now(&self, data: &[u8]) -> io::Result<usize> {
+        let n = match &self.tls {
+            Some(t) => t.try_write(&self.inner, data)?,
+            None => {
+                let fd = self.inner.fd();
+                self.inner.try_io_write(|| io::Write::write(&mut FdIo(fd), data))?
+            }
+        };
+        self.written.set(self.written.get() + n as u64);
+        Ok(n)
+    }
+
+    /// Sends what TLS holds encrypted, without waiting.
+    fn try_flush(&self) -> io::Result<()> {
+        match &self.tls {
+            Some(t) => t.flush_now(&self.inner),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The unfilled part of `buf`, for a `recv` that writes initialized bytes only.
+fn unsafe_unfilled<'a>(buf: &'a mut ReadBuf<'_>) -> &'a mut [std::mem::MaybeUninit<u8>] {
+    // SAFETY: the slice is only written by recv, which never de-initializes bytes.
+    unsafe { buf.unfilled_mut() }
+}
+
+impl AsyncRead for PollIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if !me.pre.is_empty() {
+            let n = me.pre.len().min(buf.remaining());
+            buf.put_slice(&me.pre.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            match me.s.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(me.s.failed(e).into_io())),
+            }
+            ready!(poll_ready(&me.s.inner, cx, false, &mut me.rd))?;
+        }
+    }
+}
+
+impl AsyncWrite for PollIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        loop {
+            match me.s.try_write_now(data) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(me.s.failed(e).into_io())),
+            }
+            ready!(poll_ready(&me.s.inner, cx, true, &mut me.wr))?;
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        loop {
+            match me.s.try_flush() {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(me.s.failed(e).into_io())),
+            }
+            ready!(poll_ready(&me.s.inner, cx, true, &mut me.wr))?;
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        self.s.shutdown(Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
+}

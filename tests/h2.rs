@@ -1,0 +1,411 @@
+//! HTTP/2 to clients, seen by real HTTP/2 clients: curl (TLS with ALPN `h2`) and the
+//! h2 crate's client (prior-knowledge h2c, where flow control, multiplexing and
+//! resets can be driven frame by frame). The backends are plain HTTP/1, as behind
+//! nginx.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use h2::client::SendRequest;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A prior-knowledge HTTP/2 connection (its frames driven by a task of the runtime).
+async fn connect(addr: SocketAddr, window: u32) -> SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .initial_connection_window_size(window.max(65535))
+        .handshake(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+struct Got {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// One request; `len`: whether a body is announced with content-length.
+async fn fetch(send: &SendRequest<Bytes>, method: &str, path: &str, body: Option<&[u8]>, len: bool) -> Got {
+    let mut send = send.clone().ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"));
+    if let (Some(b), true) = (body, len) {
+        req = req.header("content-length", b.len());
+    }
+    let (resp, mut out) = send.send_request(req.body(()).unwrap(), body.is_none()).unwrap();
+    if let Some(b) = body {
+        // In pieces, each when the window allows (as a streaming client).
+        for piece in b.chunks(16 * 1024) {
+            out.reserve_capacity(piece.len());
+            let mut sent = 0;
+            while sent < piece.len() {
+                let n = std::future::poll_fn(|cx| out.poll_capacity(cx)).await.unwrap().unwrap();
+                let n = n.min(piece.len() - sent);
+                out.send_data(Bytes::copy_from_slice(&piece[sent..sent + n]), false)
+                    .unwrap();
+                sent += n;
+            }
+        }
+        out.send_data(Bytes::new(), true).unwrap();
+    }
+    let resp = resp.await.unwrap();
+    let (parts, mut rb) = resp.into_parts();
+    let mut body = Vec::new();
+    while let Some(d) = rb.data().await {
+        let d = d.unwrap();
+        let _ = rb.flow_control().release_capacity(d.len());
+        body.extend_from_slice(&d);
+    }
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// A plaintext server with `http2 on` (h2c with prior knowledge, HTTP/1 too).
+fn h2c_ringx(tag: &str, backend: SocketAddr, server: &str) -> (Ringx, u16) {
+    let dir = tempdir(tag);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log {d}/access.log; upstream b {{ server {backend}; }}
+           server {{ listen 127.0.0.1:{port}; http2 on; {server} }} }}",
+        d = dir.display()
+    );
+    (Ringx::start(&conf, &[], addr_of(port)), port)
+}
+
+/// The story's front, as the team wrote it (`listen 443 ssl http2`, the port-80
+/// redirect), with test ports and a test certificate: HTTP/2 over TLS from curl,
+/// the same server over HTTP/1.1, the headers the backend sees, the access log.
+#[test]
+fn story_front_over_h2() {
+    let b = Backend::start("b1");
+    let dir = tempdir("h2-story");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["api.company.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("api.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("api.key"), key.serialize_pem()).unwrap();
+    let (tls, plain) = (free_port(), free_port());
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log {d}/access.log;
+           upstream ml_api_backend {{ least_conn; server {b} max_fails=3 fail_timeout=30s; }}
+           server {{ listen 127.0.0.1:{plain}; server_name api.company.com;
+                     return 301 https://$server_name$request_uri; }}
+           server {{ listen 127.0.0.1:{tls} ssl http2; server_name api.company.com;
+             ssl_certificate {d}/api.crt; ssl_certificate_key {d}/api.key;
+             ssl_protocols TLSv1.2 TLSv1.3;
+             location /classify {{
+               proxy_pass http://ml_api_backend;
+               proxy_set_header Host $host;
+               proxy_set_header X-Real-IP $remote_addr;
+               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+               proxy_set_header X-Forwarded-Proto $scheme;
+               proxy_connect_timeout 60s; proxy_send_timeout 60s; proxy_read_timeout 60s;
+               client_max_body_size 10M; }}
+             location /health {{ access_log off; return 200 \"healthy\\n\"; add_header Content-Type text/plain; }}
+           }} }}",
+        d = dir.display(),
+        b = b.addr
+    );
+    let r = Ringx::start(&conf, &[], addr_of(tls));
+    assert!(
+        r.stderr()
+            .contains("the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead"),
+        "{}",
+        r.stderr()
+    );
+    let curl = |args: &[&str], url: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(dir.join("api.crt"))
+            .args(["--resolve", &format!("api.company.com:{tls}:127.0.0.1")])
+            .args(["-w", "\n%{http_version} %{response_code}"])
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("curl is missing: run scripts/install-test-deps.sh");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let base = format!("https://api.company.com:{tls}");
+    assert_eq!(curl(&["--http2"], &format!("{base}/health")), "healthy\n\n2 200");
+    let body = "x".repeat(300_000);
+    let file = dir.join("image.jpg");
+    std::fs::write(&file, &body).unwrap();
+    let got = curl(
+        &[
+            "--http2",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            "-H",
+            "Content-Type: image/jpeg",
+        ],
+        &format!("{base}/classify/echo"),
+    );
+    assert_eq!(got, format!("{body}\n2 200"));
+    // The same server over HTTP/1.1 (ALPN http/1.1).
+    assert_eq!(curl(&["--http1.1"], &format!("{base}/health")), "healthy\n\n1.1 200");
+    let seen = b.requests();
+    let r1 = &seen[0];
+    assert_eq!(r1.header("host"), Some("api.company.com"));
+    assert_eq!(r1.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(r1.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(r1.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(r1.header("content-type"), Some("image/jpeg"));
+    assert_eq!(r1.body.len(), 300_000);
+    // The redirect server on the plain port.
+    let red = get(addr_of(plain), "/classify?x=1", "api.company.com").unwrap();
+    assert_eq!(red.status, 301);
+    assert_eq!(
+        red.header("location"),
+        Some("https://api.company.com/classify?x=1".to_string()).as_deref()
+    );
+    wait_for("the access log", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("access.log"))
+            .is_ok_and(|l| l.contains("\"POST /classify/echo HTTP/2.0\" 200 300000"))
+    });
+    drop(r);
+}
+
+/// Many streams at once on one connection, bodies both ways byte for byte: 120
+/// multiplexed downloads, 5 MiB uploads with and without content-length (the
+/// latter streamed chunked to an HTTP/1.1 upstream), an 8 MiB download, a chunked
+/// upstream response, and HTTP/1.1 on the same plaintext port.
+#[test]
+fn multiplexed_streams_and_large_bodies() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-bodies",
+        b.addr,
+        "client_max_body_size 20m; location / { proxy_pass http://b; proxy_http_version 1.1; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let mut tasks = Vec::new();
+        for i in 0..120 {
+            let s = send.clone();
+            tasks.push(tokio::spawn(async move {
+                let n = 1000 + i * 97;
+                let g = fetch(&s, "GET", &format!("/big?n={n}"), None, false).await;
+                (g.status, g.body == pattern(n))
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), (200, true));
+        }
+        let up: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+        for len in [true, false] {
+            let g = fetch(&send, "POST", "/echo", Some(&up), len).await;
+            assert_eq!(g.status, 200);
+            assert!(g.body == up, "upload with content-length={len} came back intact");
+        }
+        let g = fetch(&send, "GET", "/big?n=8388608", None, false).await;
+        assert_eq!(g.headers.get("content-length").unwrap(), "8388608");
+        assert!(g.body == pattern(8388608));
+        let g = fetch(&send, "GET", "/chunked?n=100000", None, false).await;
+        assert!(g.headers.get("transfer-encoding").is_none() && g.headers.get("connection").is_none());
+        assert!(g.body == pattern(100000));
+    });
+    let seen = b.requests();
+    let posts: Vec<_> = seen.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts[0].header("content-length"), Some("5242880"));
+    assert_eq!(posts[1].header("transfer-encoding"), Some("chunked"));
+    assert_eq!(get(addr_of(port), "/big?n=10", "localhost").unwrap().status, 200);
+}
+
+/// `client_max_body_size` over HTTP/2: a declared length over it is refused at
+/// once; a body without one is counted as it streams (nginx's 413 either way).
+#[test]
+fn body_limit_413() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-413",
+        b.addr,
+        "client_max_body_size 1k; location / { proxy_pass http://b; proxy_http_version 1.1; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let body = vec![b'z'; 10 * 1024];
+        assert_eq!(fetch(&send, "POST", "/echo", Some(&body), true).await.status, 413);
+        let send = connect(addr_of(port), 65535).await;
+        assert_eq!(fetch(&send, "POST", "/echo", Some(&body), false).await.status, 413);
+        let send = connect(addr_of(port), 65535).await;
+        let g = fetch(&send, "POST", "/echo", Some(b"small"), false).await;
+        assert_eq!((g.status, g.body), (200, b"small".to_vec()));
+    });
+    assert!(b.requests().iter().all(|r| r.body.len() <= 1024));
+}
+
+/// Flow control end to end: a client that opens no window past the first 64 KiB
+/// of a 64 MiB response gets no more, and ringx does not read the upstream ahead
+/// of it (its memory stays flat); once the client reads, all of it arrives intact.
+#[test]
+fn client_window_holds_the_upstream() {
+    let b = Backend::start("b1");
+    let (r, port) = h2c_ringx("h2-window", b.addr, "location / { proxy_pass http://b; }");
+    let n = 64 * 1024 * 1024;
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let rss = |pid: i32| -> u64 {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            st.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        let before = rss(r.pid());
+        let mut s = send.ready().await.unwrap();
+        let req = http::Request::get(format!("http://localhost/big?n={n}"))
+            .body(())
+            .unwrap();
+        let (resp, _) = s.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let stalled = rss(r.pid());
+        assert!(
+            stalled < before + 16 * 1024,
+            "ringx grew from {before} kB to {stalled} kB behind a closed window"
+        );
+        let mut got = 0usize;
+        let mut ok = true;
+        while let Some(d) = body.data().await {
+            let d = d.unwrap();
+            ok &= d.iter().enumerate().all(|(i, &c)| c == b'a' + ((got + i) % 26) as u8);
+            got += d.len();
+            let _ = body.flow_control().release_capacity(d.len());
+        }
+        assert_eq!(got, n);
+        assert!(ok);
+    });
+}
+
+/// Graceful quit: a stream in flight finishes with its response, the connection
+/// gets GOAWAY (no new stream is taken), and ringx exits.
+#[test]
+fn graceful_quit_finishes_streams() {
+    let b = Backend::start("b1");
+    let (mut r, port) = h2c_ringx("h2-quit", b.addr, "location / { proxy_pass http://b; }");
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let s2 = send.clone();
+        let slow = tokio::spawn(async move { fetch(&s2, "GET", "/slow?ms=800", None, false).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        r.signal(libc::SIGQUIT);
+        let g = slow.await.unwrap();
+        assert_eq!((g.status, g.body), (200, b"slow b1\n".to_vec()));
+        // After GOAWAY the connection takes no new stream.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = match send.clone().ready().await {
+            Err(_) => true,
+            Ok(mut s) => {
+                let req = http::Request::get("http://localhost/health").body(()).unwrap();
+                match s.send_request(req, true) {
+                    Err(_) => true,
+                    Ok((resp, _)) => resp.await.is_err(),
+                }
+            }
+        };
+        assert!(refused, "a new stream after GOAWAY was served");
+    });
+    assert_eq!(r.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+/// Rapid reset (CVE-2023-44487): a client that opens streams and resets each at
+/// once cannot make ringx hold more upstream requests than
+/// `http2_max_concurrent_streams`, and every other client is still served.
+#[test]
+fn rapid_reset_is_bounded() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-reset",
+        b.addr,
+        "http2_max_concurrent_streams 16; location / { proxy_pass http://b; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let t0 = Instant::now();
+        // Batches of 16 (the client keeps to the announced limit): each batch's
+        // HEADERS go out, then all of them are reset.
+        'outer: for _ in 0..100 {
+            let mut batch = Vec::new();
+            for _ in 0..16 {
+                let Ok(mut s) = send.clone().ready().await else {
+                    break 'outer; // ringx closed the connection (GOAWAY): also bounded.
+                };
+                let req = http::Request::get("http://localhost/slow?ms=3000").body(()).unwrap();
+                match s.send_request(req, true) {
+                    Ok((resp, out)) => batch.push((resp, out)),
+                    Err(_) => break 'outer,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            for (_, mut out) in batch {
+                out.send_reset(h2::Reason::CANCEL);
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let other = connect(addr_of(port), 65535).await;
+        assert_eq!(fetch(&other, "GET", "/big?n=10", None, false).await.status, 200);
+    });
+    let most = b.live.max_inflight.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= 17, "{most} upstream requests at once for 16 streams");
+}
+
+/// The h2 settings nginx's directives make: `http2_max_concurrent_streams` is
+/// what the server announces.
+#[test]
+fn announced_limits() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-settings",
+        b.addr,
+        "http2_max_concurrent_streams 7; location / { proxy_pass http://b; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        // The SETTINGS frame arrives with the first response.
+        let _ = fetch(&send, "GET", "/big?n=1", None, false).await;
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let s = send.clone();
+            tasks.push(tokio::spawn(async move {
+                fetch(&s, "GET", "/slow?ms=300", None, false).await.status
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+    });
+    let most = b.live.max_inflight.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= 7, "{most} streams at once past http2_max_concurrent_streams 7");
+}
