@@ -339,46 +339,82 @@ fn graceful_quit_finishes_streams() {
 
 /// Rapid reset (CVE-2023-44487): a client that opens streams and resets each at
 /// once cannot make ringx hold more upstream requests than
-/// `http2_max_concurrent_streams`, and every other client is still served.
+/// `http2_max_concurrent_streams` (a reset stream's upstream connection is closed
+/// at once), and every other client is still served.
 #[test]
 fn rapid_reset_is_bounded() {
-    let b = Backend::start("b1");
-    let (_r, port) = h2c_ringx(
-        "h2-reset",
-        b.addr,
-        "http2_max_concurrent_streams 16; location / { proxy_pass http://b; }",
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    // An upstream that never answers and counts the connections open to it.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    let (open, most, total) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
     );
+    let (o, m, t) = (open.clone(), most.clone(), total.clone());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let (o, m) = (o.clone(), m.clone());
+            t.fetch_add(1, SeqCst);
+            m.fetch_max(o.fetch_add(1, SeqCst) + 1, SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+                o.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    let b = Backend::start("b1");
+    let dir = tempdir("h2-reset");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; upstream hang {{ server {up}; }} upstream b {{ server {b}; }}
+           server {{ listen 127.0.0.1:{port}; http2 on; http2_max_concurrent_streams 16;
+                     location /ok {{ proxy_pass http://b/big; }}
+                     location / {{ proxy_pass http://hang; }} }} }}",
+        d = dir.display(),
+        b = b.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
     rt().block_on(async {
         let send = connect(addr_of(port), 65535).await;
-        let t0 = Instant::now();
         // Batches of 16 (the client keeps to the announced limit): each batch's
-        // HEADERS go out, then all of them are reset.
-        'outer: for _ in 0..100 {
+        // HEADERS go out, reach the upstream, then all of them are reset.
+        'outer: for _ in 0..40 {
             let mut batch = Vec::new();
             for _ in 0..16 {
                 let Ok(mut s) = send.clone().ready().await else {
                     break 'outer; // ringx closed the connection (GOAWAY): also bounded.
                 };
-                let req = http::Request::get("http://localhost/slow?ms=3000").body(()).unwrap();
+                let req = http::Request::get("http://localhost/hang").body(()).unwrap();
                 match s.send_request(req, true) {
                     Ok((resp, out)) => batch.push((resp, out)),
                     Err(_) => break 'outer,
                 }
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             for (_, mut out) in batch {
                 out.send_reset(h2::Reason::CANCEL);
             }
-            if t0.elapsed() > Duration::from_secs(10) {
-                break;
-            }
+            // Room for the upstream's count to see the closes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let other = connect(addr_of(port), 65535).await;
-        assert_eq!(fetch(&other, "GET", "/big?n=10", None, false).await.status, 200);
+        assert_eq!(fetch(&other, "GET", "/ok?n=10", None, false).await.status, 200);
     });
-    let most = b.live.max_inflight.load(std::sync::atomic::Ordering::SeqCst);
+    let (most, total) = (most.load(SeqCst), total.load(SeqCst));
+    assert!(total > 32, "the resets reached the upstream ({total} connections)");
     assert!(most <= 17, "{most} upstream requests at once for 16 streams");
+    wait_for(
+        "reset streams' upstream connections to close",
+        Duration::from_secs(5),
+        || open.load(SeqCst) == 0,
+    );
 }
 
 /// The h2 settings nginx's directives make: `http2_max_concurrent_streams` is
@@ -408,4 +444,61 @@ fn announced_limits() {
     });
     let most = b.live.max_inflight.load(std::sync::atomic::Ordering::SeqCst);
     assert!(most <= 7, "{most} streams at once past http2_max_concurrent_streams 7");
+}
+
+/// Requests RFC 9113 calls malformed that the h2 crate lets through are reset
+/// with PROTOCOL_ERROR before anything reaches a backend; the connection serves on.
+#[test]
+fn malformed_requests_are_reset() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx("h2-malformed", b.addr, "location / { proxy_pass http://b; }");
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        for (k, v) in [("x-a", " leading"), ("x-a", "trailing\t"), ("host", "other.example")] {
+            let mut s = send.clone().ready().await.unwrap();
+            let req = http::Request::get("http://localhost/echo")
+                .header(k, http::HeaderValue::from_static(v))
+                .body(())
+                .unwrap();
+            let (resp, _) = s.send_request(req, true).unwrap();
+            let e = resp.await.expect_err("a malformed request was answered");
+            assert_eq!(e.reason(), Some(h2::Reason::PROTOCOL_ERROR), "{k}: {v:?}");
+        }
+        assert_eq!(fetch(&send, "GET", "/big?n=3", None, false).await.body, b"abc");
+    });
+    assert_eq!(b.count(), 1);
+}
+
+/// A response whose head comes from the upstream before any of its body leaves in
+/// HEADERS then DATA frames that carry bytes: no empty DATA frame (which a client
+/// counts against the small-frame limits and conformance suites flag).
+#[test]
+fn no_empty_data_frames() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(150));
+            let _ = s.write_all(b"hello");
+        }
+    });
+    let (_r, port) = h2c_ringx("h2-empty", up, "location / { proxy_pass http://b; }");
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let mut s = send.ready().await.unwrap();
+        let (resp, _) = s
+            .send_request(http::Request::get("http://localhost/").body(()).unwrap(), true)
+            .unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let mut frames = Vec::new();
+        while let Some(d) = body.data().await {
+            frames.push(d.unwrap());
+        }
+        assert_eq!(frames, vec![Bytes::from_static(b"hello")]);
+    });
 }

@@ -189,8 +189,14 @@ impl Drop for StreamGuard {
 }
 
 /// One stream: its head as HTTP/1.1, served by the HTTP/1 phases through a [`Pipe`].
-async fn stream(info: ConnInfo, req: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
+async fn stream(info: ConnInfo, req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     let (parts, body) = req.into_parts();
+    if let Some(why) = malformed(&parts) {
+        // RFC 9113 8.1.1: a malformed request is a stream error.
+        log::info(format_args!("client sent {why}, client: {}", info.peer.ip()));
+        respond.send_reset(Reason::PROTOCOL_ERROR);
+        return;
+    }
     let has_body = !body.is_end_stream();
     let chunked = has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let head = request_head(&parts, chunked);
@@ -208,6 +214,29 @@ async fn stream(info: ConnInfo, req: http::Request<RecvStream>, respond: SendRes
         chunk,
     );
     super::proxy::serve_h2_stream(info.w.clone(), pipe, head, info.peer, info.local, info.id).await;
+}
+
+/// What makes a request malformed that the h2 crate lets through (RFC 9113 8.2.1,
+/// 8.3.1, 8.5): a field value with leading or trailing whitespace, a `Host` that
+/// names another authority than `:authority`, a CONNECT without `:authority`.
+pub fn malformed(p: &http::request::Parts) -> Option<&'static str> {
+    let ws = |b: &u8| *b == b' ' || *b == b'\t';
+    for v in p.headers.values() {
+        let b = v.as_bytes();
+        if b.first().is_some_and(ws) || b.last().is_some_and(ws) {
+            return Some("header field value with leading or trailing whitespace");
+        }
+    }
+    let authority = p.uri.authority().map(|a| a.as_str());
+    if let (Some(a), Some(h)) = (authority, p.headers.get(http::header::HOST)) {
+        if !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) {
+            return Some("\"Host\" header that differs from \":authority\"");
+        }
+    }
+    if p.method == http::Method::CONNECT && authority.is_none() {
+        return Some("CONNECT without \":authority\"");
+    }
+    None
 }
 
 /// The HTTP/1.1 head an HTTP/2 request means: `:method` and `:path` (or the
@@ -474,11 +503,17 @@ impl Pipe {
                 }
             }
         };
-        for r in &runs {
-            self.send(&data[r.clone()], false, at).await?;
-        }
+        runs.retain(|r| !r.is_empty());
         if end {
             self.st.borrow_mut().out = Out::Done;
+        }
+        // END_STREAM rides on the last DATA frame (an empty one only when the body
+        // ended without bytes in this write).
+        let n = runs.len();
+        for (i, r) in runs.iter().enumerate() {
+            self.send(&data[r.clone()], end && i + 1 == n, at).await?;
+        }
+        if end && n == 0 {
             self.send(&[], true, at).await?;
         }
         Ok(())
@@ -488,6 +523,9 @@ impl Pipe {
     /// client's window has room for it (by `at`, else the stream is reset).
     async fn send(&self, data: &[u8], eos: bool, at: tokio::time::Instant) -> Result<(), IoFail> {
         if data.is_empty() {
+            if !eos {
+                return Ok(());
+            }
             let mut st = self.st.borrow_mut();
             let s = st.send.as_mut().ok_or_else(reset)?;
             return s.send_data(Bytes::new(), eos).map_err(|_| reset());
@@ -592,4 +630,58 @@ fn to_response(r: &ResponseHead, head: &[u8]) -> http::Response<()> {
         h.insert(http::header::CONTENT_LENGTH, n.into());
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn head_as_http11() {
+        let p = parts(
+            "POST",
+            "https://api.company.com:8443/classify?x=1",
+            &[("cookie", "a=1"), ("x-a", "b"), ("cookie", "b=2")],
+        );
+        let h = String::from_utf8(request_head(&p, true)).unwrap();
+        assert_eq!(
+            h,
+            "POST /classify?x=1 HTTP/1.1\r\nHost: api.company.com:8443\r\nx-a: b\r\n\
+             Cookie: a=1; b=2\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        // Without :authority the Host field stays; no body, no framing line.
+        let p = parts("GET", "/", &[("host", "h.example")]);
+        assert_eq!(
+            String::from_utf8(request_head(&p, false)).unwrap(),
+            "GET / HTTP/1.1\r\nhost: h.example\r\n\r\n"
+        );
+        // What the head parser makes of it: the same request.
+        let mut rh = crate::proto::h1::request::RequestHead::default();
+        let raw = request_head(&parts("GET", "http://a.b/x", &[]), false);
+        let lim = crate::proto::h1::request::HeadLimits {
+            line_max: 8192,
+            total_max: 32768,
+        };
+        assert!(crate::proto::h1::request::parse_request(&raw, &mut rh, lim)
+            .unwrap()
+            .is_some());
+        assert_eq!(rh.host.unwrap().get(&raw), b"a.b");
+    }
+
+    #[test]
+    fn malformed_requests() {
+        assert!(malformed(&parts("GET", "http://a/", &[("x", " v")])).is_some());
+        assert!(malformed(&parts("GET", "http://a/", &[("x", "v\t")])).is_some());
+        assert!(malformed(&parts("GET", "http://a/", &[("host", "b")])).is_some());
+        assert!(malformed(&parts("GET", "http://a/", &[("host", "A")])).is_none());
+        assert!(malformed(&parts("GET", "http://a/", &[("x", "v w")])).is_none());
+    }
 }
