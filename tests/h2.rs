@@ -502,3 +502,65 @@ fn no_empty_data_frames() {
         assert_eq!(frames, vec![Bytes::from_static(b"hello")]);
     });
 }
+
+/// A stream stalled on a window the client never opens is reset after
+/// `send_timeout` (its upstream connection closed), so streams cannot pin memory
+/// behind a zero window; the client's other connections are served.
+#[test]
+fn stalled_window_is_reaped() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-stall",
+        b.addr,
+        "send_timeout 1s; location / { proxy_pass http://b; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 0).await;
+        let mut s = send.ready().await.unwrap();
+        let req = http::Request::get("http://localhost/big?n=200000").body(()).unwrap();
+        let (resp, _) = s.send_request(req, true).unwrap();
+        let t0 = std::time::Instant::now();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let e = match tokio::time::timeout(Duration::from_secs(5), body.data()).await {
+            Ok(Some(Err(e))) => e,
+            other => panic!(
+                "the stalled stream was not reset: {:?}",
+                other.map(|o| o.map(|r| r.map(|b| b.len())))
+            ),
+        };
+        assert_eq!(e.reason(), Some(h2::Reason::INTERNAL_ERROR));
+        assert!(t0.elapsed() >= Duration::from_millis(900), "reset before send_timeout");
+        let other = connect(addr_of(port), 65535).await;
+        assert_eq!(fetch(&other, "GET", "/big?n=3", None, false).await.body, b"abc");
+    });
+}
+
+/// An HTTP/2 connection with no stream open is closed after `keepalive_timeout`
+/// (GOAWAY), as nginx 1.19.7+ does; one with a stream in flight is not.
+#[test]
+fn idle_connection_closes_after_keepalive_timeout() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-idle",
+        b.addr,
+        "keepalive_timeout 1s; location / { proxy_pass http://b; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        // A stream longer than the timeout keeps the connection.
+        let g = fetch(&send, "GET", "/slow?ms=1500", None, false).await;
+        assert_eq!(g.status, 200);
+        assert_eq!(fetch(&send, "GET", "/big?n=3", None, false).await.body, b"abc");
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let closed = match send.clone().ready().await {
+            Err(_) => true,
+            Ok(mut s) => match s.send_request(http::Request::get("http://localhost/").body(()).unwrap(), true) {
+                Err(_) => true,
+                Ok((resp, _)) => resp.await.is_err(),
+            },
+        };
+        assert!(closed, "the idle connection was still served after keepalive_timeout");
+    });
+}

@@ -133,7 +133,8 @@ pub async fn serve(io: crate::net::poll::PollIo, info: ConnInfo, lim: Limits) {
                 closing = true;
                 conn.graceful_shutdown();
             }
-            _ = open.freed.notified(), if full => {}
+            // A stream ended: the limit and the idle timer are looked at again.
+            _ = open.freed.notified() => {}
             _ = tokio::time::sleep_until(idle_at.into()), if !closing && open.open.get() == 0 => {
                 closing = true;
                 conn.graceful_shutdown();
