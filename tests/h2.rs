@@ -42,10 +42,25 @@ struct Got {
 
 /// One request; `len`: whether a body is announced with content-length.
 async fn fetch(send: &SendRequest<Bytes>, method: &str, path: &str, body: Option<&[u8]>, len: bool) -> Got {
+    fetch_with(send, method, path, body, len, &[]).await
+}
+
+/// [`fetch`] with `extra` header fields.
+async fn fetch_with(
+    send: &SendRequest<Bytes>,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    len: bool,
+    extra: &[(&str, &str)],
+) -> Got {
     let mut send = send.clone().ready().await.unwrap();
     let mut req = http::Request::builder()
         .method(method)
         .uri(format!("http://localhost{path}"));
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
     if let (Some(b), true) = (body, len) {
         req = req.header("content-length", b.len());
     }
@@ -562,5 +577,131 @@ fn idle_connection_closes_after_keepalive_timeout() {
             },
         };
         assert!(closed, "the idle connection was still served after keepalive_timeout");
+    });
+}
+
+/// `Expect: 100-continue` over HTTP/2 is ignored, as nginx (the window paces the
+/// body): the client gets the real response, not a `100` with END_STREAM.
+#[test]
+fn expect_continue_is_ignored() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx("h2-expect", b.addr, "location / { proxy_pass http://b; }");
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let body = vec![b'e'; 100000];
+        let extra = [("expect", "100-continue")];
+        let g = fetch_with(&send, "POST", "/echo", Some(&body), true, &extra).await;
+        assert_eq!((g.status, g.body.len()), (200, 100000));
+    });
+    assert!(b.requests()[0].header("expect").is_none());
+}
+
+/// A client that stops talking keeps no connection: after `keepalive_timeout` the
+/// server sends GOAWAY and closes, whether or not the client answers its PING.
+#[test]
+fn silent_client_is_closed() {
+    use std::io::{Read, Write};
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-silent",
+        b.addr,
+        "keepalive_timeout 1s; lingering_timeout 1s; location / { proxy_pass http://b; }",
+    );
+    let mut s = std::net::TcpStream::connect(addr_of(port)).unwrap();
+    // The preface and an empty SETTINGS frame, then nothing (not even acks).
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the connection stayed open ({e}) after {:?}", t0.elapsed()),
+        }
+    }
+    // A GOAWAY frame (type 7) came before the close.
+    let mut pos = 0;
+    let mut goaway = false;
+    while pos + 9 <= got.len() {
+        let len = (got[pos] as usize) << 16 | (got[pos + 1] as usize) << 8 | got[pos + 2] as usize;
+        goaway |= got[pos + 3] == 7;
+        pos += 9 + len;
+    }
+    assert!(goaway, "no GOAWAY before the close");
+    assert!(t0.elapsed() < Duration::from_secs(4), "closed after {:?}", t0.elapsed());
+}
+
+/// One stream whose body ringx cannot take yet (its upstream connect hangs) does
+/// not stall the other streams' uploads on the connection: the connection window
+/// has room for every stream's.
+#[test]
+fn one_stalled_upload_does_not_stall_others() {
+    let b = Backend::start("b1");
+    let full = FullListener::bind();
+    let dir = tempdir("h2-connwin");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log off; upstream b {{ server {b}; }} upstream hang {{ server {h}; }}
+           server {{ listen 127.0.0.1:{port}; http2 on; client_max_body_size 10m;
+             location /hang {{ proxy_pass http://hang; proxy_connect_timeout 5s; }}
+             location / {{ proxy_pass http://b; }} }} }}",
+        d = dir.display(),
+        b = b.addr,
+        h = full.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let s1 = send.clone();
+        let stalled = tokio::spawn(async move {
+            let body = vec![b's'; 1024 * 1024];
+            fetch(&s1, "POST", "/hang", Some(&body), true).await.status
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = std::time::Instant::now();
+        let body = vec![b'o'; 200 * 1024];
+        let g = fetch(&send, "POST", "/echo", Some(&body), true).await;
+        assert_eq!((g.status, g.body.len()), (200, body.len()));
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the upload waited {:?} behind a stalled stream",
+            t0.elapsed()
+        );
+        stalled.abort();
+    });
+}
+
+/// A stream the client resets while the upstream thinks is given up at once and
+/// logged 499, as nginx logs a client that went away.
+#[test]
+fn client_reset_is_logged_499() {
+    let b = Backend::start("b1");
+    let dir = tempdir("h2-499");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+         http {{ access_log {d}/access.log; upstream b {{ server {b}; }}
+           server {{ listen 127.0.0.1:{port}; http2 on; location / {{ proxy_pass http://b; }} }} }}",
+        d = dir.display(),
+        b = b.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    rt().block_on(async {
+        let send = connect(addr_of(port), 65535).await;
+        let mut s = send.clone().ready().await.unwrap();
+        let req = http::Request::get("http://localhost/slow?ms=3000").body(()).unwrap();
+        let (_resp, mut out) = s.send_request(req, true).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        out.send_reset(h2::Reason::CANCEL);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fetch(&send, "GET", "/big?n=2", None, false).await.body, b"ab");
+    });
+    wait_for("the 499 line", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("access.log"))
+            .is_ok_and(|l| l.contains("\"GET /slow?ms=3000 HTTP/2.0\" 499 0"))
     });
 }

@@ -935,3 +935,32 @@ fn buffer_size_and_curves_are_honoured() {
     assert_eq!(group(small), Some(rustls::NamedGroup::secp384r1));
     assert_eq!(group(full), Some(rustls::NamedGroup::X25519));
 }
+
+/// ALPN chooses the protocol on TLS: `h2` offered where `http2 on`, and a client
+/// that agreed on HTTP/1.1 and then sends the HTTP/2 preface is answered as
+/// HTTP/1 (400), as nginx (prior knowledge is for plaintext only).
+#[test]
+fn alpn_h2_and_no_prior_knowledge_on_tls() {
+    let (_r, _dir, port) = one_tls_ringx(
+        "tls-alpn",
+        false,
+        "",
+        "access_log off;",
+        "http2 on; location / { return 200 ok; }",
+    );
+    let mut h1 = (*client(&[&rustls::version::TLS13], all_schemes())).clone();
+    h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let h1 = Arc::new(h1);
+    let (r, _) = fetch(
+        addr_of(port),
+        Some("localhost"),
+        &h1,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    let mut h2 = (*client(&[&rustls::version::TLS13], all_schemes())).clone();
+    h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let s = connect(addr_of(port), Some("localhost"), &Arc::new(h2)).unwrap();
+    assert_eq!(s.conn.alpn_protocol(), Some(&b"h2"[..]));
+}

@@ -36,7 +36,7 @@ use h2::{Reason, RecvStream, SendStream};
 use crate::net::{tls, Deadline, IoFail};
 use crate::observe::log;
 use crate::proto::h1::body::ChunkedDecoder;
-use crate::proto::h1::response::{parse_response, RespBody, ResponseHead};
+use crate::proto::h1::response::{parse_response_n, RespBody, ResponseHead};
 use crate::runtime::worker::Worker;
 
 /// The connection preface a prior-knowledge client sends first (RFC 9113 3.4).
@@ -51,6 +51,10 @@ pub struct Limits {
     pub keepalive_requests: u64,
     /// The preface and settings must arrive by then (`client_header_timeout`).
     pub handshake_until: Instant,
+    /// After GOAWAY: how long a connection with no stream open may wait for the
+    /// client, and the lingering close once it is done.
+    pub lingering_time: Duration,
+    pub lingering_timeout: Duration,
 }
 
 /// What one stream's task needs of its connection.
@@ -63,13 +67,30 @@ pub struct ConnInfo {
     pub tls: Option<tls::Info>,
 }
 
-/// Serves one HTTP/2 connection until it closes.
-pub async fn serve(io: crate::net::poll::PollIo, info: ConnInfo, lim: Limits) {
+/// Serves one HTTP/2 connection until it closes (`pre`: the part of the preface
+/// already read), then closes it gently.
+pub async fn serve(stream: crate::net::Stream, pre: Vec<u8>, info: ConnInfo, lim: Limits) {
+    let stream = Rc::new(stream);
+    let io = crate::net::poll::PollIo::new(stream.clone(), pre);
+    if drive(io, &info, &lim).await {
+        // Frames the client sends while it reads the last responses (WINDOW_UPDATE,
+        // PING acks) must not turn the close into a reset (nginx lingers too).
+        stream
+            .linger(Vec::new(), lim.lingering_time, lim.lingering_timeout)
+            .await;
+    }
+}
+
+/// The connection's frames until it ends; true when ringx ended it (GOAWAY).
+async fn drive(io: crate::net::poll::PollIo, info: &ConnInfo, lim: &Limits) -> bool {
     let mut b = h2::server::Builder::new();
     b.max_concurrent_streams(lim.max_streams)
         .max_header_list_size(lim.header_list)
         // nginx's default http2_body_preread_size.
         .initial_window_size(64 * 1024)
+        // Room for every stream's window at once: one stream whose body is not read
+        // yet does not stall the others' uploads.
+        .initial_connection_window_size((lim.max_streams as u64 * 64 * 1024).clamp(65535, (1 << 31) - 1) as u32)
         // Rapid reset (CVE-2023-44487): streams the client resets before they are
         // accepted, and those it makes ringx reset, are bounded; past it, GOAWAY.
         .max_pending_accept_reset_streams(lim.max_streams as usize)
@@ -79,16 +100,19 @@ pub async fn serve(io: crate::net::poll::PollIo, info: ConnInfo, lim: Limits) {
     let hs = tokio::time::timeout_at(lim.handshake_until.into(), b.handshake::<_, Bytes>(io)).await;
     let mut conn = match hs {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return handshake_failed(&info, &e.to_string()),
-        Err(_) => return handshake_failed(&info, "client timed out (110: Connection timed out)"),
+        Ok(Err(e)) => return handshake_failed(info, &e.to_string()),
+        Err(_) => return handshake_failed(info, "client timed out (110: Connection timed out)"),
     };
     let open = Rc::new(Streams::default());
     let since = Instant::now();
     let w = info.w.clone();
     let mut streams = 0u64;
-    let mut closing = false;
+    let mut close = Close::Open;
     loop {
-        let idle_at = open.last_end.get().unwrap_or(since) + lim.keepalive_timeout;
+        let wait_until = match close {
+            Close::Open => open.last_end.get().unwrap_or(since) + lim.keepalive_timeout,
+            Close::Graceful(t) | Close::Abrupt(t) => open.last_end.get().unwrap_or(t).max(t) + lim.lingering_timeout,
+        };
         let quit = w.quit.notified();
         // Streams still being served (the client may have reset them) are bounded
         // too: at the limit the connection is driven without taking new ones, so
@@ -108,42 +132,81 @@ pub async fn serve(io: crate::net::poll::PollIo, info: ConnInfo, lim: Limits) {
         tokio::select! {
             next = step => match next {
                 Step::Stream(s) => {
-                    let (req, respond) = *s;
+                    spawn_stream(&open, info, *s);
                     streams += 1;
-                    let guard = StreamGuard::new(&open);
-                    let info = info.clone();
-                    tokio::task::spawn_local(async move {
-                        let _g = guard;
-                        stream(info, req, respond).await;
-                    });
-                    if streams >= lim.keepalive_requests && !closing {
-                        closing = true;
-                        conn.graceful_shutdown();
+                    if streams >= lim.keepalive_requests {
+                        close = close.graceful(&mut conn);
                     }
                 }
                 Step::Failed(e) => {
-                    if !e.is_io() || e.get_io().is_some_and(|e| e.kind() != io::ErrorKind::ConnectionReset) {
-                        log::info(format_args!("http2 connection closed ({e}), client: {}, server: {}", info.peer.ip(), info.local));
-                    }
-                    return;
+                    connection_failed(info, &e);
+                    return false;
                 }
-                Step::Ended => return,
+                Step::Ended => return !matches!(close, Close::Open),
             },
-            _ = quit, if !closing => {
-                closing = true;
-                conn.graceful_shutdown();
-            }
-            // A stream ended: the limit and the idle timer are looked at again.
+            _ = quit => close = close.graceful(&mut conn),
+            // A stream ended: the limit and the timers are looked at again.
             _ = open.freed.notified() => {}
-            _ = tokio::time::sleep_until(idle_at.into()), if !closing && open.open.get() == 0 => {
-                closing = true;
+            _ = tokio::time::sleep_until(wait_until.into()), if open.open.get() == 0 => match close {
+                // Idle (nginx closes at once), or GOAWAY sent and the client silent
+                // since: GOAWAY with the last stream, then the close.
+                Close::Open | Close::Graceful(_) => {
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                    close = Close::Abrupt(Instant::now());
+                }
+                // Not even that went out: the client reads nothing.
+                Close::Abrupt(_) => return false,
+            },
+        }
+        if w.quitting.get() {
+            close = close.graceful(&mut conn);
+        }
+    }
+}
+
+/// Where a connection's close stands.
+#[derive(Clone, Copy)]
+enum Close {
+    Open,
+    /// GOAWAY sent (quit, `keepalive_requests`): streams in flight finish.
+    Graceful(Instant),
+    /// GOAWAY with the last stream id sent; the connection ends once it is out.
+    Abrupt(Instant),
+}
+
+impl Close {
+    fn graceful<T, B>(self, conn: &mut h2::server::Connection<T, B>) -> Close
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        B: bytes::Buf,
+    {
+        match self {
+            Close::Open => {
                 conn.graceful_shutdown();
+                Close::Graceful(Instant::now())
             }
+            c => c,
         }
-        if w.quitting.get() && !closing {
-            closing = true;
-            conn.graceful_shutdown();
-        }
+    }
+}
+
+fn spawn_stream(open: &Rc<Streams>, info: &ConnInfo, s: (http::Request<RecvStream>, SendResponse<Bytes>)) {
+    let guard = StreamGuard::new(open);
+    let info = info.clone();
+    tokio::task::spawn_local(async move {
+        let _g = guard;
+        stream(info, s.0, s.1).await;
+    });
+}
+
+/// A connection error: `[info]`, except a client that reset the TCP connection.
+fn connection_failed(info: &ConnInfo, e: &h2::Error) {
+    if !e.is_io() || e.get_io().is_some_and(|e| e.kind() != io::ErrorKind::ConnectionReset) {
+        log::info(format_args!(
+            "http2 connection closed ({e}), client: {}, server: {}",
+            info.peer.ip(),
+            info.local
+        ));
     }
 }
 
@@ -154,12 +217,13 @@ enum Step {
     Ended,
 }
 
-fn handshake_failed(info: &ConnInfo, why: &str) {
+fn handshake_failed(info: &ConnInfo, why: &str) -> bool {
     log::info(format_args!(
         "{why} while processing HTTP/2 connection, client: {}, server: {}",
         info.peer.ip(),
         info.local
     ));
+    false
 }
 
 /// Counts a connection's open streams, and when the last one ended (the idle timer).
@@ -243,7 +307,8 @@ pub fn malformed(p: &http::request::Parts) -> Option<&'static str> {
 /// The HTTP/1.1 head an HTTP/2 request means: `:method` and `:path` (or the
 /// `:authority` of a CONNECT) as the request line, `:authority` as `Host` (before any
 /// `Host` field, which it replaces, as nginx), the `cookie` fields joined with `; `
-/// (RFC 9113 8.2.3), and `Transfer-Encoding: chunked` for a body without a length.
+/// (RFC 9113 8.2.3), no `Expect`, and `Transfer-Encoding: chunked` for a body
+/// without a length.
 /// The h2 crate has refused connection-specific fields and values with CR, LF or NUL.
 pub fn request_head(p: &http::request::Parts, chunked: bool) -> Vec<u8> {
     let mut h = Vec::with_capacity(256);
@@ -262,7 +327,12 @@ pub fn request_head(p: &http::request::Parts, chunked: bool) -> Vec<u8> {
     }
     let mut cookies = p.headers.get_all(http::header::COOKIE).iter().peekable();
     for (name, value) in &p.headers {
-        if name == http::header::COOKIE || (authority.is_some() && name == http::header::HOST) {
+        // nginx ignores Expect on HTTP/2 (no 100 Continue is sent; the window does
+        // the pacing).
+        if name == http::header::COOKIE
+            || name == http::header::EXPECT
+            || (authority.is_some() && name == http::header::HOST)
+        {
             continue;
         }
         h.extend_from_slice(name.as_str().as_bytes());
@@ -461,10 +531,14 @@ impl Pipe {
     /// Sends the response head once it is complete; the body bytes that came with it.
     fn start_response(&self, st: &mut State) -> Result<Option<Vec<u8>>, IoFail> {
         let mut r = ResponseHead::default();
-        match parse_response(&st.head, &mut r) {
-            Ok(Some(())) => {}
-            Ok(None) => return Ok(None),
-            Err(_) => return Err(IoFail::Io(io::ErrorKind::InvalidData.into())),
+        loop {
+            match parse_response_n::<512>(&st.head, &mut r) {
+                // An interim head (ringx forwards none today) is not the response.
+                Ok(Some(())) if r.code < 200 => drop(st.head.drain(..r.head_len)),
+                Ok(Some(())) => break,
+                Ok(None) => return Ok(None),
+                Err(_) => return Err(IoFail::Io(io::ErrorKind::InvalidData.into())),
+            }
         }
         let rest = st.head.split_off(r.head_len);
         let kind = r.body(self.head_request);

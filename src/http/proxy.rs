@@ -349,6 +349,8 @@ async fn serve_h2(conn: Conn, pre: Vec<u8>) {
         keepalive_timeout: default.conf.keepalive_timeout,
         keepalive_requests: default.conf.keepalive_requests,
         handshake_until: conn.idle_until.max(Instant::now() + default.client_header_timeout),
+        lingering_time: default.conf.lingering_time,
+        lingering_timeout: default.conf.lingering_timeout,
     };
     drop(snap);
     let info = super::h2::ConnInfo {
@@ -358,7 +360,7 @@ async fn serve_h2(conn: Conn, pre: Vec<u8>) {
         id: conn.id,
         tls: conn.stream.tls_info().cloned(),
     };
-    super::h2::serve(crate::net::poll::PollIo::new(conn.stream, pre), info, lim).await;
+    super::h2::serve(conn.stream, pre, info, lim).await;
 }
 
 /// Serves one HTTP/2 stream: its request head, written as HTTP/1.1, is in `head`.
@@ -378,10 +380,13 @@ pub(super) async fn serve_h2_stream(
     // HTTP/1 client's close is watched only while the upstream thinks).
     let snap = w.snapshot();
     if let Some(group) = snap.group(local) {
-        tokio::select! {
+        let reset = tokio::select! {
             biased;
-            _ = serve_one(&snap, group, &mut c) => {}
-            _ = watch.closed() => {}
+            _ = serve_one(&snap, group, &mut c) => false,
+            _ = watch.closed() => true,
+        };
+        if reset {
+            log_reset(&snap, group, &mut c);
         }
     }
     drop(snap);
@@ -485,7 +490,8 @@ async fn active(conn: Conn) -> Next {
             return Next::Done;
         }
     }
-    if c.requests == 0 && !c.plain_on_tls && h2c(&w, c.local) {
+    // Prior knowledge is for plaintext only (nginx): on TLS, ALPN chose.
+    if c.requests == 0 && c.stream.tls_info().is_none() && !c.plain_on_tls && h2c(&w, c.local) {
         match preface(&mut c).await {
             Some(true) => {
                 let pre = std::mem::take(&mut c.buf);
@@ -662,22 +668,9 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     let cfg = &snap.cfg;
     let server = route::find_server(&cfg.http, group, c.head.host.map(|h| h.get(&c.buf)));
     let mut r = bare_req(server);
-    r.uri = c.head.path;
+    (r.uri, r.args) = uri_args(c);
     c.consumed = c.head.head_len;
     c.attempts.clear();
-    // $uri and $args.
-    let path = c.head.path.get(&c.buf);
-    if let Some(q) = path.iter().position(|&b| b == b'?') {
-        let s = c.head.path.start;
-        r.uri = Span {
-            start: s,
-            end: s + q as u32,
-        };
-        r.args = Some(Span {
-            start: s + q as u32 + 1,
-            end: c.head.path.end,
-        });
-    }
     match normalize(r.uri.get(&c.buf), &mut c.uri_norm) {
         Ok(n) => r.uri_normalized = n,
         Err(e) => return finish_error(snap, c, &mut r, e.status).await,
@@ -728,6 +721,47 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
         }
         None => finish_error(snap, c, &mut r, 404).await,
     }
+}
+
+/// `$uri` (not yet normalized) and `$args` of the request head.
+fn uri_args(c: &Client) -> (Span, Option<Span>) {
+    let p = c.head.path;
+    match p.get(&c.buf).iter().position(|&b| b == b'?') {
+        Some(q) => (
+            Span {
+                start: p.start,
+                end: p.start + q as u32,
+            },
+            Some(Span {
+                start: p.start + q as u32 + 1,
+                end: p.end,
+            }),
+        ),
+        None => (p, None),
+    }
+}
+
+/// The access-log line of an HTTP/2 request the client reset before its response
+/// was complete: 499, in the location the request had reached (nginx's line).
+fn log_reset(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) {
+    if c.requests == 0 {
+        return;
+    }
+    let server = route::find_server(&snap.cfg.http, group, c.head.host.map(|h| h.get(&c.buf)));
+    let mut r = bare_req(server);
+    (r.uri, r.args) = uri_args(c);
+    r.uri_normalized = normalize(r.uri.get(&c.buf), &mut c.uri_norm).unwrap_or(false);
+    let uri = if r.uri_normalized {
+        &c.uri_norm[..]
+    } else {
+        r.uri.get(&c.buf)
+    };
+    if let Some(l) = route::find_location(server, uri) {
+        r.conf = &l.conf;
+    }
+    r.proxy = r.conf.proxy_pass.as_ref();
+    r.sent.status = 499;
+    access_log(snap, c, &r);
 }
 
 /// Whether the client connection may stay open after this response.
@@ -993,29 +1027,13 @@ fn access_log(snap: &Snapshot, c: &Client, r: &Req<'_>) {
     }
 }
 
-/// After a response that ends the connection: stop sending, then read and drop what
-/// the client still sends, so that closing does not reset the connection before the
-/// client has read the response (nginx's lingering close): for at most
-/// `lingering_time` in all, and no longer than `lingering_timeout` between reads.
+/// After a response that ends an HTTP/1 connection: nginx's lingering close
+/// ([`Stream::linger`], `lingering_time`, `lingering_timeout`). HTTP/2 streams end
+/// with their response; their connection lingers when it closes ([`super::h2`]).
 async fn lingering_close(c: &mut Client, conf: &LocConf) {
-    if c.stream.is_h2() {
-        return;
-    }
-    c.stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + conf.lingering_time;
-    let mut buf = std::mem::take(&mut c.buf);
-    while Instant::now() < deadline {
-        buf.clear();
-        if buf.capacity() < 16 * 1024 {
-            buf.reserve(16 * 1024);
-        }
-        let wait = conf
-            .lingering_timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
-        match c.stream.read_append(buf, 16 * 1024, wait).await {
-            Ok((0, _)) | Err(_) => return,
-            Ok((_, b)) => buf = b,
-        }
+    if let Some(s) = c.stream.h1() {
+        let buf = std::mem::take(&mut c.buf);
+        s.linger(buf, conf.lingering_time, conf.lingering_timeout).await;
     }
 }
 

@@ -352,6 +352,26 @@ impl Stream {
         self.inner.shutdown(how);
     }
 
+    /// nginx's lingering close: stops sending, then reads and drops what the peer
+    /// still sends, so that closing does not reset the connection before the peer
+    /// has read what was sent: for at most `time` in all, and no longer than
+    /// `timeout` between reads. `buf` is reused for the reads.
+    pub async fn linger(&self, mut buf: Vec<u8>, time: Duration, timeout: Duration) {
+        self.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + time;
+        while Instant::now() < deadline {
+            buf.clear();
+            if buf.capacity() < 16 * 1024 {
+                buf.reserve(16 * 1024);
+            }
+            let wait = timeout.min(deadline.saturating_duration_since(Instant::now()));
+            match self.read_append(buf, 16 * 1024, wait).await {
+                Ok((0, _)) | Err(_) => return,
+                Ok((_, b)) => buf = b,
+            }
+        }
+    }
+
     /// A read or write failed: the connection ends without `close_notify`.
     fn failed(&self, e: std::io::Error) -> IoFail {
         self.quiet.set(true);

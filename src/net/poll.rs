@@ -23,7 +23,7 @@ use super::{Stream, Tcp};
 type Wait = Option<Pin<Box<dyn Future<Output = io::Result<()>>>>>;
 
 pub struct PollIo {
-    s: Stream,
+    s: std::rc::Rc<Stream>,
     /// Bytes already read from the socket, given to the reader first.
     pre: bytes::Bytes,
     rd: Wait,
@@ -32,17 +32,15 @@ pub struct PollIo {
 
 impl PollIo {
     /// `pre`: what was read before the protocol was known (an HTTP/2 preface).
-    pub fn new(s: Stream, pre: Vec<u8>) -> PollIo {
+    /// `s` is shared with the connection's owner, which lingers on it once the
+    /// protocol is done with it.
+    pub fn new(s: std::rc::Rc<Stream>, pre: Vec<u8>) -> PollIo {
         PollIo {
             s,
             pre: pre.into(),
             rd: None,
             wr: None,
         }
-    }
-
-    pub fn stream(&self) -> &Stream {
-        &self.s
     }
 }
 

@@ -54,7 +54,13 @@ const MAX_HEADERS: usize = 128;
 
 /// Parses the response head at the start of `buf`; `Ok(None)` when incomplete.
 pub fn parse_response(buf: &[u8], head: &mut ResponseHead) -> Result<Option<()>, HttpError> {
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    parse_response_n::<MAX_HEADERS>(buf, head)
+}
+
+/// [`parse_response`] with room for `N` fields (a head ringx wrote itself holds the
+/// upstream's fields and its own).
+pub fn parse_response_n<const N: usize>(buf: &[u8], head: &mut ResponseHead) -> Result<Option<()>, HttpError> {
+    let mut raw = [httparse::EMPTY_HEADER; N];
     let mut resp = httparse::Response::new(&mut raw);
     let n = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
