@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import shutil
 import signal
@@ -59,6 +60,10 @@ SCENARIOS = {
     "tls_small": ("/small", "", 64, "100 B response, keep-alive, TLS"),
     "tls_16k": ("/16k", "", 64, "16 KiB response, keep-alive, TLS"),
     "tls_close": ("/small", "close", 64, "Connection: close, a new TLS connection (full handshake) per request"),
+    # HTTP/2 on the same TLS port (ALPN h2), driven by h2load: 16 connections with
+    # 10 streams each in flight.
+    "h2_small": ("/small", "h2", 16, "100 B response, HTTP/2 over TLS, 16 connections x 10 streams (h2load)"),
+    "h2_16k": ("/16k", "h2", 16, "16 KiB response, HTTP/2 over TLS, 16 connections x 10 streams (h2load)"),
 }
 # Any scenario name with the suffix `_log` runs with the access log on (combined
 # format, to a file): `small_log`, `16k_log`, ...
@@ -217,6 +222,32 @@ def run_wrk(args, url, mode, conns, duration):
     raise SystemExit("wrk gave no result:\n" + out)
 
 
+def run_h2load(args, url, conns, duration):
+    """h2load for `duration` seconds: the wrk result's fields (p50 is h2load's mean
+    time per request; it gives no percentiles)."""
+    threads = max(1, len(args.client_cpus.split(",")))
+    cmd = ["taskset", "-c", args.client_cpus, args.h2load, f"-c{conns}", "-m10", f"-t{threads}", f"-D{duration}", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    fin = re.search(r"finished in ([\d.]+)(m?s)", out)
+    req = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    if not (fin and req and codes):
+        raise SystemExit("h2load gave no result:\n" + out)
+    secs = float(fin.group(1)) / (1000 if fin.group(2) == "ms" else 1)
+    unit = {"us": 1, "ms": 1000, "s": 1e6}
+    mean_us = float(mean.group(1)) * unit[mean.group(2)] if mean else 0
+    return {
+        "requests": int(req.group(2)),
+        "duration_us": secs * 1e6,
+        "errors": int(req.group(3)) + int(req.group(4)) + int(req.group(5)),
+        "non2xx": int(codes.group(2)) + int(codes.group(3)) + int(codes.group(4)),
+        "p50_us": mean_us,
+        "p99_us": 0,
+        "p999_us": 0,
+    }
+
+
 def run_loadgen(args, url, rate, duration, conns):
     cmd = ["taskset", "-c", args.client_cpus, args.loadgen, url, str(int(rate)), str(duration), str(conns)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
@@ -232,18 +263,19 @@ def measure(args, target, scen, duration, rate=0):
         conns = 16  # the open-loop generator uses a thread per connection
     if target["name"] == "direct" and path.startswith("/lc3/"):
         path = path[4:]
-    if base(scen).startswith("tls_"):
+    if base(scen).startswith(("tls_", "h2_")):
         url = f"https://127.0.0.1:{target['tls_port']}{path}"
     else:
         url = f"http://127.0.0.1:{target['port']}{path}"
     pids = target["pids"]()
-    run_wrk(args, url, mode, conns, 1)  # warm-up
+    load = (lambda d: run_h2load(args, url, conns, d)) if mode == "h2" else (lambda d: run_wrk(args, url, mode, conns, d))
+    load(1)  # warm-up
     t0 = cpu_ticks(pids)
     s0 = proc_stat()
     if rate:
         r = run_loadgen(args, url, rate, duration, conns)
     else:
-        r = run_wrk(args, url, mode, conns, duration)
+        r = load(duration)
     s1 = proc_stat()
     t1 = cpu_ticks(pids)
     n = max(r["requests"], 1)
@@ -300,7 +332,7 @@ def make_cert(tmp):
 
 def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s", tls=None):
     """`tls`: (port, certificate, key) adds a TLS listener to the same server."""
-    tls_listen = f"listen 127.0.0.1:{tls[0]} ssl reuseport backlog=4096; ssl_certificate {tls[1]}; ssl_certificate_key {tls[2]};" if tls else ""
+    tls_listen = f"listen 127.0.0.1:{tls[0]} ssl http2 reuseport backlog=4096; ssl_certificate {tls[1]}; ssl_certificate_key {tls[2]};" if tls else ""
     alog = f"access_log {access_log};" if access_log else "access_log off;"
     return f"""
     {alog}
@@ -536,6 +568,7 @@ def main():
     ap.add_argument("--backend-cpus", default="1")
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    ap.add_argument("--h2load", default=shutil.which("h2load") or "/usr/bin/h2load")
     ap.add_argument("--ringx", default=os.path.join(ROOT, "target/release/ringx"))
     ap.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/examples/loadgen"), help="the open-loop generator for --fixed-rate")
     ap.add_argument("--lib-path", default="", help="LD_LIBRARY_PATH for nginx/wrk copied as files")
@@ -594,7 +627,7 @@ def main():
             t = dict(proxies[log_on])
             t["direct"] = {"name": "direct", "port": bport, "pids": backend_pids}
             # The backend has no TLS port: the TLS scenarios compare the proxies only.
-            direct = [] if base(scen).startswith("tls_") else ["direct"]
+            direct = [] if base(scen).startswith(("tls_", "h2_")) else ["direct"]
             order = ["ringx", "nginx"] + direct + (["ringx-epoll"] if args.epoll else []) + (["ringx-b"] if args.ringx_b else [])
             runs = {k: [] for k in order}
             for rnd in range(args.rounds):
