@@ -642,7 +642,10 @@ def main():
             for name in order:
                 out["summary"][name] = {k: summarize([r[k] for r in runs[name]]) for k in ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_req", "rss_kib")}
                 out["summary"][name]["errors"] = sum(r["errors"] + r["non2xx"] for r in runs[name])
-            ratio = lambda k, a, b: statistics.median([x[k] / y[k] for x, y in zip(runs[a], runs[b]) if x[k] and y[k]])
+            def ratio(k, a, b):
+                # None where a figure is missing (h2load gives no p99).
+                rs = [x[k] / y[k] for x, y in zip(runs[a], runs[b]) if x[k] and y[k]]
+                return statistics.median(rs) if rs else None
             out["ratios"] = {
                 "rps_ringx_nginx": ratio("rps", "ringx", "nginx"),
                 "cpu_ringx_nginx": ratio("cpu_us_per_req", "ringx", "nginx"),
@@ -779,7 +782,7 @@ def markdown(r):
     lines += ["", "| scenario | req/s ringx/nginx | CPU/req ringx/nginx | p99 ringx/nginx | req/s ringx/direct |", "|---|---|---|---|---|"]
     for name, s in r["scenarios"].items():
         q = s["ratios"]
-        lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {q['p99_ringx_nginx']:.2f} | {'-' if q['rps_ringx_direct'] is None else round(q['rps_ringx_direct'], 2)} |")
+        lines.append(f"| {name} ({s['note']}) | {q['rps_ringx_nginx']:.2f} | {q['cpu_ringx_nginx']:.2f} | {'-' if q['p99_ringx_nginx'] is None else round(q['p99_ringx_nginx'], 2)} | {'-' if q['rps_ringx_direct'] is None else round(q['rps_ringx_direct'], 2)} |")
     if any("cpu_epoll_nginx" in s["ratios"] for s in r["scenarios"].values()):
         lines += ["", "| scenario | req/s epoll/nginx | CPU/req epoll/nginx | CPU/req io_uring/epoll |", "|---|---|---|---|"]
         for name, s in r["scenarios"].items():

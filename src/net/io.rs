@@ -359,6 +359,14 @@ impl io::Write for FdIo {
         socket2::SockRef::from(&sock).send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
     }
 
+    /// One `sendmsg` for all of `bufs` (rustls hands its queued records this way:
+    /// they leave in one syscall, not one each).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: `fd` belongs to a connection that outlives this `FdIo`.
+        let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        socket2::SockRef::from(&sock).send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -98,17 +98,26 @@ impl Stream {
         }
     }
 
-    /// Writes (or, on TLS, takes) what the socket can take of `data` now.
-    fn try_write_now(&self, data: &[u8]) -> io::Result<usize> {
+    /// Writes what the socket can take of `bufs` now, in one `sendmsg`; on TLS,
+    /// encrypts what rustls's buffer takes (sent at the flush, so that the frames of
+    /// one flush leave in few records and few syscalls).
+    fn try_write_now(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let n = match &self.tls {
-            Some(t) => t.try_write(&self.inner, data)?,
+            Some(t) => t.try_write_vectored(&self.inner, bufs)?,
             None => {
                 let fd = self.inner.fd();
-                self.inner.try_io_write(|| io::Write::write(&mut FdIo(fd), data))?
+                self.inner
+                    .try_io_write(|| io::Write::write_vectored(&mut FdIo(fd), bufs))?
             }
         };
         self.written.set(self.written.get() + n as u64);
         Ok(n)
+    }
+
+    /// Whether a read may find bytes without asking the socket: TLS records already
+    /// decrypted, or the peer's end.
+    fn has_buffered(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.has_plain())
     }
 
     /// Sends what TLS holds encrypted, without waiting.
@@ -135,21 +144,42 @@ impl AsyncRead for PollIo {
             return Poll::Ready(Ok(()));
         }
         loop {
+            // Readiness first while a wait is known to be needed (a poll in flight
+            // on io_uring; epoll's cached readiness costs nothing): no recv that can
+            // only say EAGAIN each time the connection is polled.
+            let waiting = matches!(me.s.inner, Tcp::Epoll(_)) || me.rd.is_some();
+            if waiting && !me.s.has_buffered() {
+                ready!(poll_ready(&me.s.inner, cx, false, &mut me.rd))?;
+            }
             match me.s.try_read_buf(buf) {
                 Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(me.s.failed(e).into_io())),
             }
-            ready!(poll_ready(&me.s.inner, cx, false, &mut me.rd))?;
+            if !waiting {
+                ready!(poll_ready(&me.s.inner, cx, false, &mut me.rd))?;
+            }
         }
     }
 }
 
 impl AsyncWrite for PollIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
         loop {
-            match me.s.try_write_now(data) {
+            match me.s.try_write_now(bufs) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(me.s.failed(e).into_io())),

@@ -290,17 +290,16 @@ impl Tls {
         }
     }
 
-    /// Takes what rustls's send buffer has room for of `data` (sending what it
-    /// holds first): `WouldBlock` when it is full and the socket takes nothing.
-    pub fn try_write(&self, tcp: &Tcp, data: &[u8]) -> io::Result<usize> {
-        let flushed = self.flush_now(tcp);
-        let n = self.conn.borrow_mut().writer().write(data)?;
-        if n == 0 && !data.is_empty() {
-            flushed?;
-            return Err(io::ErrorKind::WouldBlock.into());
+    /// Takes what rustls's send buffer has room for of `bufs` (as one run: records
+    /// span the slices), encrypted; sent by [`Tls::flush_now`], or here when the
+    /// buffer is full. `WouldBlock` when it is full and the socket takes nothing.
+    pub fn try_write_vectored(&self, tcp: &Tcp, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.conn.borrow_mut().writer().write_vectored(bufs)?;
+        if n > 0 || bufs.iter().all(|b| b.is_empty()) {
+            return Ok(n);
         }
-        let _ = self.flush_now(tcp);
-        Ok(n)
+        self.flush_now(tcp)?;
+        self.conn.borrow_mut().writer().write_vectored(bufs)
     }
 
     /// Reads at least one byte of plaintext, or `Ok(0)` at the end of the stream.
