@@ -205,6 +205,18 @@ pub struct ProxyPass {
     pub proxy_port: u16,
     /// The URI part of `proxy_pass`, if any (`proxy_pass http://b/v1/;` → `/v1/`).
     pub uri: Option<String>,
+    /// `proxy_pass https://`: TLS to the upstream, with the location's `proxy_ssl_*`.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// TLS to upstreams (`proxy_pass https://`, `proxy_ssl_*`), built at load time.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// `proxy_ssl_name`; `None`: `$proxy_host` (either without its port).
+    pub name: Option<crate::config::vars::Template>,
+    /// Tells this location's TLS settings apart in the keep-alive pool.
+    pub id: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::{ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
 use super::ConfError;
 
@@ -292,5 +294,194 @@ impl ProducesTickets for Tickets {
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
         unstamp(self.inner.decrypt(cipher)?, self.timeout)
+    }
+}
+
+/// A location's merged `proxy_ssl_*` settings.
+#[derive(Debug, Clone)]
+pub struct ProxyTlsSettings {
+    pub verify: bool,
+    /// `proxy_ssl_verify_depth`: certificates above the upstream's, up to the trusted one.
+    pub depth: usize,
+    pub trusted: Option<Located>,
+    pub tls12: bool,
+    pub tls13: bool,
+    pub ciphers: String,
+    pub certificate: Option<Located>,
+    pub key: Option<Located>,
+    pub session_reuse: bool,
+    pub send_sni: bool,
+    /// The `proxy_pass` line, for errors that belong to no file.
+    pub at: (Arc<str>, usize),
+}
+
+/// The rustls client configuration of a location's upstream TLS, every file loaded
+/// and checked now.
+pub fn client_config(s: &ProxyTlsSettings) -> Result<Arc<ClientConfig>, ConfError> {
+    let at = |m: String| ConfError::at(m, &s.at.0, s.at.1);
+    let mut p = provider();
+    let tls12 = super::ciphers::select(&s.ciphers, &p.cipher_suites).map_err(at)?;
+    let tls13: Vec<_> = p
+        .cipher_suites
+        .iter()
+        .copied()
+        .filter(|c| c.tls13().is_some())
+        .collect();
+    p.cipher_suites = tls13.into_iter().chain(tls12).collect();
+    let p = Arc::new(p);
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if s.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if s.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let verifier: Arc<dyn ServerCertVerifier> = match (&s.trusted, s.verify) {
+        (Some(t), true) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_certs(t)? {
+                roots
+                    .add(c)
+                    .map_err(|e| t.err(format!("cannot use certificate \"{}\": {e}", t.path.display())))?;
+            }
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p.clone())
+                .build()
+                .map_err(|e| t.err(format!("proxy_ssl_trusted_certificate: {e}")))?;
+            Arc::new(Depth { inner, depth: s.depth })
+        }
+        _ => Arc::new(NoVerify(p.signature_verification_algorithms)),
+    };
+    let b = ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| at(format!("proxy_ssl_protocols: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match (&s.certificate, &s.key) {
+        (Some(c), Some(k)) => {
+            let chain = load_chain(c)?;
+            let der = PrivateKeyDer::from_pem_file(&k.path).map_err(|e| {
+                k.err(format!(
+                    "cannot load certificate key \"{}\": {}",
+                    k.path.display(),
+                    pem_error(e)
+                ))
+            })?;
+            b.with_client_auth_cert(chain, der).map_err(|e| {
+                k.err(format!(
+                    "cannot use certificate key \"{}\" with certificate \"{}\": {e}",
+                    k.path.display(),
+                    c.path.display()
+                ))
+            })?
+        }
+        _ => b.with_no_client_auth(),
+    };
+    cfg.enable_sni = s.send_sni;
+    if !s.session_reuse {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// Every certificate of a PEM file (a CA bundle).
+fn load_certs(f: &Located) -> Result<Vec<CertificateDer<'static>>, ConfError> {
+    let bad = |e: String| f.err(format!("cannot load certificate \"{}\": {e}", f.path.display()));
+    let certs = CertificateDer::pem_file_iter(&f.path)
+        .map_err(|e| bad(pem_error(e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(pem_error(e)))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// `proxy_ssl_verify off` (nginx's default): any certificate is taken; the
+/// handshake's signatures are still checked (they prove the key, not the name).
+#[derive(Debug)]
+struct NoVerify(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// `proxy_ssl_verify on`: webpki's verification against `proxy_ssl_trusted_certificate`,
+/// and nginx's depth: the certificates the upstream sends above its own, plus the
+/// trusted one, at most `proxy_ssl_verify_depth` (OpenSSL counts the built chain;
+/// this counts what the upstream sent, which is the same for a server that sends its
+/// chain without the root).
+#[derive(Debug)]
+struct Depth {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    depth: usize,
+}
+
+impl ServerCertVerifier for Depth {
+    fn verify_server_cert(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(leaf, intermediates, name, ocsp, now)?;
+        if intermediates.len() + 1 > self.depth {
+            return Err(rustls::Error::General("certificate chain too long".into()));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(m, c, d)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(m, c, d)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

@@ -41,6 +41,8 @@ pub enum FailKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Connect,
+    /// The TLS handshake with an upstream (`proxy_pass https://`).
+    TlsHandshake,
     SendRequest,
     SendBody,
     ReadHead,
@@ -56,6 +58,7 @@ impl Phase {
     pub fn doing(self) -> &'static str {
         match self {
             Phase::Connect => "connecting to",
+            Phase::TlsHandshake => "SSL handshaking to",
             Phase::SendRequest => "sending request to",
             Phase::SendBody => "sending request body to",
             Phase::ReadHead => "reading response header from",
@@ -69,6 +72,7 @@ impl Phase {
     fn call(self) -> &'static str {
         match self {
             Phase::Connect => "connect()",
+            Phase::TlsHandshake => "SSL_do_handshake()",
             Phase::SendRequest | Phase::SendBody | Phase::SendToClient => "writev()",
             Phase::ReadHead | Phase::ReadBody | Phase::ClientBody => "recv()",
         }
@@ -172,6 +176,12 @@ impl Fail {
             (FailKind::TooBigHeader, _) => "upstream sent too big header".to_string(),
             (FailKind::InvalidBody, _) => "upstream sent invalid chunked response".to_string(),
             (FailKind::Status(s), _) => format!("upstream returned status {s}"),
+            // The handshake's own words (a certificate that does not verify, ...).
+            (FailKind::Error, Some(e))
+                if self.phase == Phase::TlsHandshake && e.kind() == std::io::ErrorKind::Other =>
+            {
+                e.to_string()
+            }
             (FailKind::Error, Some(e)) => {
                 format!("{} failed ({})", self.phase.call(), crate::config::parser::os_err(e))
             }

@@ -38,7 +38,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::model::{AddHeader, Lingering, LocConf, ProxyPass, Return, Server};
+use crate::config::model::{AddHeader, Lingering, LocConf, ProxyPass, Return, Server, UpstreamTls};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
 use crate::net::{tls, tunnel, Deadline, IoFail, Soon, Stream};
@@ -1258,12 +1258,13 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 }
                 if let Some(cause) = f.cause() {
                     log::error(format_args!(
-                        "{cause}, client: {}, server: {}, request: \"{} {} HTTP/1.{}\", upstream: \"http://{}\"",
+                        "{cause}, client: {}, server: {}, request: \"{} {} HTTP/1.{}\", upstream: \"{}://{}\"",
                         c.peer.ip(),
                         r.server.primary_name,
                         String::from_utf8_lossy(c.head.method_span.get(&c.buf)),
                         String::from_utf8_lossy(c.head.target.get(&c.buf)),
                         c.head.minor,
+                        if pp.tls.is_some() { "https" } else { "http" },
                         addr
                     ));
                 }
@@ -1434,8 +1435,10 @@ async fn attempt(
     // A pooled connection may have been closed by the upstream while idle: when the
     // request can be replayed, such a failure is retried once on a fresh connection
     // and not counted against the server.
+    let tls = pp.tls.as_deref().map(|t| upstream_name(c, r, pp, t));
+    let key = tls.as_ref().map_or(0, |(_, k)| *k);
     let mut pooled = if replayable && up.keepalive > 0 {
-        c.w.pool.borrow_mut().take(addr)
+        c.w.pool.borrow_mut().take(addr, key)
     } else {
         None
     };
@@ -1445,7 +1448,13 @@ async fn attempt(
         let mut conn = match pooled.take() {
             Some(p) => p,
             None => match Stream::connect(addr, conf.proxy_connect_timeout).await {
-                Ok(s) => UpConn::new(s, addr, UP_BUF),
+                Ok(s) => match (&pp.tls, &tls) {
+                    (Some(t), Some((name, _))) => match upstream_handshake(s, t, name, addr, conf).await {
+                        Ok(s) => UpConn::new(s, addr, key, UP_BUF),
+                        Err(f) => break Err(f),
+                    },
+                    _ => UpConn::new(s, addr, key, UP_BUF),
+                },
                 Err(e) => break Err(Fail::io(e, Phase::Connect, false)),
             },
         };
@@ -1483,6 +1492,81 @@ async fn attempt(
     rec.response_ms = ms_since(t0);
     c.attempts.push(rec);
     result
+}
+
+/// The name an upstream's TLS names (`proxy_ssl_name`, else `$proxy_host`; without
+/// a port, as nginx), and the pool key of connections made with it.
+fn upstream_name(c: &Client, r: &Req<'_>, pp: &ProxyPass, t: &UpstreamTls) -> (String, u64) {
+    let mut name = Vec::new();
+    match &t.name {
+        Some(tpl) => tpl.render(&c.ctx(r), &mut name),
+        None => name.extend_from_slice(pp.proxy_host.as_bytes()),
+    }
+    let name = strip_port(&String::from_utf8_lossy(&name)).to_string();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&(t.id, &name), &mut h);
+    // Never 0, the key of plain connections.
+    (name, std::hash::Hasher::finish(&h) | 1)
+}
+
+/// `host`, `[v6]`, from `host:port` or `[v6]:port`.
+fn strip_port(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
+/// The TLS handshake with an upstream, within `proxy_connect_timeout`; nginx's error
+/// words when it fails.
+async fn upstream_handshake(
+    s: Stream,
+    t: &UpstreamTls,
+    name: &str,
+    addr: SocketAddr,
+    conf: &LocConf,
+) -> Result<Stream, Fail> {
+    let server = rustls::pki_types::ServerName::try_from(name.to_string())
+        .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+    let hs = tls::connect(s.tcp(), t.config.clone(), server);
+    let why = match tokio::time::timeout(conf.proxy_connect_timeout, hs).await {
+        Ok(Ok(tls)) => {
+            let mut s = s;
+            s.start_tls(tls);
+            return Ok(s);
+        }
+        Err(_) => return Err(Fail::new(FailKind::Timeout, Phase::TlsHandshake, false)),
+        Ok(Err(tls::HandshakeFail::Tls(rustls::Error::InvalidCertificate(e)))) => certificate_error(&e, name),
+        Ok(Err(tls::HandshakeFail::Tls(rustls::Error::General(m)))) if m == "certificate chain too long" => {
+            "upstream SSL certificate verify error: (22:certificate chain too long)".to_string()
+        }
+        Ok(Err(e)) => e.to_string(),
+    };
+    s.tcp().shutdown(Shutdown::Both);
+    Err(Fail {
+        os: Some(std::io::Error::other(why)),
+        ..Fail::new(FailKind::Error, Phase::TlsHandshake, false)
+    })
+}
+
+/// nginx's words (OpenSSL's verify codes) for a certificate that does not verify.
+fn certificate_error(e: &rustls::CertificateError, name: &str) -> String {
+    use rustls::CertificateError as C;
+    let code = match e {
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            return format!("upstream SSL certificate does not match \"{name}\"");
+        }
+        C::UnknownIssuer => "20:unable to get local issuer certificate",
+        C::Expired | C::ExpiredContext { .. } => "10:certificate has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "9:certificate is not yet valid",
+        C::Revoked => "23:certificate revoked",
+        C::BadSignature => "7:certificate signature failure",
+        _ => return format!("upstream SSL certificate verify error: ({e})"),
+    };
+    format!("upstream SSL certificate verify error: ({code})")
 }
 
 fn ms_since(t: Instant) -> u64 {

@@ -1,4 +1,5 @@
-//! Upstream keep-alive: idle connections kept by one worker, per server address.
+//! Upstream keep-alive: idle connections kept by one worker, per server address and
+//! TLS profile (a TLS connection is reused only for the same settings and name).
 //!
 //! A connection goes back only when its response was read to the end, the upstream
 //! did not ask to close, and `keepalive_requests` is not reached; at most
@@ -16,6 +17,8 @@ use super::Stream;
 pub struct UpConn {
     pub stream: Stream,
     pub addr: SocketAddr,
+    /// 0 for plain TCP; else the TLS settings and name it was made with.
+    pub key: u64,
     pub buf: Vec<u8>,
     /// Requests sent on this connection.
     pub requests: u64,
@@ -23,10 +26,11 @@ pub struct UpConn {
 }
 
 impl UpConn {
-    pub fn new(stream: Stream, addr: SocketAddr, buf_size: usize) -> Self {
+    pub fn new(stream: Stream, addr: SocketAddr, key: u64, buf_size: usize) -> Self {
         UpConn {
             stream,
             addr,
+            key,
             buf: Vec::with_capacity(buf_size),
             requests: 0,
             idle_until: Instant::now(),
@@ -36,13 +40,13 @@ impl UpConn {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: HashMap<SocketAddr, VecDeque<UpConn>>,
+    idle: HashMap<(SocketAddr, u64), VecDeque<UpConn>>,
 }
 
 impl Pool {
-    /// A reusable idle connection to `addr`, if one is fresh enough.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<UpConn> {
-        let q = self.idle.get_mut(&addr)?;
+    /// A reusable idle connection to `addr` made with `key`, if one is fresh enough.
+    pub fn take(&mut self, addr: SocketAddr, key: u64) -> Option<UpConn> {
+        let q = self.idle.get_mut(&(addr, key))?;
         let now = Instant::now();
         while let Some(c) = q.pop_back() {
             if now <= c.idle_until {
@@ -61,7 +65,7 @@ impl Pool {
         }
         c.idle_until = Instant::now() + max_idle;
         c.buf.clear();
-        let q = self.idle.entry(c.addr).or_default();
+        let q = self.idle.entry((c.addr, c.key)).or_default();
         if q.len() >= limit {
             q.pop_front();
         }

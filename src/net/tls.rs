@@ -37,9 +37,10 @@ pub struct Info {
     pub alpn: Option<Box<str>>,
 }
 
-/// A TLS connection's state over its socket.
+/// A TLS connection's state over its socket: a client's (accepted) or an upstream's
+/// (`proxy_pass https://`).
 pub struct Tls {
-    conn: RefCell<rustls::ServerConnection>,
+    conn: RefCell<rustls::Connection>,
     /// The socket reached end of stream (with or without `close_notify`).
     eof: Cell<bool>,
     pub info: Info,
@@ -136,13 +137,32 @@ pub async fn accept(tcp: &Tcp, choose: Choose<'_>) -> Result<First, HandshakeFai
         }
     };
     let mut tls = Tls {
-        conn: RefCell::new(conn),
+        conn: RefCell::new(rustls::Connection::Server(conn)),
         eof: Cell::new(false),
         info: Info::default(),
     };
     tls.finish_handshake(tcp).await?;
     tls.info = tls.agreed(sni);
     Ok(First::Tls(Box::new(tls)))
+}
+
+/// The client side of a handshake with an upstream (`proxy_pass https://`), naming
+/// `name` (its SNI, if the configuration sends one, and what is verified). The
+/// caller bounds it with a timeout.
+pub async fn connect(
+    tcp: &Tcp,
+    cfg: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+) -> Result<Box<Tls>, HandshakeFail> {
+    let conn = rustls::ClientConnection::new(cfg, name).map_err(HandshakeFail::Tls)?;
+    let mut tls = Tls {
+        conn: RefCell::new(rustls::Connection::Client(conn)),
+        eof: Cell::new(false),
+        info: Info::default(),
+    };
+    tls.finish_handshake(tcp).await?;
+    tls.info = tls.agreed(None);
+    Ok(Box::new(tls))
 }
 
 fn io_fail(e: io::Error) -> HandshakeFail {

@@ -32,6 +32,8 @@ pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
 pub(super) struct LocLevel {
     matcher: LocMatch,
     proxy_pass: Option<ProxyPass>,
+    /// Where `proxy_pass https://` is (its TLS is built once the settings merge).
+    https_at: Option<(Arc<str>, usize)>,
     ret: Option<Return>,
     status: bool,
 }
@@ -41,6 +43,7 @@ impl Builder<'_> {
         let mut l = LocLevel {
             matcher: matcher(d)?,
             proxy_pass: None,
+            https_at: None,
             ret: None,
             status: false,
         };
@@ -48,9 +51,15 @@ impl Builder<'_> {
         let health = walk(self, block(d)?, Ctx::Location, LOCATION, &mut l, Some(&mut set))?;
         // Of several `health_check`s in one location, the last counts.
         if let Some(h) = health.last() {
+            if l.https_at.is_some() {
+                return Err(h.err("\"health_check\" for \"proxy_pass https://\" is not supported yet"));
+            }
             self.attach_health_check(h, l.proxy_pass.as_ref())?;
         }
         set.inherit(server_set);
+        if let (Some(pp), Some(at)) = (l.proxy_pass.as_mut(), l.https_at.take()) {
+            pp.tls = Some(self.upstream_tls(&set, &at)?);
+        }
         let mut conf = self.resolve(&set, l.proxy_pass);
         conf.ret = l.ret;
         conf.status = l.status;
@@ -62,19 +71,21 @@ impl Builder<'_> {
 
     /// `proxy_pass http://HOST[:PORT][/URI]`: an `upstream` of that name, else the
     /// address resolved now (one implicit upstream per distinct `host:port`).
-    fn proxy_pass(&mut self, d: &Directive) -> Result<ProxyPass, ConfError> {
-        let (hostport, uri) = proxy_url(d)?;
+    fn proxy_pass(&mut self, d: &Directive) -> Result<(ProxyPass, bool), ConfError> {
+        let (hostport, uri, https) = proxy_url(d)?;
         if let Some(u) = self.upstreams.iter().find(|u| u.name == hostport && !u.implicit) {
-            return Ok(ProxyPass {
+            let pp = ProxyPass {
                 upstream: u.clone(),
                 proxy_host: hostport.to_string(),
-                proxy_port: 80,
+                proxy_port: if https { 443 } else { 80 },
                 uri,
-            });
+                tls: None,
+            };
+            return Ok((pp, https));
         }
         let (host, port) =
             split_host_port(hostport).ok_or_else(|| d.err(format!("invalid port in upstream \"{hostport}\"")))?;
-        let port = port.unwrap_or(80);
+        let port = port.unwrap_or(if https { 443 } else { 80 });
         let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port)
             .to_socket_addrs()
             .map_err(|_| d.err(format!("host not found in upstream \"{hostport}\"")))?
@@ -82,12 +93,14 @@ impl Builder<'_> {
         if addrs.is_empty() {
             return Err(d.err(format!("host not found in upstream \"{hostport}\"")));
         }
-        Ok(ProxyPass {
+        let pp = ProxyPass {
             upstream: self.implicit_upstream(hostport, &addrs),
             proxy_host: hostport.to_string(),
             proxy_port: port,
             uri,
-        })
+            tls: None,
+        };
+        Ok((pp, https))
     }
 
     /// The implicit upstream for `name` (made on its first `proxy_pass`).
@@ -146,7 +159,10 @@ fn proxy_pass(b: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
     if l.proxy_pass.is_some() {
         return Err(d.err("\"proxy_pass\" directive is duplicate"));
     }
-    let pp = b.proxy_pass(d)?;
+    let (pp, https) = b.proxy_pass(d)?;
+    if https {
+        l.https_at = Some((d.file.clone(), d.line));
+    }
     if pp.uri.is_some() && matches!(l.matcher, LocMatch::Regex { .. }) {
         return Err(d.err("\"proxy_pass\" cannot have URI part in location given by regular expression"));
     }
@@ -154,17 +170,17 @@ fn proxy_pass(b: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
     Ok(())
 }
 
-/// `proxy_pass`'s URL: (`host[:port]`, the URI part if any).
-fn proxy_url(d: &Directive) -> Result<(&str, Option<String>), ConfError> {
+/// `proxy_pass`'s URL: (`host[:port]`, the URI part if any, `https://`).
+fn proxy_url(d: &Directive) -> Result<(&str, Option<String>, bool), ConfError> {
     one_arg(d)?;
     let url = &d.args[0];
     if url.contains('$') {
         return Err(d.err("variables in \"proxy_pass\" are not supported"));
     }
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(d.err("\"proxy_pass\" to https:// is not supported yet"));
+    let (rest, https) = if let Some(r) = url.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (r, true)
     } else {
         return Err(d.err(format!("invalid URL prefix in \"{url}\"")));
     };
@@ -175,7 +191,7 @@ fn proxy_url(d: &Directive) -> Result<(&str, Option<String>), ConfError> {
     if hostport.is_empty() {
         return Err(d.err(format!("no host in upstream \"{url}\"")));
     }
-    Ok((hostport, uri))
+    Ok((hostport, uri, https))
 }
 
 /// `ringx_status`: this location answers with the upstreams' state.

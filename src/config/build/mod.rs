@@ -36,6 +36,7 @@ mod http;
 mod listen;
 mod location;
 mod main_ctx;
+mod proxy_ssl;
 mod server;
 mod settings;
 mod ssl;

@@ -130,6 +130,17 @@ settings! {
     ssl_dhparam:                   Located,                        HS,  dhparam;
     ssl_early_data:                bool,                           HS,  only_off;
     ssl_stapling:                  bool,                           HS,  only_off;
+    // TLS to upstreams (finished in proxy_ssl.rs)
+    proxy_ssl_server_name:         bool,                           HSL, on_off;
+    proxy_ssl_name:                Template,                       HSL, template;
+    proxy_ssl_verify:              bool,                           HSL, on_off;
+    proxy_ssl_verify_depth:        u64,                            HSL, count;
+    proxy_ssl_trusted_certificate: Vec<Located>,                   HSL, conf_path_list;
+    proxy_ssl_protocols:           (bool, bool),                   HSL, ssl_protocols;
+    proxy_ssl_ciphers:             String,                         HSL, cipher_list;
+    proxy_ssl_certificate:         Vec<Located>,                   HSL, conf_path_list;
+    proxy_ssl_certificate_key:     Vec<Located>,                   HSL, conf_path_list;
+    proxy_ssl_session_reuse:       bool,                           HSL, on_off;
     // HTTP/2 (server level as nginx 1.25.1+; finished in server.rs)
     http2:                         bool,                           HS,  on_off;
     http2_max_concurrent_streams:  u64,                            HS,  count;
@@ -312,6 +323,11 @@ fn set_header(
     two_args(d)?;
     let t = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
     Ok(push(prev, (d.args[0].clone(), t)))
+}
+
+fn template(_: &mut Builder<'_>, d: &Directive, _: Option<Template>) -> Parsed<Template> {
+    one_arg(d)?;
+    Template::compile(&d.args[0]).map_err(|e| e.at_dir(d))
 }
 
 fn http_version(_: &mut Builder<'_>, d: &Directive, _: Option<HttpVersion>) -> Parsed<HttpVersion> {
