@@ -964,3 +964,95 @@ fn alpn_h2_and_no_prior_knowledge_on_tls() {
     let s = connect(addr_of(port), Some("localhost"), &Arc::new(h2)).unwrap();
     assert_eq!(s.conn.alpn_protocol(), Some(&b"h2"[..]));
 }
+
+/// A TLS 1.3 client that presents `cert`/`key` (DER) when asked.
+fn client_with_cert(cert: Vec<u8>, key: &rcgen::KeyPair) -> Arc<ClientConfig> {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert { schemes: all_schemes() }))
+        .with_client_auth_cert(vec![cert.into()], key)
+        .unwrap();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+/// Client certificates as nginx judges them: the handshake completes whatever the
+/// client sends; `ssl_verify_client on` answers 496 without a certificate and 495
+/// with one that does not verify (nginx's 400 pages, `[info]` lines); `optional`
+/// takes none; `optional_no_ca` takes one from an unknown CA; the variables say what
+/// came.
+#[test]
+fn client_certificates() {
+    let dir = tempdir("tls-mtls");
+    make_cert(&dir, "s", &["localhost"], false);
+    let pki = Pki::new(&dir, "ca");
+    let stranger = Pki::new(&dir, "stranger");
+    let (good, good_key) = pki.leaf(&dir, "client", &["client.test"]);
+    let (bad, bad_key) = stranger.leaf(&dir, "other", &["other.test"]);
+    let show = "location / { return 200 \"$ssl_client_verify|$ssl_client_s_dn|$ssl_client_i_dn\"; }";
+    let start = |mode: &str| {
+        let port = free_port();
+        let server = format!(
+            "ssl_verify_client {mode}; ssl_client_certificate {}/ca.crt; {show}",
+            dir.display()
+        );
+        let r = Ringx::start(
+            &one_server(&dir, port, "", "access_log off;", &server),
+            &[],
+            addr_of(port),
+        );
+        (r, port)
+    };
+    let good_cfg = client_with_cert(good, &good_key);
+    let bad_cfg = client_with_cert(bad, &bad_key);
+    let (_on, on) = start("on");
+    let get = |port: u16, cfg: &Arc<ClientConfig>| get_tls(addr_of(port), Some("localhost"), cfg, "/").unwrap().0;
+    let r = get(on, &good_cfg);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "SUCCESS|CN=client.test|CN=test CA ca".to_string())
+    );
+    let r = get(on, &tls13());
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("No required SSL certificate was sent"),
+        "{}",
+        r.text()
+    );
+    let r = get(on, &bad_cfg);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("The SSL certificate error"), "{}", r.text());
+    wait_for("the [info] lines", Duration::from_secs(5), || {
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        log.contains("[info]")
+            && log.contains("client sent no required SSL certificate while reading client request headers")
+            && log.contains("client SSL certificate verify error: (unable to get local issuer certificate) while reading client request headers")
+    });
+    let (_opt, opt) = start("optional");
+    assert_eq!(get(opt, &tls13()).text(), "NONE||");
+    assert_eq!(get(opt, &bad_cfg).status, 400);
+    let (_noca, noca) = start("optional_no_ca");
+    assert_eq!(
+        get(noca, &bad_cfg).text(),
+        "FAILED:unable to get local issuer certificate|CN=other.test|CN=test CA stranger"
+    );
+    // `on` needs a CA to verify against (nginx's -t rule).
+    let t = dir.join("t.conf");
+    std::fs::write(
+        &t,
+        one_server(
+            &dir,
+            free_port(),
+            "",
+            "",
+            "ssl_verify_client on; location / { return 200; }",
+        ),
+    )
+    .unwrap();
+    let (rc, _, err) = ringx_cmd(&["-t", "-c", t.to_str().unwrap()]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("no ssl_client_certificate for ssl_verify_client"), "{err}");
+}

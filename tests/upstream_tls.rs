@@ -14,37 +14,6 @@ use std::time::Duration;
 
 use common::*;
 
-struct Pki {
-    ca: rcgen::Certificate,
-    params: rcgen::CertificateParams,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new(dir: &Path, file: &str) -> Pki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, format!("test CA {file}"));
-        let ca = p.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join(format!("{file}.crt")), ca.pem()).unwrap();
-        Pki { ca, params: p, ca_key }
-    }
-
-    /// A leaf for `names` signed by this CA: (certificate DER, key), written as
-    /// `FILE.crt` / `FILE.key`.
-    fn leaf(&self, dir: &Path, file: &str, names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let p = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.ca_key);
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
-        (cert.der().to_vec(), key)
-    }
-}
-
 /// The TLS upstream: answers `sni=NAME client-cert=yes|no host=HOST conn=N`.
 struct TlsUpstream {
     addr: SocketAddr,

@@ -156,6 +156,8 @@ pub struct Server {
     pub tls_h2: Option<Arc<rustls::ServerConfig>>,
     /// `http2_max_concurrent_streams` (128).
     pub h2_max_streams: u32,
+    /// `ssl_verify_client` (not off): how client certificates are judged.
+    pub client_auth: Option<Arc<crate::config::tls::ClientAuth>>,
 }
 
 #[derive(Debug)]

@@ -59,6 +59,49 @@ pub struct TlsSettings {
     pub session_timeout: Duration,
     pub session_tickets: bool,
     pub buffer_size: usize,
+    pub verify_client: VerifyClient,
+    /// `ssl_client_certificate`: trusted, and named to clients as acceptable CAs.
+    pub client_certificate: Option<Located>,
+    /// `ssl_trusted_certificate`: trusted, not named.
+    pub trusted_certificate: Option<Located>,
+    pub verify_depth: usize,
+}
+
+/// `ssl_verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    Off,
+    On,
+    Optional,
+    OptionalNoCa,
+}
+
+/// A server's client-certificate checks (`ssl_verify_client` not off). As nginx, the
+/// handshake asks for a certificate and completes whatever the client sends; the
+/// certificate is verified once it is done ([`verify_client`]) and each request's
+/// server decides (495, 496).
+#[derive(Debug)]
+pub struct ClientAuth {
+    pub mode: VerifyClient,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    depth: usize,
+    /// The acceptable CAs named in the CertificateRequest.
+    hints: Vec<rustls::DistinguishedName>,
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+/// What a client's certificate is, for `$ssl_client_*` and the request check.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCert {
+    /// `$ssl_client_verify`: `SUCCESS`, `FAILED:reason`, `NONE`.
+    pub verify: String,
+    /// The verification failed only for want of a trusted issuer (`optional_no_ca`
+    /// takes such a certificate).
+    pub untrusted_only: bool,
+    /// `$ssl_client_s_dn`, `$ssl_client_i_dn` (RFC 2253), `$ssl_client_serial` (hex).
+    pub s_dn: String,
+    pub i_dn: String,
+    pub serial: String,
 }
 
 /// The crypto provider every TLS configuration uses.
@@ -74,6 +117,7 @@ pub fn server_config(
     s: &TlsSettings,
     alpn: &[&[u8]],
     cache: Option<Arc<Cache>>,
+    auth: Option<&ClientAuth>,
 ) -> Result<Arc<ServerConfig>, ConfError> {
     let first = &s.certificates[0];
     let mut p = provider();
@@ -97,7 +141,13 @@ pub fn server_config(
     let mut cfg = ServerConfig::builder_with_provider(Arc::new(p))
         .with_protocol_versions(&versions)
         .map_err(|e| first.err(format!("ssl_protocols: {e}")))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(match auth {
+            Some(a) => Arc::new(Ask {
+                hints: a.hints.clone(),
+                algs: a.algs,
+            }),
+            None => rustls::server::WebPkiClientVerifier::no_client_auth(),
+        })
         .with_cert_resolver(Arc::new(Certificates(keys)));
     cfg.ignore_client_order = s.prefer_server_ciphers;
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
@@ -483,5 +533,206 @@ impl ServerCertVerifier for Depth {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// A server's [`ClientAuth`], `None` with `ssl_verify_client off`; the CA files are
+/// loaded now (`on` and `optional` need one, as nginx).
+pub fn client_auth(s: &TlsSettings) -> Result<Option<Arc<ClientAuth>>, ConfError> {
+    if s.verify_client == VerifyClient::Off {
+        return Ok(None);
+    }
+    let first = &s.certificates[0];
+    let mut roots = rustls::RootCertStore::empty();
+    let mut hints = Vec::new();
+    for (f, named) in [(&s.client_certificate, true), (&s.trusted_certificate, false)] {
+        let Some(f) = f else { continue };
+        for c in load_certs(f)? {
+            if named {
+                if let Ok(a) = webpki_anchor(&c) {
+                    hints.push(a);
+                }
+            }
+            roots
+                .add(c)
+                .map_err(|e| f.err(format!("cannot use certificate \"{}\": {e}", f.path.display())))?;
+        }
+    }
+    if roots.is_empty() && s.verify_client != VerifyClient::OptionalNoCa {
+        return Err(first.err("no ssl_client_certificate for ssl_verify_client".into()));
+    }
+    let p = Arc::new(provider());
+    let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = if roots.is_empty() {
+        Arc::new(Ask {
+            hints: Vec::new(),
+            algs: p.signature_verification_algorithms,
+        })
+    } else {
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), p.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| first.err(format!("ssl_client_certificate: {e}")))?
+    };
+    Ok(Some(Arc::new(ClientAuth {
+        mode: s.verify_client,
+        verifier,
+        depth: s.verify_depth,
+        hints,
+        algs: p.signature_verification_algorithms,
+    })))
+}
+
+/// The subject of a CA certificate, as a CertificateRequest names it.
+fn webpki_anchor(c: &CertificateDer<'_>) -> Result<rustls::DistinguishedName, ()> {
+    let (_, x) = x509_parser::parse_x509_certificate(c.as_ref()).map_err(drop)?;
+    Ok(rustls::DistinguishedName::from(
+        x.tbs_certificate.subject.as_raw().to_vec(),
+    ))
+}
+
+/// Verifies a client's chain (leaf first) after the handshake, with the server's
+/// CAs and `ssl_verify_depth`; reads what the variables show.
+pub fn verify_client(auth: &ClientAuth, chain: &[CertificateDer<'_>]) -> ClientCert {
+    let Some(leaf) = chain.first() else {
+        return ClientCert {
+            verify: "NONE".into(),
+            ..ClientCert::default()
+        };
+    };
+    let mut out = ClientCert::default();
+    if let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+        out.s_dn = rfc2253(&x.tbs_certificate.subject);
+        out.i_dn = rfc2253(&x.tbs_certificate.issuer);
+        out.serial = x
+            .tbs_certificate
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_ascii_uppercase();
+    }
+    let now = UnixTime::now();
+    let res = auth.verifier.verify_client_cert(leaf, &chain[1..], now);
+    out.verify = match res {
+        Ok(_) if chain.len() > auth.depth => "FAILED:certificate chain too long".into(),
+        Ok(_) => "SUCCESS".into(),
+        Err(rustls::Error::InvalidCertificate(e)) => {
+            out.untrusted_only = matches!(e, rustls::CertificateError::UnknownIssuer);
+            format!("FAILED:{}", verify_reason(&e))
+        }
+        Err(e) => format!("FAILED:{e}"),
+    };
+    out
+}
+
+/// OpenSSL's words for a certificate that does not verify.
+pub fn verify_reason(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "unable to get local issuer certificate".into(),
+        C::Expired | C::ExpiredContext { .. } => "certificate has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "certificate is not yet valid".into(),
+        C::Revoked => "certificate revoked".into(),
+        C::BadSignature => "certificate signature failure".into(),
+        e => e.to_string(),
+    }
+}
+
+/// A distinguished name as RFC 2253 writes it (nginx's `$ssl_client_s_dn`): the last
+/// RDN first, `,` between them, `+` inside one, `\` before the special characters.
+fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let reg = x509_parser::objects::oid_registry();
+    let mut rdns: Vec<String> = Vec::new();
+    for rdn in name.iter_rdn() {
+        let parts: Vec<String> = rdn
+            .iter()
+            .map(|a| {
+                let key = reg
+                    .get(a.attr_type())
+                    .map(|e| match e.sn() {
+                        "commonName" => "CN".to_string(),
+                        "countryName" => "C".to_string(),
+                        "localityName" => "L".to_string(),
+                        "stateOrProvinceName" => "ST".to_string(),
+                        "organizationName" => "O".to_string(),
+                        "organizationalUnitName" => "OU".to_string(),
+                        "domainComponent" => "DC".to_string(),
+                        "emailAddress" => "emailAddress".to_string(),
+                        sn => sn.to_string(),
+                    })
+                    .unwrap_or_else(|| a.attr_type().to_id_string());
+                let v = a.as_str().map(escape_dn).unwrap_or_default();
+                format!("{key}={v}")
+            })
+            .collect();
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    rdns.join(",")
+}
+
+fn escape_dn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, ch) in v.chars().enumerate() {
+        let edge = (i == 0 && (ch == ' ' || ch == '#')) || (i + 1 == v.chars().count() && ch == ' ');
+        if edge || matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The handshake's side of client certificates: asks for one (naming the CAs of
+/// `ssl_client_certificate`), takes whatever comes or nothing, and checks the
+/// signature that proves the client holds the key; the chain is judged after the
+/// handshake ([`verify_client`]), so that a bad certificate gets nginx's 495 page
+/// instead of a failed handshake.
+#[derive(Debug)]
+struct Ask {
+    hints: Vec<rustls::DistinguishedName>,
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for Ask {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
     }
 }

@@ -196,6 +196,12 @@ impl VarSource for ReqCtx<'_> {
             Var::SslServerName => return self.tls_str(out, |t| t.server_name.as_deref()),
             Var::SslSessionReused => return self.tls_str(out, |t| Some(if t.reused { "r" } else { "." })),
             Var::SslAlpnProtocol => return self.tls_str(out, |t| t.alpn.as_deref()),
+            Var::SslClientVerify => {
+                return self.tls_str(out, |t| Some(t.client.as_ref().map_or("NONE", |c| c.verify.as_str())))
+            }
+            Var::SslClientSDn => return self.tls_str(out, |t| t.client.as_ref().map(|c| c.s_dn.as_str())),
+            Var::SslClientIDn => return self.tls_str(out, |t| t.client.as_ref().map(|c| c.i_dn.as_str())),
+            Var::SslClientSerial => return self.tls_str(out, |t| t.client.as_ref().map(|c| c.serial.as_str())),
             Var::ServerName => out.extend_from_slice(self.server.primary_name.as_bytes()),
             Var::ServerPort => num(out, self.local.port()),
             Var::ServerAddr => num(out, self.local.ip()),

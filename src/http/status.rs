@@ -50,7 +50,7 @@ pub fn reason(code: u16) -> &'static str {
 /// The status line code for a status ringx uses internally (nginx's 494 and 497 are
 /// sent as 400).
 pub fn wire_code(code: u16) -> u16 {
-    if code == 494 || code == 497 {
+    if (494..=497).contains(&code) {
         400
     } else {
         code
@@ -63,6 +63,8 @@ pub fn wire_code(code: u16) -> u16 {
 pub fn error_page(code: u16) -> Option<String> {
     let why = match code {
         494 => "Request Header Or Cookie Too Large",
+        495 => "The SSL certificate error",
+        496 => "No required SSL certificate was sent",
         497 => "The plain HTTP request was sent to HTTPS port",
         c if (300..=599).contains(&c) && c != 304 && !reason(c).is_empty() => "",
         _ => return None,
@@ -81,7 +83,7 @@ pub fn error_page(code: u16) -> Option<String> {
 
 /// Errors after which nginx closes the client connection.
 pub fn closes_connection(code: u16) -> bool {
-    matches!(code, 400 | 408 | 413 | 414 | 494 | 497 | 500 | 501)
+    matches!(code, 400 | 408 | 413 | 414 | 494 | 495 | 496 | 497 | 500 | 501)
 }
 
 thread_local! {

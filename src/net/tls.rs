@@ -35,6 +35,8 @@ pub struct Info {
     pub reused: bool,
     /// `$ssl_alpn_protocol`.
     pub alpn: Option<Box<str>>,
+    /// The client's certificate as judged after the handshake (`ssl_verify_client`).
+    pub client: Option<Box<crate::config::tls::ClientCert>>,
 }
 
 /// A TLS connection's state over its socket: a client's (accepted) or an upstream's
@@ -219,7 +221,17 @@ impl Tls {
             server_name: sni,
             reused: c.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             alpn: c.alpn_protocol().map(|a| String::from_utf8_lossy(a).into()),
+            client: None,
         }
+    }
+
+    /// The certificate chain the peer sent (leaf first); empty if none.
+    pub fn peer_chain(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        self.conn
+            .borrow()
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Reads one batch of TLS records from the socket and processes them: `Ok(true)`

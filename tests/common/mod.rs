@@ -756,3 +756,38 @@ pub fn read_until<R: Read>(s: &mut R, buf: &mut Vec<u8>, what: &[u8]) {
         buf.extend_from_slice(&b[..n]);
     }
 }
+
+/// A test CA (rcgen) that signs leaf certificates; its certificate is written as
+/// `FILE.crt` in the directory given.
+pub struct Pki {
+    pub ca: rcgen::Certificate,
+    params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, file: &str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("test CA {file}"));
+        let ca = p.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join(format!("{file}.crt")), ca.pem()).unwrap();
+        Pki { ca, params: p, ca_key }
+    }
+
+    /// A leaf for `names` (its subject `CN=<first name>`) signed by this CA:
+    /// (certificate DER, key), written as `FILE.crt` / `FILE.key`.
+    pub fn leaf(&self, dir: &Path, file: &str, names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.ca_key);
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+        (cert.der().to_vec(), key)
+    }
+}

@@ -55,7 +55,7 @@ impl Builder<'_> {
         let (hbuf_n, hbuf_size) = set.header_buffers();
         let client_header_timeout = set.header_timeout();
         let server_conf = Arc::new(self.resolve(&set, None));
-        let (tls, reject_handshake) = self.server_tls(&set)?;
+        let (tls, reject_handshake, client_auth) = self.server_tls(&set)?;
         let tls_h2 = tls.as_ref().map(with_h2);
         let (prefix_locations, regex_locations) = self.locations(loc_dirs, &set)?;
         let server = Server {
@@ -72,6 +72,7 @@ impl Builder<'_> {
             reject_handshake,
             http2: set.http2.unwrap_or(false),
             tls_h2,
+            client_auth,
             h2_max_streams: set.http2_max_concurrent_streams.unwrap_or(128).min(u32::MAX as u64) as u32,
         };
         Ok((server, s.listens))

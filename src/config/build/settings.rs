@@ -22,12 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{block, flag, nargs, one_arg, parse_num, parse_size, parse_time, time_arg, two_args};
-use super::ssl::{cipher_list, conf_path_list, curve_list, dhparam, only_off, session_cache, ssl_protocols};
+use super::ssl::{
+    cipher_list, conf_path_list, curve_list, dhparam, only_off, session_cache, ssl_protocols, verify_client,
+};
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{AccessLog, AddHeader, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return};
 use crate::config::parser::Directive;
-use crate::config::tls::{Located, SessionCache};
+use crate::config::tls::{Located, SessionCache, VerifyClient};
 use crate::config::vars::Template;
 use crate::config::ConfError;
 
@@ -130,6 +132,10 @@ settings! {
     ssl_dhparam:                   Located,                        HS,  dhparam;
     ssl_early_data:                bool,                           HS,  only_off;
     ssl_stapling:                  bool,                           HS,  only_off;
+    ssl_verify_client:             VerifyClient,                   HS,  verify_client;
+    ssl_client_certificate:        Vec<Located>,                   HS,  conf_path_list;
+    ssl_trusted_certificate:       Vec<Located>,                   HS,  conf_path_list;
+    ssl_verify_depth:              u64,                            HS,  count;
     // TLS to upstreams (finished in proxy_ssl.rs)
     proxy_ssl_server_name:         bool,                           HSL, on_off;
     proxy_ssl_name:                Template,                       HSL, template;

@@ -10,7 +10,7 @@ use super::settings::Settings;
 use super::Builder;
 use crate::config::model::LogLevel;
 use crate::config::parser::Directive;
-use crate::config::tls::{self, Located, SessionCache, TlsSettings};
+use crate::config::tls::{self, Located, SessionCache, TlsSettings, VerifyClient};
 use crate::config::ConfError;
 
 type Parsed<T> = Result<T, ConfError>;
@@ -137,6 +137,18 @@ pub(super) fn only_off(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> P
     Ok(false)
 }
 
+/// `ssl_verify_client on|off|optional|optional_no_ca`.
+pub(super) fn verify_client(_: &mut Builder<'_>, d: &Directive, _: Option<VerifyClient>) -> Parsed<VerifyClient> {
+    one_arg(d)?;
+    Ok(match d.args[0].as_str() {
+        "off" => VerifyClient::Off,
+        "on" => VerifyClient::On,
+        "optional" => VerifyClient::Optional,
+        "optional_no_ca" => VerifyClient::OptionalNoCa,
+        a => return Err(d.err(format!("invalid value \"{a}\" in \"{}\" directive", d.name))),
+    })
+}
+
 impl Settings {
     /// The merged level's TLS settings with nginx's defaults, when it has certificates.
     fn tls(&self) -> Option<TlsSettings> {
@@ -154,21 +166,27 @@ impl Settings {
             session_timeout: self.ssl_session_timeout.unwrap_or(Duration::from_secs(300)),
             session_tickets: self.ssl_session_tickets.unwrap_or(true),
             buffer_size: self.ssl_buffer_size.unwrap_or(16384) as usize,
+            verify_client: self.ssl_verify_client.unwrap_or(VerifyClient::Off),
+            client_certificate: self.ssl_client_certificate.as_ref().and_then(|v| v.last().cloned()),
+            trusted_certificate: self.ssl_trusted_certificate.as_ref().and_then(|v| v.last().cloned()),
+            verify_depth: self.ssl_verify_depth.unwrap_or(1).min(100) as usize,
         })
     }
 }
 
+/// A server's TLS: its rustls configuration (`None` without `ssl_certificate`), its
+/// `ssl_reject_handshake`, and its client-certificate checks.
+pub(super) type ServerTls = (Option<Arc<rustls::ServerConfig>>, bool, Option<Arc<tls::ClientAuth>>);
+
 impl Builder<'_> {
     /// A merged server level's TLS configuration (`None` without `ssl_certificate`)
     /// and its `ssl_reject_handshake`.
-    pub(super) fn server_tls(
-        &mut self,
-        set: &Settings,
-    ) -> Result<(Option<Arc<rustls::ServerConfig>>, bool), ConfError> {
+    pub(super) fn server_tls(&mut self, set: &Settings) -> Result<ServerTls, ConfError> {
         let reject = set.ssl_reject_handshake.unwrap_or(false);
         let Some(t) = set.tls() else {
-            return Ok((None, reject));
+            return Ok((None, reject, None));
         };
+        let auth = tls::client_auth(&t)?;
         let cache = match &t.session_cache {
             SessionCache::Sessions { name: Some(n), count } => Some(
                 self.session_caches
@@ -182,8 +200,14 @@ impl Builder<'_> {
             SessionCache::Off | SessionCache::None => None,
         };
         Ok((
-            Some(tls::server_config(&t, &[b"http/1.1", b"http/1.0"], cache)?),
+            Some(tls::server_config(
+                &t,
+                &[b"http/1.1", b"http/1.0"],
+                cache,
+                auth.as_deref(),
+            )?),
             reject,
+            auth,
         ))
     }
 }
