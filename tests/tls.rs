@@ -1056,3 +1056,49 @@ fn client_certificates() {
     assert_ne!(rc, 0);
     assert!(err.contains("no ssl_client_certificate for ssl_verify_client"), "{err}");
 }
+
+/// `ssl_session_ticket_key`: two ringx instances given the same key file resume
+/// each other's sessions (a fleet behind one name); without it they cannot. A file
+/// of the wrong size is `[emerg]`.
+#[test]
+fn shared_ticket_key_files() {
+    let dir = tempdir("tls-ticketkey");
+    make_cert(&dir, "s", &["localhost"], false);
+    std::fs::write(dir.join("ticket.key"), (0..80u8).collect::<Vec<_>>()).unwrap();
+    let show = "location / { return 200 \"$ssl_session_reused\"; }";
+    let start = |extra: &str| {
+        let port = free_port();
+        let conf = one_server(&dir, port, "", "access_log off;", &format!("{extra} {show}"));
+        (Ringx::start(&conf, &[], addr_of(port)), port)
+    };
+    let key = format!("ssl_session_ticket_key {}/ticket.key;", dir.display());
+    let (_a, a) = start(&key);
+    let (_b, b) = start(&key);
+    let (_c, c) = start("");
+    let resumed = |first: u16, second: u16| {
+        let cfg = tls13();
+        assert_eq!(
+            get_tls(addr_of(first), Some("localhost"), &cfg, "/").unwrap().0.text(),
+            "."
+        );
+        get_tls(addr_of(second), Some("localhost"), &cfg, "/").unwrap().0.text()
+    };
+    assert_eq!(resumed(a, b), "r", "a ticket from one instance resumes on the other");
+    assert_eq!(resumed(a, c), ".", "an instance without the key file cannot resume it");
+    std::fs::write(dir.join("short.key"), [1u8; 32]).unwrap();
+    let t = dir.join("t.conf");
+    std::fs::write(
+        &t,
+        one_server(
+            &dir,
+            free_port(),
+            "",
+            "",
+            &format!("ssl_session_ticket_key {}/short.key; {show}", dir.display()),
+        ),
+    )
+    .unwrap();
+    let (rc, _, err) = ringx_cmd(&["-t", "-c", t.to_str().unwrap()]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("must be 48 or 80 bytes"), "{err}");
+}

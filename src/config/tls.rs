@@ -65,6 +65,8 @@ pub struct TlsSettings {
     /// `ssl_trusted_certificate`: trusted, not named.
     pub trusted_certificate: Option<Located>,
     pub verify_depth: usize,
+    /// `ssl_session_ticket_key` files: the first encrypts, all decrypt.
+    pub ticket_keys: Vec<Located>,
 }
 
 /// `ssl_verify_client`.
@@ -167,7 +169,11 @@ pub fn server_config(
     };
     if s.session_tickets {
         cfg.ticketer = Arc::new(Tickets {
-            inner: ticket_keys(first)?,
+            inner: if s.ticket_keys.is_empty() {
+                ticket_keys(first)?
+            } else {
+                Arc::new(FileTickets::load(&s.ticket_keys)?)
+            },
             timeout: s.session_timeout,
         });
     }
@@ -322,6 +328,72 @@ fn ticket_keys(at: &Located) -> Result<Arc<dyn ProducesTickets>, ConfError> {
     }
     let k = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| at.err(format!("session ticket keys: {e}")))?;
     Ok(KEYS.get_or_init(|| k).clone())
+}
+
+/// Tickets under the keys of `ssl_session_ticket_key` files, which servers (and ringx
+/// instances) that share the files accept from each other. A file is nginx's: 48
+/// bytes (a 16-byte name, 16 of HMAC key, 16 of AES key) or 80 (16, 32, 32); ringx
+/// seals tickets with AES-GCM under the file's AES key (128 or 256 bits), the name
+/// in front: `name ‖ nonce ‖ ciphertext ‖ tag`. The ticket format is ringx's own:
+/// the files, not the tickets, are what carries over from nginx.
+struct FileTickets(Vec<([u8; 16], aws_lc_rs::aead::LessSafeKey)>);
+
+impl std::fmt::Debug for FileTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileTickets({} keys)", self.0.len())
+    }
+}
+
+impl FileTickets {
+    fn load(files: &[Located]) -> Result<FileTickets, ConfError> {
+        use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_128_GCM, AES_256_GCM};
+        let mut keys = Vec::new();
+        for f in files {
+            let b =
+                std::fs::read(&f.path).map_err(|e| f.err(format!("open() \"{}\" failed ({e})", f.path.display())))?;
+            let (alg, aes) = match b.len() {
+                48 => (&AES_128_GCM, &b[32..48]),
+                80 => (&AES_256_GCM, &b[48..80]),
+                _ => return Err(f.err(format!("\"{}\" must be 48 or 80 bytes", f.path.display()))),
+            };
+            let key = UnboundKey::new(alg, aes).map_err(|e| f.err(format!("ssl_session_ticket_key: {e}")))?;
+            keys.push((b[..16].try_into().expect("16 bytes"), LessSafeKey::new(key)));
+        }
+        Ok(FileTickets(keys))
+    }
+}
+
+impl ProducesTickets for FileTickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        12 * 3600
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use aws_lc_rs::aead::{Aad, Nonce, NONCE_LEN};
+        let (name, key) = self.0.first()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(name), &mut sealed)
+            .ok()?;
+        let mut out = Vec::with_capacity(16 + NONCE_LEN + sealed.len());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        use aws_lc_rs::aead::{Aad, Nonce, NONCE_LEN};
+        let (name, rest) = cipher.split_at_checked(16)?;
+        let (nonce, sealed) = rest.split_at_checked(NONCE_LEN)?;
+        let (_, key) = self.0.iter().find(|(n, _)| n == name)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = key.open_in_place(nonce, Aad::from(name), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
 }
 
 /// Session tickets that expire after `ssl_session_timeout`: the issue time travels

@@ -127,6 +127,7 @@ settings! {
     ssl_session_cache:             SessionCache,                   HS,  session_cache;
     ssl_session_timeout:           Duration,                       HS,  time;
     ssl_session_tickets:           bool,                           HS,  on_off;
+    ssl_session_ticket_key:        Vec<Located>,                   HS,  conf_path_list;
     ssl_buffer_size:               u64,                            HS,  size;
     ssl_reject_handshake:          bool,                           HS,  on_off;
     ssl_dhparam:                   Located,                        HS,  dhparam;
