@@ -1040,20 +1040,7 @@ fn client_certificates() {
         "FAILED:unable to get local issuer certificate|CN=other.test|CN=test CA stranger"
     );
     // `on` needs a CA to verify against (nginx's -t rule).
-    let t = dir.join("t.conf");
-    std::fs::write(
-        &t,
-        one_server(
-            &dir,
-            free_port(),
-            "",
-            "",
-            "ssl_verify_client on; location / { return 200; }",
-        ),
-    )
-    .unwrap();
-    let (rc, _, err) = ringx_cmd(&["-t", "-c", t.to_str().unwrap()]);
-    assert_ne!(rc, 0);
+    let err = refused_at_t(&dir, "ssl_verify_client on; location / { return 200; }");
     assert!(err.contains("no ssl_client_certificate for ssl_verify_client"), "{err}");
 }
 
@@ -1086,19 +1073,18 @@ fn shared_ticket_key_files() {
     assert_eq!(resumed(a, b), "r", "a ticket from one instance resumes on the other");
     assert_eq!(resumed(a, c), ".", "an instance without the key file cannot resume it");
     std::fs::write(dir.join("short.key"), [1u8; 32]).unwrap();
-    let t = dir.join("t.conf");
-    std::fs::write(
-        &t,
-        one_server(
-            &dir,
-            free_port(),
-            "",
-            "",
-            &format!("ssl_session_ticket_key {}/short.key; {show}", dir.display()),
-        ),
-    )
-    .unwrap();
-    let (rc, _, err) = ringx_cmd(&["-t", "-c", t.to_str().unwrap()]);
-    assert_ne!(rc, 0);
+    let err = refused_at_t(
+        &dir,
+        &format!("ssl_session_ticket_key {}/short.key; {show}", dir.display()),
+    );
     assert!(err.contains("must be 48 or 80 bytes"), "{err}");
+}
+
+/// `ringx -t` on [`one_server`] with `server` in its server block: must fail; its stderr.
+fn refused_at_t(dir: &Path, server: &str) -> String {
+    let t = dir.join("t.conf");
+    std::fs::write(&t, one_server(dir, free_port(), "", "", server)).unwrap();
+    let (rc, _, err) = ringx_cmd(&["-t", "-c", t.to_str().unwrap()]);
+    assert_ne!(rc, 0, "-t accepted: {server}");
+    err
 }
