@@ -1088,3 +1088,150 @@ fn refused_at_t(dir: &Path, server: &str) -> String {
     assert_ne!(rc, 0, "-t accepted: {server}");
     err
 }
+
+/// Records the OCSP response the server staples (and accepts any certificate).
+#[derive(Debug)]
+struct Staple(std::sync::Mutex<Option<Vec<u8>>>);
+
+impl ServerCertVerifier for Staple {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        ocsp: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = Some(ocsp.to_vec());
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &sig_algs())
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &sig_algs())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        all_schemes()
+    }
+}
+
+/// `ssl_stapling on` with `ssl_stapling_file`: the file's OCSP response is stapled
+/// to the handshake; without a file nothing is (ringx does not fetch responses: a
+/// `[warn]` at start-up says so).
+#[test]
+fn ocsp_stapling_from_file() {
+    let dir = tempdir("tls-staple");
+    make_cert(&dir, "s", &["localhost"], false);
+    std::fs::write(dir.join("ocsp.der"), b"\x30\x03\x0a\x01\x00").unwrap();
+    let stapled = |server: &str| {
+        let port = free_port();
+        let conf = one_server(
+            &dir,
+            port,
+            "",
+            "access_log off;",
+            &format!("{server} location / {{ return 200; }}"),
+        );
+        let r = Ringx::start(&conf, &[], addr_of(port));
+        let v = Arc::new(Staple(std::sync::Mutex::new(None)));
+        let mut cfg = (*tls13()).clone();
+        cfg.dangerous().set_certificate_verifier(v.clone());
+        let (resp, _) = get_tls(addr_of(port), Some("localhost"), &Arc::new(cfg), "/").unwrap();
+        assert_eq!(resp.status, 200);
+        let got = v.0.lock().unwrap().clone().unwrap_or_default();
+        (got, r.stderr())
+    };
+    let file = format!(
+        "ssl_stapling on; ssl_stapling_verify on; ssl_stapling_file {}/ocsp.der;",
+        dir.display()
+    );
+    assert_eq!(stapled(&file).0, b"\x30\x03\x0a\x01\x00");
+    let (none, stderr) = stapled("ssl_stapling on; resolver 127.0.0.1 valid=300s;");
+    assert!(none.is_empty());
+    assert!(stderr.contains("\"ssl_stapling\" ignored"), "{stderr}");
+}
+
+/// Mozilla's SSL configuration generator, "intermediate" profile for nginx (its
+/// text, with this test's paths and ports, and a location to answer): `-t` accepts
+/// it, HTTP/2 and HSTS are served, the port-80 server redirects.
+#[test]
+fn mozilla_intermediate_config() {
+    let dir = tempdir("tls-mozilla");
+    make_cert(&dir, "s", &["localhost"], false);
+    let dh = dir.join("dhparam");
+    std::fs::write(&dh, "-----BEGIN DH PARAMETERS-----\nMIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz\n-----END DH PARAMETERS-----\n").unwrap();
+    let (tls, plain) = (free_port(), free_port());
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid; events {{}}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{plain} default_server;
+        location / {{
+            return 301 https://$host$request_uri;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{tls} ssl;
+        http2 on;
+        ssl_certificate {d}/s.crt;
+        ssl_certificate_key {d}/s.key;
+        # HSTS (ngx_http_headers_module is required) (63072000 seconds)
+        add_header Strict-Transport-Security \"max-age=63072000\" always;
+        location / {{ return 200 \"secure\\n\"; }}
+    }}
+    # intermediate configuration
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    # see also ssl_session_ticket_key alternative to stateful session cache
+    ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;  # about 40000 sessions
+    # curl https://ssl-config.mozilla.org/ffdhe2048.txt > /path/to/dhparam
+    ssl_dhparam \"{dh}\";
+    # OCSP stapling
+    ssl_stapling on;
+    ssl_stapling_verify on;
+    # verify chain of trust of OCSP response using Root CA and Intermediate certs
+    ssl_trusted_certificate {d}/s.crt;
+    # replace with the IP address of your resolver;
+    # async 'resolver' is important for proper operation of OCSP stapling
+    resolver 127.0.0.1;
+}}",
+        dh = dh.display()
+    );
+    let t = dir.join("t.conf");
+    std::fs::write(&t, &conf).unwrap();
+    let (rc, _, err) = ringx_cmd(&["-t", "-c", t.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{err}");
+    let _r = Ringx::start(&conf, &[], addr_of(tls));
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--http2", "--cacert"])
+        .arg(dir.join("s.crt"))
+        .args(["--resolve", &format!("localhost:{tls}:127.0.0.1")])
+        .arg(format!("https://localhost:{tls}/"))
+        .output()
+        .expect("curl is missing: run scripts/install-test-deps.sh");
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.starts_with("http/2 200"), "{text}");
+    assert!(text.contains("strict-transport-security: max-age=63072000"), "{text}");
+    assert!(text.ends_with("secure\n"), "{text}");
+    let red = get(addr_of(plain), "/x?y", "localhost").unwrap();
+    assert_eq!(
+        (red.status, red.header("location")),
+        (301, Some("https://localhost/x?y"))
+    );
+}

@@ -67,6 +67,8 @@ pub struct TlsSettings {
     pub verify_depth: usize,
     /// `ssl_session_ticket_key` files: the first encrypts, all decrypt.
     pub ticket_keys: Vec<Located>,
+    /// `ssl_stapling on` with `ssl_stapling_file`: the OCSP response to staple.
+    pub stapling_file: Option<Located>,
 }
 
 /// `ssl_verify_client`.
@@ -225,13 +227,18 @@ fn load_pairs(s: &TlsSettings, p: &CryptoProvider) -> Result<Vec<Arc<CertifiedKe
                 pem_error(e)
             ))
         })?;
-        let ck = CertifiedKey::from_der(chain, der, p).map_err(|e| {
+        let mut ck = CertifiedKey::from_der(chain, der, p).map_err(|e| {
             key.err(format!(
                 "cannot use certificate key \"{}\" with certificate \"{}\": {e}",
                 key.path.display(),
                 cert.path.display()
             ))
         })?;
+        if let Some(f) = &s.stapling_file {
+            let ocsp =
+                std::fs::read(&f.path).map_err(|e| f.err(format!("open() \"{}\" failed ({e})", f.path.display())))?;
+            ck.ocsp = Some(ocsp);
+        }
         out.push(Arc::new(ck));
     }
     Ok(out)

@@ -132,11 +132,18 @@ settings! {
     ssl_reject_handshake:          bool,                           HS,  on_off;
     ssl_dhparam:                   Located,                        HS,  dhparam;
     ssl_early_data:                bool,                           HS,  only_off;
-    ssl_stapling:                  bool,                           HS,  only_off;
+    ssl_stapling:                  bool,                           HS,  on_off;
+    ssl_stapling_file:             Vec<Located>,                   HS,  conf_path_list;
+    ssl_stapling_verify:           bool,                           HS,  on_off;
+    ssl_stapling_responder:        String,                         HS,  responder;
     ssl_verify_client:             VerifyClient,                   HS,  verify_client;
     ssl_client_certificate:        Vec<Located>,                   HS,  conf_path_list;
     ssl_trusted_certificate:       Vec<Located>,                   HS,  conf_path_list;
     ssl_verify_depth:              u64,                            HS,  count;
+    // Runtime name resolution: nothing in ringx resolves names after load yet (see
+    // `resolver`); checked, and kept for what will.
+    resolver:                      Vec<String>,                    HSL, resolver;
+    resolver_timeout:              Duration,                       HSL, time;
     // TLS to upstreams (finished in proxy_ssl.rs)
     proxy_ssl_server_name:         bool,                           HSL, on_off;
     proxy_ssl_name:                Template,                       HSL, template;
@@ -330,6 +337,39 @@ fn set_header(
     two_args(d)?;
     let t = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
     Ok(push(prev, (d.args[0].clone(), t)))
+}
+
+/// `resolver ADDRESS... [valid=TIME] [ipv4=on|off] [ipv6=on|off] [status_zone=NAME]`:
+/// checked as nginx does (an address is an IP or a name, with an optional port).
+fn resolver(_: &mut Builder<'_>, d: &Directive, _: Option<Vec<String>>) -> Parsed<Vec<String>> {
+    let mut addrs = Vec::new();
+    for a in &d.args {
+        if let Some(v) = a.strip_prefix("valid=") {
+            parse_time(d, v)?;
+        } else if let Some(v) = a.strip_prefix("ipv4=").or_else(|| a.strip_prefix("ipv6=")) {
+            if v != "on" && v != "off" {
+                return Err(d.err(format!("invalid parameter: {a}")));
+            }
+        } else if a.starts_with("status_zone=") {
+        } else if super::args::split_host_port(a).is_some_and(|(h, _)| !h.is_empty()) {
+            addrs.push(a.clone());
+        } else {
+            return Err(d.err(format!("invalid parameter: {a}")));
+        }
+    }
+    if addrs.is_empty() {
+        return Err(nargs(d));
+    }
+    Ok(addrs)
+}
+
+/// `ssl_stapling_responder http://...` (only http, as nginx).
+fn responder(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+    one_arg(d)?;
+    if !d.args[0].starts_with("http://") {
+        return Err(d.err(format!("invalid URL prefix in \"{}\"", d.args[0])));
+    }
+    Ok(d.args[0].clone())
 }
 
 fn template(_: &mut Builder<'_>, d: &Directive, _: Option<Template>) -> Parsed<Template> {

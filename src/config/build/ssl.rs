@@ -129,7 +129,7 @@ pub(super) fn dhparam(b: &mut Builder<'_>, d: &Directive, _: Option<Located>) ->
     Ok(l)
 }
 
-/// `ssl_early_data`, `ssl_stapling`: `off` only, for now.
+/// `ssl_early_data`: `off` only, for now.
 pub(super) fn only_off(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
     if flag(d)? {
         return Err(d.err(format!("\"{} on\" is not supported yet", d.name)));
@@ -171,6 +171,11 @@ impl Settings {
             trusted_certificate: self.ssl_trusted_certificate.as_ref().and_then(|v| v.last().cloned()),
             verify_depth: self.ssl_verify_depth.unwrap_or(1).min(100) as usize,
             ticket_keys: self.ssl_session_ticket_key.clone().unwrap_or_default(),
+            stapling_file: self
+                .ssl_stapling_file
+                .as_ref()
+                .filter(|_| self.ssl_stapling == Some(true))
+                .and_then(|v| v.last().cloned()),
         })
     }
 }
@@ -188,6 +193,20 @@ impl Builder<'_> {
             return Ok((None, reject, None));
         };
         let auth = tls::client_auth(&t)?;
+        if set.ssl_stapling == Some(true) && t.stapling_file.is_none() {
+            // nginx fetches responses from the certificate's OCSP responder; ringx
+            // does not yet, so nothing is stapled: what nginx does while a responder
+            // cannot be reached.
+            let first = &t.certificates[0];
+            self.warnings.push((
+                LogLevel::Warn,
+                ConfError::at(
+                    "\"ssl_stapling\" ignored, ringx does not fetch OCSP responses: use \"ssl_stapling_file\"",
+                    &first.file,
+                    first.line,
+                ),
+            ));
+        }
         let cache = match &t.session_cache {
             SessionCache::Sessions { name: Some(n), count } => Some(
                 self.session_caches
