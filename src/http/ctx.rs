@@ -57,6 +57,15 @@ pub struct ReqCtx<'a> {
     pub h2: bool,
 }
 
+/// A request's protocol as nginx names it (`$server_protocol`, error lines).
+pub fn protocol(h2: bool, minor: u8) -> &'static str {
+    match (h2, minor) {
+        (true, _) => "HTTP/2.0",
+        (false, 0) => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 fn num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     let _ = write!(out, "{n}");
 }
@@ -79,11 +88,7 @@ impl ReqCtx<'_> {
 
     /// `$server_protocol`.
     fn protocol(&self) -> &'static [u8] {
-        match (self.h2, self.head.minor) {
-            (true, _) => b"HTTP/2.0",
-            (false, 0) => b"HTTP/1.0",
-            _ => b"HTTP/1.1",
-        }
+        protocol(self.h2, self.head.minor).as_bytes()
     }
 
     fn host(&self, out: &mut Vec<u8>) {

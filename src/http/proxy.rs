@@ -1302,12 +1302,12 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 }
                 if let Some(cause) = f.cause() {
                     log::error(format_args!(
-                        "{cause}, client: {}, server: {}, request: \"{} {} HTTP/1.{}\", upstream: \"{}://{}\"",
+                        "{cause}, client: {}, server: {}, request: \"{} {} {}\", upstream: \"{}://{}\"",
                         c.peer.ip(),
                         r.server.primary_name,
                         String::from_utf8_lossy(c.head.method_span.get(&c.buf)),
                         String::from_utf8_lossy(c.head.target.get(&c.buf)),
-                        c.head.minor,
+                        super::ctx::protocol(c.stream.is_h2(), c.head.minor),
                         if pp.tls.is_some() { "https" } else { "http" },
                         addr
                     ));
