@@ -527,8 +527,13 @@ fn config_test_checks_certificates_and_keys() {
             5,
         ),
         (
-            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_stapling on;"),
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_early_data on;"),
             "not supported",
+            5,
+        ),
+        (
+            format!("ssl_certificate {d}/a.crt; ssl_certificate_key {d}/a.key;\n ssl_stapling on; ssl_stapling_file {d}/none.der;"),
+            "none.der\" failed (2: No such file or directory)",
             5,
         ),
         // A default server that refuses handshakes: every server of the address needs a

@@ -235,8 +235,13 @@ fn load_pairs(s: &TlsSettings, p: &CryptoProvider) -> Result<Vec<Arc<CertifiedKe
             ))
         })?;
         if let Some(f) = &s.stapling_file {
-            let ocsp =
-                std::fs::read(&f.path).map_err(|e| f.err(format!("open() \"{}\" failed ({e})", f.path.display())))?;
+            let ocsp = std::fs::read(&f.path).map_err(|e| {
+                f.err(format!(
+                    "open() \"{}\" failed ({})",
+                    f.path.display(),
+                    super::parser::os_err(&e)
+                ))
+            })?;
             ck.ocsp = Some(ocsp);
         }
         out.push(Arc::new(ck));
@@ -356,8 +361,13 @@ impl FileTickets {
         use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_128_GCM, AES_256_GCM};
         let mut keys = Vec::new();
         for f in files {
-            let b =
-                std::fs::read(&f.path).map_err(|e| f.err(format!("open() \"{}\" failed ({e})", f.path.display())))?;
+            let b = std::fs::read(&f.path).map_err(|e| {
+                f.err(format!(
+                    "open() \"{}\" failed ({})",
+                    f.path.display(),
+                    super::parser::os_err(&e)
+                ))
+            })?;
             let (alg, aes) = match b.len() {
                 48 => (&AES_128_GCM, &b[32..48]),
                 80 => (&AES_256_GCM, &b[48..80]),
