@@ -972,13 +972,18 @@ fn alpn_h2_and_no_prior_knowledge_on_tls() {
 
 /// A TLS 1.3 client that presents `cert`/`key` (DER) when asked.
 fn client_with_cert(cert: Vec<u8>, key: &rcgen::KeyPair) -> Arc<ClientConfig> {
+    client_with_chain(vec![cert], key)
+}
+
+/// [`client_with_cert`] sending a chain (leaf first).
+fn client_with_chain(chain: Vec<Vec<u8>>, key: &rcgen::KeyPair) -> Arc<ClientConfig> {
     let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
     let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert { schemes: all_schemes() }))
-        .with_client_auth_cert(vec![cert.into()], key)
+        .with_client_auth_cert(chain.into_iter().map(Into::into).collect(), key)
         .unwrap();
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(c)
@@ -1034,7 +1039,7 @@ fn client_certificates() {
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
         log.contains("[info]")
             && log.contains("client sent no required SSL certificate while reading client request headers")
-            && log.contains("client SSL certificate verify error: (unable to get local issuer certificate) while reading client request headers")
+            && log.contains("client SSL certificate verify error: (20:unable to get local issuer certificate) while reading client request headers")
     });
     let (_opt, opt) = start("optional");
     assert_eq!(get(opt, &tls13()).text(), "NONE||");
@@ -1165,6 +1170,15 @@ fn ocsp_stapling_from_file() {
     let (none, stderr) = stapled("ssl_stapling on; resolver 127.0.0.1 valid=300s;");
     assert!(none.is_empty());
     assert!(stderr.contains("\"ssl_stapling\" ignored"), "{stderr}");
+    std::fs::write(dir.join("junk.der"), b"not an OCSP response").unwrap();
+    let err = refused_at_t(
+        &dir,
+        &format!(
+            "ssl_stapling on; ssl_stapling_file {}/junk.der; location / {{ return 200; }}",
+            dir.display()
+        ),
+    );
+    assert!(err.contains("d2i_OCSP_RESPONSE_bio("), "{err}");
 }
 
 /// Mozilla's SSL configuration generator, "intermediate" profile for nginx (its
@@ -1239,4 +1253,76 @@ http {{
         (red.status, red.header("location")),
         (301, Some("https://localhost/x?y"))
     );
+}
+
+/// The finer points of client certificates, as nginx: a chain through one
+/// intermediate verifies at the default depth 1 (OpenSSL counts intermediates); a
+/// subject with control and non-ASCII characters is escaped as RFC 2253 flags do
+/// (it cannot break a header or log line); a serial is printed without DER's
+/// leading zero; `optional_no_ca` without a CA file never says SUCCESS; a request
+/// whose Host names another server than the handshake's SNI, where that server
+/// verifies clients, gets 421.
+#[test]
+fn client_certificate_details() {
+    let dir = tempdir("tls-mtls2");
+    make_cert(&dir, "s", &["localhost", "a.test", "b.test"], false);
+    let pki = Pki::new(&dir, "ca");
+    let (mid, mid_der) = pki.intermediate(&dir, "mid");
+    let (via_mid, via_key) = mid.leaf(&dir, "c1", &["chained.test"]);
+    let (odd, odd_key) = pki.leaf_with(&dir, "c2", &["odd.test"], |p| {
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "x\r\nX-Admin: 1,é");
+        p.serial_number = Some(rcgen::SerialNumber::from(vec![0x8f, 0x01]));
+    });
+    let show = "location / { return 200 \"$ssl_client_verify|$ssl_client_s_dn|$ssl_client_serial\"; }";
+    let ca = format!("ssl_client_certificate {}/ca.crt;", dir.display());
+    let start = |server: &str| {
+        let port = free_port();
+        let conf = one_server(&dir, port, "", "access_log off;", server);
+        (Ringx::start(&conf, &[], addr_of(port)), port)
+    };
+    let (_on, on) = start(&format!("ssl_verify_client on; {ca} {show}"));
+    let chained = client_with_chain(vec![via_mid, mid_der], &via_key);
+    let r = get_tls(addr_of(on), Some("localhost"), &chained, "/").unwrap().0;
+    assert_eq!(r.text().split('|').next(), Some("SUCCESS"), "{}", r.text());
+    let r = get_tls(
+        addr_of(on),
+        Some("localhost"),
+        &client_with_cert(odd.clone(), &odd_key),
+        "/",
+    )
+    .unwrap()
+    .0;
+    assert_eq!(r.text(), "SUCCESS|CN=x\\0D\\0AX-Admin: 1\\,\\C3\\A9|8F01");
+    let (_d0, d0) = start(&format!("ssl_verify_client on; ssl_verify_depth 0; {ca} {show}"));
+    let r = get_tls(addr_of(d0), Some("localhost"), &chained, "/").unwrap().0;
+    assert_eq!(r.status, 400, "a chain deeper than ssl_verify_depth");
+    let (_noca, noca) = start(&format!("ssl_verify_client optional_no_ca; {show}"));
+    let r = get_tls(addr_of(noca), Some("localhost"), &client_with_cert(odd, &odd_key), "/")
+        .unwrap()
+        .0;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().starts_with("FAILED:unable to get local issuer certificate|"),
+        "{}",
+        r.text()
+    );
+    // Two servers on one address: SNI a.test (no verification), Host b.test (verifies).
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; error_log {d}/error.log info; pid {d}/pid2; events {{}}
+         http {{ access_log off;
+           server {{ listen 127.0.0.1:{port} ssl; server_name a.test; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     location / {{ return 200 a; }} }}
+           server {{ listen 127.0.0.1:{port} ssl; server_name b.test; ssl_certificate {d}/s.crt; ssl_certificate_key {d}/s.key;
+                     ssl_verify_client optional; {ca} location / {{ return 200 b; }} }} }}"
+    );
+    let _two = Ringx::start(&conf, &[], addr_of(port));
+    let raw = b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n";
+    let (r, _) = fetch(addr_of(port), Some("a.test"), &tls13(), raw).unwrap();
+    assert_eq!(r.status, 421);
+    let (r, _) = fetch(addr_of(port), Some("b.test"), &tls13(), raw).unwrap();
+    assert_eq!((r.status, r.text()), (200, "b".to_string()));
 }

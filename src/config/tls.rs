@@ -88,6 +88,8 @@ pub enum VerifyClient {
 pub struct ClientAuth {
     pub mode: VerifyClient,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// A CA file is loaded (`optional_no_ca` may have none).
+    has_roots: bool,
     depth: usize,
     /// The acceptable CAs named in the CertificateRequest.
     hints: Vec<rustls::DistinguishedName>,
@@ -102,6 +104,8 @@ pub struct ClientCert {
     /// The verification failed only for want of a trusted issuer (`optional_no_ca`
     /// takes such a certificate).
     pub untrusted_only: bool,
+    /// OpenSSL's verify code when it failed (20, 10, ...; 0 for others).
+    pub code: u16,
     /// `$ssl_client_s_dn`, `$ssl_client_i_dn` (RFC 2253), `$ssl_client_serial` (hex).
     pub s_dn: String,
     pub i_dn: String,
@@ -242,6 +246,12 @@ fn load_pairs(s: &TlsSettings, p: &CryptoProvider) -> Result<Vec<Arc<CertifiedKe
                     super::parser::os_err(&e)
                 ))
             })?;
+            // An OCSP response is one DER SEQUENCE (nginx: d2i_OCSP_RESPONSE_bio()).
+            let der = x509_parser::der_parser::parse_der(&ocsp);
+            if !matches!(&der, Ok((rest, o)) if rest.is_empty() && o.header.tag() == x509_parser::der_parser::asn1_rs::Tag::Sequence)
+            {
+                return Err(f.err(format!("d2i_OCSP_RESPONSE_bio(\"{}\") failed", f.path.display())));
+            }
             ck.ocsp = Some(ocsp);
         }
         out.push(Arc::new(ck));
@@ -344,7 +354,8 @@ fn ticket_keys(at: &Located) -> Result<Arc<dyn ProducesTickets>, ConfError> {
 
 /// Tickets under the keys of `ssl_session_ticket_key` files, which servers (and ringx
 /// instances) that share the files accept from each other. A file is nginx's: 48
-/// bytes (a 16-byte name, 16 of HMAC key, 16 of AES key) or 80 (16, 32, 32); ringx
+/// bytes (a 16-byte name, 16 of AES key, 16 of HMAC key) or 80 (name, 32 of HMAC key,
+/// 32 of AES key: nginx's order differs between the two); ringx
 /// seals tickets with AES-GCM under the file's AES key (128 or 256 bits), the name
 /// in front: `name ‖ nonce ‖ ciphertext ‖ tag`. The ticket format is ringx's own:
 /// the files, not the tickets, are what carries over from nginx.
@@ -369,7 +380,7 @@ impl FileTickets {
                 ))
             })?;
             let (alg, aes) = match b.len() {
-                48 => (&AES_128_GCM, &b[32..48]),
+                48 => (&AES_128_GCM, &b[16..32]),
                 80 => (&AES_256_GCM, &b[48..80]),
                 _ => return Err(f.err(format!("\"{}\" must be 48 or 80 bytes", f.path.display()))),
             };
@@ -596,7 +607,7 @@ impl ServerCertVerifier for Depth {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.inner.verify_server_cert(leaf, intermediates, name, ocsp, now)?;
-        if intermediates.len() + 1 > self.depth {
+        if self::intermediates(intermediates) > self.depth {
             return Err(rustls::Error::General("certificate chain too long".into()));
         }
         Ok(ServerCertVerified::assertion())
@@ -664,6 +675,7 @@ pub fn client_auth(s: &TlsSettings) -> Result<Option<Arc<ClientAuth>>, ConfError
     };
     Ok(Some(Arc::new(ClientAuth {
         mode: s.verify_client,
+        has_roots: !hints.is_empty() || s.trusted_certificate.is_some(),
         verifier,
         depth: s.verify_depth,
         hints,
@@ -692,36 +704,73 @@ pub fn verify_client(auth: &ClientAuth, chain: &[CertificateDer<'_>]) -> ClientC
     if let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
         out.s_dn = rfc2253(&x.tbs_certificate.subject);
         out.i_dn = rfc2253(&x.tbs_certificate.issuer);
-        out.serial = x
-            .tbs_certificate
-            .raw_serial_as_string()
-            .replace(':', "")
-            .to_ascii_uppercase();
+        out.serial = serial_hex(x.tbs_certificate.raw_serial());
     }
-    let now = UnixTime::now();
-    let res = auth.verifier.verify_client_cert(leaf, &chain[1..], now);
-    out.verify = match res {
-        Ok(_) if chain.len() > auth.depth => "FAILED:certificate chain too long".into(),
-        Ok(_) => "SUCCESS".into(),
+    let res = if auth.has_roots {
+        auth.verifier.verify_client_cert(leaf, &chain[1..], UnixTime::now())
+    } else {
+        // `optional_no_ca` without a CA file: nothing can vouch for it.
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ))
+    };
+    let failed = match res {
+        Ok(_) if intermediates(&chain[1..]) > auth.depth => Some(22),
+        Ok(_) => None,
         Err(rustls::Error::InvalidCertificate(e)) => {
             out.untrusted_only = matches!(e, rustls::CertificateError::UnknownIssuer);
-            format!("FAILED:{}", verify_reason(&e))
+            Some(openssl_code(&e))
         }
-        Err(e) => format!("FAILED:{e}"),
+        Err(_) => Some(0),
+    };
+    (out.verify, out.code) = match failed {
+        None => ("SUCCESS".into(), 0),
+        Some(code) => (format!("FAILED:{}", openssl_reason(code)), code),
     };
     out
 }
 
-/// OpenSSL's words for a certificate that does not verify.
-pub fn verify_reason(e: &rustls::CertificateError) -> String {
+/// The intermediates a chain's path has (its self-issued certificates, a root the
+/// peer sent along, do not count): OpenSSL's depth, which allows N of them.
+pub fn intermediates(sent: &[CertificateDer<'_>]) -> usize {
+    sent.iter()
+        .filter(|c| {
+            x509_parser::parse_x509_certificate(c.as_ref()).map_or(true, |(_, x)| {
+                x.tbs_certificate.subject.as_raw() != x.tbs_certificate.issuer.as_raw()
+            })
+        })
+        .count()
+}
+
+/// A serial number as OpenSSL prints it: hex, uppercase, no leading zero bytes.
+fn serial_hex(raw: &[u8]) -> String {
+    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len().saturating_sub(1));
+    raw[start..].iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// OpenSSL's verify code for a certificate error (0: another error).
+pub fn openssl_code(e: &rustls::CertificateError) -> u16 {
     use rustls::CertificateError as C;
     match e {
-        C::UnknownIssuer => "unable to get local issuer certificate".into(),
-        C::Expired | C::ExpiredContext { .. } => "certificate has expired".into(),
-        C::NotValidYet | C::NotValidYetContext { .. } => "certificate is not yet valid".into(),
-        C::Revoked => "certificate revoked".into(),
-        C::BadSignature => "certificate signature failure".into(),
-        e => e.to_string(),
+        C::UnknownIssuer => 20,
+        C::Expired | C::ExpiredContext { .. } => 10,
+        C::NotValidYet | C::NotValidYetContext { .. } => 9,
+        C::Revoked => 23,
+        C::BadSignature => 7,
+        _ => 0,
+    }
+}
+
+/// OpenSSL's words for a verify code.
+pub fn openssl_reason(code: u16) -> &'static str {
+    match code {
+        20 => "unable to get local issuer certificate",
+        10 => "certificate has expired",
+        9 => "certificate is not yet valid",
+        23 => "certificate revoked",
+        7 => "certificate signature failure",
+        22 => "certificate chain too long",
+        _ => "certificate verify failed",
     }
 }
 
@@ -745,10 +794,14 @@ fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
                         "organizationalUnitName" => "OU".to_string(),
                         "domainComponent" => "DC".to_string(),
                         "emailAddress" => "emailAddress".to_string(),
+                        "givenName" => "GN".to_string(),
+                        "surname" => "SN".to_string(),
+                        "streetAddress" => "street".to_string(),
+                        "userId" => "UID".to_string(),
                         sn => sn.to_string(),
                     })
                     .unwrap_or_else(|| a.attr_type().to_id_string());
-                let v = a.as_str().map(escape_dn).unwrap_or_default();
+                let v = dn_value(a);
                 format!("{key}={v}")
             })
             .collect();
@@ -758,14 +811,48 @@ fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
     rdns.join(",")
 }
 
-fn escape_dn(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for (i, ch) in v.chars().enumerate() {
-        let edge = (i == 0 && (ch == ' ' || ch == '#')) || (i + 1 == v.chars().count() && ch == ' ');
-        if edge || matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
-            out.push('\\');
+/// An attribute's value as OpenSSL's RFC 2253 flags write it: strings as UTF-8
+/// (BMPString converted), then escaped ([`escape_dn`]); another type as `#` and the
+/// hex of its DER.
+fn dn_value(a: &x509_parser::x509::AttributeTypeAndValue<'_>) -> String {
+    let v = a.attr_value();
+    if v.header.tag() == x509_parser::der_parser::asn1_rs::Tag::BmpString {
+        let units: Vec<u16> = v
+            .data
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        return escape_dn(&String::from_utf16_lossy(&units));
+    }
+    match a.as_str() {
+        Ok(s) => escape_dn(s),
+        Err(_) => {
+            let mut out = String::from("#");
+            for b in v.header.raw_tag().unwrap_or(&[]).iter().chain(v.data.iter()) {
+                out.push_str(&format!("{b:02X}"));
+            }
+            out
         }
-        out.push(ch);
+    }
+}
+
+/// RFC 2253 escaping as OpenSSL does it (`ASN1_STRFLGS_RFC2253`): `\` before
+/// `, + " \ < > ;`, a leading space or `#` and a trailing space; control bytes and
+/// bytes of non-ASCII characters as `\XX`. A value cannot break a header line or a
+/// log line.
+fn escape_dn(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    for (i, &c) in b.iter().enumerate() {
+        let edge = (i == 0 && (c == b' ' || c == b'#')) || (i + 1 == b.len() && c == b' ');
+        if !(0x20..0x7f).contains(&c) {
+            out.push_str(&format!("\\{c:02X}"));
+        } else {
+            if edge || matches!(c, b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';') {
+                out.push('\\');
+            }
+            out.push(c as char);
+        }
     }
     out
 }

@@ -699,6 +699,9 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
         access_log(snap, c, &r);
         return false;
     }
+    if misdirected(snap, group, c, server) {
+        return finish_error(snap, c, &mut r, 421).await;
+    }
     if let Some(code) = client_cert_refused(c, server) {
         return finish_error(snap, c, &mut r, code).await;
     }
@@ -739,6 +742,28 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     }
 }
 
+/// nginx's rule for client certificates: a request whose Host chooses another server
+/// than the TLS handshake's SNI name did, where that server verifies clients, is
+/// answered 421 (its certificate was judged by the other server's CAs).
+fn misdirected(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &Client, server: &Server) -> bool {
+    let Some(sni) = c.stream.tls_info().and_then(|t| t.server_name.as_deref()) else {
+        return false;
+    };
+    if server.client_auth.is_none() {
+        return false;
+    }
+    let sni = sni.strip_suffix('.').unwrap_or(sni).as_bytes();
+    if std::ptr::eq(route::find_server(&snap.cfg.http, group, Some(sni)), server) {
+        return false;
+    }
+    log::info(format_args!(
+        "client attempted to request the server name different from the one that was negotiated while reading client request headers, client: {}, server: {}",
+        c.peer.ip(),
+        server.primary_name
+    ));
+    true
+}
+
 /// `ssl_verify_client` of the request's server (nginx checks per request): 496 when
 /// `on` and no certificate came, 495 when one came and did not verify (but for a
 /// missing trusted issuer under `optional_no_ca`); one `[info]` line each.
@@ -754,8 +779,9 @@ fn client_cert_refused(c: &Client, server: &Server) -> Option<u16> {
         Some(cc) => (
             495,
             format!(
-                "client SSL certificate verify error: ({})",
-                cc.verify.strip_prefix("FAILED:").unwrap_or(&cc.verify)
+                "client SSL certificate verify error: ({}:{})",
+                cc.code,
+                crate::config::tls::openssl_reason(cc.code)
             ),
         ),
     };
@@ -1479,10 +1505,12 @@ async fn attempt(
     // A pooled connection may have been closed by the upstream while idle: when the
     // request can be replayed, such a failure is retried once on a fresh connection
     // and not counted against the server.
-    let tls = pp.tls.as_deref().map(|t| upstream_name(c, r, pp, t));
-    let key = tls.as_ref().map_or(0, |(_, k)| *k);
+    let tls = pp.tls.as_deref().map(|t| (upstream_name(c, r, pp, t), t.id));
+    let key: crate::net::pool::TlsKey = tls
+        .as_ref()
+        .map_or((0, Box::from("")), |(n, id)| (*id, n.as_str().into()));
     let mut pooled = if replayable && up.keepalive > 0 {
-        c.w.pool.borrow_mut().take(addr, key)
+        c.w.pool.borrow_mut().take(addr, &key)
     } else {
         None
     };
@@ -1493,11 +1521,11 @@ async fn attempt(
             Some(p) => p,
             None => match Stream::connect(addr, conf.proxy_connect_timeout).await {
                 Ok(s) => match (&pp.tls, &tls) {
-                    (Some(t), Some((name, _))) => match upstream_handshake(s, t, name, addr, conf).await {
-                        Ok(s) => UpConn::new(s, addr, key, UP_BUF),
+                    (Some(t), Some((name, _))) => match upstream_handshake(s, t, name, conf).await {
+                        Ok(s) => UpConn::new(s, addr, key.clone(), UP_BUF),
                         Err(f) => break Err(f),
                     },
-                    _ => UpConn::new(s, addr, key, UP_BUF),
+                    _ => UpConn::new(s, addr, key.clone(), UP_BUF),
                 },
                 Err(e) => break Err(Fail::io(e, Phase::Connect, false)),
             },
@@ -1539,18 +1567,14 @@ async fn attempt(
 }
 
 /// The name an upstream's TLS names (`proxy_ssl_name`, else `$proxy_host`; without
-/// a port, as nginx), and the pool key of connections made with it.
-fn upstream_name(c: &Client, r: &Req<'_>, pp: &ProxyPass, t: &UpstreamTls) -> (String, u64) {
+/// a port, as nginx).
+fn upstream_name(c: &Client, r: &Req<'_>, pp: &ProxyPass, t: &UpstreamTls) -> String {
     let mut name = Vec::new();
     match &t.name {
         Some(tpl) => tpl.render(&c.ctx(r), &mut name),
         None => name.extend_from_slice(pp.proxy_host.as_bytes()),
     }
-    let name = strip_port(&String::from_utf8_lossy(&name)).to_string();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(&(t.id, &name), &mut h);
-    // Never 0, the key of plain connections.
-    (name, std::hash::Hasher::finish(&h) | 1)
+    strip_port(&String::from_utf8_lossy(&name)).to_string()
 }
 
 /// `host`, `[v6]`, from `host:port` or `[v6]:port`.
@@ -1566,15 +1590,14 @@ fn strip_port(h: &str) -> &str {
 
 /// The TLS handshake with an upstream, within `proxy_connect_timeout`; nginx's error
 /// words when it fails.
-async fn upstream_handshake(
-    s: Stream,
-    t: &UpstreamTls,
-    name: &str,
-    addr: SocketAddr,
-    conf: &LocConf,
-) -> Result<Stream, Fail> {
-    let server = rustls::pki_types::ServerName::try_from(name.to_string())
-        .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+async fn upstream_handshake(s: Stream, t: &UpstreamTls, name: &str, conf: &LocConf) -> Result<Stream, Fail> {
+    let Ok(server) = rustls::pki_types::ServerName::try_from(name.to_string()) else {
+        s.tcp().shutdown(Shutdown::Both);
+        return Err(Fail {
+            os: Some(std::io::Error::other(format!("invalid proxy_ssl_name \"{name}\""))),
+            ..Fail::new(FailKind::Error, Phase::TlsHandshake, false)
+        });
+    };
     let hs = tls::connect(s.tcp(), t.config.clone(), server);
     let why = match tokio::time::timeout(conf.proxy_connect_timeout, hs).await {
         Ok(Ok(tls)) => {
@@ -1598,19 +1621,17 @@ async fn upstream_handshake(
 
 /// nginx's words (OpenSSL's verify codes) for a certificate that does not verify.
 fn certificate_error(e: &rustls::CertificateError, name: &str) -> String {
-    use rustls::CertificateError as C;
-    let code = match e {
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            return format!("upstream SSL certificate does not match \"{name}\"");
+    use crate::config::tls::{openssl_code, openssl_reason};
+    match (e, openssl_code(e)) {
+        (rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. }, _) => {
+            format!("upstream SSL certificate does not match \"{name}\"")
         }
-        C::UnknownIssuer => "20:unable to get local issuer certificate",
-        C::Expired | C::ExpiredContext { .. } => "10:certificate has expired",
-        C::NotValidYet | C::NotValidYetContext { .. } => "9:certificate is not yet valid",
-        C::Revoked => "23:certificate revoked",
-        C::BadSignature => "7:certificate signature failure",
-        _ => return format!("upstream SSL certificate verify error: ({e})"),
-    };
-    format!("upstream SSL certificate verify error: ({code})")
+        (e, 0) => format!("upstream SSL certificate verify error: ({e})"),
+        (_, code) => format!(
+            "upstream SSL certificate verify error: ({code}:{})",
+            openssl_reason(code)
+        ),
+    }
 }
 
 fn ms_since(t: Instant) -> u64 {

@@ -17,8 +17,8 @@ use super::Stream;
 pub struct UpConn {
     pub stream: Stream,
     pub addr: SocketAddr,
-    /// 0 for plain TCP; else the TLS settings and name it was made with.
-    pub key: u64,
+    /// `(0, "")` for plain TCP; else the TLS settings' id and the name it was made with.
+    pub key: TlsKey,
     pub buf: Vec<u8>,
     /// Requests sent on this connection.
     pub requests: u64,
@@ -26,7 +26,7 @@ pub struct UpConn {
 }
 
 impl UpConn {
-    pub fn new(stream: Stream, addr: SocketAddr, key: u64, buf_size: usize) -> Self {
+    pub fn new(stream: Stream, addr: SocketAddr, key: TlsKey, buf_size: usize) -> Self {
         UpConn {
             stream,
             addr,
@@ -40,13 +40,17 @@ impl UpConn {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: HashMap<(SocketAddr, u64), VecDeque<UpConn>>,
+    idle: HashMap<(SocketAddr, TlsKey), VecDeque<UpConn>>,
 }
+
+/// What a TLS connection was made with: the location's TLS settings (their id) and
+/// the name (SNI, verified). A connection is reused only for exactly these.
+pub type TlsKey = (u64, Box<str>);
 
 impl Pool {
     /// A reusable idle connection to `addr` made with `key`, if one is fresh enough.
-    pub fn take(&mut self, addr: SocketAddr, key: u64) -> Option<UpConn> {
-        let q = self.idle.get_mut(&(addr, key))?;
+    pub fn take(&mut self, addr: SocketAddr, key: &TlsKey) -> Option<UpConn> {
+        let q = self.idle.get_mut(&(addr, key.clone()))?;
         let now = Instant::now();
         while let Some(c) = q.pop_back() {
             if now <= c.idle_until {
@@ -65,7 +69,7 @@ impl Pool {
         }
         c.idle_until = Instant::now() + max_idle;
         c.buf.clear();
-        let q = self.idle.entry((c.addr, c.key)).or_default();
+        let q = self.idle.entry((c.addr, c.key.clone())).or_default();
         if q.len() >= limit {
             q.pop_front();
         }

@@ -780,10 +780,36 @@ impl Pki {
     /// A leaf for `names` (its subject `CN=<first name>`) signed by this CA:
     /// (certificate DER, key), written as `FILE.crt` / `FILE.key`.
     pub fn leaf(&self, dir: &Path, file: &str, names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
+        self.leaf_with(dir, file, names, |_| {})
+    }
+
+    /// An intermediate CA signed by this one (`FILE.crt`), and its DER.
+    pub fn intermediate(&self, dir: &Path, file: &str) -> (Pki, Vec<u8>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("test CA {file}"));
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.ca_key);
+        let ca = p.signed_by(&ca_key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{file}.crt")), ca.pem()).unwrap();
+        let der = ca.der().to_vec();
+        (Pki { ca, params: p, ca_key }, der)
+    }
+
+    /// [`Pki::leaf`] with its parameters edited first (serial, subject, ...).
+    pub fn leaf_with(
+        &self,
+        dir: &Path,
+        file: &str,
+        names: &[&str],
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> (Vec<u8>, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        edit(&mut p);
         let issuer = rcgen::Issuer::from_params(&self.params, &self.ca_key);
         let cert = p.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.join(format!("{file}.crt")), cert.pem()).unwrap();
