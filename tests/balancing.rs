@@ -27,6 +27,14 @@ fn load(addr: SocketAddr, clients: usize, dur: Duration, path: &'static str) -> 
                     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
                         .unwrap();
                     match read_response(&mut s, &mut buf, false) {
+                        // keepalive_requests (1000) ends a connection with its last
+                        // response: a client then opens a new one.
+                        Some(r) if r.status == 200 && r.header("connection") == Some("close") => {
+                            ok += 1;
+                            s = TcpStream::connect(addr).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                            buf.clear();
+                        }
                         Some(r) if r.status == 200 => ok += 1,
                         _ => {
                             bad += 1;
