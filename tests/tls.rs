@@ -1326,3 +1326,71 @@ fn client_certificate_details() {
     let (r, _) = fetch(addr_of(port), Some("b.test"), &tls13(), raw).unwrap();
     assert_eq!((r.status, r.text()), (200, "b".to_string()));
 }
+
+/// `ssl_password_file`: an encrypted PKCS#8 key (as `openssl genpkey -aes-256-cbc`
+/// writes it) is decrypted with the file's passphrases, tried line by line; without
+/// the file, or with only wrong passphrases, `-t` fails at the key's line.
+#[test]
+fn encrypted_key_with_password_file() {
+    let dir = tempdir("tls-pass");
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl is missing: run scripts/install-test-deps.sh")
+            .status
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-aes-256-cbc",
+        "-pass",
+        "pass:secret",
+        "-out",
+        "s.key",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-key",
+        "s.key",
+        "-passin",
+        "pass:secret",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-out",
+        "s.crt",
+    ]);
+    std::fs::write(dir.join("pw"), "wrong\nsecret\n").unwrap();
+    std::fs::write(dir.join("badpw"), "wrong\n").unwrap();
+    let d = dir.display();
+    let port = free_port();
+    let conf = one_server(
+        &dir,
+        port,
+        "",
+        "access_log off;",
+        &format!("ssl_password_file {d}/pw; location / {{ return 200 unlocked; }}"),
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let (r, _) = get_tls(addr_of(port), Some("localhost"), &tls13(), "/").unwrap();
+    assert_eq!(r.text(), "unlocked");
+    let err = refused_at_t(&dir, "location / { return 200; }");
+    assert!(
+        err.contains("the key is encrypted and no \"ssl_password_file\" is set"),
+        "{err}"
+    );
+    let err = refused_at_t(
+        &dir,
+        &format!("ssl_password_file {d}/badpw; location / {{ return 200; }}"),
+    );
+    assert!(err.contains("bad decrypt"), "{err}");
+}

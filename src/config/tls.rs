@@ -69,6 +69,8 @@ pub struct TlsSettings {
     pub ticket_keys: Vec<Located>,
     /// `ssl_stapling on` with `ssl_stapling_file`: the OCSP response to staple.
     pub stapling_file: Option<Located>,
+    /// `ssl_password_file`: passphrases for encrypted keys, tried in turn.
+    pub passwords: Option<Located>,
 }
 
 /// `ssl_verify_client`.
@@ -224,13 +226,7 @@ fn load_pairs(s: &TlsSettings, p: &CryptoProvider) -> Result<Vec<Arc<CertifiedKe
             )));
         };
         let chain = load_chain(cert)?;
-        let der = PrivateKeyDer::from_pem_file(&key.path).map_err(|e| {
-            key.err(format!(
-                "cannot load certificate key \"{}\": {}",
-                key.path.display(),
-                pem_error(e)
-            ))
-        })?;
+        let der = load_key(key, s.passwords.as_ref())?;
         let mut ck = CertifiedKey::from_der(chain, der, p).map_err(|e| {
             key.err(format!(
                 "cannot use certificate key \"{}\" with certificate \"{}\": {e}",
@@ -271,6 +267,45 @@ fn load_chain(cert: &Located) -> Result<Vec<CertificateDer<'static>>, ConfError>
     // The leaf must be a certificate one can use: parsed here, not at the first handshake.
     rustls::server::ParsedCertificate::try_from(leaf).map_err(|e| bad(e.to_string()))?;
     Ok(chain)
+}
+
+/// A private key from a PEM file. An encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`,
+/// what `openssl genpkey -aes256` and `openssl pkcs8 -topk8` write) is decrypted with
+/// the passphrases of `passwords`, one per line, tried in order, as nginx does.
+fn load_key(key: &Located, passwords: Option<&Located>) -> Result<PrivateKeyDer<'static>, ConfError> {
+    let cannot = |why: String| key.err(format!("cannot load certificate key \"{}\": {why}", key.path.display()));
+    let text = std::fs::read_to_string(&key.path).map_err(|e| cannot(super::parser::os_err(&e)))?;
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(cannot(
+            "a key encrypted in OpenSSL's traditional format is not supported: convert it with \"openssl pkcs8 -topk8\"".into(),
+        ));
+    }
+    if !text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| cannot(pem_error(e)));
+    }
+    let Some(pw) = passwords else {
+        return Err(cannot(
+            "the key is encrypted and no \"ssl_password_file\" is set".into(),
+        ));
+    };
+    let list = std::fs::read_to_string(&pw.path).map_err(|e| {
+        pw.err(format!(
+            "open() \"{}\" failed ({})",
+            pw.path.display(),
+            super::parser::os_err(&e)
+        ))
+    })?;
+    let (_, doc) = pkcs8::der::SecretDocument::from_pem(&text).map_err(|e| cannot(e.to_string()))?;
+    let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| cannot(e.to_string()))?;
+    for line in list.lines() {
+        if let Ok(plain) = enc.decrypt(line) {
+            return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+        }
+    }
+    Err(cannot(format!(
+        "no passphrase of \"{}\" decrypts it (bad decrypt)",
+        pw.path.display()
+    )))
 }
 
 fn pem_error(e: rustls::pki_types::pem::Error) -> String {
@@ -461,6 +496,8 @@ pub struct ProxyTlsSettings {
     pub key: Option<Located>,
     pub session_reuse: bool,
     pub send_sni: bool,
+    /// `proxy_ssl_password_file`.
+    pub passwords: Option<Located>,
     /// The `proxy_pass` line, for errors that belong to no file.
     pub at: (Arc<str>, usize),
 }
@@ -509,13 +546,7 @@ pub fn client_config(s: &ProxyTlsSettings) -> Result<Arc<ClientConfig>, ConfErro
     let mut cfg = match (&s.certificate, &s.key) {
         (Some(c), Some(k)) => {
             let chain = load_chain(c)?;
-            let der = PrivateKeyDer::from_pem_file(&k.path).map_err(|e| {
-                k.err(format!(
-                    "cannot load certificate key \"{}\": {}",
-                    k.path.display(),
-                    pem_error(e)
-                ))
-            })?;
+            let der = load_key(k, s.passwords.as_ref())?;
             b.with_client_auth_cert(chain, der).map_err(|e| {
                 k.err(format!(
                     "cannot use certificate key \"{}\" with certificate \"{}\": {e}",

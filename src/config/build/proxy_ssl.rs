@@ -56,6 +56,7 @@ impl Builder<'_> {
             key,
             session_reuse: set.proxy_ssl_session_reuse.unwrap_or(true),
             send_sni: set.proxy_ssl_server_name.unwrap_or(false),
+            passwords: set.proxy_ssl_password_file.as_ref().and_then(|v| v.last().cloned()),
             at: at.clone(),
         };
         let config = client_config(&s)?;

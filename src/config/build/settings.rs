@@ -128,6 +128,7 @@ settings! {
     ssl_session_timeout:           Duration,                       HS,  time;
     ssl_session_tickets:           bool,                           HS,  on_off;
     ssl_session_ticket_key:        Vec<Located>,                   HS,  conf_path_list;
+    ssl_password_file:             Vec<Located>,                   HS,  conf_path_list;
     ssl_buffer_size:               u64,                            HS,  size;
     ssl_reject_handshake:          bool,                           HS,  on_off;
     ssl_dhparam:                   Located,                        HS,  dhparam;
@@ -155,6 +156,7 @@ settings! {
     proxy_ssl_certificate:         Vec<Located>,                   HSL, conf_path_list;
     proxy_ssl_certificate_key:     Vec<Located>,                   HSL, conf_path_list;
     proxy_ssl_session_reuse:       bool,                           HSL, on_off;
+    proxy_ssl_password_file:       Vec<Located>,                   HSL, conf_path_list;
     // HTTP/2 (server level as nginx 1.25.1+; finished in server.rs)
     http2:                         bool,                           HS,  on_off;
     http2_max_concurrent_streams:  u64,                            HS,  count;

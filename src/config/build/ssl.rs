@@ -171,6 +171,7 @@ impl Settings {
             trusted_certificate: self.ssl_trusted_certificate.as_ref().and_then(|v| v.last().cloned()),
             verify_depth: self.ssl_verify_depth.unwrap_or(1).min(100) as usize,
             ticket_keys: self.ssl_session_ticket_key.clone().unwrap_or_default(),
+            passwords: self.ssl_password_file.as_ref().and_then(|v| v.last().cloned()),
             stapling_file: self
                 .ssl_stapling_file
                 .as_ref()
