@@ -2,7 +2,7 @@
 //! `-e ERROR_LOG`, `-t`, `-T`, `-q`, `-s SIGNAL`, `-v`, `-V`, `-h`/`-?`.
 //! Flags may be grouped (`-tq`) and values attached (`-cFILE`) or separate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::model::LogTarget;
 use crate::config::{self, LoadOptions};
@@ -139,10 +139,20 @@ pub fn main(argv: Vec<String>) -> i32 {
             return 0;
         }
     }
-    let conf = args.conf.clone().or_else(|| {
-        let d = PathBuf::from(DEFAULT_CONF);
-        d.exists().then_some(d)
-    });
+    // nginx resolves a relative `-c` and `-e` against the prefix (`-p`); without `-p`
+    // ringx keeps them relative to the working directory.
+    let in_prefix = |f: &str| match &args.prefix {
+        Some(p) if Path::new(f).is_relative() => p.join(f),
+        _ => PathBuf::from(f),
+    };
+    let conf = args
+        .conf
+        .as_deref()
+        .map(|c| in_prefix(&c.to_string_lossy()))
+        .or_else(|| {
+            let d = PathBuf::from(DEFAULT_CONF);
+            d.exists().then_some(d)
+        });
     let demo = conf.is_none();
     let opts = LoadOptions {
         file: conf.clone(),
@@ -211,7 +221,7 @@ pub fn main(argv: Vec<String>) -> i32 {
         if e == "stderr" {
             LogTarget::Stderr
         } else {
-            LogTarget::File(PathBuf::from(e))
+            LogTarget::File(in_prefix(e))
         }
     });
     let demo_backends = if demo {

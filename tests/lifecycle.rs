@@ -372,3 +372,37 @@ fn graceful_quit_finishes_in_flight_requests() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(TcpStream::connect(addr).is_err(), "still listening after quit");
 }
+
+/// Test::Nginx's command line, `nginx -p DIR/ -c nginx.conf -e error.log`: a relative
+/// `-c` and `-e` resolve against the prefix, as nginx does (from any working
+/// directory).
+#[test]
+fn relative_conf_and_error_log_resolve_against_the_prefix() {
+    let dir = tempdir("prefix-rel");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!("pid run.pid; daemon off; error_log stderr notice; events {{}} http {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ return 200 prefixed; }} }} }}"),
+    )
+    .unwrap();
+    let prefix = format!("{}/", path_of(&dir));
+    let elsewhere = tempdir("prefix-cwd");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringx"))
+        .args(["-p", &prefix, "-c", "nginx.conf", "-e", "error.log"])
+        .current_dir(&elsewhere)
+        .spawn()
+        .unwrap();
+    wait_listening(addr);
+    assert_eq!(get(addr, "/", "x").unwrap().text(), "prefixed");
+    let quit = std::process::Command::new(env!("CARGO_BIN_EXE_ringx"))
+        .args(["-p", &prefix, "-c", "nginx.conf", "-s", "quit"])
+        .current_dir(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(quit.success());
+    assert!(child.wait().unwrap().success());
+    assert!(std::fs::read_to_string(dir.join("error.log"))
+        .unwrap()
+        .contains("[notice]"));
+}
