@@ -372,11 +372,16 @@ fn rapid_reset_is_bounded() {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
-            let (o, m) = (o.clone(), m.clone());
-            t.fetch_add(1, SeqCst);
-            m.fetch_max(o.fetch_add(1, SeqCst) + 1, SeqCst);
+            let (o, m, t) = (o.clone(), m.clone(), t.clone());
+            // Counted once a request arrives on it: a connect ringx abandoned before
+            // sending (still in the backlog when its stream was reset) is not a request.
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
+                if !matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {
+                    return;
+                }
+                t.fetch_add(1, SeqCst);
+                m.fetch_max(o.fetch_add(1, SeqCst) + 1, SeqCst);
                 while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
                 o.fetch_sub(1, SeqCst);
             });
@@ -415,8 +420,20 @@ fn rapid_reset_is_bounded() {
             for (_, mut out) in batch {
                 out.send_reset(h2::Reason::CANCEL);
             }
-            // Room for the upstream's count to see the closes.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // ringx closes a reset stream's upstream connection at once; the upstream
+            // sees it a little later (its reader thread must run): wait for that before
+            // the next batch, so the count measures ringx, not the scheduler.
+            let t0 = std::time::Instant::now();
+            while open.load(SeqCst) > 0 {
+                // Well under the 500 ms after which a waiting request would notice a
+                // client that left anyway: the reset itself must cancel the work.
+                assert!(
+                    t0.elapsed() < Duration::from_millis(300),
+                    "{} upstream connections of reset streams still open",
+                    open.load(SeqCst)
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let other = connect(addr_of(port), 65535).await;
