@@ -786,7 +786,9 @@ fn a_flooding_response_does_not_starve_other_connections() {
     }
     let flooded = flood.join().unwrap();
     assert!(flooded > 50 << 20, "the flood ran ({flooded} bytes)");
-    assert!(worst < Duration::from_millis(500), "a small request waited {worst:?}");
+    // Starved, a request would wait for the flood's end (2.5 s later); the bound leaves
+    // room for a loaded 2-CPU CI machine (533 ms was seen there under epoll).
+    assert!(worst < Duration::from_millis(1500), "a small request waited {worst:?}");
 }
 
 /// nginx's `lingering_close on`: after a response that ends the connection, ringx
