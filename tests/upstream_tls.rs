@@ -138,16 +138,20 @@ fn https_upstream_defaults_sni_and_keepalive() {
     }
     // One TLS connection for the three requests (plus the first ringx's).
     assert_eq!(up.conns.load(Ordering::SeqCst), 2);
-    // A name that is not one fails the request, never falls back to the address.
+    // A name that is not one fails the request with 500 (the configuration's fault, as
+    // nginx), never falls back to the address and never reaches or blames the upstream.
+    let before = up.conns.load(Ordering::SeqCst);
     let (_r3, d3, port3) = ringx_for(
         "utls-badname",
         up.addr,
         "proxy_pass https://tls_backend; proxy_ssl_server_name on; proxy_ssl_name \"bad name!\";",
     );
-    assert_eq!(get(addr_of(port3), "/", "x").unwrap().status, 502);
+    assert_eq!(get(addr_of(port3), "/", "x").unwrap().status, 500);
     wait_for("the name error", Duration::from_secs(5), || {
-        error_log(&d3).contains("invalid proxy_ssl_name \"bad name!\" while SSL handshaking to upstream")
+        error_log(&d3).contains("[error]")
+            && error_log(&d3).contains("invalid proxy_ssl_name \"bad name!\", client: 127.0.0.1")
     });
+    assert_eq!(up.conns.load(Ordering::SeqCst), before, "no connection for a bad name");
 }
 
 /// `proxy_ssl_verify on` with `proxy_ssl_trusted_certificate`: the right name

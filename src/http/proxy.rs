@@ -1506,6 +1506,18 @@ async fn attempt(
     // request can be replayed, such a failure is retried once on a fresh connection
     // and not counted against the server.
     let tls = pp.tls.as_deref().map(|t| (upstream_name(c, r, pp, t), t.id));
+    // A name that is not one is the configuration's fault, found before connecting:
+    // 500, never counted against the server (nginx's ngx_http_upstream_ssl_name).
+    if let Some((name, _)) = &tls {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            log::error(format_args!(
+                "invalid proxy_ssl_name \"{name}\", client: {}, server: {}",
+                c.peer.ip(),
+                r.server.primary_name
+            ));
+            return Err(Fail::new(FailKind::Internal, Phase::TlsHandshake, false));
+        }
+    }
     let key: crate::net::pool::TlsKey = tls
         .as_ref()
         .map_or((0, Box::from("")), |(n, id)| (*id, n.as_str().into()));
@@ -1591,12 +1603,9 @@ fn strip_port(h: &str) -> &str {
 /// The TLS handshake with an upstream, within `proxy_connect_timeout`; nginx's error
 /// words when it fails.
 async fn upstream_handshake(s: Stream, t: &UpstreamTls, name: &str, conf: &LocConf) -> Result<Stream, Fail> {
+    // Checked valid in `attempt` before connecting.
     let Ok(server) = rustls::pki_types::ServerName::try_from(name.to_string()) else {
-        s.tcp().shutdown(Shutdown::Both);
-        return Err(Fail {
-            os: Some(std::io::Error::other(format!("invalid proxy_ssl_name \"{name}\""))),
-            ..Fail::new(FailKind::Error, Phase::TlsHandshake, false)
-        });
+        return Err(Fail::new(FailKind::Internal, Phase::TlsHandshake, false));
     };
     let hs = tls::connect(s.tcp(), t.config.clone(), server);
     let why = match tokio::time::timeout(conf.proxy_connect_timeout, hs).await {
