@@ -35,7 +35,7 @@ use h2::{Reason, RecvStream, SendStream};
 
 use crate::net::{tls, Deadline, IoFail};
 use crate::observe::log;
-use crate::proto::h1::body::ChunkedDecoder;
+use crate::proto::h1::body::{encode_chunk_header, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use crate::proto::h1::response::{parse_response_n, RespBody, ResponseHead};
 use crate::runtime::worker::Worker;
 
@@ -472,7 +472,11 @@ impl Pipe {
                         let _ = r.flow_control().release_capacity(d.len());
                     }
                     st.pending = if self.chunked_in && !d.is_empty() {
-                        let mut c = format!("{:x}\r\n", d.len()).into_bytes();
+                        // One buffer for header, data and CRLF (the HTTP/1 encoder's header).
+                        let mut room = [0u8; CHUNK_HEADER_ROOM];
+                        let at = encode_chunk_header(d.len(), &mut room);
+                        let mut c = Vec::with_capacity(CHUNK_HEADER_ROOM - at + d.len() + 2);
+                        c.extend_from_slice(&room[at..]);
                         c.extend_from_slice(&d);
                         c.extend_from_slice(b"\r\n");
                         c.into()
