@@ -894,3 +894,31 @@ fn differential_with_nginx() {
         }
     });
 }
+
+/// `http2_chunk_size`: no DATA frame ringx sends is larger.
+#[test]
+fn chunk_size_bounds_data_frames() {
+    let b = Backend::start("b1");
+    let (_r, port) = h2c_ringx(
+        "h2-chunk",
+        b.addr,
+        "http2_chunk_size 1k; location / { proxy_pass http://b; }",
+    );
+    rt().block_on(async {
+        let send = connect(addr_of(port), 1 << 20).await;
+        let mut s = send.ready().await.unwrap();
+        let req = http::Request::get("http://localhost/big?n=20000").body(()).unwrap();
+        let (resp, _) = s.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let (mut frames, mut total) = (Vec::new(), 0);
+        while let Some(d) = body.data().await {
+            let d = d.unwrap();
+            total += d.len();
+            let _ = body.flow_control().release_capacity(d.len());
+            frames.push(d.len());
+        }
+        assert_eq!(total, 20000);
+        assert!(frames.iter().all(|&n| n <= 1024), "frames {frames:?}");
+        assert!(frames.len() >= 20, "frames {frames:?}");
+    });
+}
