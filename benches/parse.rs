@@ -107,6 +107,7 @@ fn bench_forward(c: &mut Criterion) {
                     head: &head,
                     uri: head.path.get(&req),
                     args: None,
+                    uri_changed: false,
                     peer,
                     local,
                     server,

@@ -139,6 +139,8 @@ pub struct Server {
     pub prefix_locations: Vec<Arc<Location>>,
     /// Regex locations in config order.
     pub regex_locations: Vec<Arc<Location>>,
+    /// Named locations (`location @name`).
+    pub named_locations: Vec<Arc<Location>>,
     /// The server-level settings, used for requests that match no location and for
     /// server-level `return`.
     pub conf: Arc<LocConf>,
@@ -163,8 +165,16 @@ pub struct Server {
 #[derive(Debug)]
 pub enum LocMatch {
     Exact(String),
-    Prefix { path: String, no_regex: bool },
-    Regex { re: Regex, caseless: bool },
+    Prefix {
+        path: String,
+        no_regex: bool,
+    },
+    Regex {
+        re: Regex,
+        caseless: bool,
+    },
+    /// `location @name`: reached only by name (`try_files`, `error_page`).
+    Named(String),
 }
 
 #[derive(Debug)]
@@ -178,7 +188,7 @@ impl Location {
         match &self.matcher {
             LocMatch::Exact(p) => Some(p),
             LocMatch::Prefix { path, .. } => Some(path),
-            LocMatch::Regex { .. } => None,
+            LocMatch::Regex { .. } | LocMatch::Named(_) => None,
         }
     }
 }
@@ -318,6 +328,50 @@ pub struct LocConf {
     pub lingering_timeout: Duration,
     /// `ringx_status`: this location answers with the upstreams' state as JSON.
     pub status: bool,
+    /// `root` (prefix-relative, nginx's default `html`) or the location's `alias`.
+    pub doc_root: DocRoot,
+    /// `index` names, in order (`index.html`).
+    pub index: Vec<String>,
+    /// `try_files` of this level (not inherited, as nginx: a server's applies only to
+    /// requests that match no location).
+    pub try_files: Option<Arc<TryFiles>>,
+    /// `internal`: only internal redirects reach this location.
+    pub internal: bool,
+    pub log_not_found: bool,
+    pub etag: bool,
+    pub if_modified_since: crate::proto::conditional::Ims,
+    pub absolute_redirect: bool,
+    pub port_in_redirect: bool,
+    pub server_name_in_redirect: bool,
+}
+
+/// Where a location's files are: `root` + `$uri`, or `alias` + the part of `$uri`
+/// after the location's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocRoot {
+    /// Without a trailing `/` for `root` (nginx trims it); as written for `alias`.
+    pub path: String,
+    pub alias: bool,
+}
+
+/// `try_files FILE ... LAST`.
+#[derive(Debug)]
+pub struct TryFiles {
+    /// Each a URI-like path under the root, and whether it names a directory (it was
+    /// written with a trailing `/`, which the template no longer has, as nginx).
+    pub files: Vec<(Template, bool)>,
+    pub last: TryLast,
+}
+
+/// What `try_files` does when no file exists.
+#[derive(Debug)]
+pub enum TryLast {
+    /// `=CODE`.
+    Code(u16),
+    /// `@name`: that named location.
+    Named(String),
+    /// A URI (with `?args` if written): an internal redirect.
+    Uri(Template),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

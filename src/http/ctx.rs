@@ -41,6 +41,8 @@ pub struct ReqCtx<'a> {
     pub uri: &'a [u8],
     /// `$args` (without `?`).
     pub args: Option<&'a [u8]>,
+    /// `$uri` is not the client's (an internal redirect or `try_files` changed it).
+    pub uri_changed: bool,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub server: &'a Server,

@@ -52,6 +52,14 @@ pub fn write_request_head(
                 out.extend_from_slice(a);
             }
         }
+        _ if ctx.uri_changed => {
+            // nginx: a changed URI goes upstream normalized and escaped.
+            escape_into(ctx.uri, out);
+            if let Some(a) = ctx.args {
+                out.push(b'?');
+                out.extend_from_slice(a);
+            }
+        }
         _ => {
             let p = head.path.get(b);
             if p.is_empty() {

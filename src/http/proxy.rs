@@ -38,7 +38,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::model::{AddHeader, Lingering, LocConf, ProxyPass, Return, Server, UpstreamTls};
+use crate::config::model::{AddHeader, Lingering, LocConf, LocMatch, ProxyPass, Return, Server, UpstreamTls};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
 use crate::net::{tls, tunnel, Deadline, IoFail, Soon, Stream};
@@ -53,6 +53,8 @@ use super::spool::Spool;
 use super::status::{closes_connection, error_page, reason, wire_code, write_http_date};
 use super::uri::normalize;
 use super::{route, HttpError};
+
+mod files;
 use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use crate::proto::h1::framing::{self, ClientFraming, KeepAliveLimits};
 use crate::proto::h1::request::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
@@ -144,6 +146,8 @@ struct Client {
     /// reads the response instead of a reset.
     linger: Option<Arc<LocConf>>,
     plain_on_tls: bool,
+    /// `$args` after an internal redirect that set them.
+    args_buf: Vec<u8>,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -157,6 +161,13 @@ struct Req<'s> {
     start: Instant,
     sent: Sent,
     proxy: Option<&'s ProxyPass>,
+    /// `$uri` was changed by an internal redirect or `try_files` (it is then in
+    /// `Client::uri_norm`, and the upstream gets it instead of the client's URI).
+    uri_changed: bool,
+    /// `$args` were changed (they are then in `Client::args_buf`).
+    args_owned: bool,
+    /// Internal redirects so far (nginx allows 10).
+    redirects: u8,
 }
 
 impl Client {
@@ -192,6 +203,7 @@ impl Client {
             first_deadline: Instant::now(),
             linger: None,
             plain_on_tls: false,
+            args_buf: Vec::new(),
         }
     }
 
@@ -247,7 +259,12 @@ impl Client {
             } else {
                 r.uri.get(&self.buf)
             },
-            args: r.args.map(|a| a.get(&self.buf)),
+            args: if r.args_owned {
+                Some(&self.args_buf[..]).filter(|a| !a.is_empty())
+            } else {
+                r.args.map(|a| a.get(&self.buf))
+            },
+            uri_changed: r.uri_changed,
             peer: self.peer,
             local: self.local,
             server: r.server,
@@ -635,6 +652,9 @@ fn bare_req(server: &Server) -> Req<'_> {
         start: Instant::now(),
         sent: Sent::default(),
         proxy: None,
+        uri_changed: false,
+        args_owned: false,
+        redirects: 0,
     }
 }
 
@@ -711,35 +731,110 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     if let Some(ret) = &server.server_return {
         return finish_return(snap, c, &mut r, ret).await;
     }
+    enter_location(c, &mut r);
+    content(snap, c, &mut r).await
+}
+
+/// Chooses the location for the current `$uri` (the server's level when none
+/// matches).
+fn enter_location(c: &mut Client, r: &mut Req<'_>) {
+    let server = r.server;
     let uri = if r.uri_normalized {
         &c.uri_norm[..]
     } else {
         r.uri.get(&c.buf)
     };
-    let loc = route::find_location(server, uri);
-    if let Some(l) = loc {
-        r.conf = &l.conf;
-        r.loc_prefix = l.prefix();
-    }
-    c.keepalive_timeout = r.conf.keepalive_timeout;
-    if let Some(ret) = &r.conf.ret {
-        return finish_return(snap, c, &mut r, ret).await;
-    }
-    if r.conf.status {
-        let body = crate::observe::status::render(cfg);
-        let keep = swallow_body(c) && client_keep(c, &r);
-        let ok = send_simple(c, &mut r, 200, "application/json", body.as_bytes(), None, keep).await;
-        return finish(snap, c, &r, ok, keep).await;
-    }
-    match &r.conf.proxy_pass {
-        Some(pp) => {
-            r.proxy = Some(pp);
-            let keep = proxy(snap, c, &mut r, pp).await;
-            access_log(snap, c, &r);
-            keep
+    match route::find_location(server, uri) {
+        Some(l) => {
+            r.conf = &l.conf;
+            r.loc_prefix = l.prefix();
         }
-        None => finish_error(snap, c, &mut r, 404).await,
+        None => {
+            r.conf = &server.conf;
+            r.loc_prefix = None;
+        }
     }
+}
+
+/// nginx's phases after the location is found, for that location: `internal`,
+/// `return`, `try_files`, then the content handler (`ringx_status`, `proxy_pass`, else
+/// index and static files). An internal redirect finds the location anew and starts
+/// over; the eleventh is a 500, as nginx.
+async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
+    loop {
+        c.keepalive_timeout = r.conf.keepalive_timeout;
+        if r.conf.internal && r.redirects == 0 {
+            return finish_error(snap, c, r, 404).await;
+        }
+        if let Some(ret) = &r.conf.ret {
+            return finish_return(snap, c, r, ret).await;
+        }
+        let tried = match r.conf.try_files.clone() {
+            Some(tf) => files::try_files(c, r, &tf),
+            None => None,
+        };
+        let served = match tried {
+            Some(s) => s,
+            None if r.conf.status => {
+                let body = crate::observe::status::render(&snap.cfg);
+                let keep = swallow_body(c) && client_keep(c, r);
+                let ok = send_simple(c, r, 200, "application/json", body.as_bytes(), None, keep).await;
+                return finish(snap, c, r, ok, keep).await;
+            }
+            None => match &r.conf.proxy_pass {
+                Some(pp) => {
+                    r.proxy = Some(pp);
+                    let keep = proxy(snap, c, r, pp).await;
+                    access_log(snap, c, r);
+                    return keep;
+                }
+                None => files::serve(snap, c, r).await,
+            },
+        };
+        match served {
+            files::Served::Done(keep) => return keep,
+            files::Served::Status(code) => return finish_error(snap, c, r, code).await,
+            files::Served::Redirect => {
+                if !redirected(c, r) {
+                    return finish_error(snap, c, r, 500).await;
+                }
+                enter_location(c, r);
+            }
+            files::Served::Named(name) => {
+                if !redirected(c, r) {
+                    return finish_error(snap, c, r, 500).await;
+                }
+                let Some(l) = r
+                    .server
+                    .named_locations
+                    .iter()
+                    .find(|l| matches!(&l.matcher, LocMatch::Named(n) if *n == name))
+                else {
+                    log::error(format_args!(
+                        "could not find named location \"{name}\"{}",
+                        files::Why(c, r)
+                    ));
+                    return finish_error(snap, c, r, 500).await;
+                };
+                r.conf = &l.conf;
+                r.loc_prefix = None;
+            }
+        }
+    }
+}
+
+/// Counts an internal redirect; false (with nginx's log line) past the tenth.
+fn redirected(c: &Client, r: &mut Req<'_>) -> bool {
+    r.redirects += 1;
+    if r.redirects <= 10 {
+        return true;
+    }
+    log::error(format_args!(
+        "rewrite or internal redirection cycle while internally redirecting to \"{}\"{}",
+        String::from_utf8_lossy(c.ctx(r).uri),
+        files::Why(c, r)
+    ));
+    false
 }
 
 /// nginx's rule for client certificates: a request whose Host chooses another server
@@ -912,20 +1007,18 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
         t.render(&c.ctx(r), &mut text);
     }
     let ok = if redirect {
-        // Relative redirects become absolute, as nginx's `absolute_redirect on`.
-        let mut loc = Vec::new();
-        if text.first() == Some(&b'/') {
-            loc.extend_from_slice(b"http://");
-            c.ctx(r).write_var(&crate::config::vars::Var::Host, &mut loc);
-            if c.local.port() != 80 {
-                let _ = write!(loc, ":{}", c.local.port());
-            }
-        }
-        let from = loc.len();
-        loc.extend_from_slice(&text);
-        crate::config::vars::escape_line_breaks(&mut loc, from);
+        let loc = absolute_location(c, r, &text);
         let page = error_page(ret.code).unwrap_or_default();
-        send_simple(c, r, ret.code, "text/html", page.as_bytes(), Some(&loc), keep).await
+        send_simple(
+            c,
+            r,
+            ret.code,
+            "text/html",
+            page.as_bytes(),
+            Some(("Location", &loc)),
+            keep,
+        )
+        .await
     } else if let (None, Some(page)) = (&ret.text, error_page(ret.code)) {
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
     } else {
@@ -936,6 +1029,31 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
     };
     c.scratch = text;
     finish(snap, c, r, ok, keep).await
+}
+
+/// A redirect's `Location`: a relative one (`/path`) made absolute as nginx's
+/// `absolute_redirect` (scheme, then `server_name_in_redirect`'s name or the request's
+/// host, then the port unless `port_in_redirect off` or the scheme's default); line
+/// breaks escaped.
+fn absolute_location(c: &Client, r: &Req<'_>, target: &[u8]) -> Vec<u8> {
+    let mut loc = Vec::with_capacity(target.len() + 32);
+    if target.first() == Some(&b'/') && r.conf.absolute_redirect {
+        let tls = c.stream.tls_info().is_some();
+        loc.extend_from_slice(if tls { b"https://" } else { b"http://" });
+        if r.conf.server_name_in_redirect {
+            loc.extend_from_slice(r.server.primary_name.as_bytes());
+        } else {
+            c.ctx(r).write_var(&crate::config::vars::Var::Host, &mut loc);
+        }
+        let port = c.local.port();
+        if r.conf.port_in_redirect && port != if tls { 443 } else { 80 } {
+            let _ = write!(loc, ":{port}");
+        }
+    }
+    let from = loc.len();
+    loc.extend_from_slice(target);
+    crate::config::vars::escape_line_breaks(&mut loc, from);
+    loc
 }
 
 /// The Content-Type for a response ringx makes: by the URI's extension from
@@ -973,7 +1091,7 @@ async fn send_simple(
     code: u16,
     ctype: &str,
     body: &[u8],
-    location: Option<&[u8]>,
+    extra: Option<(&str, &[u8])>,
     keep: bool,
 ) -> bool {
     let wire = wire_code(code);
@@ -1002,16 +1120,25 @@ async fn send_simple(
     if wire != 204 && wire != 304 {
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
-    if let Some(l) = location {
-        out.extend_from_slice(b"Location: ");
-        out.extend_from_slice(l);
+    // nginx writes Location before Connection, the others after it.
+    let header = |out: &mut Vec<u8>, (name, value): (&str, &[u8])| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    };
+    let location = extra.filter(|(n, _)| *n == "Location");
+    if let Some(l) = location {
+        header(&mut out, l);
     }
     out.extend_from_slice(if keep {
         b"Connection: keep-alive\r\n"
     } else {
         b"Connection: close\r\n"
     });
+    if let (Some(x), None) = (extra, location) {
+        header(&mut out, x);
+    }
     write_add_headers(&mut out, c, r, wire);
     out.extend_from_slice(b"\r\n");
     let head_len = out.len();

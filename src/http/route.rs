@@ -119,6 +119,7 @@ mod tests {
                 LocMatch::Exact(p) => format!("={p}"),
                 LocMatch::Prefix { path, no_regex } => format!("{}{path}", if *no_regex { "^~" } else { "" }),
                 LocMatch::Regex { re, .. } => format!("~{}", re.as_str()),
+                LocMatch::Named(n) => n.clone(),
             },
         }
     }

@@ -5,6 +5,7 @@
 //! parser or decoder here, and acts on what comes back; everything here is tested
 //! without a socket. [`h1`] is HTTP/1.x; HTTP/2 will be a sibling.
 
+pub mod conditional;
 pub mod h1;
 
 /// Who failed, for logs and for the retry decision (see pingora-error).

@@ -14,8 +14,11 @@ use super::server::parse_return;
 use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
-use crate::config::model::{Balance, LocMatch, Location, ProxyPass, Return, Upstream, UpstreamServer};
+use crate::config::model::{
+    Balance, DocRoot, LocMatch, Location, ProxyPass, Return, TryFiles, TryLast, Upstream, UpstreamServer,
+};
 use crate::config::parser::Directive;
+use crate::config::vars::Template;
 use crate::config::ConfError;
 
 /// The location block's own directives (its settings are in settings.rs).
@@ -26,6 +29,9 @@ pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
     Cmd::run("return", |_, l, d| parse_return(d).map(|r| l.ret = Some(r))),
     Cmd::run("location", |_, _, d| Err(d.err("nested locations are not supported"))),
     Cmd::run("error_log", check_error_log),
+    Cmd::run("alias", alias),
+    Cmd::run("try_files", |_, l, d| try_files(d).map(|t| l.try_files = Some(t))),
+    Cmd::run("internal", internal),
 ];
 
 /// What a location block collects besides its settings.
@@ -36,6 +42,9 @@ pub(super) struct LocLevel {
     https_at: Option<(Arc<str>, usize)>,
     ret: Option<Return>,
     status: bool,
+    alias: Option<String>,
+    try_files: Option<TryFiles>,
+    internal: bool,
 }
 
 impl Builder<'_> {
@@ -46,9 +55,15 @@ impl Builder<'_> {
             https_at: None,
             ret: None,
             status: false,
+            alias: None,
+            try_files: None,
+            internal: false,
         };
         let mut set = Settings::default();
         let health = walk(self, block(d)?, Ctx::Location, LOCATION, &mut l, Some(&mut set))?;
+        if l.alias.is_some() && set.root.is_some() {
+            return Err(d.err("\"alias\" and \"root\" directives are both set in this location"));
+        }
         // Of several `health_check`s in one location, the last counts.
         if let Some(h) = health.last() {
             if l.https_at.is_some() {
@@ -63,6 +78,11 @@ impl Builder<'_> {
         let mut conf = self.resolve(&set, l.proxy_pass);
         conf.ret = l.ret;
         conf.status = l.status;
+        conf.try_files = l.try_files.map(Arc::new);
+        conf.internal = l.internal;
+        if let Some(path) = l.alias {
+            conf.doc_root = DocRoot { path, alias: true };
+        }
         Ok(Location {
             matcher: l.matcher,
             conf: Arc::new(conf),
@@ -128,9 +148,7 @@ impl Builder<'_> {
 /// The location's matcher from its arguments.
 fn matcher(d: &Directive) -> Result<LocMatch, ConfError> {
     Ok(match d.args.as_slice() {
-        [p] if p.starts_with('@') => {
-            return Err(d.err("named locations are not supported"));
-        }
+        [p] if p.starts_with('@') => LocMatch::Named(p.clone()),
         [p] if p.starts_with('=') && p.len() > 1 => LocMatch::Exact(p[1..].to_string()),
         [p] => LocMatch::Prefix {
             path: p.clone(),
@@ -192,6 +210,65 @@ fn proxy_url(d: &Directive) -> Result<(&str, Option<String>, bool), ConfError> {
         return Err(d.err(format!("no host in upstream \"{url}\"")));
     }
     Ok((hostport, uri, https))
+}
+
+/// `alias PATH` (prefix and exact locations; relative to the prefix).
+fn alias(b: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
+    one_arg(d)?;
+    if l.alias.is_some() {
+        return Err(d.err("\"alias\" directive is duplicate"));
+    }
+    let a = &d.args[0];
+    match l.matcher {
+        LocMatch::Regex { .. } => return Err(d.err("\"alias\" in a regex location is not supported yet")),
+        LocMatch::Named(_) => return Err(d.err("\"alias\" directive is not allowed here")),
+        _ => {}
+    }
+    if a.contains('$') {
+        return Err(d.err("variables in \"alias\" are not supported yet"));
+    }
+    l.alias = Some(b.env.path(a).to_string_lossy().into_owned());
+    Ok(())
+}
+
+/// `try_files FILE ... URI | =CODE | @NAME` (server and location).
+pub(super) fn try_files(d: &Directive) -> Result<TryFiles, ConfError> {
+    let [files @ .., last] = d.args.as_slice() else {
+        return Err(nargs(d));
+    };
+    if files.is_empty() {
+        return Err(nargs(d));
+    }
+    let compile = |a: &str| Template::compile(a).map_err(|e| e.at_dir(d));
+    let last = if let Some(code) = last.strip_prefix('=') {
+        match code.parse::<u16>() {
+            Ok(c) if c <= 999 => TryLast::Code(c),
+            _ => return Err(d.err(format!("invalid code \"{last}\""))),
+        }
+    } else if last.starts_with('@') {
+        TryLast::Named(last.clone())
+    } else {
+        TryLast::Uri(compile(last)?)
+    };
+    Ok(TryFiles {
+        files: files
+            .iter()
+            .map(|f| match f.strip_suffix('/') {
+                Some(d) => Ok((compile(d)?, true)),
+                None => Ok((compile(f)?, false)),
+            })
+            .collect::<Result<_, ConfError>>()?,
+        last,
+    })
+}
+
+/// `internal`.
+fn internal(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
+    if !d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    l.internal = true;
+    Ok(())
 }
 
 /// `ringx_status`: this location answers with the upstreams' state.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use super::args::{block, nargs};
 use super::listen::{listen, server_name, ListenSpec};
+use super::location::try_files;
 use super::main_ctx::check_error_log;
 use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
-use crate::config::model::{LocMatch, Location, Return, Server, ServerName};
+use crate::config::model::{LocMatch, Location, Return, Server, ServerName, TryFiles};
 use crate::config::parser::Directive;
 use crate::config::vars::Template;
 use crate::config::ConfError;
@@ -23,6 +24,7 @@ pub(super) const SERVER: &[Cmd<ServerLevel>] = &[
     Cmd::later("location"),
     Cmd::run("return", |_, s, d| parse_return(d).map(|r| s.ret = Some(r))),
     Cmd::run("error_log", check_error_log),
+    Cmd::run("try_files", |_, s, d| try_files(d).map(|t| s.try_files = Some(t))),
 ];
 
 /// What a server block collects besides its settings.
@@ -33,9 +35,11 @@ pub(super) struct ServerLevel {
     /// `$server_name`: the first name.
     primary: String,
     ret: Option<Return>,
+    try_files: Option<TryFiles>,
 }
 
-type Locations = (Vec<Arc<Location>>, Vec<Arc<Location>>);
+/// (exact and prefix, longest first; regex, in order; named).
+type Locations = (Vec<Arc<Location>>, Vec<Arc<Location>>, Vec<Arc<Location>>);
 
 impl Builder<'_> {
     /// One server, and its listen addresses (`0.0.0.0:80` when it has none).
@@ -54,15 +58,18 @@ impl Builder<'_> {
         set.inherit(http_set);
         let (hbuf_n, hbuf_size) = set.header_buffers();
         let client_header_timeout = set.header_timeout();
-        let server_conf = Arc::new(self.resolve(&set, None));
+        let mut server_conf = self.resolve(&set, None);
+        server_conf.try_files = s.try_files.map(Arc::new);
+        let server_conf = Arc::new(server_conf);
         let (tls, reject_handshake, client_auth) = self.server_tls(&set)?;
         let tls_h2 = tls.as_ref().map(with_h2);
-        let (prefix_locations, regex_locations) = self.locations(loc_dirs, &set)?;
+        let (prefix_locations, regex_locations, named_locations) = self.locations(loc_dirs, &set)?;
         let server = Server {
             names: s.names,
             primary_name: s.primary,
             prefix_locations,
             regex_locations,
+            named_locations,
             conf: server_conf,
             server_return: s.ret,
             client_header_timeout,
@@ -82,10 +89,20 @@ impl Builder<'_> {
     fn locations(&mut self, dirs: Vec<&Directive>, server_set: &Settings) -> Result<Locations, ConfError> {
         let mut prefix_locations = Vec::new();
         let mut regex_locations = Vec::new();
+        let mut named_locations: Vec<Arc<Location>> = Vec::new();
         for ld in dirs {
             let loc = self.location(ld, server_set)?;
-            match loc.matcher {
+            match &loc.matcher {
                 LocMatch::Regex { .. } => regex_locations.push(Arc::new(loc)),
+                LocMatch::Named(n) => {
+                    if named_locations
+                        .iter()
+                        .any(|l| matches!(&l.matcher, LocMatch::Named(m) if m == n))
+                    {
+                        return Err(ld.err(format!("duplicate location \"{n}\"")));
+                    }
+                    named_locations.push(Arc::new(loc));
+                }
                 _ => {
                     let p = loc.prefix().unwrap_or_default();
                     let exact = matches!(loc.matcher, LocMatch::Exact(_));
@@ -100,7 +117,7 @@ impl Builder<'_> {
         }
         // Longest first, so the first prefix that matches is the longest.
         prefix_locations.sort_by(|a, b| b.prefix().map(str::len).cmp(&a.prefix().map(str::len)));
-        Ok((prefix_locations, regex_locations))
+        Ok((prefix_locations, regex_locations, named_locations))
     }
 }
 

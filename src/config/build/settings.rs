@@ -27,11 +27,14 @@ use super::ssl::{
 };
 use super::table::Ctx;
 use super::Builder;
-use crate::config::model::{AccessLog, AddHeader, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return};
+use crate::config::model::{
+    AccessLog, AddHeader, DocRoot, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return, TryFiles,
+};
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
 use crate::config::vars::Template;
 use crate::config::ConfError;
+use crate::proto::conditional::Ims;
 
 /// http, server and location.
 const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
@@ -88,6 +91,7 @@ settings! {
     computed {
         proxy_pass, ret, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
+        doc_root, try_files, internal,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -161,6 +165,17 @@ settings! {
     http2:                         bool,                           HS,  on_off;
     http2_max_concurrent_streams:  u64,                            HS,  count;
     http2_chunk_size:              u64,                            HSL, size          => 8 * 1024;
+    // Static files (src/http/proxy/files.rs)
+    root:                          String,                         HSL, root_dir;
+    index:                         Vec<String>,                    HSL, index_names   => vec!["index.html".into()];
+    log_not_found:                 bool,                           HSL, on_off        => true;
+    etag:                          bool,                           HSL, on_off        => true;
+    if_modified_since:             Ims,                            HSL, ims           => Ims::Exact;
+    absolute_redirect:             bool,                           HSL, on_off        => true;
+    port_in_redirect:              bool,                           HSL, on_off        => true;
+    server_name_in_redirect:       bool,                           HSL, on_off        => false;
+    autoindex:                     bool,                           HSL, only_off;
+    disable_symlinks:              bool,                           HSL, only_off;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.
@@ -174,6 +189,9 @@ struct Computed {
     add_headers: Vec<AddHeader>,
     access_logs: Vec<AccessLog>,
     status: bool,
+    doc_root: DocRoot,
+    try_files: Option<Arc<TryFiles>>,
+    internal: bool,
 }
 
 impl Builder<'_> {
@@ -194,6 +212,15 @@ impl Builder<'_> {
             add_headers: s.add_header.clone().unwrap_or_default(),
             access_logs,
             status: false,
+            doc_root: DocRoot {
+                path: s
+                    .root
+                    .clone()
+                    .unwrap_or_else(|| self.env.path("html").to_string_lossy().into_owned()),
+                alias: false,
+            },
+            try_files: None,
+            internal: false,
         })
     }
 
@@ -322,6 +349,49 @@ fn tries(_: &mut Builder<'_>, d: &Directive, _: Option<u32>) -> Parsed<u32> {
 fn word(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
     one_arg(d)?;
     Ok(d.args[0].clone())
+}
+
+/// `root PATH`: relative to the prefix; a trailing `/` trimmed, as nginx.
+fn root_dir(b: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+    one_arg(d)?;
+    let a = &d.args[0];
+    if a.contains('$') {
+        return Err(d.err("variables in \"root\" are not supported yet"));
+    }
+    let p = b.env.path(a).to_string_lossy().into_owned();
+    Ok(match p.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => p,
+    })
+}
+
+/// `index FILE...` (several `index` lines at one level add up, as nginx).
+fn index_names(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<String>>) -> Parsed<Vec<String>> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let mut list = prev.unwrap_or_default();
+    for a in &d.args {
+        if a.is_empty() {
+            return Err(d.err("index \"\" in \"index\" directive is invalid"));
+        }
+        if a.contains('$') {
+            return Err(d.err("variables in \"index\" are not supported yet"));
+        }
+        list.push(a.clone());
+    }
+    Ok(list)
+}
+
+/// `if_modified_since off | exact | before`.
+fn ims(_: &mut Builder<'_>, d: &Directive, _: Option<Ims>) -> Parsed<Ims> {
+    one_arg(d)?;
+    Ok(match d.args[0].as_str() {
+        "off" => Ims::Off,
+        "exact" => Ims::Exact,
+        "before" => Ims::Before,
+        v => return Err(d.err(format!("invalid value \"{v}\" in \"if_modified_since\" directive"))),
+    })
 }
 
 /// `proxy_hide_header NAME`, `proxy_pass_header NAME` (lowercased).

@@ -1,0 +1,405 @@
+//! Static files (`root`, `alias`, `index`, `try_files`, named locations, `internal`)
+//! against Debian's nginx over the same document root: status, the headers a cache
+//! or browser acts on, and the body, for every conditional and range case; then
+//! what only ringx's side shows (its error log, what a backend receives after
+//! `try_files`, big files, HTTP/2, keep-alive).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// The document root both servers serve.
+fn docroot(dir: &Path) {
+    let w = |p: &str, b: &[u8]| {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, b).unwrap();
+    };
+    w("html/index.html", b"hello\n");
+    w("html/a.html", b"<b>a</b>\n");
+    w("html/ten.txt", b"0123456789");
+    w("html/noext", b"x\n");
+    w("html/empty.txt", b"");
+    w("html/dir/index.html", b"sub\n");
+    w("html/other/alt.htm", b"alt\n");
+    w("html/CAPS.HTML", b"caps\n");
+    w("html/sp ace.txt", b"space\n");
+    w("al/x.txt", b"alias\n");
+    std::fs::create_dir_all(dir.join("html/noidx")).unwrap();
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    w("html/big.bin", &big);
+}
+
+fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
+    let root = root.display();
+    format!(
+        r#"access_log off;
+    types {{ text/html html htm; text/plain txt; }}
+    default_type application/octet-stream;
+    upstream be {{ server {backend}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name files.test;
+        root {root}/html;
+        location / {{ try_files $uri $uri/ =404; }}
+        location /plain/ {{ root {root}/html; }}
+        location /t {{ try_files $uri /a.html; }}
+        location /img/ {{ alias {root}/al/; }}
+        location = /exact {{ alias {root}/al/x.txt; }}
+        location /other/ {{ index alt.htm; }}
+        location /n/ {{ try_files $uri @back; }}
+        location @back {{ proxy_pass http://be; }}
+        location /fb/ {{ try_files $uri /app/fallback?from=$uri&$args; }}
+        location /app/ {{ proxy_pass http://be; }}
+        location /loop {{ try_files $uri /loop2; }}
+        location /loop2 {{ try_files $uri /loop; }}
+        location /in {{ internal; }}
+        location /toin {{ try_files $uri /in; }}
+        location /quiet/ {{ log_not_found off; }}
+        location /noetag/ {{ etag off; alias {root}/html/; }}
+        location /before/ {{ if_modified_since before; alias {root}/html/; }}
+        location /noims/ {{ if_modified_since off; alias {root}/html/; }}
+        location /rel/ {{ absolute_redirect off; alias {root}/html/; }}
+        location /noport/ {{ port_in_redirect off; alias {root}/html/; }}
+        location /name/ {{ server_name_in_redirect on; alias {root}/html/; }}
+    }}"#
+    )
+}
+
+/// What a client acts on in one response, the port in a Location made neutral.
+fn seen(addr: SocketAddr, raw: &str) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+    let r = request(addr, raw.as_bytes())?;
+    let keep = [
+        "content-type",
+        "last-modified",
+        "etag",
+        "accept-ranges",
+        "content-range",
+        "location",
+    ];
+    let mut h: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.to_ascii_lowercase().as_str()))
+        .map(|(k, v)| {
+            let v = v.replace(&format!(":{}", addr.port()), ":PORT");
+            // multipart boundaries are counters of each server's own.
+            let v = v.split("boundary=").next().unwrap().to_string();
+            (k.to_ascii_lowercase(), v)
+        })
+        .collect();
+    h.sort();
+    // Error pages name the server; compare bodies of answers with content only.
+    let body = if r.status < 300 || r.status == 304 {
+        strip_boundaries(&r.body)
+    } else {
+        Vec::new()
+    };
+    if r.status < 300 {
+        h.push((
+            "content-length".into(),
+            r.header("content-length").unwrap_or("-").into(),
+        ));
+    }
+    Some((r.status, h, body))
+}
+
+fn strip_boundaries(b: &[u8]) -> Vec<u8> {
+    let t = String::from_utf8_lossy(b);
+    t.lines()
+        .map(|l| if l.starts_with("--0") { "--BOUNDARY" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+fn get_with(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: files.test\r\n{extra}Connection: close\r\n\r\n")
+}
+
+#[test]
+fn static_files_match_nginx() {
+    if nginx_bin().is_none() {
+        eprintln!("skipped: nginx is not installed (run .ci/run)");
+        return;
+    }
+    let dir = tempdir("static");
+    docroot(&dir);
+    let backend = Backend::start("be");
+    let (rp, np) = (free_port(), free_port());
+    let (ra, na) = (addr_of(rp), addr_of(np));
+    let rconf = format!(
+        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
+        http_block(rp, &dir, backend.addr)
+    );
+    let _ringx = Ringx::start(&rconf, &[], ra);
+    let _nginx = Nginx::start(&http_block(np, &dir, backend.addr), na);
+
+    let mtime = std::fs::metadata(dir.join("html/ten.txt")).unwrap().modified().unwrap();
+    let date = httpdate(mtime);
+    let older = httpdate(mtime - Duration::from_secs(100));
+    let newer = httpdate(mtime + Duration::from_secs(100));
+    let etag = request(ra, get_with("/ten.txt", "").as_bytes())
+        .unwrap()
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let mut cases: Vec<(String, String)> = Vec::new();
+    let mut case = |name: &str, raw: String| cases.push((name.to_string(), raw));
+    for p in [
+        "/",
+        "/a.html",
+        "/ten.txt",
+        "/noext",
+        "/empty.txt",
+        "/CAPS.HTML",
+        "/sp%20ace.txt",
+        "/dir",
+        "/dir/",
+        "/dir?x=1&y=2",
+        "/noidx",
+        "/noidx/",
+        "/missing",
+        "/missing/",
+        "/plain/",
+        "/plain/missing",
+        "/plain/dir",
+        "/plain/a.html/",
+        "/tzz",
+        "/img/x.txt",
+        "/img/",
+        "/img",
+        "/exact",
+        "/other/",
+        "/loop",
+        "/in",
+        "/toin",
+        "/quiet/x",
+        "/noetag/ten.txt",
+        "/rel/dir",
+        "/noport/dir",
+        "/name/dir",
+        "/a%2ehtml",
+        "/big.bin",
+    ] {
+        case(p, get_with(p, ""));
+    }
+    case(
+        "HEAD file",
+        "HEAD /ten.txt HTTP/1.1\r\nHost: files.test\r\nConnection: close\r\n\r\n".into(),
+    );
+    case(
+        "HEAD dir",
+        "HEAD /dir HTTP/1.1\r\nHost: files.test\r\nConnection: close\r\n\r\n".into(),
+    );
+    case(
+        "POST file",
+        "POST /ten.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx".into(),
+    );
+    case(
+        "POST missing",
+        "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+    );
+    case(
+        "DELETE",
+        "DELETE /plain/ten.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+    );
+    case(
+        "HTTP/1.0 range",
+        "GET /ten.txt HTTP/1.0\r\nRange: bytes=1-2\r\n\r\n".into(),
+    );
+    let conds: Vec<(&str, String)> = vec![
+        ("ims equal", format!("If-Modified-Since: {date}\r\n")),
+        ("ims older", format!("If-Modified-Since: {older}\r\n")),
+        ("ims newer", format!("If-Modified-Since: {newer}\r\n")),
+        ("ims garbage", "If-Modified-Since: yesterday\r\n".into()),
+        ("inm match", format!("If-None-Match: {etag}\r\n")),
+        ("inm weak", format!("If-None-Match: \"x\", W/{etag}\r\n")),
+        ("inm star", "If-None-Match: *\r\n".into()),
+        ("inm other", "If-None-Match: \"other\"\r\n".into()),
+        (
+            "inm other + ims",
+            format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {date}\r\n"),
+        ),
+        ("im match", format!("If-Match: {etag}\r\n")),
+        ("im other", "If-Match: \"other\"\r\n".into()),
+        ("ius older", format!("If-Unmodified-Since: {older}\r\n")),
+        ("ius equal", format!("If-Unmodified-Since: {date}\r\n")),
+        ("range", "Range: bytes=2-4\r\n".into()),
+        ("range open", "Range: bytes=7-\r\n".into()),
+        ("range suffix", "Range: bytes=-3\r\n".into()),
+        ("range over", "Range: bytes=5-100\r\n".into()),
+        ("range multi", "Range: bytes=0-0,2-3\r\n".into()),
+        ("range overlap", "Range: bytes=0-9,0-9\r\n".into()),
+        ("range outside", "Range: bytes=20-30\r\n".into()),
+        ("range reversed", "Range: bytes=5-2\r\n".into()),
+        ("range junk", "Range: bytes=1-2;\r\n".into()),
+        ("range other unit", "Range: items=1-2\r\n".into()),
+        ("if-range etag", format!("Range: bytes=1-2\r\nIf-Range: {etag}\r\n")),
+        ("if-range stale", "Range: bytes=1-2\r\nIf-Range: \"old\"\r\n".into()),
+        ("if-range date", format!("Range: bytes=1-2\r\nIf-Range: {date}\r\n")),
+        ("range + inm", format!("Range: bytes=1-2\r\nIf-None-Match: {etag}\r\n")),
+    ];
+    for (name, h) in &conds {
+        case(name, get_with("/ten.txt", h));
+    }
+    case(
+        "before newer",
+        get_with("/before/ten.txt", &format!("If-Modified-Since: {newer}\r\n")),
+    );
+    case(
+        "off equal",
+        get_with("/noims/ten.txt", &format!("If-Modified-Since: {date}\r\n")),
+    );
+    case("empty range", get_with("/empty.txt", "Range: bytes=0-\r\n"));
+    case(
+        "big ranges",
+        get_with("/big.bin", "Range: bytes=10-20,300000-300010\r\n"),
+    );
+
+    let mut diffs = Vec::new();
+    for (name, raw) in &cases {
+        let r = seen(ra, raw);
+        let n = seen(na, raw);
+        if r != n {
+            diffs.push(format!("{name}:\n  ringx {r:?}\n  nginx {n:?}"));
+        }
+    }
+    assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
+}
+
+fn httpdate(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%a, %d %b %Y %H:%M:%S GMT"])
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// ringx alone: its error-log lines, what the backend receives after `try_files`,
+/// a big file intact over one keep-alive connection.
+#[test]
+fn try_files_logs_and_keepalive() {
+    let dir = tempdir("static1");
+    docroot(&dir);
+    let backend = Backend::start("be");
+    let port = free_port();
+    let addr = addr_of(port);
+    let conf = format!(
+        "daemon off; pid off; error_log {}/logs/error.log info; events {{}}\nhttp {{\n{}\n}}\n",
+        dir.display(),
+        http_block(port, &dir, backend.addr)
+    );
+    let _ringx = Ringx::start(&conf, &[], addr);
+
+    // Named location: the backend sees the client's URI unchanged.
+    let r = get(addr, "/n/missing?q=1", "files.test").unwrap();
+    assert_eq!(r.status, 200);
+    // A URI fallback: the new URI and arguments go upstream.
+    let r = get(addr, "/fb/gone.css?v=3", "files.test").unwrap();
+    assert_eq!(r.status, 200);
+    let seen: Vec<String> = backend.requests().iter().map(|q| q.target.clone()).collect();
+    assert_eq!(seen, ["/n/missing?q=1", "/app/fallback?from=/fb/gone.css&v=3"]);
+    // A file that exists is served by try_files without the backend.
+    let r = get(addr, "/n/../a.html", "files.test").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "<b>a</b>\n"));
+    assert_eq!(backend.count(), 2);
+
+    for p in ["/plain/missing", "/noidx/", "/quiet/x", "/loop", "/missing/"] {
+        get(addr, p, "files.test").unwrap();
+    }
+    let log = std::fs::read_to_string(dir.join("logs/error.log")).unwrap();
+    let html = dir.join("html").display().to_string();
+    for line in [
+        format!("[error] {{}} open() \"{html}/plain/missing\" failed (2: No such file or directory), client: 127.0.0.1, server: files.test, request: \"GET /plain/missing HTTP/1.1\", host: \"files.test\""),
+        format!("directory index of \"{html}/noidx/\" is forbidden, client: 127.0.0.1"),
+        "rewrite or internal redirection cycle while internally redirecting to \"/loop".into(),
+    ] {
+        let want = line.replace("{} ", "");
+        let want = want.split("[error] ").last().unwrap();
+        assert!(log.contains(want), "no {want:?} in\n{log}");
+    }
+    assert!(!log.contains("/quiet/x"), "log_not_found off still logged:\n{log}");
+    // try_files's own misses are not logged (nginx).
+    assert!(!log.contains("/missing/\""), "{log}");
+
+    // Several files, big and small, over one connection.
+    let big = std::fs::read(dir.join("html/big.bin")).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        s.write_all(
+            b"GET /big.bin HTTP/1.1\r\nHost: files.test\r\n\r\nGET /ten.txt HTTP/1.1\r\nHost: files.test\r\n\r\n",
+        )
+        .unwrap();
+        let r = read_response(&mut s, &mut buf, false).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body == big, "big file corrupted ({} bytes)", r.body.len());
+        let r = read_response(&mut s, &mut buf, false).unwrap();
+        assert_eq!(r.text(), "0123456789");
+    }
+    s.write_all(b"HEAD /big.bin HTTP/1.1\r\nHost: files.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, &mut buf, true).unwrap();
+    assert_eq!(r.header("content-length"), Some("600000"));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty() && buf.is_empty(), "HEAD sent a body");
+}
+
+/// The same file over HTTP/2 (curl): whole, ranged, conditional.
+#[test]
+fn static_files_over_h2() {
+    let dir = tempdir("static2");
+    docroot(&dir);
+    let port = free_port();
+    let addr = addr_of(port);
+    let conf = format!(
+        "daemon off; pid off; events {{}}\nhttp {{ access_log off; http2 on; server {{ listen 127.0.0.1:{port}; root {}/html; }} }}\n",
+        dir.display()
+    );
+    let _ringx = Ringx::start(&conf, &[], addr);
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "-o",
+                "-",
+                "-w",
+                "|%{http_code} %{http_version}",
+            ])
+            .args(args)
+            .arg(format!("http://127.0.0.1:{port}/big.bin"))
+            .output()
+            .unwrap();
+        out.stdout
+    };
+    let big = std::fs::read(dir.join("html/big.bin")).unwrap();
+    let mut want = big.clone();
+    want.extend_from_slice(b"|200 2");
+    assert!(curl(&[]) == want, "big file over h2 differs");
+    let mut want = big[100..200].to_vec();
+    want.extend_from_slice(b"|206 2");
+    assert_eq!(curl(&["-r", "100-199"]), want);
+    let etag = format!(
+        "If-None-Match: \"{:x}-{:x}\"",
+        std::fs::metadata(dir.join("html/big.bin"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        big.len()
+    );
+    assert_eq!(curl(&["-H", &etag]), b"|304 2");
+}
