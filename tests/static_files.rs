@@ -71,8 +71,11 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
     )
 }
 
+/// Status, the headers compared (sorted), the body.
+type Seen = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// What a client acts on in one response, the port in a Location made neutral.
-fn seen(addr: SocketAddr, raw: &str) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+fn seen(addr: SocketAddr, raw: &str) -> Option<Seen> {
     let r = request(addr, raw.as_bytes())?;
     let keep = [
         "content-type",
