@@ -67,6 +67,7 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location /rel/ {{ absolute_redirect off; alias {root}/html/; }}
         location /noport/ {{ port_in_redirect off; alias {root}/html/; }}
         location /name/ {{ server_name_in_redirect on; alias {root}/html/; }}
+        location /gz/ {{ gzip on; gzip_vary on; gzip_min_length 8; gzip_types text/plain application/octet-stream; alias {root}/html/; }}
     }}"#
     )
 }
@@ -84,6 +85,8 @@ fn seen(addr: SocketAddr, raw: &str) -> Option<Seen> {
         "accept-ranges",
         "content-range",
         "location",
+        "content-encoding",
+        "vary",
     ];
     let mut h: Vec<(String, String)> = r
         .headers
@@ -98,8 +101,19 @@ fn seen(addr: SocketAddr, raw: &str) -> Option<Seen> {
         .collect();
     h.sort();
     // Error pages name the server; compare bodies of answers with content only.
+    let body = if r.header("content-encoding") == Some("gzip") {
+        let mut d = flate2::read::GzDecoder::new(&r.body[..]);
+        let mut plain = Vec::new();
+        match d.read_to_end(&mut plain) {
+            Ok(_) => plain,
+            Err(_) if r.body.is_empty() => Vec::new(),
+            Err(e) => format!("not gzip ({e}): {:?}", r.body).into_bytes(),
+        }
+    } else {
+        r.body.clone()
+    };
     let body = if r.status < 300 || r.status == 304 {
-        strip_boundaries(&r.body)
+        strip_boundaries(&body)
     } else {
         Vec::new()
     };
@@ -264,15 +278,55 @@ fn static_files_match_nginx() {
         "big ranges",
         get_with("/big.bin", "Range: bytes=10-20,300000-300010\r\n"),
     );
+    let gz = "Accept-Encoding: gzip\r\n";
+    for p in [
+        "/gz/index.html",
+        "/gz/ten.txt",
+        "/gz/a.html",
+        "/gz/missing",
+        "/gz/big.bin",
+        "/gz/noext",
+    ] {
+        case(&format!("gzip {p}"), get_with(p, gz));
+        case(&format!("no gzip {p}"), get_with(p, ""));
+    }
+    case(
+        "gzip range",
+        get_with("/gz/ten.txt", "Accept-Encoding: gzip\r\nRange: bytes=1-2\r\n"),
+    );
+    case("gzip q=0", get_with("/gz/ten.txt", "Accept-Encoding: gzip;q=0\r\n"));
+    case(
+        "gzip via",
+        get_with("/gz/ten.txt", "Accept-Encoding: gzip\r\nVia: 1.1 proxy\r\n"),
+    );
+    case(
+        "gzip 304",
+        get_with(
+            "/gz/ten.txt",
+            &format!("Accept-Encoding: gzip\r\nIf-None-Match: W/{etag}\r\n"),
+        ),
+    );
+    case(
+        "gzip HTTP/1.0",
+        "GET /gz/ten.txt HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n".into(),
+    );
+    case(
+        "gzip HEAD",
+        "HEAD /gz/ten.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n".into(),
+    );
 
     let mut diffs = Vec::new();
+    let mut compressed = 0;
     for (name, raw) in &cases {
         let r = seen(ra, raw);
         let n = seen(na, raw);
+        let gz = ("content-encoding".to_string(), "gzip".to_string());
+        compressed += r.as_ref().is_some_and(|r| r.1.contains(&gz)) as usize;
         if r != n {
             diffs.push(format!("{name}:\n  ringx {r:?}\n  nginx {n:?}"));
         }
     }
+    assert!(compressed >= 5, "only {compressed} compressed responses");
     assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
 }
 

@@ -87,6 +87,8 @@ pub struct Config {
     /// `events { use ...; }`: the I/O driver.
     pub driver: crate::net::DriverChoice,
     pub daemon: bool,
+    /// `user USER [GROUP]` when ringx runs as root (ignored with a `[warn]` otherwise).
+    pub user: Option<crate::runtime::privileges::Credentials>,
     pub pid: Option<PathBuf>,
     pub error_log: ErrorLog,
     pub http: Http,
@@ -343,6 +345,8 @@ pub struct LocConf {
     pub absolute_redirect: bool,
     pub port_in_redirect: bool,
     pub server_name_in_redirect: bool,
+    /// `gzip*`.
+    pub gzip: Arc<crate::proto::gzip::GzipConf>,
 }
 
 /// Where a location's files are: `root` + `$uri`, or `alias` + the part of `$uri`
@@ -527,7 +531,8 @@ impl Config {
         for s in &self.http.servers {
             let confs = std::iter::once(&s.conf)
                 .chain(s.prefix_locations.iter().map(|l| &l.conf))
-                .chain(s.regex_locations.iter().map(|l| &l.conf));
+                .chain(s.regex_locations.iter().map(|l| &l.conf))
+                .chain(s.named_locations.iter().map(|l| &l.conf));
             for c in confs {
                 for a in &c.access_logs {
                     if out.len() <= a.file_id {

@@ -53,12 +53,13 @@ use super::spool::Spool;
 use super::status::{closes_connection, error_page, reason, wire_code, write_http_date};
 use super::uri::normalize;
 use super::{route, HttpError};
+use crate::proto::gzip;
 
 mod files;
 use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use crate::proto::h1::framing::{self, ClientFraming, KeepAliveLimits};
 use crate::proto::h1::request::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
-use crate::proto::h1::response::{parse_response, ResponseHead};
+use crate::proto::h1::response::{parse_response, RespBody, ResponseHead};
 
 const CLIENT_BUF: usize = 4096;
 /// How long ringx waits on an upstream's response head before it also watches the
@@ -1095,6 +1096,7 @@ async fn send_simple(
     keep: bool,
 ) -> bool {
     let wire = wire_code(code);
+    let is_head = c.head.method() == Method::Head;
     let mut out = std::mem::take(&mut c.out);
     out.clear();
     status_line(
@@ -1117,7 +1119,22 @@ async fn send_simple(
         out.extend_from_slice(ctype.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if wire != 204 && wire != 304 {
+    // A page ringx has whole is compressed whole (its length is then known).
+    let offered = gzip::Offered {
+        status: wire,
+        content_type: ctype.as_bytes(),
+        content_length: Some(body.len() as u64),
+        encoded: false,
+    };
+    let gz = gzip::decide(&r.conf.gzip, &gzip_asked(c), &offered);
+    let packed;
+    let body = if gz == gzip::Gzip::Compress {
+        packed = gzip::compress(r.conf.gzip.level, body);
+        &packed[..]
+    } else {
+        body
+    };
+    if wire != 204 && wire != 304 && !(gz == gzip::Gzip::Compress && is_head) {
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     // nginx writes Location before Connection, the others after it.
@@ -1139,10 +1156,15 @@ async fn send_simple(
     if let (Some(x), None) = (extra, location) {
         header(&mut out, x);
     }
+    if gz.vary(&r.conf.gzip) {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    if gz == gzip::Gzip::Compress {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    }
     write_add_headers(&mut out, c, r, wire);
     out.extend_from_slice(b"\r\n");
     let head_len = out.len();
-    let is_head = c.head.method() == Method::Head;
     if !is_head {
         out.extend_from_slice(body);
     }
@@ -2076,7 +2098,7 @@ async fn upgrade(
             date: true,
         },
     );
-    pass_headers(&mut out, conf, &c.resp, upstream_head, b"upgrade");
+    pass_headers(&mut out, conf, &c.resp, upstream_head, b"upgrade", false);
     out.extend_from_slice(b"Connection: upgrade\r\n");
     write_add_headers(&mut out, c, r, 101);
     out.extend_from_slice(b"\r\n");
@@ -2117,7 +2139,126 @@ async fn upgrade(
 
 /// Copies the upstream's response headers to the client head, less the hop-by-hop
 /// ones (but `hop_kept`, as `Upgrade` for a 101) and those `proxy_hide_header` names.
-fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream_head: &[u8], hop_kept: &[u8]) {
+/// The body of a response the gzip filter compresses: the upstream's body decoded
+/// from its framing (the bytes after `body_start` first), compressed with a sync
+/// flush after each read (a streamed response stays streamed), written as chunks
+/// (`chunked`) or raw after the head that `c.out` holds. Ok: whether the upstream's
+/// bytes ended exactly where its response did.
+async fn relay_gzip(
+    c: &mut Client,
+    r: &Req<'_>,
+    conn: &mut UpConn,
+    ubuf: &mut Vec<u8>,
+    body_start: usize,
+    chunked: bool,
+) -> Result<bool, ExErr> {
+    let conf = r.conf;
+    let (send_t, read_t) = (conf.send_timeout, conf.proxy_read_timeout);
+    let peer = c.peer;
+    let mut body = c.resp.body(false);
+    let mut dec = ChunkedDecoder::new();
+    let mut enc = Some(gzip::Encoder::new(conf.gzip.level));
+    let (mut out, mut z) = (std::mem::take(&mut c.out), Vec::new());
+    let (mut pos, mut exact) = (body_start, true);
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    loop {
+        let avail = &ubuf[pos..];
+        let done = match &mut body {
+            RespBody::Length(left) => {
+                let take = (avail.len() as u64).min(*left) as usize;
+                exact &= take == avail.len();
+                *left -= take as u64;
+                runs.push(pos..pos + take);
+                *left == 0
+            }
+            RespBody::Chunked => {
+                let fed = dec
+                    .feed(avail, |rg| runs.push(rg.start + pos..rg.end + pos))
+                    .map_err(|_| fatal(FailKind::InvalidBody, Phase::ReadBody))?;
+                exact &= !fed.done || fed.consumed == avail.len();
+                fed.done
+            }
+            RespBody::Close => {
+                runs.push(pos..ubuf.len());
+                false
+            }
+            RespBody::None => true,
+        };
+        if let Some(e) = enc.as_mut() {
+            let n = runs.len();
+            for (i, rg) in runs.drain(..).enumerate() {
+                if i + 1 == n && !done {
+                    e.push_flush(&ubuf[rg], &mut z);
+                } else {
+                    e.push(&ubuf[rg], &mut z);
+                }
+            }
+        }
+        if done {
+            if let Some(e) = enc.take() {
+                e.finish(&mut z);
+            }
+        }
+        frame(&mut out, &z, chunked, done);
+        z.clear();
+        if !out.is_empty() {
+            out = c
+                .stream
+                .write_all(out, send_t)
+                .await
+                .map_err(|e| client_write_failed(e, peer))?;
+            out.clear();
+        }
+        if done {
+            break;
+        }
+        ubuf.clear();
+        let (n, b) = conn
+            .stream
+            .read_append(sized(std::mem::take(ubuf), UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+            .await
+            .map_err(|e| {
+                ExErr::Fail(Fail {
+                    client_gone: true,
+                    ..Fail::io(e, Phase::ReadBody, true).final_()
+                })
+            })?;
+        *ubuf = b;
+        pos = 0;
+        if n == 0 {
+            if body != RespBody::Close {
+                return Err(fatal(FailKind::Error, Phase::ReadBody));
+            }
+            body = RespBody::None;
+            exact = false;
+        }
+    }
+    c.out = out;
+    Ok(exact)
+}
+
+/// Compressed bytes as the client's framing wants them (the last chunk at the end).
+fn frame(out: &mut Vec<u8>, z: &[u8], chunked: bool, last: bool) {
+    if chunked {
+        gzip::put_chunk(out, z);
+        if last {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+    } else {
+        out.extend_from_slice(z);
+    }
+}
+
+/// The upstream's headers that go to the client. `gz`: the body is being
+/// compressed, so Accept-Ranges goes and a strong ETag becomes weak (nginx).
+fn pass_headers(
+    out: &mut Vec<u8>,
+    conf: &LocConf,
+    resp: &ResponseHead,
+    upstream_head: &[u8],
+    hop_kept: &[u8],
+    gz: bool,
+) {
     for h in &resp.headers {
         let name = h.name.get(upstream_head);
         let hidden = conf
@@ -2127,11 +2268,50 @@ fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream
         if hidden || (h.hop && !name.eq_ignore_ascii_case(hop_kept)) {
             continue;
         }
+        let value = h.value.get(upstream_head);
+        if gz && name.eq_ignore_ascii_case(b"accept-ranges") {
+            continue;
+        }
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value.get(upstream_head));
+        if gz && name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
+            out.extend_from_slice(b"W/");
+        }
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// What the request brings to the gzip filter's decision.
+fn gzip_asked(c: &Client) -> gzip::Asked<'_> {
+    let h = |n| c.head.header(&c.buf, n);
+    gzip::Asked {
+        accept_encoding: h("accept-encoding"),
+        user_agent: h("user-agent"),
+        via: h("via").is_some(),
+        http10: !c.stream.is_h2() && c.head.minor == 0,
+    }
+}
+
+/// The gzip filter's decision for an upstream response.
+fn gzip_upstream(c: &Client, conf: &LocConf, upstream_head: &[u8], mode: ClientFraming) -> gzip::Gzip {
+    if (mode == ClientFraming::None && c.head.method() != Method::Head) || !conf.gzip.on {
+        return gzip::Gzip::No;
+    }
+    let find = |n: &[u8]| {
+        c.resp
+            .headers
+            .iter()
+            .find(|h| h.name.get(upstream_head).eq_ignore_ascii_case(n))
+            .map(|h| h.value.get(upstream_head))
+    };
+    let offered = gzip::Offered {
+        status: c.resp.code,
+        content_type: find(b"content-type").unwrap_or_default(),
+        content_length: c.resp.content_length,
+        encoded: find(b"content-encoding").is_some_and(|v| !v.is_empty()),
+    };
+    gzip::decide(&conf.gzip, &gzip_asked(c), &offered)
 }
 
 /// A write to the client failed: the client's fault, never the upstream's, logged
@@ -2220,8 +2400,23 @@ async fn relay(
         if rs.is_empty() { reason(code).as_bytes() } else { rs },
         own,
     );
-    pass_headers(&mut out, conf, &c.resp, upstream_head, b"");
-    mode.write_header(code, c.resp.content_length, &mut out);
+    let gz = gzip_upstream(c, conf, upstream_head, mode);
+    let compress = gz == gzip::Gzip::Compress;
+    pass_headers(&mut out, conf, &c.resp, upstream_head, b"", compress);
+    // Compressed: chunked to HTTP/1.1 (and HTTP/2), close-delimited to HTTP/1.0.
+    let gz_chunked = compress && (c.stream.is_h2() || c.head.minor == 1);
+    if compress {
+        keep = gz_chunked && client_keep(c, r);
+        if gz_chunked && !is_head {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    } else {
+        mode.write_header(code, c.resp.content_length, &mut out);
+    }
+    if gz.vary(&conf.gzip) {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
     if c.w.quitting.get() {
         keep = false;
     }
@@ -2255,6 +2450,13 @@ async fn relay(
         })
     };
 
+    if compress && !is_head {
+        c.out = out;
+        let exact = relay_gzip(c, r, conn, &mut ubuf, body_start, gz_chunked).await?;
+        ubuf.clear();
+        conn.buf = ubuf;
+        return Ok((keep, exact));
+    }
     // First write: client head placed just before the body bytes that came with the
     // upstream head, when it fits in the room there.
     let mut dec = ChunkedDecoder::new();

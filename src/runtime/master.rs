@@ -26,6 +26,7 @@ use crate::config::{self, LoadOptions};
 use crate::net::listener;
 use crate::observe::log;
 
+use super::privileges;
 use super::worker::{self, Control};
 
 struct WorkerHandle {
@@ -114,6 +115,10 @@ impl Master {
         if cfg.daemon {
             daemonize()?;
         }
+        if let Some(u) = &cfg.user {
+            give_logs(&cfg, u);
+            privileges::drop_to(u).map_err(|e| StartError::Other(e.to_string()))?;
+        }
         cfg.init_shared(cfg.worker_processes);
         let cfg = Arc::new(cfg);
         let driver = choose_driver(&cfg)?;
@@ -193,6 +198,9 @@ impl Master {
                     SIGUSR1 => {
                         log::notice(format_args!("signal {sig} (SIGUSR1) received, reopening logs"));
                         log::reopen_error_log();
+                        if let Some(u) = &self.cfg.user {
+                            give_logs(&self.cfg, u);
+                        }
                         log::REOPEN_GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     SIGQUIT => {
@@ -310,6 +318,14 @@ impl Master {
         if let Err(e) = crate::observe::log::AccessLogs::open(new.access_log_paths()) {
             log::log(LogLevel::Emerg, format_args!("{e}"));
             return;
+        }
+        if new.user != self.cfg.user {
+            log::warn(format_args!(
+                "\"user\" changed: a reload keeps the workers' user, restart to apply"
+            ));
+        }
+        if let Some(u) = &self.cfg.user {
+            give_logs(&new, u);
         }
         let n = self.workers.len();
         let new_addrs: Vec<SocketAddr> = new
@@ -429,6 +445,12 @@ fn spawn_worker(
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
+            if cfg.user.is_some() {
+                if let Err(e) = privileges::drop_thread_caps() {
+                    let _ = ready.send(Err(format!("worker {i}: {e}")));
+                    return;
+                }
+            }
             let run = std::panic::AssertUnwindSafe(|| worker::run(i, cfg, listeners, rx, ready));
             if std::panic::catch_unwind(run).is_err() {
                 log::log(LogLevel::Alert, format_args!("worker {i} exited on panic"));
@@ -439,6 +461,31 @@ fn spawn_worker(
         })
         .map_err(|e| StartError::Other(format!("spawning worker failed ({e})")))?;
     Ok(WorkerHandle { tx, thread })
+}
+
+/// With `user`: creates the log files that do not exist yet (the master thread may
+/// write where USER may not) and gives them all to USER, so workers, which open
+/// their access logs themselves, can. Failures are logged; the open that follows
+/// reports what still cannot be opened.
+fn give_logs(cfg: &Config, u: &privileges::Credentials) {
+    let mut paths = cfg.access_log_paths();
+    if let crate::config::model::LogTarget::File(p) = &cfg.error_log.target {
+        paths.push(p.clone());
+    }
+    for p in paths.into_iter().filter(|p| !p.as_os_str().is_empty()) {
+        let made = std::fs::OpenOptions::new().create(true).append(true).open(&p);
+        if let Err(e) = made.and_then(|_| privileges::give(&p, u)) {
+            log::log(
+                LogLevel::Alert,
+                format_args!(
+                    "chown(\"{}\", {}) failed ({})",
+                    p.display(),
+                    u.uid,
+                    config::parser::os_err(&e)
+                ),
+            );
+        }
+    }
 }
 
 /// Waits for `n` workers to report their start; the first failure is the error.

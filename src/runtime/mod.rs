@@ -2,4 +2,5 @@
 //! [`worker`] (one pinned tokio-uring runtime per core).
 pub mod fault;
 pub mod master;
+pub mod privileges;
 pub mod worker;

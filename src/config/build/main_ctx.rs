@@ -17,6 +17,8 @@ pub(super) const MAIN: &[Cmd<Main>] = &[
     Cmd::run("worker_processes", worker_processes),
     Cmd::run("worker_cpu_affinity", worker_cpu_affinity),
     Cmd::run("daemon", |_, m, d| flag(d).map(|on| m.cfg.daemon = on)),
+    Cmd::run("user", user),
+    Cmd::run("load_module", load_module),
     Cmd::run("master_process", |_, _, d| flag(d).map(drop)),
     Cmd::run("pid", pid),
     Cmd::run("error_log", |b, m, d| error_log(d, b.env).map(|l| m.cfg.error_log = l)),
@@ -50,6 +52,7 @@ impl Main {
             worker_shutdown_timeout: None,
             driver: DriverChoice::Auto,
             daemon: true,
+            user: None,
             pid: Some(env.path("logs/ringx.pid")),
             error_log: ErrorLog {
                 target: LogTarget::Stderr,
@@ -107,6 +110,89 @@ fn worker_cpu_affinity(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done
         CpuAffinity::Masks(masks)
     };
     Ok(())
+}
+
+/// `user USER [GROUP]`: looked up now (nginx's `getpwnam`/`getgrnam` errors); when
+/// ringx is not root, nginx's `[warn]` and ignored.
+fn user(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    use crate::runtime::privileges;
+    if d.args.is_empty() || d.args.len() > 2 {
+        return Err(nargs(d));
+    }
+    if !privileges::is_root() {
+        b.warnings.push((
+            LogLevel::Warn,
+            d.err("the \"user\" directive makes sense only if the master process runs with super-user privileges, ignored"),
+        ));
+        return Ok(());
+    }
+    let creds = privileges::lookup(&d.args[0], d.args.get(1).map(String::as_str)).map_err(|e| d.err(e))?;
+    m.cfg.user = Some(creds);
+    Ok(())
+}
+
+/// `load_module FILE`: ringx loads no modules (what it has is built in); a
+/// `[notice]` names the module, and its directives stay unknown, their errors
+/// naming it ([`module_of`]).
+fn load_module(b: &mut Builder<'_>, _: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    let file = d.args[0].rsplit('/').next().unwrap_or_default();
+    let name = file.strip_suffix(".so").unwrap_or(file);
+    b.warnings.push((
+        LogLevel::Notice,
+        d.err(format!(
+            "module \"{name}\" is not loaded (ringx has no dynamic modules; its own are built in)"
+        )),
+    ));
+    Ok(())
+}
+
+/// Directives of nginx modules ringx does not implement (those Debian and nginx.org
+/// package as dynamic modules, and the common third-party ones): a pattern (`*` at
+/// either end) and the module.
+const FOREIGN: &[(&str, &str)] = &[
+    ("echo*", "ngx_http_echo_module"),
+    ("more_*_headers", "ngx_http_headers_more_filter_module"),
+    ("geoip2*", "ngx_http_geoip2_module"),
+    ("geoip_*", "ngx_http_geoip_module"),
+    ("image_filter*", "ngx_http_image_filter_module"),
+    ("xslt_*", "ngx_http_xslt_filter_module"),
+    ("xml_entities", "ngx_http_xslt_filter_module"),
+    ("perl", "ngx_http_perl_module"),
+    ("perl_*", "ngx_http_perl_module"),
+    ("fancyindex*", "ngx_http_fancyindex_module"),
+    ("auth_pam*", "ngx_http_auth_pam_module"),
+    ("dav_ext_*", "ngx_http_dav_ext_module"),
+    ("dav_methods", "ngx_http_dav_module"),
+    ("subs_filter*", "ngx_http_subs_filter_module"),
+    ("fair", "ngx_http_upstream_fair_module"),
+    ("*_cache_purge", "ngx_http_cache_purge_module"),
+    ("*_by_lua*", "ngx_http_lua_module"),
+    ("lua_*", "ngx_http_lua_module"),
+    ("js_*", "ngx_http_js_module"),
+    ("brotli*", "ngx_http_brotli_filter_module"),
+    ("mail", "ngx_mail_module"),
+    ("nchan_*", "ngx_nchan_module"),
+    ("rtmp", "ngx_rtmp_module"),
+    ("upload_progress*", "ngx_http_uploadprogress_module"),
+    ("modsecurity*", "ngx_http_modsecurity_module"),
+    ("vhost_traffic_status*", "ngx_http_vhost_traffic_status_module"),
+];
+
+/// The module a directive ringx does not know belongs to, if it is one of [`FOREIGN`].
+pub(super) fn module_of(name: &str) -> Option<&'static str> {
+    FOREIGN.iter().find_map(|(pat, m)| {
+        let hit = match (pat.strip_prefix('*'), pat.strip_suffix('*')) {
+            (Some(mid), _) if mid.ends_with('*') => name.contains(&mid[..mid.len() - 1]),
+            (Some(suffix), _) => name.ends_with(suffix),
+            (_, Some(prefix)) => name.starts_with(prefix),
+            _ => match pat.split_once('*') {
+                Some((a, z)) => name.starts_with(a) && name.ends_with(z) && name.len() >= a.len() + z.len(),
+                None => name == *pat,
+            },
+        };
+        hit.then_some(*m)
+    })
 }
 
 /// `pid FILE|off` (`off` is ringx's).

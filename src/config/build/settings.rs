@@ -35,6 +35,7 @@ use crate::config::tls::{Located, SessionCache, VerifyClient};
 use crate::config::vars::Template;
 use crate::config::ConfError;
 use crate::proto::conditional::Ims;
+use crate::proto::gzip::GzipConf;
 
 /// http, server and location.
 const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
@@ -91,7 +92,7 @@ settings! {
     computed {
         proxy_pass, ret, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
-        doc_root, try_files, internal,
+        doc_root, try_files, internal, gzip,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -176,6 +177,16 @@ settings! {
     server_name_in_redirect:       bool,                           HSL, on_off        => false;
     autoindex:                     bool,                           HSL, only_off;
     disable_symlinks:              bool,                           HSL, only_off;
+    // Compression (finished into GzipConf below; src/proto/gzip.rs)
+    gzip:                          bool,                           HSL, on_off;
+    gzip_types:                    Vec<String>,                    HSL, gzip_types;
+    gzip_min_length:               u64,                            HSL, size;
+    gzip_comp_level:               u32,                            HSL, comp_level;
+    gzip_vary:                     bool,                           HSL, on_off;
+    gzip_proxied:                  bool,                           HSL, gzip_proxied;
+    gzip_http_version:             bool,                           HSL, gzip_http_version;
+    gzip_disable:                  (bool, Vec<regex::bytes::Regex>), HSL, gzip_disable;
+    gzip_static:                   bool,                           HSL, only_off;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.
@@ -192,6 +203,7 @@ struct Computed {
     doc_root: DocRoot,
     try_files: Option<Arc<TryFiles>>,
     internal: bool,
+    gzip: Arc<GzipConf>,
 }
 
 impl Builder<'_> {
@@ -221,6 +233,7 @@ impl Builder<'_> {
             },
             try_files: None,
             internal: false,
+            gzip: Arc::new(gzip_conf(s)),
         })
     }
 
@@ -297,6 +310,27 @@ fn hidden_headers(s: &Settings) -> Vec<String> {
     .collect();
     hide.extend(s.proxy_hide_header.clone().unwrap_or_default());
     hide
+}
+
+/// The merged gzip directives (nginx's defaults where unset).
+fn gzip_conf(s: &Settings) -> GzipConf {
+    let d = GzipConf::default();
+    let mut types = s.gzip_types.clone().unwrap_or_else(|| d.types.clone());
+    if !types.iter().any(|t| t == "text/html" || t == "*") {
+        types.push("text/html".into());
+    }
+    let (disable_msie6, disable) = s.gzip_disable.clone().unwrap_or_default();
+    GzipConf {
+        on: s.gzip.unwrap_or(false),
+        types,
+        min_length: s.gzip_min_length.unwrap_or(d.min_length),
+        level: s.gzip_comp_level.unwrap_or(d.level),
+        vary: s.gzip_vary.unwrap_or(false),
+        proxied_any: s.gzip_proxied.unwrap_or(false),
+        http10: s.gzip_http_version.unwrap_or(false),
+        disable_msie6,
+        disable,
+    }
 }
 
 fn default_types() -> HashMap<String, String> {
@@ -381,6 +415,79 @@ fn index_names(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<String>>) ->
         list.push(a.clone());
     }
     Ok(list)
+}
+
+/// `gzip_types TYPE…` (several lines at one level add up; `*` for any).
+fn gzip_types(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<String>>) -> Parsed<Vec<String>> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let mut list = prev.unwrap_or_default();
+    list.extend(d.args.iter().map(|a| a.to_ascii_lowercase()));
+    Ok(list)
+}
+
+/// `gzip_comp_level 1..9`.
+fn comp_level(_: &mut Builder<'_>, d: &Directive, _: Option<u32>) -> Parsed<u32> {
+    one_arg(d)?;
+    match d.args[0].parse::<u32>() {
+        Ok(n) if (1..=9).contains(&n) => Ok(n),
+        _ => Err(d.err("value must be between 1 and 9")),
+    }
+}
+
+/// `gzip_proxied off | any` (true: any). The conditions between (`expired`,
+/// `no-cache`, `auth`, …) are rejected for now.
+fn gzip_proxied(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let mut any = false;
+    for a in &d.args {
+        match a.as_str() {
+            "off" => {}
+            "any" => any = true,
+            "expired" | "no-cache" | "no-store" | "private" | "no_last_modified" | "no_etag" | "auth" => {
+                return Err(d.err(format!("\"gzip_proxied {a}\" is not supported yet (off and any are)")))
+            }
+            _ => return Err(d.err(format!("invalid value \"{a}\" in \"gzip_proxied\" directive"))),
+        }
+    }
+    Ok(any)
+}
+
+/// `gzip_http_version 1.0 | 1.1` (true: 1.0).
+fn gzip_http_version(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "1.0" => Ok(true),
+        "1.1" => Ok(false),
+        v => Err(d.err(format!("invalid value \"{v}\" in \"gzip_http_version\" directive"))),
+    }
+}
+
+/// `gzip_disable msie6 | REGEX…` (regexes case-insensitive, as nginx compiles them).
+fn gzip_disable(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<(bool, Vec<regex::bytes::Regex>)>,
+) -> Parsed<(bool, Vec<regex::bytes::Regex>)> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let (mut msie6, mut list) = prev.unwrap_or_default();
+    for a in &d.args {
+        if a == "msie6" {
+            msie6 = true;
+            continue;
+        }
+        let re = regex::bytes::RegexBuilder::new(a)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| d.err(format!("invalid regex \"{a}\": {e}")))?;
+        list.push(re);
+    }
+    Ok((msie6, list))
 }
 
 /// `if_modified_since off | exact | before`.

@@ -117,6 +117,7 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("accept_mutex_delay", &[Ctx::Events]),
     ("multi_accept", &[Ctx::Events]),
     ("zone", &[Ctx::Upstream]),
+    ("gzip_buffers", &[Ctx::Http, Ctx::Server, Ctx::Location]),
 ];
 
 /// Reads the directives of one block, in order, into `st` (and `set`, for the levels
@@ -165,6 +166,10 @@ pub(super) fn reject(d: &Directive) -> ConfError {
         || SETTINGS.iter().any(|(x, _)| *x == n);
     if known {
         d.err(format!("\"{n}\" directive is not allowed here"))
+    } else if let Some(m) = main_ctx::module_of(n) {
+        d.err(format!(
+            "unknown directive \"{n}\" (a directive of {m}, which ringx does not implement)"
+        ))
     } else {
         d.err(format!("unknown directive \"{n}\""))
     }

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::config::model::Balance;
+use crate::config::model::{Balance, LogLevel};
 use crate::config::parser::parse_str;
 
 fn cfg(s: &str) -> Result<Config, ConfError> {
@@ -68,4 +68,89 @@ fn default_server_and_groups() {
     assert_eq!(c.http.listens[0].servers, vec![0, 1]);
     assert_eq!(c.http.listens[0].default_server, 1);
     assert_eq!(c.http.listens[1].default_server, 2);
+}
+
+#[test]
+fn load_module_and_foreign_directives() {
+    let c = cfg("load_module modules/ngx_http_echo_module.so; events {} http { access_log off; }").unwrap();
+    let notice = c
+        .warnings
+        .iter()
+        .find(|(l, _)| *l == LogLevel::Notice)
+        .expect("a notice");
+    assert!(
+        notice
+            .1
+            .to_string()
+            .contains("module \"ngx_http_echo_module\" is not loaded"),
+        "{}",
+        notice.1
+    );
+    for (d, module) in [
+        ("echo hi;", "ngx_http_echo_module"),
+        ("more_set_headers \"X: y\";", "ngx_http_headers_more_filter_module"),
+        ("content_by_lua_block { }", "ngx_http_lua_module"),
+        ("geoip_country /x.dat;", "ngx_http_geoip_module"),
+    ] {
+        let e = cfg(&format!("events {{}} http {{ server {{ location / {{ {d} }} }} }}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(module) && e.contains("t.conf:1"), "{d}: {e}");
+    }
+    let e = cfg("events {} http { server { frobnicate on; } }")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("unknown directive \"frobnicate\" in"), "{e}");
+}
+
+#[test]
+fn static_file_directives() {
+    let c = cfg(
+        "events {} http { access_log off; root /srv/www/; index a.html b.html; gzip on; gzip_types text/css; \
+        server { try_files $uri /x; location /img/ { alias /data/img/; etag off; } location @app { internal; } \
+        location / { try_files $uri $uri/ =404; index c.html; } } }",
+    )
+    .unwrap();
+    let s = &c.http.servers[0];
+    assert_eq!(s.conf.doc_root.path, "/srv/www", "root's trailing / is trimmed");
+    assert_eq!(s.conf.index, ["a.html", "b.html"]);
+    assert!(s.conf.try_files.is_some());
+    assert_eq!(s.conf.gzip.types, ["text/css", "text/html"]);
+    let img = s.prefix_locations.iter().find(|l| l.prefix() == Some("/img/")).unwrap();
+    assert_eq!(
+        (img.conf.doc_root.path.as_str(), img.conf.doc_root.alias),
+        ("/data/img/", true)
+    );
+    assert!(
+        !img.conf.etag && img.conf.try_files.is_none(),
+        "try_files is not inherited"
+    );
+    let root = s.prefix_locations.iter().find(|l| l.prefix() == Some("/")).unwrap();
+    assert_eq!(root.conf.index, ["c.html"]);
+    assert!(root.conf.gzip.on);
+    let tf = root.conf.try_files.as_ref().unwrap();
+    assert_eq!(tf.files.iter().map(|(_, d)| *d).collect::<Vec<_>>(), [false, true]);
+    assert!(matches!(tf.last, crate::config::model::TryLast::Code(404)));
+    assert_eq!(s.named_locations.len(), 1);
+    assert!(s.named_locations[0].conf.internal);
+    let d = cfg("events {} http { server { } }").unwrap();
+    assert_eq!(
+        d.http.servers[0].conf.doc_root.path, "/tmp/html",
+        "nginx's default root"
+    );
+    for (bad, why) in [
+        ("location / { alias /a; root /b; }", "both set"),
+        ("location ~ x { alias /a; }", "regex location"),
+        ("location / { try_files $uri; }", "invalid number of arguments"),
+        ("location / { try_files $uri =abc; }", "invalid code"),
+        ("location / { autoindex on; }", "not supported"),
+        ("location / { gzip_comp_level 10; }", "between 1 and 9"),
+        ("location / { gzip_proxied auth; }", "not supported"),
+        ("location @a { } location @a { }", "duplicate location"),
+    ] {
+        let e = cfg(&format!("events {{}} http {{ server {{ {bad} }} }}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
 }

@@ -18,10 +18,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use super::{absolute_location, content_type, finish, finish_error, send_simple, status_line, swallow_body};
-use super::{client_keep, write_add_headers, Client, Own, Req};
+use super::{client_keep, gzip_asked, write_add_headers, Client, Own, Req};
 use crate::config::model::{DocRoot, TryFiles, TryLast};
 use crate::observe::log;
 use crate::proto::conditional::{self, Conditions, Precondition, RangeAnswer, Validators};
+use crate::proto::gzip::{self, Gzip};
 use crate::proto::h1::request::Method;
 use crate::runtime::worker::Snapshot;
 
@@ -243,6 +244,18 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
         }
         Precondition::Failed => return finish_error(snap, c, r, 412).await,
     }
+    let offered = gzip::Offered {
+        status: 200,
+        content_type: ctype.as_bytes(),
+        content_length: Some(size),
+        encoded: false,
+    };
+    let gz = gzip::decide(&r.conf.gzip, &gzip_asked(c), &offered);
+    let vary = gz.vary(&r.conf.gzip);
+    if gz == Gzip::Compress {
+        // The range filter sees no length: the whole file, compressed.
+        return send_gzipped(snap, c, r, &file, &v, &ctype, size).await;
+    }
     let (code, parts, ctype, range) = match conditional::range(&cond, &v, size) {
         RangeAnswer::Full => (200, vec![Part::whole(0, size)], ctype, None),
         RangeAnswer::Partial { start, end } => {
@@ -262,8 +275,9 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
         }
     };
     let len = parts.iter().map(Part::len).sum();
-    let mut h = FileHead::new(&v, Some((&ctype, len)), range.as_deref(), keep);
+    let mut h = FileHead::new(&v, Some((&ctype, Some(len))), range.as_deref(), keep);
     h.accept_ranges = code == 200;
+    h.vary = vary;
     write_head_only(c, r, code, &h);
     let ok = if c.head.method() == Method::Head {
         flush(c, r).await
@@ -322,6 +336,76 @@ fn multipart(ranges: &[(u64, u64)], ctype: &str, size: u64) -> (Vec<Part>, Strin
     (parts, format!("multipart/byteranges; boundary={b}"))
 }
 
+/// The whole file compressed: chunked to HTTP/1.1 and HTTP/2, close-delimited to
+/// HTTP/1.0 (`gzip_http_version 1.0`).
+#[allow(clippy::too_many_arguments)]
+async fn send_gzipped(
+    snap: &Snapshot,
+    c: &mut Client,
+    r: &mut Req<'_>,
+    file: &File,
+    v: &Validators,
+    ctype: &str,
+    size: u64,
+) -> bool {
+    let chunked = c.stream.is_h2() || c.head.minor == 1;
+    let keep = chunked && swallow_body(c) && client_keep(c, r);
+    let is_head = c.head.method() == Method::Head;
+    let mut h = FileHead::new(v, Some((ctype, None)), None, keep);
+    h.vary = r.conf.gzip.vary;
+    h.gzip = Some(chunked && !is_head);
+    write_head_only(c, r, 200, &h);
+    if is_head {
+        let ok = flush(c, r).await;
+        return finish(snap, c, r, ok, keep).await;
+    }
+    let mut enc = Some(gzip::Encoder::new(r.conf.gzip.level));
+    let (mut data, mut z) = (Vec::new(), Vec::new());
+    let mut out = std::mem::take(&mut c.out);
+    let mut pos = 0u64;
+    let mut ok = true;
+    while let Some(mut e) = enc.take() {
+        let want = ((size - pos) as usize).min(CHUNK);
+        data.resize(want, 0);
+        match read_full(file, &mut data, pos) {
+            Ok(n) if n == want => pos += n as u64,
+            _ => {
+                log::crit(format_args!("file was truncated while sending it{}", Why(c, r)));
+                ok = false;
+                break;
+            }
+        }
+        e.push(&data, &mut z);
+        let last = pos == size;
+        if last {
+            e.finish(&mut z);
+        } else {
+            enc = Some(e);
+        }
+        if chunked {
+            gzip::put_chunk(&mut out, &z);
+            if last {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+        } else {
+            out.extend_from_slice(&z);
+        }
+        z.clear();
+        if out.len() >= CHUNK || last {
+            match write_out(c, r, out).await {
+                Some(b) => out = b,
+                None => {
+                    ok = false;
+                    out = Vec::new();
+                    break;
+                }
+            }
+        }
+    }
+    c.out = out;
+    finish(snap, c, r, ok, keep && ok).await
+}
+
 /// The request's condition headers.
 fn conditions(c: &Client) -> Conditions<'_> {
     let h = |n| c.head.header(&c.buf, n);
@@ -338,21 +422,26 @@ fn conditions(c: &Client) -> Conditions<'_> {
 /// The headers of a file response besides the status line's.
 struct FileHead<'a> {
     v: &'a Validators,
-    /// Content-Type and Content-Length (none on 304).
-    body: Option<(&'a str, u64)>,
+    /// Content-Type and Content-Length (none on 304; no length: compressed).
+    body: Option<(&'a str, Option<u64>)>,
     content_range: Option<&'a str>,
     accept_ranges: bool,
     keep: bool,
+    vary: bool,
+    /// Compressed (`Content-Encoding: gzip`, a weak ETag); `Some(true)`: chunked.
+    gzip: Option<bool>,
 }
 
 impl<'a> FileHead<'a> {
-    fn new(v: &'a Validators, body: Option<(&'a str, u64)>, cr: Option<&'a str>, keep: bool) -> Self {
+    fn new(v: &'a Validators, body: Option<(&'a str, Option<u64>)>, cr: Option<&'a str>, keep: bool) -> Self {
         FileHead {
             v,
             body,
             content_range: cr,
             accept_ranges: false,
             keep,
+            vary: false,
+            gzip: None,
         }
     }
 }
@@ -379,22 +468,40 @@ fn write_head_only(c: &mut Client, r: &mut Req<'_>, code: u16, h: &FileHead<'_>)
         },
     );
     if let Some((ctype, len)) = h.body {
-        let _ = write!(out, "Content-Type: {ctype}\r\nContent-Length: {len}\r\n");
+        let _ = write!(out, "Content-Type: {ctype}\r\n");
+        if let Some(len) = len {
+            let _ = write!(out, "Content-Length: {len}\r\n");
+        }
     }
     let _ = write!(out, "Last-Modified: {}\r\n", conditional::http_date(h.v.mtime));
+    if h.gzip == Some(true) {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
     out.extend_from_slice(if h.keep {
         b"Connection: keep-alive\r\n"
     } else {
         b"Connection: close\r\n"
     });
-    if let Some(e) = &h.v.etag {
-        let _ = write!(out, "ETag: {e}\r\n");
+    if h.vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    match (&h.v.etag, h.gzip) {
+        (Some(e), Some(_)) => {
+            let _ = write!(out, "ETag: {}\r\n", gzip::weak_etag(e));
+        }
+        (Some(e), None) => {
+            let _ = write!(out, "ETag: {e}\r\n");
+        }
+        _ => {}
     }
     if let Some(cr) = h.content_range {
         let _ = write!(out, "Content-Range: {cr}\r\n");
     }
     if h.accept_ranges {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    }
+    if h.gzip.is_some() {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
     write_add_headers(&mut out, c, r, code);
     out.extend_from_slice(b"\r\n");
