@@ -108,6 +108,7 @@ fn bench_forward(c: &mut Criterion) {
                     uri: head.path.get(&req),
                     args: None,
                     uri_changed: false,
+                    as_get: false,
                     peer,
                     local,
                     server,

@@ -347,6 +347,20 @@ pub struct LocConf {
     pub server_name_in_redirect: bool,
     /// `gzip*`.
     pub gzip: Arc<crate::proto::gzip::GzipConf>,
+    pub error_page: Vec<ErrorPage>,
+    pub recursive_error_pages: bool,
+}
+
+/// `error_page CODE… [=[RESPONSE]] URI|@NAME|URL`: one entry per code.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub code: u16,
+    /// `=CODE`: the response's status; `=`: the target's own (`Some(0)`); none: the
+    /// error's code (nginx's 494-497 answer 400).
+    pub overwrite: Option<u16>,
+    pub target: Template,
+    /// `?args` of a literal URI target.
+    pub args: Option<String>,
 }
 
 /// Where a location's files are: `root` + `$uri`, or `alias` + the part of `$uri`

@@ -43,6 +43,8 @@ pub struct ReqCtx<'a> {
     pub args: Option<&'a [u8]>,
     /// `$uri` is not the client's (an internal redirect or `try_files` changed it).
     pub uri_changed: bool,
+    /// The request goes on as GET (an `error_page` redirect).
+    pub as_get: bool,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub server: &'a Server,

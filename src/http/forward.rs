@@ -40,7 +40,11 @@ pub fn write_request_head(
 ) -> HeadInfo {
     let b = ctx.buf;
     let head = ctx.head;
-    out.extend_from_slice(head.method_span.get(b));
+    if ctx.as_get && head.method() != Method::Head {
+        out.extend_from_slice(b"GET");
+    } else {
+        out.extend_from_slice(head.method_span.get(b));
+    }
     out.push(b' ');
     match (&pp.uri, loc_prefix) {
         (Some(u), Some(prefix)) => {

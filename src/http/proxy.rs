@@ -169,6 +169,13 @@ struct Req<'s> {
     args_owned: bool,
     /// Internal redirects so far (nginx allows 10).
     redirects: u8,
+    /// An `error_page` was followed (once, unless `recursive_error_pages`).
+    error_page_used: bool,
+    /// The status the response goes out with whatever its handler says (nginx's
+    /// `err_status`: the error an `error_page` redirect answers, or its `=CODE`).
+    err_status: Option<u16>,
+    /// Served as GET (an `error_page` redirect of a request that was not HEAD).
+    as_get: bool,
 }
 
 impl Client {
@@ -266,6 +273,7 @@ impl Client {
                 r.args.map(|a| a.get(&self.buf))
             },
             uri_changed: r.uri_changed,
+            as_get: r.as_get,
             peer: self.peer,
             local: self.local,
             server: r.server,
@@ -656,6 +664,9 @@ fn bare_req(server: &Server) -> Req<'_> {
         uri_changed: false,
         args_owned: false,
         redirects: 0,
+        error_page_used: false,
+        err_status: None,
+        as_get: false,
     }
 }
 
@@ -757,53 +768,73 @@ fn enter_location(c: &mut Client, r: &mut Req<'_>) {
     }
 }
 
+/// How one pass through a location's phases ends.
+enum Step {
+    /// Answered; whether the connection stays open.
+    Done(bool),
+    /// An error ringx answers itself (nginx's special response), through `error_page`
+    /// when the location has one for it.
+    Error { code: u16, body: BodyFate },
+    /// `$uri` changed: find the location again.
+    Redirect,
+    /// Go on in this named location.
+    Named(String),
+}
+
+/// What became of the request body when an error is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFate {
+    /// Not touched: a small body already here is skipped, else the connection closes.
+    Here,
+    /// Not read and not to be read: close after a lingering close.
+    Unread,
+    /// Read (sent upstream); whether the connection may stay open.
+    Handled(bool),
+}
+
+impl Step {
+    fn error(code: u16) -> Step {
+        Step::Error {
+            code,
+            body: BodyFate::Here,
+        }
+    }
+}
+
+impl From<files::Served> for Step {
+    fn from(s: files::Served) -> Step {
+        match s {
+            files::Served::Done(keep) => Step::Done(keep),
+            files::Served::Status(code) => Step::error(code),
+            files::Served::Redirect => Step::Redirect,
+            files::Served::Named(n) => Step::Named(n),
+        }
+    }
+}
+
 /// nginx's phases after the location is found, for that location: `internal`,
 /// `return`, `try_files`, then the content handler (`ringx_status`, `proxy_pass`, else
-/// index and static files). An internal redirect finds the location anew and starts
-/// over; the eleventh is a 500, as nginx.
+/// index and static files); errors go through `error_page`. An internal redirect
+/// finds the location anew and starts over; the eleventh is a 500, as nginx.
 async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
     loop {
         c.keepalive_timeout = r.conf.keepalive_timeout;
-        if r.conf.internal && r.redirects == 0 {
-            return finish_error(snap, c, r, 404).await;
+        let mut step = phases(snap, c, r).await;
+        if let Step::Error { code, body } = step {
+            step = apply_error_page(snap, c, r, code, body).await;
         }
-        if let Some(ret) = &r.conf.ret {
-            return finish_return(snap, c, r, ret).await;
-        }
-        let tried = match r.conf.try_files.clone() {
-            Some(tf) => files::try_files(c, r, &tf),
-            None => None,
-        };
-        let served = match tried {
-            Some(s) => s,
-            None if r.conf.status => {
-                let body = crate::observe::status::render(&snap.cfg);
-                let keep = swallow_body(c) && client_keep(c, r);
-                let ok = send_simple(c, r, 200, "application/json", body.as_bytes(), None, keep).await;
-                return finish(snap, c, r, ok, keep).await;
-            }
-            None => match &r.conf.proxy_pass {
-                Some(pp) => {
-                    r.proxy = Some(pp);
-                    let keep = proxy(snap, c, r, pp).await;
-                    access_log(snap, c, r);
-                    return keep;
-                }
-                None => files::serve(snap, c, r).await,
-            },
-        };
-        match served {
-            files::Served::Done(keep) => return keep,
-            files::Served::Status(code) => return finish_error(snap, c, r, code).await,
-            files::Served::Redirect => {
+        match step {
+            Step::Done(keep) => return keep,
+            Step::Error { code, body } => return answer_error(snap, c, r, code, body).await,
+            Step::Redirect => {
                 if !redirected(c, r) {
-                    return finish_error(snap, c, r, 500).await;
+                    return answer_error(snap, c, r, 500, BodyFate::Here).await;
                 }
                 enter_location(c, r);
             }
-            files::Served::Named(name) => {
+            Step::Named(name) => {
                 if !redirected(c, r) {
-                    return finish_error(snap, c, r, 500).await;
+                    return answer_error(snap, c, r, 500, BodyFate::Here).await;
                 }
                 let Some(l) = r
                     .server
@@ -815,11 +846,130 @@ async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
                         "could not find named location \"{name}\"{}",
                         files::Why(c, r)
                     ));
-                    return finish_error(snap, c, r, 500).await;
+                    return answer_error(snap, c, r, 500, BodyFate::Here).await;
                 };
                 r.conf = &l.conf;
                 r.loc_prefix = None;
             }
+        }
+    }
+}
+
+/// One pass through the location's phases.
+async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
+    if r.conf.internal && r.redirects == 0 {
+        return Step::error(404);
+    }
+    if let Some(ret) = &r.conf.ret {
+        if ret.text.is_none() && (400..=599).contains(&ret.code) {
+            return Step::error(ret.code);
+        }
+        return Step::Done(finish_return(snap, c, r, ret).await);
+    }
+    if let Some(tf) = r.conf.try_files.clone() {
+        if let Some(s) = files::try_files(c, r, &tf) {
+            return s.into();
+        }
+    }
+    if r.conf.status {
+        let body = crate::observe::status::render(&snap.cfg);
+        let keep = swallow_body(c) && client_keep(c, r);
+        let ok = send_simple(c, r, 200, "application/json", body.as_bytes(), None, keep).await;
+        return Step::Done(finish(snap, c, r, ok, keep).await);
+    }
+    match &r.conf.proxy_pass {
+        Some(pp) => {
+            r.proxy = Some(pp);
+            let step = proxy(snap, c, r, pp).await;
+            if let Step::Done(_) = step {
+                access_log(snap, c, r);
+            }
+            step
+        }
+        None => files::serve(snap, c, r).await.into(),
+    }
+}
+
+/// `error_page` for `code` in the current location (once per request unless
+/// `recursive_error_pages on`, and while internal redirects remain): an internal
+/// redirect (a URI, as GET unless HEAD), a named location, or a redirect to a URL;
+/// else the error as it is.
+async fn apply_error_page(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code: u16, body: BodyFate) -> Step {
+    let err = Step::Error { code, body };
+    if r.error_page_used || r.redirects >= 10 {
+        return err;
+    }
+    let Some(ep) = r.conf.error_page.iter().find(|e| e.code == code) else {
+        return err;
+    };
+    if !r.conf.recursive_error_pages {
+        r.error_page_used = true;
+    }
+    r.err_status = match ep.overwrite {
+        Some(0) => None,
+        Some(o) => Some(o),
+        None => Some(code),
+    };
+    let mut target = Vec::new();
+    ep.target.render(&c.ctx(r), &mut target);
+    match target.first() {
+        Some(b'/') => {
+            let (uri, args) = match (&ep.args, target.iter().position(|&b| b == b'?')) {
+                (Some(a), _) => (target.clone(), a.as_bytes().to_vec()),
+                (None, Some(q)) => (target[..q].to_vec(), target[q + 1..].to_vec()),
+                (None, None) => (target.clone(), Vec::new()),
+            };
+            files::set_uri(c, r, &uri, Some(&args));
+            r.as_get = true;
+            Step::Redirect
+        }
+        Some(b'@') => Step::Named(String::from_utf8_lossy(&target).into_owned()),
+        _ => {
+            let code = ep
+                .overwrite
+                .filter(|o| matches!(o, 301 | 302 | 303 | 307 | 308))
+                .unwrap_or(302);
+            r.err_status = None;
+            let keep = match body {
+                BodyFate::Here => swallow_body(c) && client_keep(c, r),
+                BodyFate::Unread => false,
+                BodyFate::Handled(k) => k,
+            };
+            let page = error_page(code).unwrap_or_default();
+            let ok = send_simple(
+                c,
+                r,
+                code,
+                "text/html",
+                page.as_bytes(),
+                Some(("Location", &target)),
+                keep,
+            )
+            .await;
+            Step::Done(finish(snap, c, r, ok, keep).await)
+        }
+    }
+}
+
+/// Sends nginx's page for an error ringx answers itself, then the access-log line;
+/// whether the connection stays open follows from what became of the body.
+async fn answer_error(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code: u16, body: BodyFate) -> bool {
+    r.err_status = None;
+    match body {
+        BodyFate::Here => finish_error(snap, c, r, code).await,
+        BodyFate::Unread => {
+            let ok = send_error(c, r, code, false).await;
+            access_log(snap, c, r);
+            if ok && should_linger(c, r.conf, true) {
+                lingering_close(c, r.conf).await;
+            }
+            false
+        }
+        BodyFate::Handled(keep) => {
+            let keep = keep && !closes_connection(code);
+            let ok = send_error(c, r, code, keep).await;
+            access_log(snap, c, r);
+            ok && keep
         }
     }
 }
@@ -1095,6 +1245,7 @@ async fn send_simple(
     extra: Option<(&str, &[u8])>,
     keep: bool,
 ) -> bool {
+    let code = r.err_status.unwrap_or(code);
     let wire = wire_code(code);
     let is_head = c.head.method() == Method::Head;
     let mut out = std::mem::take(&mut c.out);
@@ -1293,7 +1444,7 @@ impl BodyPlan {
     }
 }
 
-async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> bool {
+async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> Step {
     let conf = r.conf;
     let head_len = c.head.head_len;
     let avail = c.buf.len() - head_len;
@@ -1314,12 +1465,15 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     c.peer.ip(),
                     r.server.primary_name
                 ));
-                return finish_error_noconsume(c, r, 413).await;
+                return Step::Error {
+                    code: 413,
+                    body: BodyFate::Unread,
+                };
             }
             if n > avail as u64 && n <= SMALL_BODY as u64 {
                 let need = head_len + n as usize;
                 if !read_small_body(c, conf, |buf| (buf.len() >= need).then_some(need)).await {
-                    return false;
+                    return Step::Done(false);
                 }
             }
             let avail = c.buf.len() - head_len;
@@ -1360,17 +1514,23 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
             };
             let here = check(&c.buf);
             if here.is_none() && !read_small_body(c, conf, &mut check).await {
-                return false;
+                return Step::Done(false);
             }
             if bad {
                 log::info(format_args!(
                     "client sent invalid chunked body, client: {}",
                     c.peer.ip()
                 ));
-                return finish_error_noconsume(c, r, 400).await;
+                return Step::Error {
+                    code: 400,
+                    body: BodyFate::Unread,
+                };
             }
             if max_body != 0 && d.total > max_body {
-                return finish_error_noconsume(c, r, 413).await;
+                return Step::Error {
+                    code: 413,
+                    body: BodyFate::Unread,
+                };
             }
             c.consumed = fed_to;
             match done_at {
@@ -1391,9 +1551,12 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
             Ok(v) => plan = BodyPlan::Collected(v),
             Err(code) => {
                 if code == 0 {
-                    return false;
+                    return Step::Done(false);
                 }
-                return finish_error_noconsume(c, r, code).await;
+                return Step::Error {
+                    code,
+                    body: BodyFate::Unread,
+                };
             }
         }
     }
@@ -1409,7 +1572,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
         BodyPlan::None | BodyPlan::Buffered { .. } | BodyPlan::Collected(_)
     );
     if !replayable && !send_continue(c, conf).await {
-        return false;
+        return Step::Done(false);
     }
 
     // 2. Attempts.
@@ -1456,7 +1619,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     .last()
                     .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
                 held.release(failed);
-                return keep_client;
+                return Step::Done(keep_client);
             }
             Err(f) => {
                 held.release(f.counts_against_peer());
@@ -1471,7 +1634,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                         if r.sent.status == 0 {
                             r.sent.status = f.status();
                         }
-                        return false;
+                        return Step::Done(false);
                     }
                     _ => {}
                 }
@@ -1488,7 +1651,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     ));
                 }
                 if f.client_gone {
-                    return false;
+                    return Step::Done(false);
                 }
                 let nu = &conf.proxy_next_upstream;
                 let retry = !f.fatal
@@ -1500,7 +1663,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                 last = Some(f);
                 if !retry {
                     if fatal {
-                        return false;
+                        return Step::Done(false);
                     }
                     break;
                 }
@@ -1509,8 +1672,10 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     }
     let code = last.map_or(502, |f| f.status());
     let keep = client_keep(c, r) && !matches!(plan, BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. });
-    let ok = send_error(c, r, code, keep).await;
-    ok && keep
+    Step::Error {
+        code,
+        body: BodyFate::Handled(keep),
+    }
 }
 
 /// Reads more of a request body into the receive buffer until `enough` says where
@@ -1560,15 +1725,6 @@ async fn send_continue(c: &mut Client, conf: &LocConf) -> bool {
         }
         Err(_) => false,
     }
-}
-
-/// Answers an error before the body was read: the connection closes.
-async fn finish_error_noconsume(c: &mut Client, r: &mut Req<'_>, code: u16) -> bool {
-    let ok = send_error(c, r, code, false).await;
-    if ok && should_linger(c, r.conf, true) {
-        lingering_close(c, r.conf).await;
-    }
-    false
 }
 
 /// Reads a whole chunked body (for an HTTP/1.0 upstream) into a [`Spool`]. `Err(0)`:
@@ -2374,7 +2530,7 @@ async fn relay(
     let rb = c.resp.body(is_head);
     let mode = ClientFraming::choose(rb, c.head.minor);
     let mut keep = client_keep(c, r) && mode.delimited();
-    let code = c.resp.code;
+    let code = r.err_status.unwrap_or(c.resp.code);
     // Build the client head in c.out.
     let mut out = std::mem::take(&mut c.out);
     out.clear();
@@ -2397,7 +2553,11 @@ async fn relay(
     status_line(
         &mut out,
         code,
-        if rs.is_empty() { reason(code).as_bytes() } else { rs },
+        if rs.is_empty() || code != c.resp.code {
+            reason(code).as_bytes()
+        } else {
+            rs
+        },
         own,
     );
     let gz = gzip_upstream(c, conf, upstream_head, mode);

@@ -28,7 +28,8 @@ use super::ssl::{
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
-    AccessLog, AddHeader, DocRoot, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return, TryFiles,
+    AccessLog, AddHeader, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return,
+    TryFiles,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -187,6 +188,9 @@ settings! {
     gzip_http_version:             bool,                           HSL, gzip_http_version;
     gzip_disable:                  (bool, Vec<regex::bytes::Regex>), HSL, gzip_disable;
     gzip_static:                   bool,                           HSL, only_off;
+    // Error pages (the content loop in src/http/proxy.rs)
+    error_page:                    Vec<ErrorPage>,                 HSL, error_page    => Vec::new();
+    recursive_error_pages:         bool,                           HSL, on_off        => false;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.
@@ -488,6 +492,50 @@ fn gzip_disable(
         list.push(re);
     }
     Ok((msie6, list))
+}
+
+/// `error_page CODE… [=[RESPONSE]] URI` (nginx's checks and words).
+fn error_page(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<ErrorPage>>) -> Parsed<Vec<ErrorPage>> {
+    if d.args.len() < 2 {
+        return Err(nargs(d));
+    }
+    let n = d.args.len();
+    let (overwrite, codes) = match d.args[n - 2].strip_prefix('=') {
+        Some(_) if n == 2 => return Err(d.err(format!("invalid value \"{}\"", d.args[n - 2]))),
+        Some("") => (Some(0), &d.args[..n - 2]),
+        Some(o) => match o.parse::<u16>() {
+            Ok(v) => (Some(v), &d.args[..n - 2]),
+            Err(_) => return Err(d.err(format!("invalid value \"{}\"", d.args[n - 2]))),
+        },
+        None => (None, &d.args[..n - 1]),
+    };
+    let uri = &d.args[n - 1];
+    let (target, args) = match uri.split_once('?') {
+        Some((u, a)) if !uri.contains('$') && uri.starts_with('/') => (u, Some(a.to_string())),
+        _ => (uri.as_str(), None),
+    };
+    let target = Template::compile(target).map_err(|e| e.at_dir(d))?;
+    let mut list = prev.unwrap_or_default();
+    for c in codes {
+        let code = match c.parse::<u16>() {
+            Ok(v) if v != 499 => v,
+            _ => return Err(d.err(format!("invalid value \"{c}\""))),
+        };
+        if !(300..=599).contains(&code) {
+            return Err(d.err(format!("value \"{c}\" must be between 300 and 599")));
+        }
+        let overwrite = match overwrite {
+            None if (494..=497).contains(&code) => Some(400),
+            o => o,
+        };
+        list.push(ErrorPage {
+            code,
+            overwrite,
+            target: target.clone(),
+            args: args.clone(),
+        });
+    }
+    Ok(list)
 }
 
 /// `if_modified_since off | exact | before`.

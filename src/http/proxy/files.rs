@@ -82,7 +82,7 @@ pub(super) fn try_files(c: &mut Client, r: &mut Req<'_>, tf: &TryFiles) -> Optio
 }
 
 /// Makes `uri` the request's `$uri` (and `args`, when given, its `$args`).
-fn set_uri(c: &mut Client, r: &mut Req<'_>, uri: &[u8], args: Option<&[u8]>) {
+pub(super) fn set_uri(c: &mut Client, r: &mut Req<'_>, uri: &[u8], args: Option<&[u8]>) {
     c.uri_norm.clear();
     c.uri_norm.extend_from_slice(uri);
     r.uri_normalized = true;
@@ -108,7 +108,12 @@ fn map_path(root: &DocRoot, loc_prefix: Option<&str>, uri: &[u8]) -> Vec<u8> {
 
 /// The index and static handlers for the current `$uri`.
 pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Served {
-    if !matches!(c.head.method(), Method::Get | Method::Head | Method::Post) {
+    let method = if r.as_get && c.head.method() != Method::Head {
+        Method::Get
+    } else {
+        c.head.method()
+    };
+    if !matches!(method, Method::Get | Method::Head | Method::Post) {
         return Served::Status(405);
     }
     let uri = c.ctx(r).uri.to_vec();
@@ -131,7 +136,7 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
         log::crit(format_args!("\"{}\" is not a regular file{}", show(&path), Why(c, r)));
         return Served::Status(404);
     }
-    if c.head.method() == Method::Post {
+    if method == Method::Post {
         return Served::Status(405);
     }
     Served::Done(send_file(snap, c, r, &uri, file, &meta).await)
@@ -234,7 +239,14 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
     let keep = swallow_body(c) && client_keep(c, r);
     let size = meta.len();
     let v = Validators::for_file(meta.mtime(), size, r.conf.etag);
-    let cond = conditions(c);
+    // An error_page's file goes out with the error's status; nginx's not_modified
+    // and range filters act on 200s only.
+    let status = r.err_status.unwrap_or(200);
+    let cond = if status == 200 {
+        conditions(c)
+    } else {
+        Conditions::default()
+    };
     let ctype = content_type(r.conf, uri).to_string();
     match conditional::precondition(&cond, &v, r.conf.if_modified_since) {
         Precondition::Full => {}
@@ -245,7 +257,7 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
         Precondition::Failed => return finish_error(snap, c, r, 412).await,
     }
     let offered = gzip::Offered {
-        status: 200,
+        status,
         content_type: ctype.as_bytes(),
         content_length: Some(size),
         encoded: false,
@@ -257,7 +269,7 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
         return send_gzipped(snap, c, r, &file, &v, &ctype, size).await;
     }
     let (code, parts, ctype, range) = match conditional::range(&cond, &v, size) {
-        RangeAnswer::Full => (200, vec![Part::whole(0, size)], ctype, None),
+        RangeAnswer::Full => (status, vec![Part::whole(0, size)], ctype, None),
         RangeAnswer::Partial { start, end } => {
             let cr = format!("bytes {start}-{}/{size}", end - 1);
             (206, vec![Part::whole(start, end)], ctype, Some(cr))
@@ -456,6 +468,7 @@ async fn write_head(c: &mut Client, r: &mut Req<'_>, code: u16, h: &FileHead<'_>
 /// Content-Length, Last-Modified, Connection, ETag, Accept-Ranges or Content-Range,
 /// then `add_header`s.
 fn write_head_only(c: &mut Client, r: &mut Req<'_>, code: u16, h: &FileHead<'_>) {
+    let code = r.err_status.unwrap_or(code);
     let mut out = std::mem::take(&mut c.out);
     out.clear();
     status_line(
