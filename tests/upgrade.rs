@@ -86,3 +86,43 @@ fn a_websocket_upgrade_is_tunnelled_both_ways_and_times_out_as_nginx() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "101 /ws\n101 /quiet\n502 /ws\n");
     assert!(r.stderr().contains("upgraded connection timed out"), "{}", r.stderr());
 }
+
+/// The deployment guides' form: `map $http_upgrade $connection_upgrade { default
+/// upgrade; '' close; }` and `proxy_set_header Connection $connection_upgrade`.
+#[test]
+fn the_map_idiom_of_deployment_guides() {
+    let (up, heads) = ws_upstream();
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+           server {{ listen 127.0.0.1:{port};
+             location / {{ proxy_pass http://{up}; proxy_http_version 1.1;
+                          proxy_set_header Upgrade $http_upgrade;
+                          proxy_set_header Connection $connection_upgrade; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET /ws HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, b"hello-from-up");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101 "));
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    drop(s);
+    let _ = get(addr_of(port), "/plain", "x");
+    let heads = heads.lock().unwrap().clone();
+    assert!(heads[0].contains("Connection: upgrade\r\n"), "{}", heads[0]);
+    let plain = heads
+        .iter()
+        .find(|h| h.starts_with("GET /plain"))
+        .expect("the plain request went up");
+    assert!(
+        plain.contains("Connection: close\r\n") && !plain.contains("Upgrade:"),
+        "{plain}"
+    );
+}

@@ -103,6 +103,55 @@ pub struct Http {
     pub listens: Vec<ListenGroup>,
 }
 
+/// `map SOURCE $VAR { … }`: the value of `$VAR` for each value of SOURCE.
+#[derive(Debug, Default)]
+pub struct VarMap {
+    pub source: Template,
+    /// `hostnames`: wildcard keys, and a trailing `.` of the value ignored.
+    pub hostnames: bool,
+    /// Exact keys, lowercased (matching ignores case, as nginx's hash).
+    pub exact: HashMap<Box<[u8]>, Template>,
+    /// `*.example.com` (as `.example.com`, false) and `.example.com` (true).
+    pub head: Vec<(Box<[u8]>, bool, Template)>,
+    /// `www.example.*` (as `www.example.`).
+    pub tail: Vec<(Box<[u8]>, Template)>,
+    pub regex: Vec<(Regex, Template)>,
+    /// `default` (an empty string when absent).
+    pub default: Template,
+}
+
+impl VarMap {
+    /// Which value a source value picks (nginx: exact, then the wildcards, the most
+    /// specific first, then the regexes in order, then `default`).
+    pub fn lookup(&self, val: &[u8]) -> &Template {
+        let val = match val.strip_suffix(b".") {
+            Some(v) if self.hostnames => v,
+            _ => val,
+        };
+        let low = val.to_ascii_lowercase();
+        if let Some(t) = self.exact.get(&low[..]) {
+            return t;
+        }
+        if val.is_empty() {
+            return &self.default;
+        }
+        for (suffix, dot_form, t) in &self.head {
+            if (low.len() > suffix.len() && low.ends_with(suffix)) || (*dot_form && low == suffix[1..]) {
+                return t;
+            }
+        }
+        for (prefix, t) in &self.tail {
+            if low.len() > prefix.len() && low.starts_with(prefix) {
+                return t;
+            }
+        }
+        self.regex
+            .iter()
+            .find(|(re, _)| re.is_match(val))
+            .map_or(&self.default, |(_, t)| t)
+    }
+}
+
 /// All servers listening on one address.
 #[derive(Debug, Clone)]
 pub struct ListenGroup {
@@ -143,6 +192,8 @@ pub struct Server {
     pub regex_locations: Vec<Arc<Location>>,
     /// Named locations (`location @name`).
     pub named_locations: Vec<Arc<Location>>,
+    /// The http block's `map`s (for `$VAR`s they define).
+    pub maps: Arc<Vec<VarMap>>,
     /// The server-level settings, used for requests that match no location and for
     /// server-level `return`.
     pub conf: Arc<LocConf>,

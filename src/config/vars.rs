@@ -70,11 +70,40 @@ pub enum Var {
     UpstreamHeaderTime,
     NginxVersion,
     RingxVersion,
+    /// A variable a `map` defines (its index among the http block's maps).
+    Map(usize),
+}
+
+thread_local! {
+    /// The variables the configuration being built defines (`map`), by name.
+    static USER_VARS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` (a configuration build) with `names` known as variables ([`Var::Map`]
+/// by position).
+pub fn with_user_vars<R>(names: Vec<String>, f: impl FnOnce() -> R) -> R {
+    let old = USER_VARS.with(|u| std::mem::replace(&mut *u.borrow_mut(), names));
+    let r = f();
+    USER_VARS.with(|u| *u.borrow_mut() = old);
+    r
 }
 
 impl Var {
-    /// Looks a variable up by name (without `$`).
+    /// Looks a variable up by name (without `$`): ringx's own, then those the
+    /// configuration defines.
     pub fn from_name(name: &str) -> Option<Var> {
+        Var::builtin(name).or_else(|| {
+            USER_VARS.with(|u| {
+                u.borrow()
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(name))
+                    .map(Var::Map)
+            })
+        })
+    }
+
+    /// One of ringx's own variables.
+    pub fn builtin(name: &str) -> Option<Var> {
         let low = name.to_ascii_lowercase();
         let hdr = |p: &str| {
             low.strip_prefix(p)

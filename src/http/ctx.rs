@@ -117,6 +117,25 @@ impl ReqCtx<'_> {
         found
     }
 
+    /// A `map` variable: its source rendered, looked up, the value rendered. A map
+    /// whose values lead back to itself ends (empty) after a few levels.
+    fn map(&self, i: usize, out: &mut Vec<u8>) -> bool {
+        thread_local!(static DEPTH: std::cell::Cell<u8> = const { std::cell::Cell::new(0) });
+        let Some(m) = self.server.maps.get(i) else {
+            return false;
+        };
+        let depth = DEPTH.with(|d| d.get());
+        if depth >= 8 {
+            return false;
+        }
+        DEPTH.with(|d| d.set(depth + 1));
+        let mut val = Vec::new();
+        m.source.render(self, &mut val);
+        m.lookup(&val).render(self, out);
+        DEPTH.with(|d| d.set(depth));
+        true
+    }
+
     fn list(&self, out: &mut Vec<u8>, f: impl Fn(&Attempt, &mut Vec<u8>)) -> bool {
         if self.attempts.is_empty() {
             return false;
@@ -171,6 +190,7 @@ impl VarSource for ReqCtx<'_> {
             Var::Host => self.host(out),
             Var::Http(name) => return self.header(name, out),
             Var::SentHttp(_) | Var::UpstreamHttp(_) => return false,
+            Var::Map(i) => return self.map(*i, out),
             Var::Arg(a) => return self.arg(a, out),
             Var::Cookie(c) => return self.cookie(c, out),
             Var::RemoteAddr => num(out, self.peer.ip()),

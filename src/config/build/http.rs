@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::args::{block, nargs};
 use super::listen;
 use super::main_ctx::check_error_log;
+use super::map;
 use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
@@ -22,6 +23,7 @@ pub(super) const HTTP: &[Cmd<()>] = &[
     Cmd::early("upstream"),
     Cmd::early("match").unknown_elsewhere(),
     Cmd::early("log_format"),
+    Cmd::early("map"),
     Cmd::later("server"),
     Cmd::run("error_log", check_error_log),
 ];
@@ -29,6 +31,18 @@ pub(super) const HTTP: &[Cmd<()>] = &[
 impl Builder<'_> {
     pub(super) fn http(&mut self, d: &Directive) -> Result<Http, ConfError> {
         let items = block(d)?;
+        // The variables `map` defines are known to everything the block compiles.
+        let names = map::map_names(items)?;
+        crate::config::vars::with_user_vars(names, || self.http_block(items))
+    }
+
+    fn http_block(&mut self, items: &[Directive]) -> Result<Http, ConfError> {
+        let maps: Vec<_> = items
+            .iter()
+            .filter(|d| d.name == "map")
+            .map(map::map_block)
+            .collect::<Result<_, _>>()?;
+        self.maps = Arc::new(maps);
         let upstream_dirs = self.declarations(items)?;
         self.upstream_blocks(&upstream_dirs)?;
         let mut set = Settings::default();

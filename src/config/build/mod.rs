@@ -36,6 +36,7 @@ mod http;
 mod listen;
 mod location;
 mod main_ctx;
+mod map;
 mod proxy_ssl;
 mod server;
 mod settings;
@@ -94,6 +95,8 @@ struct Builder<'e> {
     session_caches: HashMap<String, Arc<crate::config::tls::Cache>>,
     /// `[warn]` lines for the operator (printed at start-up and `-t`, logged at reload).
     warnings: Vec<(super::model::LogLevel, ConfError)>,
+    /// The http block's `map`s.
+    maps: Arc<Vec<super::model::VarMap>>,
 }
 
 /// Builds the typed configuration from a parsed tree.
@@ -106,6 +109,7 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         matches: HashMap::new(),
         session_caches: HashMap::new(),
         warnings: Vec::new(),
+        maps: Arc::default(),
     };
     b.log_formats
         .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));

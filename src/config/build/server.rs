@@ -70,6 +70,7 @@ impl Builder<'_> {
             prefix_locations,
             regex_locations,
             named_locations,
+            maps: self.maps.clone(),
             conf: server_conf,
             server_return: s.ret,
             client_header_timeout,

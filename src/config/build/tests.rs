@@ -154,3 +154,45 @@ fn static_file_directives() {
         assert!(e.contains(why), "{bad}: {e}");
     }
 }
+
+#[test]
+fn map_blocks() {
+    let c = cfg("events {} http { access_log off; log_format m '$mapped'; \
+        map $http_x $mapped { hostnames; default d; A.com exact; *.b.com wild; .c.com dot; www.d.* tail; ~^z re; \\~tilde esc; } \
+        server { } }")
+    .unwrap();
+    let m = &c.http.servers[0].maps[0];
+    let pick = |v: &str| String::from_utf8_lossy(m.lookup(v.as_bytes()).as_literal().unwrap()).into_owned();
+    for (v, want) in [
+        ("a.com", "exact"),
+        ("A.COM.", "exact"),
+        ("x.b.com", "wild"),
+        ("b.com", "d"),
+        ("c.com", "dot"),
+        ("x.c.com", "dot"),
+        ("www.d.org", "tail"),
+        ("zz", "re"),
+        ("~tilde", "esc"),
+        ("", "d"),
+        ("other", "d"),
+    ] {
+        assert_eq!(pick(v), want, "{v}");
+    }
+    for (bad, why) in [
+        ("map $uri $host { }", "the duplicate \"host\" variable"),
+        ("map $uri $x { } map $args $X { }", "the duplicate \"X\" variable"),
+        ("map $uri $x { k 1; k 2; }", "conflicting parameter \"k\""),
+        (
+            "map $uri $x { default 1; default 2; }",
+            "duplicate default map parameter",
+        ),
+        ("map $uri $x { ~(a) $1; }", "captures"),
+        ("map $uri $x { k; }", "invalid number of the map parameters"),
+        ("map $a x { }", "invalid variable name"),
+    ] {
+        let e = cfg(&format!("events {{}} http {{ {bad} }}")).unwrap_err().to_string();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    // A map's variable is unknown outside the configuration that defines it.
+    assert!(cfg("events {} http { log_format m '$mapped'; }").is_err());
+}
