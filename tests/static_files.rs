@@ -67,6 +67,14 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location /rel/ {{ absolute_redirect off; alias {root}/html/; }}
         location /noport/ {{ port_in_redirect off; alias {root}/html/; }}
         location /name/ {{ server_name_in_redirect on; alias {root}/html/; }}
+        location /exp/ {{ expires 1h; alias {root}/html/; }}
+        location /expm/ {{ expires modified +2h; alias {root}/html/; }}
+        location /expmax/ {{ expires max; alias {root}/html/; }}
+        location /expepoch/ {{ expires epoch; alias {root}/html/; }}
+        location /expneg/ {{ expires -1; alias {root}/html/; }}
+        location /expzero/ {{ expires 0; alias {root}/html/; }}
+        location /expback/ {{ expires 30d; proxy_pass http://be/; }}
+        location = /expret {{ expires 1d; return 301 /x; }}
         location /gz/ {{ gzip on; gzip_vary on; gzip_min_length 8; gzip_types text/plain application/octet-stream; alias {root}/html/; }}
     }}"#
     )
@@ -328,6 +336,74 @@ fn static_files_match_nginx() {
     }
     assert!(compressed >= 5, "only {compressed} compressed responses");
     assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
+}
+
+/// `expires` against nginx: Cache-Control (max-age within 2 s: it counts from
+/// "now") and Expires (within 2 s), on files, 404s, proxied responses, redirects.
+#[test]
+fn expires_matches_nginx() {
+    if nginx_bin().is_none() {
+        eprintln!("skipped: nginx is not installed (run .ci/run)");
+        return;
+    }
+    let dir = tempdir("expires");
+    docroot(&dir);
+    let backend = Backend::start("be");
+    let (rp, np) = (free_port(), free_port());
+    let (ra, na) = (addr_of(rp), addr_of(np));
+    let rconf = format!(
+        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
+        http_block(rp, &dir, backend.addr)
+    );
+    let _ringx = Ringx::start(&rconf, &[], ra);
+    let _nginx = Nginx::start(&http_block(np, &dir, backend.addr), na);
+    let date = |v: Option<&str>| {
+        v.and_then(|v| {
+            let out = std::process::Command::new("date")
+                .args(["-u", "-d", v, "+%s"])
+                .output()
+                .ok()?;
+            String::from_utf8(out.stdout).ok()?.trim().parse::<i64>().ok()
+        })
+    };
+    let max_age = |v: &str| v.strip_prefix("max-age=").and_then(|n| n.parse::<i64>().ok());
+    let r = get(ra, "/exp/ten.txt", "files.test").unwrap();
+    assert_eq!(r.header("cache-control"), Some("max-age=3600"));
+    assert_eq!(
+        get(ra, "/expback/x", "files.test").unwrap().header("cache-control"),
+        Some("max-age=2592000")
+    );
+    for p in [
+        "/exp/ten.txt",
+        "/exp/missing",
+        "/expm/ten.txt",
+        "/expmax/ten.txt",
+        "/expepoch/ten.txt",
+        "/expneg/ten.txt",
+        "/expzero/ten.txt",
+        "/expback/x",
+        "/expret",
+        "/ten.txt",
+    ] {
+        let (r, n) = (get(ra, p, "files.test").unwrap(), get(na, p, "files.test").unwrap());
+        assert_eq!(r.status, n.status, "{p}");
+        let (rc, nc) = (r.header("cache-control"), n.header("cache-control"));
+        match (rc.and_then(max_age), nc.and_then(max_age)) {
+            (Some(a), Some(b)) => assert!((a - b).abs() <= 2, "{p}: max-age {a} vs {b}"),
+            _ => assert_eq!(rc, nc, "{p}"),
+        }
+        let (re, ne) = (date(r.header("expires")), date(n.header("expires")));
+        match (re, ne) {
+            (Some(a), Some(b)) => assert!((a - b).abs() <= 2, "{p}: expires {a} vs {b}"),
+            (a, b) => assert_eq!(
+                a,
+                b,
+                "{p}: Expires {:?} vs {:?}",
+                r.header("expires"),
+                n.header("expires")
+            ),
+        }
+    }
 }
 
 fn httpdate(t: std::time::SystemTime) -> String {

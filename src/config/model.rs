@@ -400,6 +400,7 @@ pub struct LocConf {
     pub gzip: Arc<crate::proto::gzip::GzipConf>,
     pub error_page: Vec<ErrorPage>,
     pub recursive_error_pages: bool,
+    pub expires: crate::proto::conditional::Expires,
 }
 
 /// `error_page CODE… [=[RESPONSE]] URI|@NAME|URL`: one entry per code.

@@ -1313,6 +1313,7 @@ async fn send_simple(
     if gz == gzip::Gzip::Compress {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
+    write_expires(&mut out, r.conf, wire, None);
     write_add_headers(&mut out, c, r, wire);
     out.extend_from_slice(b"\r\n");
     let head_len = out.len();
@@ -1364,6 +1365,20 @@ fn status_line(out: &mut Vec<u8>, code: u16, reason: &[u8], own: Own) {
 struct Own {
     server: bool,
     date: bool,
+}
+
+/// `expires`: Expires and Cache-Control for a response with `code` (and the
+/// Last-Modified it has, for `expires modified`).
+fn write_expires(out: &mut Vec<u8>, conf: &LocConf, code: u16, last_modified: Option<i64>) {
+    if conf.expires == crate::proto::conditional::Expires::Off {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let Some((e, cc)) = crate::proto::conditional::expires(conf.expires, code, last_modified, now) {
+        let _ = write!(out, "Expires: {e}\r\nCache-Control: {cc}\r\n");
+    }
 }
 
 fn write_add_headers(out: &mut Vec<u8>, c: &Client, r: &Req<'_>, code: u16) {
@@ -2254,7 +2269,12 @@ async fn upgrade(
             date: true,
         },
     );
-    pass_headers(&mut out, conf, &c.resp, upstream_head, b"upgrade", false);
+    let pass = Pass {
+        hop_kept: b"upgrade",
+        gz: false,
+        expires: false,
+    };
+    pass_headers(&mut out, conf, &c.resp, upstream_head, pass);
     out.extend_from_slice(b"Connection: upgrade\r\n");
     write_add_headers(&mut out, c, r, 101);
     out.extend_from_slice(b"\r\n");
@@ -2405,37 +2425,51 @@ fn frame(out: &mut Vec<u8>, z: &[u8], chunked: bool, last: bool) {
     }
 }
 
-/// The upstream's headers that go to the client. `gz`: the body is being
-/// compressed, so Accept-Ranges goes and a strong ETag becomes weak (nginx).
-fn pass_headers(
-    out: &mut Vec<u8>,
-    conf: &LocConf,
-    resp: &ResponseHead,
-    upstream_head: &[u8],
-    hop_kept: &[u8],
+/// How the upstream's headers are passed.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// A hop-by-hop header that still goes (`Upgrade` on a 101).
+    hop_kept: &'a [u8],
+    /// The body is being compressed: Accept-Ranges goes and a strong ETag becomes
+    /// weak (nginx).
     gz: bool,
-) {
+    /// `expires` applies: ringx writes Expires and Cache-Control instead.
+    expires: bool,
+}
+
+/// The upstream's headers that go to the client.
+fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream_head: &[u8], p: Pass<'_>) {
     for h in &resp.headers {
         let name = h.name.get(upstream_head);
         let hidden = conf
             .proxy_hide_headers
             .iter()
             .any(|x| x.as_bytes().eq_ignore_ascii_case(name));
-        if hidden || (h.hop && !name.eq_ignore_ascii_case(hop_kept)) {
+        if hidden || (h.hop && !name.eq_ignore_ascii_case(p.hop_kept)) {
             continue;
         }
         let value = h.value.get(upstream_head);
-        if gz && name.eq_ignore_ascii_case(b"accept-ranges") {
+        if (p.gz && name.eq_ignore_ascii_case(b"accept-ranges"))
+            || (p.expires && (name.eq_ignore_ascii_case(b"expires") || name.eq_ignore_ascii_case(b"cache-control")))
+        {
             continue;
         }
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        if gz && name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
+        if p.gz && name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
             out.extend_from_slice(b"W/");
         }
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// The value of an upstream response header.
+fn upstream_header<'a>(resp: &ResponseHead, upstream_head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    resp.headers
+        .iter()
+        .find(|h| h.name.get(upstream_head).eq_ignore_ascii_case(name))
+        .map(|h| h.value.get(upstream_head))
 }
 
 /// What the request brings to the gzip filter's decision.
@@ -2454,13 +2488,7 @@ fn gzip_upstream(c: &Client, conf: &LocConf, upstream_head: &[u8], mode: ClientF
     if (mode == ClientFraming::None && c.head.method() != Method::Head) || !conf.gzip.on {
         return gzip::Gzip::No;
     }
-    let find = |n: &[u8]| {
-        c.resp
-            .headers
-            .iter()
-            .find(|h| h.name.get(upstream_head).eq_ignore_ascii_case(n))
-            .map(|h| h.value.get(upstream_head))
-    };
+    let find = |n: &[u8]| upstream_header(&c.resp, upstream_head, n);
     let offered = gzip::Offered {
         status: c.resp.code,
         content_type: find(b"content-type").unwrap_or_default(),
@@ -2562,7 +2590,14 @@ async fn relay(
     );
     let gz = gzip_upstream(c, conf, upstream_head, mode);
     let compress = gz == gzip::Gzip::Compress;
-    pass_headers(&mut out, conf, &c.resp, upstream_head, b"", compress);
+    let expires = conf.expires != crate::proto::conditional::Expires::Off
+        && crate::proto::conditional::expires(conf.expires, code, None, 0).is_some();
+    let pass = Pass {
+        hop_kept: b"",
+        gz: compress,
+        expires,
+    };
+    pass_headers(&mut out, conf, &c.resp, upstream_head, pass);
     // Compressed: chunked to HTTP/1.1 (and HTTP/2), close-delimited to HTTP/1.0.
     let gz_chunked = compress && (c.stream.is_h2() || c.head.minor == 1);
     if compress {
@@ -2585,6 +2620,11 @@ async fn relay(
     } else {
         b"Connection: close\r\n"
     });
+    if expires {
+        let lm = upstream_header(&c.resp, upstream_head, b"last-modified")
+            .and_then(crate::proto::conditional::parse_http_date);
+        write_expires(&mut out, conf, code, lm);
+    }
     write_add_headers(&mut out, c, r, code);
     out.extend_from_slice(b"\r\n");
     r.sent = Sent {

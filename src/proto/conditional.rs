@@ -318,6 +318,71 @@ pub fn http_date(t: i64) -> String {
         .to_string()
 }
 
+/// `expires`: what the Expires and Cache-Control headers say of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    Off,
+    /// `expires epoch`.
+    Epoch,
+    /// `expires max`.
+    Max,
+    /// `expires [+|-]TIME`: from the time of the response.
+    Access(i64),
+    /// `expires modified [+|-]TIME`: from the file's (or response's) Last-Modified.
+    Modified(i64),
+    /// `expires @TIME`: the next time of day TIME (seconds after local midnight).
+    Daily(i64),
+}
+
+/// nginx's `ngx_http_set_expires`: the (Expires, Cache-Control) values for a
+/// response with `status` (the headers filter's statuses only), `now` and the
+/// response's Last-Modified in seconds since the epoch.
+pub fn expires(e: Expires, status: u16, last_modified: Option<i64>, now: i64) -> Option<(String, String)> {
+    if !matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308) {
+        return None;
+    }
+    let (at, max_age, negative) = match e {
+        Expires::Off => return None,
+        Expires::Epoch => return Some(("Thu, 01 Jan 1970 00:00:01 GMT".into(), "no-cache".into())),
+        Expires::Max => return Some(("Thu, 31 Dec 2037 23:55:55 GMT".into(), "max-age=315360000".into())),
+        Expires::Access(0) | Expires::Modified(0) => return Some((http_date(now), "max-age=0".into())),
+        Expires::Daily(t) => {
+            let at = next_time_of_day(now, t);
+            (at, at - now, false)
+        }
+        Expires::Modified(t) if last_modified.is_some() => {
+            let at = last_modified.unwrap_or(now) + t;
+            (at, at - now, t < 0)
+        }
+        Expires::Access(t) | Expires::Modified(t) => (now + t, t, t < 0),
+    };
+    let cc = if negative || max_age < 0 {
+        "no-cache".to_string()
+    } else {
+        format!("max-age={max_age}")
+    };
+    Some((http_date(at), cc))
+}
+
+/// The next moment, after `now`, that local time is `secs` past midnight (nginx's
+/// `ngx_next_time`).
+fn next_time_of_day(now: i64, secs: i64) -> i64 {
+    use chrono::{Local, TimeZone};
+    let Some(local) = Local.timestamp_opt(now, 0).single() else {
+        return now;
+    };
+    let midnight = local.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default();
+    let mut at = midnight + chrono::Duration::seconds(secs);
+    if Local
+        .from_local_datetime(&at)
+        .single()
+        .is_none_or(|t| t.timestamp() <= now)
+    {
+        at += chrono::Duration::days(1);
+    }
+    Local.from_local_datetime(&at).single().map_or(now, |t| t.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +503,40 @@ mod tests {
         assert_eq!(rng("bytes=-5", 0), Full);
         assert_eq!(rng("items=0-1", 10), Full);
         assert_eq!(rng("bytes=", 10), Full);
+    }
+
+    #[test]
+    fn expires_as_nginx_writes_it() {
+        let now = MTIME + 1000;
+        let e = |x, st, lm| expires(x, st, lm, now);
+        assert_eq!(e(Expires::Off, 200, None), None);
+        assert_eq!(e(Expires::Access(60), 404, None), None);
+        assert_eq!(
+            e(Expires::Access(3600), 200, None),
+            Some((http_date(now + 3600), "max-age=3600".into()))
+        );
+        assert_eq!(
+            e(Expires::Access(-1), 200, None),
+            Some((http_date(now - 1), "no-cache".into()))
+        );
+        assert_eq!(
+            e(Expires::Access(0), 304, None),
+            Some((http_date(now), "max-age=0".into()))
+        );
+        assert_eq!(
+            e(Expires::Modified(3600), 200, Some(MTIME)),
+            Some((http_date(MTIME + 3600), "max-age=2600".into()))
+        );
+        assert_eq!(
+            e(Expires::Modified(600), 200, Some(MTIME)),
+            Some((http_date(MTIME + 600), "no-cache".into()))
+        );
+        assert_eq!(e(Expires::Max, 301, None).unwrap().1, "max-age=315360000");
+        assert_eq!(e(Expires::Epoch, 200, None).unwrap().0, "Thu, 01 Jan 1970 00:00:01 GMT");
+        let (at, cc) = e(Expires::Daily(0), 200, None).unwrap();
+        let at = parse_http_date(at.as_bytes()).unwrap();
+        assert!(at > now && at <= now + 86400 + 3600, "{at} {now}");
+        assert_eq!(cc, format!("max-age={}", at - now));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
 use crate::config::vars::Template;
 use crate::config::ConfError;
-use crate::proto::conditional::Ims;
+use crate::proto::conditional::{Expires, Ims};
 use crate::proto::gzip::GzipConf;
 
 /// http, server and location.
@@ -188,6 +188,7 @@ settings! {
     gzip_http_version:             bool,                           HSL, gzip_http_version;
     gzip_disable:                  (bool, Vec<regex::bytes::Regex>), HSL, gzip_disable;
     gzip_static:                   bool,                           HSL, only_off;
+    expires:                       Expires,                        HSL, expires_dir   => Expires::Off;
     // Error pages (the content loop in src/http/proxy.rs)
     error_page:                    Vec<ErrorPage>,                 HSL, error_page    => Vec::new();
     recursive_error_pages:         bool,                           HSL, on_off        => false;
@@ -536,6 +537,50 @@ fn error_page(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<ErrorPage>>) 
         });
     }
     Ok(list)
+}
+
+/// `expires [modified] [+|-]TIME | @TIME | epoch | max | off` (nginx's parser and
+/// errors; a value with variables is rejected for now).
+fn expires_dir(_: &mut Builder<'_>, d: &Directive, _: Option<Expires>) -> Parsed<Expires> {
+    let (modified, v) = match d.args.as_slice() {
+        [v] => (false, v.as_str()),
+        [m, v] if m == "modified" => (true, v.as_str()),
+        [_, _] => return Err(d.err(format!("invalid value \"{}\"", d.args[0]))),
+        _ => return Err(nargs(d)),
+    };
+    if v.contains('$') {
+        return Err(d.err("variables in \"expires\" are not supported yet"));
+    }
+    match v {
+        "epoch" if !modified => return Ok(Expires::Epoch),
+        "max" if !modified => return Ok(Expires::Max),
+        "off" if !modified => return Ok(Expires::Off),
+        _ => {}
+    }
+    let (daily, minus, t) = match v.as_bytes().first() {
+        Some(b'@') if modified => {
+            return Err(d.err("daily time cannot be used with \"modified\" parameter"));
+        }
+        Some(b'@') => (true, false, &v[1..]),
+        Some(b'+') => (false, false, &v[1..]),
+        Some(b'-') => (false, true, &v[1..]),
+        _ => (false, false, v),
+    };
+    let secs = match super::args::parse_time_str(t) {
+        Some(t) if !v.contains("ms") => t.as_secs() as i64,
+        _ => return Err(d.err("invalid value")),
+    };
+    if daily && secs > 24 * 60 * 60 {
+        return Err(d.err("daily time value must be less than 24 hours"));
+    }
+    let secs = if minus { -secs } else { secs };
+    Ok(if daily {
+        Expires::Daily(secs)
+    } else if modified {
+        Expires::Modified(secs)
+    } else {
+        Expires::Access(secs)
+    })
 }
 
 /// `if_modified_since off | exact | before`.

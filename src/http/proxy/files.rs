@@ -18,7 +18,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use super::{absolute_location, content_type, finish, finish_error, send_simple, status_line, swallow_body};
-use super::{client_keep, gzip_asked, write_add_headers, Client, Own, Req};
+use super::{client_keep, gzip_asked, write_add_headers, write_expires, Client, Own, Req};
 use crate::config::model::{DocRoot, TryFiles, TryLast};
 use crate::observe::log;
 use crate::proto::conditional::{self, Conditions, Precondition, RangeAnswer, Validators};
@@ -516,6 +516,7 @@ fn write_head_only(c: &mut Client, r: &mut Req<'_>, code: u16, h: &FileHead<'_>)
     if h.gzip.is_some() {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
+    write_expires(&mut out, r.conf, code, Some(h.v.mtime));
     write_add_headers(&mut out, c, r, code);
     out.extend_from_slice(b"\r\n");
     r.sent.status = code;
