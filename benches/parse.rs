@@ -109,6 +109,8 @@ fn bench_forward(c: &mut Criterion) {
                     args: None,
                     uri_changed: false,
                     as_get: false,
+                    rw: None,
+                    doc_root: None,
                     peer,
                     local,
                     server,

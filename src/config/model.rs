@@ -120,6 +120,18 @@ pub struct VarMap {
     pub default: Template,
 }
 
+/// The configurations of the `if` blocks among `ops`.
+fn if_confs<'a>(ops: &'a [RwOp], out: &mut Vec<&'a LocConf>) {
+    for op in ops {
+        if let RwOp::If(b) = op {
+            if let Some(c) = &b.conf {
+                out.push(c);
+            }
+            if_confs(&b.ops, out);
+        }
+    }
+}
+
 impl VarMap {
     /// Which value a source value picks (nginx: exact, then the wildcards, the most
     /// specific first, then the regexes in order, then `default`).
@@ -197,7 +209,9 @@ pub struct Server {
     /// The server-level settings, used for requests that match no location and for
     /// server-level `return`.
     pub conf: Arc<LocConf>,
-    pub server_return: Option<Return>,
+    /// The server's rewrite-module directives (`rewrite`, `return`, `set`, `if`,
+    /// `break`), run before a location is chosen.
+    pub rewrites: Vec<RwOp>,
     pub client_header_timeout: Duration,
     pub large_header_size: usize,
     pub large_header_count: usize,
@@ -346,7 +360,8 @@ impl NextUpstream {
 #[derive(Debug)]
 pub struct LocConf {
     pub proxy_pass: Option<ProxyPass>,
-    pub ret: Option<Return>,
+    /// The location's rewrite-module directives, in order (not inherited).
+    pub rewrites: Arc<Vec<RwOp>>,
     /// Headers sent upstream, in order: the user's `proxy_set_header`s, then nginx's
     /// defaults (`Host: $proxy_host`, `Connection: close`) when not overridden. Names
     /// are as written; an empty value removes the header.
@@ -401,6 +416,80 @@ pub struct LocConf {
     pub error_page: Vec<ErrorPage>,
     pub recursive_error_pages: bool,
     pub expires: crate::proto::conditional::Expires,
+    /// `rewrite_log`: each matching `rewrite` logged at `[notice]`.
+    pub rewrite_log: bool,
+}
+
+/// A regex in nginx's dialect (PCRE2, as nginx uses it), matched on bytes.
+pub struct Pcre(pub pcre2::bytes::Regex);
+
+impl std::fmt::Debug for Pcre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pcre({:?})", self.0.as_str())
+    }
+}
+
+/// One directive of nginx's rewrite module, run in order.
+#[derive(Debug)]
+pub enum RwOp {
+    Rewrite(Box<Rewrite>),
+    Return(Return),
+    /// `set $VAR VALUE` (the variable's index among those `set` defines).
+    Set(usize, Template),
+    If(Box<IfBlock>),
+    Break,
+}
+
+/// `rewrite REGEX REPLACEMENT [FLAG]`.
+#[derive(Debug)]
+pub struct Rewrite {
+    pub re: Pcre,
+    pub replacement: Template,
+    pub flag: RwFlag,
+    /// The replacement is a URL (`http://`, `https://`, `$scheme`): a redirect.
+    pub redirect: bool,
+    /// The replacement has `?` (it sets the arguments).
+    pub args: bool,
+    /// The original arguments are kept (the replacement does not end in `?`).
+    pub add_args: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RwFlag {
+    None,
+    Last,
+    Break,
+    Redirect,
+    Permanent,
+}
+
+/// `if (CONDITION) { … }`: its directives, and in a location the configuration the
+/// request goes on with when it holds (nginx's "if in location").
+#[derive(Debug)]
+pub struct IfBlock {
+    pub cond: Cond,
+    pub ops: Vec<RwOp>,
+    pub conf: Option<Arc<LocConf>>,
+}
+
+#[derive(Debug)]
+pub enum Cond {
+    /// `$var`: false when empty or `0`.
+    Truthy(Template),
+    /// `$var = STRING`, `!=`.
+    Eq(Template, Template, bool),
+    /// `~`, `~*`, `!~`, `!~*`.
+    Re(Template, Pcre, bool),
+    /// `-f`, `-d`, `-e`, `-x` and `!`.
+    File(Template, FileTest, bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    File,
+    Dir,
+    Exists,
+    Exec,
 }
 
 /// `error_page CODE… [=[RESPONSE]] URI|@NAME|URL`: one entry per code.
@@ -422,6 +511,19 @@ pub struct DocRoot {
     /// Without a trailing `/` for `root` (nginx trims it); as written for `alias`.
     pub path: String,
     pub alias: bool,
+}
+
+impl DocRoot {
+    /// Appends the file for `uri`: root + `$uri`, or alias + what follows the
+    /// location's `prefix`.
+    pub fn file_for(&self, prefix: Option<&str>, uri: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(self.path.as_bytes());
+        let rest = match (self.alias, prefix) {
+            (true, Some(p)) if uri.len() >= p.len() => &uri[p.len()..],
+            _ => uri,
+        };
+        out.extend_from_slice(rest);
+    }
 }
 
 /// `try_files FILE ... LAST`.
@@ -599,7 +701,13 @@ impl Config {
                 .chain(s.prefix_locations.iter().map(|l| &l.conf))
                 .chain(s.regex_locations.iter().map(|l| &l.conf))
                 .chain(s.named_locations.iter().map(|l| &l.conf));
+            let mut all: Vec<&LocConf> = Vec::new();
             for c in confs {
+                all.push(c);
+                if_confs(&c.rewrites, &mut all);
+            }
+            if_confs(&s.rewrites, &mut all);
+            for c in all {
                 for a in &c.access_logs {
                     if out.len() <= a.file_id {
                         out.resize(a.file_id + 1, PathBuf::new());

@@ -125,7 +125,9 @@ impl<'a> Lexer<'a> {
             }
             if self.pos < s.len() {
                 let n = s[self.pos];
-                if !(n.is_ascii_whitespace() || n == b';' || n == b'{') {
+                // nginx's lexer lets `)` follow a quoted string (`if ($a = 'x')`): it
+                // starts the next word.
+                if !(n.is_ascii_whitespace() || n == b';' || n == b'{' || n == b')') {
                     return Err(ConfError::at(format!("unexpected \"{}\"", n as char), file, self.line));
                 }
             }
@@ -369,6 +371,14 @@ mod tests {
     fn variables_with_braces() {
         let t = p("return 301 https://${host}$request_uri;");
         assert_eq!(t[0].args, vec!["301", "https://${host}$request_uri"]);
+    }
+
+    #[test]
+    fn a_quoted_string_then_a_parenthesis() {
+        let t = p("if ($request_method = 'OPTIONS') { return 204; }");
+        assert_eq!(t[0].args, vec!["($request_method", "=", "OPTIONS", ")"]);
+        let e = parse_str("a 'x'y;", "x.conf", Path::new(".")).unwrap_err();
+        assert_eq!(e.to_string(), "unexpected \"y\" in x.conf:1");
     }
 
     #[test]

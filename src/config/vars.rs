@@ -70,18 +70,31 @@ pub enum Var {
     UpstreamHeaderTime,
     NginxVersion,
     RingxVersion,
+    DocumentRoot,
+    RealpathRoot,
+    RequestFilename,
     /// A variable a `map` defines (its index among the http block's maps).
     Map(usize),
+    /// A variable `set` defines (its index among the names `set` uses).
+    User(usize),
+    /// `$1`..`$9`: a capture of the last regex that matched (`rewrite`, `if`).
+    Capture(u8),
+}
+
+/// The variables a configuration defines, by name: `map`'s, then `set`'s.
+#[derive(Debug, Default, Clone)]
+pub struct UserVars {
+    pub maps: Vec<String>,
+    pub sets: Vec<String>,
 }
 
 thread_local! {
-    /// The variables the configuration being built defines (`map`), by name.
-    static USER_VARS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The variables of the configuration being built.
+    static USER_VARS: std::cell::RefCell<UserVars> = std::cell::RefCell::new(UserVars::default());
 }
 
-/// Runs `f` (a configuration build) with `names` known as variables ([`Var::Map`]
-/// by position).
-pub fn with_user_vars<R>(names: Vec<String>, f: impl FnOnce() -> R) -> R {
+/// Runs `f` (a configuration build) with `names` known as variables.
+pub fn with_user_vars<R>(names: UserVars, f: impl FnOnce() -> R) -> R {
     let old = USER_VARS.with(|u| std::mem::replace(&mut *u.borrow_mut(), names));
     let r = f();
     USER_VARS.with(|u| *u.borrow_mut() = old);
@@ -94,10 +107,9 @@ impl Var {
     pub fn from_name(name: &str) -> Option<Var> {
         Var::builtin(name).or_else(|| {
             USER_VARS.with(|u| {
-                u.borrow()
-                    .iter()
-                    .position(|n| n.eq_ignore_ascii_case(name))
-                    .map(Var::Map)
+                let u = u.borrow();
+                let find = |list: &[String]| list.iter().position(|n| n.eq_ignore_ascii_case(name));
+                find(&u.maps).map(Var::Map).or_else(|| find(&u.sets).map(Var::User))
             })
         })
     }
@@ -175,6 +187,9 @@ impl Var {
             "upstream_connect_time" => Var::UpstreamConnectTime,
             "upstream_header_time" => Var::UpstreamHeaderTime,
             "nginx_version" => Var::NginxVersion,
+            "document_root" => Var::DocumentRoot,
+            "realpath_root" => Var::RealpathRoot,
+            "request_filename" => Var::RequestFilename,
             "ringx_version" => Var::RingxVersion,
             _ => return None,
         })
@@ -225,6 +240,19 @@ impl Template {
                 }
                 (&s[i + 1..j], j)
             };
+            if let Some(d @ b'1'..=b'9') = name.bytes().next() {
+                // `$1`..`$9`; what follows the digit is text (`$12` is `$1` then `2`).
+                let braced = b[i + 1] == b'{';
+                if braced && name.len() != 1 {
+                    return Err(ConfError::plain(format!("unknown \"{name}\" variable")));
+                }
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit).into_boxed_slice()));
+                }
+                parts.push(Part::Var(Var::Capture(d - b'0')));
+                i = if braced { next } else { i + 2 };
+                continue;
+            }
             if name.is_empty() {
                 // A lone `$` is a literal, as nginx prints it.
                 lit.push(b'$');

@@ -45,6 +45,11 @@ pub struct ReqCtx<'a> {
     pub uri_changed: bool,
     /// The request goes on as GET (an `error_page` redirect).
     pub as_get: bool,
+    /// `$1`..`$9` and the variables `set` stored.
+    pub rw: Option<&'a crate::http::proxy::RwState>,
+    /// The location's root or alias, and its prefix (`$document_root`,
+    /// `$request_filename`).
+    pub doc_root: Option<(&'a crate::config::model::DocRoot, Option<&'a str>)>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub server: &'a Server,
@@ -191,6 +196,26 @@ impl VarSource for ReqCtx<'_> {
             Var::Http(name) => return self.header(name, out),
             Var::SentHttp(_) | Var::UpstreamHttp(_) => return false,
             Var::Map(i) => return self.map(*i, out),
+            Var::DocumentRoot => match self.doc_root {
+                Some((d, _)) => out.extend_from_slice(d.path.as_bytes()),
+                None => return false,
+            },
+            Var::RealpathRoot => match self.doc_root.and_then(|(d, _)| std::fs::canonicalize(&d.path).ok()) {
+                Some(p) => out.extend_from_slice(p.as_os_str().as_encoded_bytes()),
+                None => return false,
+            },
+            Var::RequestFilename => match self.doc_root {
+                Some((d, prefix)) => d.file_for(prefix, self.uri, out),
+                None => return false,
+            },
+            Var::User(i) => match self.rw.and_then(|rw| rw.var(*i)) {
+                Some(v) => out.extend_from_slice(v),
+                None => return false,
+            },
+            Var::Capture(n) => match self.rw.and_then(|rw| rw.capture(*n)) {
+                Some(v) => out.extend_from_slice(v),
+                None => return false,
+            },
             Var::Arg(a) => return self.arg(a, out),
             Var::Cookie(c) => return self.cookie(c, out),
             Var::RemoteAddr => num(out, self.peer.ip()),

@@ -56,10 +56,13 @@ use super::{route, HttpError};
 use crate::proto::gzip;
 
 mod files;
+mod rewrite;
+
 use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use crate::proto::h1::framing::{self, ClientFraming, KeepAliveLimits};
 use crate::proto::h1::request::{parse_request, BodyKind, HeadLimits, Method, RequestHead, Span};
 use crate::proto::h1::response::{parse_response, RespBody, ResponseHead};
+pub use rewrite::RwState;
 
 const CLIENT_BUF: usize = 4096;
 /// How long ringx waits on an upstream's response head before it also watches the
@@ -149,6 +152,8 @@ struct Client {
     plain_on_tls: bool,
     /// `$args` after an internal redirect that set them.
     args_buf: Vec<u8>,
+    /// Captures and `set` variables (nginx's rewrite module).
+    rw: rewrite::RwState,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -212,6 +217,7 @@ impl Client {
             linger: None,
             plain_on_tls: false,
             args_buf: Vec::new(),
+            rw: rewrite::RwState::default(),
         }
     }
 
@@ -274,6 +280,8 @@ impl Client {
             },
             uri_changed: r.uri_changed,
             as_get: r.as_get,
+            rw: Some(&self.rw),
+            doc_root: Some((&r.conf.doc_root, r.loc_prefix)),
             peer: self.peer,
             local: self.local,
             server: r.server,
@@ -740,10 +748,6 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     if c.head.method() == Method::Trace {
         return finish_error(snap, c, &mut r, 405).await;
     }
-    if let Some(ret) = &server.server_return {
-        return finish_return(snap, c, &mut r, ret).await;
-    }
-    enter_location(c, &mut r);
     content(snap, c, &mut r).await
 }
 
@@ -817,9 +821,17 @@ impl From<files::Served> for Step {
 /// index and static files); errors go through `error_page`. An internal redirect
 /// finds the location anew and starts over; the eleventh is a 500, as nginx.
 async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
+    // nginx's server rewrite phase, before a location is chosen.
+    c.rw.clear();
+    let server_ops = &r.server.rewrites;
+    let mut step = match rewrite::run(c, r, server_ops) {
+        rewrite::Flow::Next { .. } | rewrite::Flow::Stay => {
+            enter_location(c, r);
+            phases(snap, c, r).await
+        }
+        f => flow_step(snap, c, r, f).await,
+    };
     loop {
-        c.keepalive_timeout = r.conf.keepalive_timeout;
-        let mut step = phases(snap, c, r).await;
         if let Step::Error { code, body } = step {
             step = apply_error_page(snap, c, r, code, body).await;
         }
@@ -852,19 +864,42 @@ async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
                 r.loc_prefix = None;
             }
         }
+        step = phases(snap, c, r).await;
+    }
+}
+
+/// Where a run of rewrite ops that stopped the phases leads: `return` (its error
+/// codes without text through `error_page`), or a redirect.
+async fn flow_step(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, f: rewrite::Flow<'_>) -> Step {
+    match f {
+        rewrite::Flow::Return(ret) => {
+            if ret.text.is_none() && (400..=599).contains(&ret.code) {
+                return Step::error(ret.code);
+            }
+            Step::Done(finish_return(snap, c, r, ret).await)
+        }
+        rewrite::Flow::Redirect { code, location } => {
+            let loc = absolute_location(c, r, &location);
+            let keep = swallow_body(c) && client_keep(c, r);
+            let page = error_page(code).unwrap_or_default();
+            let ok = send_simple(c, r, code, "text/html", page.as_bytes(), Some(("Location", &loc)), keep).await;
+            Step::Done(finish(snap, c, r, ok, keep).await)
+        }
+        rewrite::Flow::Next { .. } | rewrite::Flow::Stay => unreachable!("the phases go on"),
     }
 }
 
 /// One pass through the location's phases.
 async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
+    c.keepalive_timeout = r.conf.keepalive_timeout;
     if r.conf.internal && r.redirects == 0 {
         return Step::error(404);
     }
-    if let Some(ret) = &r.conf.ret {
-        if ret.text.is_none() && (400..=599).contains(&ret.code) {
-            return Step::error(ret.code);
-        }
-        return Step::Done(finish_return(snap, c, r, ret).await);
+    let conf = r.conf;
+    match rewrite::run(c, r, &conf.rewrites) {
+        rewrite::Flow::Next { changed: true } => return Step::Redirect,
+        rewrite::Flow::Next { changed: false } | rewrite::Flow::Stay => {}
+        f => return flow_step(snap, c, r, f).await,
     }
     if let Some(tf) = r.conf.try_files.clone() {
         if let Some(s) = files::try_files(c, r, &tf) {

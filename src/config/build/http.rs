@@ -32,7 +32,10 @@ impl Builder<'_> {
     pub(super) fn http(&mut self, d: &Directive) -> Result<Http, ConfError> {
         let items = block(d)?;
         // The variables `map` defines are known to everything the block compiles.
-        let names = map::map_names(items)?;
+        let maps = map::map_names(items)?;
+        let mut sets = Vec::new();
+        super::rewrite::set_names(items, &maps, &mut sets)?;
+        let names = crate::config::vars::UserVars { maps, sets };
         crate::config::vars::with_user_vars(names, || self.http_block(items))
     }
 

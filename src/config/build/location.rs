@@ -10,12 +10,12 @@ use regex::bytes::RegexBuilder;
 
 use super::args::{block, nargs, one_arg, split_host_port};
 use super::main_ctx::check_error_log;
-use super::server::parse_return;
+use super::rewrite;
 use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
 use crate::config::model::{
-    Balance, DocRoot, LocMatch, Location, ProxyPass, Return, TryFiles, TryLast, Upstream, UpstreamServer,
+    Balance, DocRoot, LocMatch, Location, ProxyPass, RwOp, TryFiles, TryLast, Upstream, UpstreamServer,
 };
 use crate::config::parser::Directive;
 use crate::config::vars::Template;
@@ -26,7 +26,11 @@ pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
     Cmd::later("health_check").unknown_elsewhere(),
     Cmd::run("ringx_status", ringx_status).unknown_elsewhere(),
     Cmd::run("proxy_pass", proxy_pass),
-    Cmd::run("return", |_, l, d| parse_return(d).map(|r| l.ret = Some(r))),
+    Cmd::run("return", |_, l, d| rewrite::ret(d).map(|o| l.ops.push(o))),
+    Cmd::run("rewrite", |_, l, d| rewrite::rewrite(d).map(|o| l.ops.push(o))),
+    Cmd::run("set", |_, l, d| rewrite::set(d).map(|o| l.ops.push(o))),
+    Cmd::run("break", |_, l, d| rewrite::brk(d).map(|o| l.ops.push(o))),
+    Cmd::run("if", location_if),
     Cmd::run("location", |_, _, d| Err(d.err("nested locations are not supported"))),
     Cmd::run("error_log", check_error_log),
     Cmd::run("alias", alias),
@@ -40,7 +44,10 @@ pub(super) struct LocLevel {
     proxy_pass: Option<ProxyPass>,
     /// Where `proxy_pass https://` is (its TLS is built once the settings merge).
     https_at: Option<(Arc<str>, usize)>,
-    ret: Option<Return>,
+    /// The rewrite module's directives in order; an `if`'s op is a placeholder
+    /// until the location's settings are merged (`ifs`: where, and the block).
+    ops: Vec<RwOp>,
+    ifs: Vec<(usize, Directive)>,
     status: bool,
     alias: Option<String>,
     try_files: Option<TryFiles>,
@@ -53,7 +60,8 @@ impl Builder<'_> {
             matcher: matcher(d)?,
             proxy_pass: None,
             https_at: None,
-            ret: None,
+            ops: Vec::new(),
+            ifs: Vec::new(),
             status: false,
             alias: None,
             try_files: None,
@@ -75,14 +83,17 @@ impl Builder<'_> {
         if let (Some(pp), Some(at)) = (l.proxy_pass.as_mut(), l.https_at.take()) {
             pp.tls = Some(self.upstream_tls(&set, &at)?);
         }
-        let mut conf = self.resolve(&set, l.proxy_pass);
-        conf.ret = l.ret;
+        let mut conf = self.resolve(&set, l.proxy_pass.clone());
         conf.status = l.status;
         conf.try_files = l.try_files.map(Arc::new);
         conf.internal = l.internal;
         if let Some(path) = l.alias {
             conf.doc_root = DocRoot { path, alias: true };
         }
+        for (i, d) in std::mem::take(&mut l.ifs) {
+            l.ops[i] = self.location_if(&d, &set, l.proxy_pass.as_ref(), &conf.doc_root)?;
+        }
+        conf.rewrites = Arc::new(l.ops);
         Ok(Location {
             matcher: l.matcher,
             conf: Arc::new(conf),
@@ -91,7 +102,7 @@ impl Builder<'_> {
 
     /// `proxy_pass http://HOST[:PORT][/URI]`: an `upstream` of that name, else the
     /// address resolved now (one implicit upstream per distinct `host:port`).
-    fn proxy_pass(&mut self, d: &Directive) -> Result<(ProxyPass, bool), ConfError> {
+    pub(super) fn proxy_pass(&mut self, d: &Directive) -> Result<(ProxyPass, bool), ConfError> {
         let (hostport, uri, https) = proxy_url(d)?;
         if let Some(u) = self.upstreams.iter().find(|u| u.name == hostport && !u.implicit) {
             let pp = ProxyPass {
@@ -210,6 +221,14 @@ fn proxy_url(d: &Directive) -> Result<(&str, Option<String>, bool), ConfError> {
         return Err(d.err(format!("no host in upstream \"{url}\"")));
     }
     Ok((hostport, uri, https))
+}
+
+/// `if (…) { … }`: a placeholder op now, built once the location's settings merge.
+fn location_if(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
+    rewrite::condition(d)?;
+    l.ifs.push((l.ops.len(), d.clone()));
+    l.ops.push(RwOp::Break);
+    Ok(())
 }
 
 /// `alias PATH` (prefix and exact locations; relative to the prefix).

@@ -38,6 +38,7 @@ mod location;
 mod main_ctx;
 mod map;
 mod proxy_ssl;
+mod rewrite;
 mod server;
 mod settings;
 mod ssl;

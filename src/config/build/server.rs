@@ -9,10 +9,11 @@ use super::args::{block, nargs};
 use super::listen::{listen, server_name, ListenSpec};
 use super::location::try_files;
 use super::main_ctx::check_error_log;
+use super::rewrite;
 use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
-use crate::config::model::{LocMatch, Location, Return, Server, ServerName, TryFiles};
+use crate::config::model::{LocMatch, Location, Return, RwOp, Server, ServerName, TryFiles};
 use crate::config::parser::Directive;
 use crate::config::vars::Template;
 use crate::config::ConfError;
@@ -22,7 +23,11 @@ pub(super) const SERVER: &[Cmd<ServerLevel>] = &[
     Cmd::run("listen", |b, s, d| listen(b, d).map(|l| s.listens.push(l))),
     Cmd::run("server_name", server_names),
     Cmd::later("location"),
-    Cmd::run("return", |_, s, d| parse_return(d).map(|r| s.ret = Some(r))),
+    Cmd::run("return", |_, s, d| rewrite::ret(d).map(|o| s.ops.push(o))),
+    Cmd::run("rewrite", |_, s, d| rewrite::rewrite(d).map(|o| s.ops.push(o))),
+    Cmd::run("set", |_, s, d| rewrite::set(d).map(|o| s.ops.push(o))),
+    Cmd::run("break", |_, s, d| rewrite::brk(d).map(|o| s.ops.push(o))),
+    Cmd::run("if", |b, s, d| b.server_if(d).map(|o| s.ops.push(o))),
     Cmd::run("error_log", check_error_log),
     Cmd::run("try_files", |_, s, d| try_files(d).map(|t| s.try_files = Some(t))),
 ];
@@ -34,7 +39,8 @@ pub(super) struct ServerLevel {
     names: Vec<ServerName>,
     /// `$server_name`: the first name.
     primary: String,
-    ret: Option<Return>,
+    /// The rewrite module's directives, in order.
+    ops: Vec<RwOp>,
     try_files: Option<TryFiles>,
 }
 
@@ -72,7 +78,7 @@ impl Builder<'_> {
             named_locations,
             maps: self.maps.clone(),
             conf: server_conf,
-            server_return: s.ret,
+            rewrites: s.ops,
             client_header_timeout,
             large_header_size: hbuf_size,
             large_header_count: hbuf_n,

@@ -28,8 +28,7 @@ use super::ssl::{
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
-    AccessLog, AddHeader, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, Return,
-    TryFiles,
+    AccessLog, AddHeader, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, RwOp, TryFiles,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -42,6 +41,10 @@ use crate::proto::gzip::GzipConf;
 const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
 /// http and server.
 const HS: &[Ctx] = &[Ctx::Http, Ctx::Server];
+/// http, server, location and an `if` in a location (nginx's LIF directives).
+const HSLI: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location, Ctx::LocationIf];
+/// All of those and an `if` in a server (the rewrite module's SIF).
+const ALL_IF: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::ServerIf, Ctx::Location, Ctx::LocationIf];
 
 macro_rules! settings {
     (
@@ -91,7 +94,7 @@ macro_rules! settings {
 settings! {
     // The LocConf fields that are not one setting with a default (see `Computed`).
     computed {
-        proxy_pass, ret, proxy_set_headers, set_header_names, proxy_hide_headers,
+        proxy_pass, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
         doc_root, try_files, internal, gzip,
     }
@@ -108,10 +111,10 @@ settings! {
     proxy_next_upstream:           NextUpstream,                   HSL, next_upstream => NextUpstream::nginx_default();
     proxy_next_upstream_tries:     u32,                            HSL, tries         => 0;
     proxy_next_upstream_timeout:   Duration,                       HSL, time;
-    add_header:                    Vec<AddHeader>,                 HSL, add_header;
+    add_header:                    Vec<AddHeader>,                 HSLI, add_header;
     default_type:                  String,                         HSL, word          => "text/plain".into();
     types:                         Arc<HashMap<String, String>>,   HSL, types         => Arc::new(default_types());
-    access_log:                    Vec<AccessLog>,                 HSL, access_log;
+    access_log:                    Vec<AccessLog>,                 HSLI, access_log;
     client_max_body_size:          u64,                            HSL, size          => 1024 * 1024;
     client_body_timeout:           Duration,                       HSL, time          => Duration::from_secs(60);
     client_header_timeout:         Duration,                       HS,  time;
@@ -168,7 +171,7 @@ settings! {
     http2_max_concurrent_streams:  u64,                            HS,  count;
     http2_chunk_size:              u64,                            HSL, size          => 8 * 1024;
     // Static files (src/http/proxy/files.rs)
-    root:                          String,                         HSL, root_dir;
+    root:                          String,                         HSLI, root_dir;
     index:                         Vec<String>,                    HSL, index_names   => vec!["index.html".into()];
     log_not_found:                 bool,                           HSL, on_off        => true;
     etag:                          bool,                           HSL, on_off        => true;
@@ -179,7 +182,7 @@ settings! {
     autoindex:                     bool,                           HSL, only_off;
     disable_symlinks:              bool,                           HSL, only_off;
     // Compression (finished into GzipConf below; src/proto/gzip.rs)
-    gzip:                          bool,                           HSL, on_off;
+    gzip:                          bool,                           HSLI, on_off;
     gzip_types:                    Vec<String>,                    HSL, gzip_types;
     gzip_min_length:               u64,                            HSL, size;
     gzip_comp_level:               u32,                            HSL, comp_level;
@@ -188,16 +191,17 @@ settings! {
     gzip_http_version:             bool,                           HSL, gzip_http_version;
     gzip_disable:                  (bool, Vec<regex::bytes::Regex>), HSL, gzip_disable;
     gzip_static:                   bool,                           HSL, only_off;
-    expires:                       Expires,                        HSL, expires_dir   => Expires::Off;
+    expires:                       Expires,                        HSLI, expires_dir   => Expires::Off;
+    rewrite_log:                   bool,                           ALL_IF, on_off     => false;
     // Error pages (the content loop in src/http/proxy.rs)
-    error_page:                    Vec<ErrorPage>,                 HSL, error_page    => Vec::new();
+    error_page:                    Vec<ErrorPage>,                 HSLI, error_page    => Vec::new();
     recursive_error_pages:         bool,                           HSL, on_off        => false;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.
 struct Computed {
     proxy_pass: Option<ProxyPass>,
-    ret: Option<Return>,
+    rewrites: Arc<Vec<RwOp>>,
     proxy_set_headers: Vec<(String, Template)>,
     set_header_names: Vec<String>,
     proxy_hide_headers: Vec<String>,
@@ -213,7 +217,7 @@ struct Computed {
 
 impl Builder<'_> {
     /// The [`LocConf`] of a level whose settings are merged (`inherit` done): the table's
-    /// defaults, and the settings finished by hand. `ret` and `status` are the
+    /// defaults, and the settings finished by hand. `rewrites` and `status` are the
     /// location's to set.
     pub(super) fn resolve(&mut self, s: &Settings, proxy_pass: Option<ProxyPass>) -> LocConf {
         let proxy_set_headers = upstream_headers(s);
@@ -221,7 +225,7 @@ impl Builder<'_> {
         let access_logs = self.access_logs(s);
         s.loc_conf(Computed {
             proxy_pass,
-            ret: None,
+            rewrites: Arc::default(),
             proxy_set_headers,
             set_header_names,
             proxy_hide_headers: hidden_headers(s),

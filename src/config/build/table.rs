@@ -35,6 +35,10 @@ pub(super) enum Ctx {
     Location,
     /// `match NAME { … }` (health checks).
     Match,
+    /// `if (…) { … }` in a server.
+    ServerIf,
+    /// `if (…) { … }` in a location.
+    LocationIf,
 }
 
 /// What a handler returns: the directive went into the context's state, or an error.
@@ -99,7 +103,12 @@ impl<S> Cmd<S> {
 /// Directives accepted for compatibility that change nothing in ringx (see
 /// docs/config.md for why each is safe to accept).
 const NO_OP: &[(&str, &[Ctx])] = &[
-    ("sendfile", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("sendfile", &[Ctx::Http, Ctx::Server, Ctx::Location, Ctx::LocationIf]),
+    // ringx does not warn of variables used before `set` (a log line only).
+    (
+        "uninitialized_variable_warn",
+        &[Ctx::Http, Ctx::Server, Ctx::ServerIf, Ctx::Location, Ctx::LocationIf],
+    ),
     ("tcp_nopush", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("tcp_nodelay", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("types_hash_max_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),

@@ -97,12 +97,7 @@ pub(super) fn set_uri(c: &mut Client, r: &mut Req<'_>, uri: &[u8], args: Option<
 /// The file for `uri` under the location's `root` or `alias`.
 fn map_path(root: &DocRoot, loc_prefix: Option<&str>, uri: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(root.path.len() + uri.len() + 16);
-    p.extend_from_slice(root.path.as_bytes());
-    let rest = match (root.alias, loc_prefix) {
-        (true, Some(pre)) if uri.len() >= pre.len() => &uri[pre.len()..],
-        _ => uri,
-    };
-    p.extend_from_slice(rest);
+    root.file_for(loc_prefix, uri, &mut p);
     p
 }
 

@@ -1,0 +1,208 @@
+//! nginx's rewrite module at run time: a server's or location's [`RwOp`]s run in
+//! order against the request (`rewrite` changes `$uri` and `$args` or redirects,
+//! `set` fills variables, `if` tests and, in a location, switches the request to the
+//! `if` block's configuration, `return` and `break` stop).
+//!
+//! Where it sits: [`super::handle`] runs the server's ops before a location is
+//! chosen (nginx's server rewrite phase), [`super::phases`] the location's after
+//! (its rewrite phase); what [`run`] returns tells them to go on, to find a
+//! location again, or to answer.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::{files, Client, Req};
+use crate::config::model::{Cond, FileTest, LocConf, Pcre, Return, Rewrite, RwFlag, RwOp};
+use crate::observe::log;
+
+/// The request's rewrite state: the last regex match (for `$1`..`$9`) and what
+/// `set` stored.
+#[derive(Debug, Default)]
+pub struct RwState {
+    /// The string the last successful regex ran on, and its groups' offsets.
+    pub subject: Vec<u8>,
+    pub groups: Vec<Option<(usize, usize)>>,
+    pub vars: Vec<Option<Vec<u8>>>,
+}
+
+impl RwState {
+    pub fn clear(&mut self) {
+        self.subject.clear();
+        self.groups.clear();
+        self.vars.clear();
+    }
+
+    /// `$n` of the last match.
+    pub fn capture(&self, n: u8) -> Option<&[u8]> {
+        let (s, e) = (*self.groups.get(usize::from(n))?)?;
+        self.subject.get(s..e)
+    }
+
+    pub fn var(&self, i: usize) -> Option<&[u8]> {
+        self.vars.get(i)?.as_deref()
+    }
+}
+
+/// How a run of ops ends.
+pub(super) enum Flow<'s> {
+    /// The ops ran out (or `break`); `changed`: `$uri` was rewritten without
+    /// `break`, so the location is found again (`last` too).
+    Next {
+        changed: bool,
+    },
+    /// Stopped by `rewrite … break`: go on in this location with the new `$uri`.
+    Stay,
+    Return(&'s Return),
+    /// `rewrite` to a URL, or with `redirect`/`permanent`.
+    Redirect {
+        code: u16,
+        location: Vec<u8>,
+    },
+}
+
+/// Runs `ops`. In a location, an `if` that holds switches `r.conf` to its block's
+/// configuration, and the ops after the block still run (nginx).
+pub(super) fn run<'s>(c: &mut Client, r: &mut Req<'s>, ops: &'s [RwOp]) -> Flow<'s> {
+    let mut changed = false;
+    match run_ops(c, r, ops, &mut changed) {
+        Some(f) => f,
+        None => Flow::Next { changed },
+    }
+}
+
+/// `None`: the ops ran out.
+fn run_ops<'s>(c: &mut Client, r: &mut Req<'s>, ops: &'s [RwOp], changed: &mut bool) -> Option<Flow<'s>> {
+    for op in ops {
+        match op {
+            RwOp::Return(ret) => return Some(Flow::Return(ret)),
+            RwOp::Break => return Some(Flow::Stay),
+            RwOp::Set(i, value) => {
+                let mut v = Vec::new();
+                value.render(&c.ctx(r), &mut v);
+                if c.rw.vars.len() <= *i {
+                    c.rw.vars.resize(*i + 1, None);
+                }
+                c.rw.vars[*i] = Some(v);
+            }
+            RwOp::Rewrite(rw) => {
+                if let Some(f) = rewrite(c, r, rw, changed) {
+                    return Some(f);
+                }
+            }
+            RwOp::If(b) => {
+                if test(c, r, &b.cond) {
+                    if let Some(conf) = &b.conf {
+                        switch(r, conf);
+                    }
+                    if let Some(f) = run_ops(c, r, &b.ops, changed) {
+                        return Some(f);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+fn switch<'s>(r: &mut Req<'s>, conf: &'s std::sync::Arc<LocConf>) {
+    r.conf = conf;
+}
+
+/// One `rewrite`: `None` when it did not match or the ops go on after it.
+fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut bool) -> Option<Flow<'s>> {
+    let uri = c.ctx(r).uri.to_vec();
+    if !matches(c, &rw.re, &uri) {
+        return None;
+    }
+    let mut out = Vec::new();
+    rw.replacement.render(&c.ctx(r), &mut out);
+    if r.conf.rewrite_log {
+        log::notice(format_args!(
+            "\"{}\" matches \"{}\", rewritten to \"{}\"{}",
+            rw.re.0.as_str(),
+            String::from_utf8_lossy(&uri),
+            String::from_utf8_lossy(&out),
+            files::Why(c, r)
+        ));
+    }
+    let args = c.ctx(r).args.map(<[u8]>::to_vec);
+    if rw.redirect || matches!(rw.flag, RwFlag::Redirect | RwFlag::Permanent) {
+        if let (true, Some(a)) = (rw.add_args, args.filter(|a| !a.is_empty())) {
+            out.push(if rw.args { b'&' } else { b'?' });
+            out.extend_from_slice(&a);
+        }
+        let code = if rw.flag == RwFlag::Permanent { 301 } else { 302 };
+        return Some(Flow::Redirect { code, location: out });
+    }
+    match out.iter().position(|&b| b == b'?') {
+        Some(q) => {
+            let mut new_args = out[q + 1..].to_vec();
+            if let (true, Some(a)) = (rw.add_args, args.filter(|a| !a.is_empty())) {
+                new_args.push(b'&');
+                new_args.extend_from_slice(&a);
+            }
+            files::set_uri(c, r, &out[..q], Some(&new_args));
+        }
+        None if rw.add_args => files::set_uri(c, r, &out, None),
+        None => files::set_uri(c, r, &out, Some(b"")),
+    }
+    *changed = true;
+    match rw.flag {
+        RwFlag::Last => Some(Flow::Next { changed: true }),
+        RwFlag::Break => Some(Flow::Stay),
+        _ => None,
+    }
+}
+
+/// Runs `re` on `subject`; on a match its groups become `$1`..`$9`.
+fn matches(c: &mut Client, re: &Pcre, subject: &[u8]) -> bool {
+    let Ok(Some(caps)) = re.0.captures(subject) else {
+        return false;
+    };
+    c.rw.groups.clear();
+    c.rw.groups
+        .extend((0..caps.len()).map(|i| caps.get(i).map(|m| (m.start(), m.end()))));
+    c.rw.subject.clear();
+    c.rw.subject.extend_from_slice(subject);
+    true
+}
+
+/// An `if` condition.
+fn test(c: &mut Client, r: &Req<'_>, cond: &Cond) -> bool {
+    let mut v = Vec::new();
+    match cond {
+        Cond::Truthy(t) => {
+            t.render(&c.ctx(r), &mut v);
+            !(v.is_empty() || v == b"0")
+        }
+        Cond::Eq(a, b, neg) => {
+            let mut w = Vec::new();
+            a.render(&c.ctx(r), &mut v);
+            b.render(&c.ctx(r), &mut w);
+            (v == w) != *neg
+        }
+        Cond::Re(a, re, neg) => {
+            a.render(&c.ctx(r), &mut v);
+            matches(c, re, &v) != *neg
+        }
+        Cond::File(a, kind, neg) => {
+            a.render(&c.ctx(r), &mut v);
+            file_test(&v, *kind) != *neg
+        }
+    }
+}
+
+fn file_test(path: &[u8], kind: FileTest) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    if path.contains(&0) {
+        return false;
+    }
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    match (std::fs::metadata(p), kind) {
+        (Ok(m), FileTest::File) => m.is_file(),
+        (Ok(m), FileTest::Dir) => m.is_dir(),
+        (Ok(_), FileTest::Exists) => true,
+        (Err(_), FileTest::Exists) => std::fs::symlink_metadata(p).is_ok(),
+        (Ok(m), FileTest::Exec) => m.permissions().mode() & 0o111 != 0,
+        (Err(_), _) => false,
+    }
+}
