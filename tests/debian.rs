@@ -199,6 +199,10 @@ fn user_drops_privileges_and_keeps_reload_and_reopen_working() {
     let addr = addr_of(p1);
     let mut rx = Ringx::start(&conf(""), &[], addr);
     let pid = rx.pid();
+    // The port listens before ringx drops root; the pid file is written after.
+    wait_for("the pid file", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.join("ringx.pid")).is_ok_and(|p| !p.trim().is_empty())
+    });
     for (comm, uid) in task_lines(pid, "Uid:") {
         assert_eq!(uid, "Uid:\t65534\t65534\t65534\t65534", "thread {comm}");
     }
@@ -245,4 +249,64 @@ fn user_drops_privileges_and_keeps_reload_and_reopen_working() {
     rx.signal(libc::SIGQUIT);
     assert_eq!(rx.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(!d.join("ringx.pid").exists(), "the pid file stayed");
+}
+
+/// Root without `user`: nginx's default (nobody), never root; and a worker that
+/// replaces a dead one after a reload that dropped `user` has no capabilities.
+#[test]
+fn root_without_user_runs_as_nobody_and_respawned_workers_stay_unprivileged() {
+    if !is_root() {
+        eprintln!("skipped: needs root (CI runs as root)");
+        return;
+    }
+    let d = tempdir("nouser");
+    let port = free_port();
+    let be = Backend::start("be");
+    let conf = |user: &str| {
+        format!(
+            "{user} daemon off; pid off; error_log {d}/logs/error.log info; events {{}}\n\
+             http {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{be}; }} }} }}\n",
+            d = d.display(),
+            be = be.addr
+        )
+    };
+    let mut rx = Ringx::start_env(
+        &conf("user nobody nogroup;"),
+        &[],
+        addr_of(port),
+        &[("RINGX_FAULT_WORKER_PANIC", "/die")],
+    );
+    rx.rewrite(&conf(""));
+    rx.signal(libc::SIGHUP);
+    wait_for("the reload", Duration::from_secs(5), || {
+        std::fs::read_to_string(d.join("logs/error.log")).is_ok_and(|l| l.contains("reconfigured"))
+    });
+    let _ = get(addr_of(port), "/die", "x");
+    wait_for("the worker's panic", Duration::from_secs(10), || {
+        std::fs::read_to_string(d.join("logs/error.log")).is_ok_and(|l| l.contains("exited on panic"))
+    });
+    wait_for("ringx serving again", Duration::from_secs(10), || {
+        get(addr_of(port), "/", "x").is_some_and(|r| r.status == 200)
+    });
+    for (comm, cap) in task_lines(rx.pid(), "CapEff:") {
+        if comm.starts_with("ringx-worker") {
+            assert_eq!(cap, "CapEff:\t0000000000000000", "a respawned worker has capabilities");
+        }
+    }
+    rx.signal(libc::SIGTERM);
+    rx.wait_exit(Duration::from_secs(5));
+
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off; server {{ listen 127.0.0.1:{port}; return 200 ok; }} }}"
+    );
+    let rx = Ringx::start(&conf, &[], addr_of(port));
+    wait_for("the workers", Duration::from_secs(10), || {
+        task_lines(rx.pid(), "Uid:")
+            .iter()
+            .any(|(c, _)| c.starts_with("ringx-worker"))
+    });
+    for (comm, uid) in task_lines(rx.pid(), "Uid:") {
+        assert_eq!(uid, "Uid:\t65534\t65534\t65534\t65534", "thread {comm} runs as root");
+    }
 }

@@ -30,6 +30,7 @@ fn docroot(dir: &Path) {
     w("html/CAPS.HTML", b"caps\n");
     w("html/sp ace.txt", b"space\n");
     w("al/x.txt", b"alias\n");
+    w("html/sp ace dir/index.html", b"spaced\n");
     std::fs::create_dir_all(dir.join("html/noidx")).unwrap();
     let big: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
     w("html/big.bin", &big);
@@ -75,6 +76,9 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location /expzero/ {{ expires 0; alias {root}/html/; }}
         location /expback/ {{ expires 30d; proxy_pass http://be/; }}
         location = /expret {{ expires 1d; return 301 /x; }}
+        location /alt/ {{ alias {root}/al/; try_files /x.txt $uri =404; }}
+        location /alv/ {{ alias {root}/al/; try_files $uri =404; }}
+        location /absidx/ {{ index /a.html; }}
         location /gz/ {{ gzip on; gzip_vary on; gzip_min_length 8; gzip_types text/plain application/octet-stream; alias {root}/html/; }}
     }}"#
     )
@@ -211,9 +215,18 @@ fn static_files_match_nginx() {
         "/name/dir",
         "/a%2ehtml",
         "/big.bin",
+        "/sp%20ace%20dir",
+        "/alt/anything",
+        "/alv/x.txt",
+        "/alv/none",
+        "/absidx/",
     ] {
         case(p, get_with(p, ""));
     }
+    case(
+        "asterisk",
+        "GET * HTTP/1.1\r\nHost: files.test\r\nConnection: close\r\n\r\n".into(),
+    );
     case(
         "HEAD file",
         "HEAD /ten.txt HTTP/1.1\r\nHost: files.test\r\nConnection: close\r\n\r\n".into(),
@@ -243,6 +256,11 @@ fn static_files_match_nginx() {
         ("ims older", format!("If-Modified-Since: {older}\r\n")),
         ("ims newer", format!("If-Modified-Since: {newer}\r\n")),
         ("ims garbage", "If-Modified-Since: yesterday\r\n".into()),
+        ("ims trailing", format!("If-Modified-Since: {date}; length=10\r\n")),
+        (
+            "ius other weekday",
+            format!("If-Unmodified-Since: Xyz,{}\r\n", &date[4..]),
+        ),
         ("inm match", format!("If-None-Match: {etag}\r\n")),
         ("inm weak", format!("If-None-Match: \"x\", W/{etag}\r\n")),
         ("inm star", "If-None-Match: *\r\n".into()),
@@ -445,6 +463,14 @@ fn try_files_logs_and_keepalive() {
     assert_eq!((r.status, r.text().as_str()), (200, "<b>a</b>\n"));
     assert_eq!(backend.count(), 2);
 
+    // A FIFO is not opened for good (nginx's O_NONBLOCK): 404 at once.
+    std::fs::create_dir_all(dir.join("html/plain")).unwrap();
+    let fifo = dir.join("html/plain/fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    assert_eq!(get(addr, "/plain/fifo", "files.test").unwrap().status, 404);
+    assert!(started.elapsed() < Duration::from_secs(2));
     for p in ["/plain/missing", "/noidx/", "/quiet/x", "/loop", "/missing/"] {
         get(addr, p, "files.test").unwrap();
     }
@@ -454,6 +480,7 @@ fn try_files_logs_and_keepalive() {
         format!("[error] {{}} open() \"{html}/plain/missing\" failed (2: No such file or directory), client: 127.0.0.1, server: files.test, request: \"GET /plain/missing HTTP/1.1\", host: \"files.test\""),
         format!("directory index of \"{html}/noidx/\" is forbidden, client: 127.0.0.1"),
         "rewrite or internal redirection cycle while internally redirecting to \"/loop".into(),
+        format!("\"{html}/plain/fifo\" is not a regular file, client: 127.0.0.1"),
     ] {
         let want = line.replace("{} ", "");
         let want = want.split("[error] ").last().unwrap();

@@ -295,19 +295,110 @@ fn push(out: &mut Vec<(u64, u64)>, size: &mut u64, start: u64, end: u64) -> bool
     true
 }
 
-/// An HTTP date in any of the three forms RFC 9110 §5.6.7 allows (nginx's
-/// `ngx_parse_http_time`); seconds since the epoch.
+/// An HTTP date in any of the three forms RFC 9110 §5.6.7 allows, as leniently as
+/// nginx's `ngx_parse_http_time` reads them (the weekday is not checked, what follows
+/// the time is ignored); seconds since the epoch.
 pub fn parse_http_date(v: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    const FORMATS: [&str; 3] = [
-        "%a, %d %b %Y %H:%M:%S GMT",
-        "%A, %d-%b-%y %H:%M:%S GMT",
-        "%a %b %e %H:%M:%S %Y",
-    ];
-    FORMATS
-        .iter()
-        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc().timestamp())
+    #[derive(PartialEq)]
+    enum Fmt {
+        Rfc822,
+        Rfc850,
+        Isoc,
+    }
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    let digit = |i: usize| at(i).is_ascii_digit().then(|| u32::from(at(i) - b'0'));
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let end = v.len();
+    let mut fmt = Fmt::Rfc822;
+    let mut p = 0;
+    while p < end {
+        if v[p] == b',' {
+            break;
+        }
+        if v[p] == b' ' {
+            fmt = Fmt::Isoc;
+            break;
+        }
+        p += 1;
+    }
+    p += 1;
+    while p < end && v[p] == b' ' {
+        p += 1;
+    }
+    if end.saturating_sub(p) < 18 {
+        return None;
+    }
+    let mut day = 0;
+    if fmt != Fmt::Isoc {
+        day = two(p)?;
+        p += 2;
+        fmt = match at(p) {
+            b' ' => Fmt::Rfc822,
+            b'-' => Fmt::Rfc850,
+            _ => return None,
+        };
+        p += 1;
+    }
+    let month: i64 = match at(p) {
+        b'J' if at(p + 1) == b'a' => 0,
+        b'J' if at(p + 2) == b'n' => 5,
+        b'J' => 6,
+        b'F' => 1,
+        b'M' if at(p + 2) == b'r' => 2,
+        b'M' => 4,
+        b'A' if at(p + 1) == b'p' => 3,
+        b'A' => 7,
+        b'S' => 8,
+        b'O' => 9,
+        b'N' => 10,
+        b'D' => 11,
+        _ => return None,
+    };
+    p += 3;
+    let mut year = 0;
+    match fmt {
+        Fmt::Rfc822 if at(p) == b' ' => {
+            year = two(p + 1)? * 100 + two(p + 3)?;
+            p += 5;
+        }
+        Fmt::Rfc850 if at(p) == b'-' => {
+            let y = two(p + 1)?;
+            year = y + if y < 70 { 2000 } else { 1900 };
+            p += 3;
+        }
+        Fmt::Isoc => {
+            p += 1;
+            if at(p) == b' ' {
+                p += 1;
+            }
+            day = digit(p)?;
+            p += 1;
+            if at(p) != b' ' {
+                day = day * 10 + digit(p)?;
+                p += 1;
+            }
+            if end.saturating_sub(p) < 14 {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    if at(p) != b' ' || at(p + 3) != b':' || at(p + 6) != b':' {
+        return None;
+    }
+    let (hour, min, sec) = (two(p + 1)?, two(p + 4)?, two(p + 7)?);
+    if fmt == Fmt::Isoc {
+        if at(p + 9) != b' ' {
+            return None;
+        }
+        year = two(p + 10)? * 100 + two(p + 12)?;
+    }
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32 + 1, day)?;
+    let t = date.and_hms_opt(hour, min, sec)?;
+    Some(t.and_utc().timestamp())
 }
 
 /// `t` as an IMF-fixdate (`Last-Modified`, `Expires`).
@@ -408,6 +499,14 @@ mod tests {
             assert_eq!(parse_http_date(s.as_bytes()), Some(MTIME), "{s}");
         }
         assert_eq!(parse_http_date(b"yesterday"), None);
+        // nginx's leniency: the weekday is not checked, trailing text is ignored.
+        assert_eq!(parse_http_date(b"Mon, 02 Dec 2026 18:57:13 GMT"), Some(MTIME));
+        assert_eq!(
+            parse_http_date(b"Wed, 02 Dec 2026 18:57:13 GMT; length=10"),
+            Some(MTIME)
+        );
+        assert_eq!(parse_http_date(b"Wed, 31 Feb 2026 18:57:13 GMT"), None);
+        assert_eq!(parse_http_date(b"Wed, 02 Dec 2026 25:57:13 GMT"), None);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Master {
     listeners: HashMap<SocketAddr, Vec<std::net::TcpListener>>,
     pid_file: Option<PathBuf>,
     error_log_override: Option<crate::config::model::LogTarget>,
+    /// Installed first thing in [`Master::start`], so a signal sent while ringx
+    /// starts (a reload right after the port opens) waits for [`Master::run`]
+    /// instead of killing the process.
+    signals: Option<signal_hook::iterator::Signals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +109,8 @@ impl Master {
         log::init_error_log(&target, cfg.error_log.level)
             .map_err(|e| StartError::Other(format!("open() error log failed ({e})")))?;
         std::panic::set_hook(Box::new(log_panic));
+        let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD])
+            .map_err(|e| StartError::Other(format!("installing signal handlers failed ({e})")))?;
         if let Some(n) = cfg.worker_rlimit_nofile {
             set_nofile(n);
         }
@@ -115,6 +121,15 @@ impl Master {
         if cfg.daemon {
             daemonize()?;
         }
+        // The pid file is created now, while ringx is root (it stays root's, as
+        // nginx's), and written once every worker serves.
+        let pid_file = cfg.pid.clone();
+        // Until ringx serves, a failure removes the pid file if this start made it.
+        let mut unwritten = PidGuard(pid_file.clone().filter(|p| !p.exists()));
+        let pid_out = match &pid_file {
+            Some(p) => Some(open_pid(p)?),
+            None => None,
+        };
         if let Some(u) = &cfg.user {
             give_logs(&cfg, u);
             privileges::drop_to(u).map_err(|e| StartError::Other(e.to_string()))?;
@@ -143,16 +158,14 @@ impl Master {
             }
             return Err(StartError::Logged(e));
         }
-        let pid_file = cfg.pid.clone();
-        if let Some(p) = &pid_file {
-            std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| {
-                StartError::Other(format!(
-                    "open() \"{}\" failed ({})",
-                    p.display(),
-                    config::parser::os_err(&e)
-                ))
-            })?;
+        if let (Some(p), Some(mut f)) = (&pid_file, pid_out) {
+            use std::io::Write;
+            let written = f
+                .set_len(0)
+                .and_then(|_| f.write_all(format!("{}\n", std::process::id()).as_bytes()));
+            written.map_err(|e| pid_error(p, &e))?;
         }
+        unwritten.0 = None;
         log::notice(format_args!(
             "ringx/{} started, {} worker(s) on {}, listening on {}",
             env!("CARGO_PKG_VERSION"),
@@ -167,6 +180,7 @@ impl Master {
             listeners: master_dups,
             pid_file,
             error_log_override,
+            signals: Some(signals),
         })
     }
 
@@ -177,14 +191,9 @@ impl Master {
 
     /// Waits for signals until told to stop; returns the exit code.
     pub fn run(mut self) -> i32 {
-        let mut signals =
-            match signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD]) {
-                Ok(s) => s,
-                Err(e) => {
-                    log::log(LogLevel::Emerg, format_args!("installing signal handlers failed ({e})"));
-                    return 1;
-                }
-            };
+        let Some(mut signals) = self.signals.take() else {
+            return 1;
+        };
         // A worker that died before the handlers were installed signalled no one.
         self.respawn_dead();
         loop {
@@ -198,7 +207,7 @@ impl Master {
                     SIGUSR1 => {
                         log::notice(format_args!("signal {sig} (SIGUSR1) received, reopening logs"));
                         log::reopen_error_log();
-                        if let Some(u) = &self.cfg.user {
+                        if let Some(u) = privileges::dropped() {
                             give_logs(&self.cfg, u);
                         }
                         log::REOPEN_GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -324,7 +333,7 @@ impl Master {
                 "\"user\" changed: a reload keeps the workers' user, restart to apply"
             ));
         }
-        if let Some(u) = &self.cfg.user {
+        if let Some(u) = privileges::dropped() {
             give_logs(&new, u);
         }
         let n = self.workers.len();
@@ -445,7 +454,7 @@ fn spawn_worker(
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
-            if cfg.user.is_some() {
+            if privileges::dropped().is_some() {
                 if let Err(e) = privileges::drop_thread_caps() {
                     let _ = ready.send(Err(format!("worker {i}: {e}")));
                     return;
@@ -463,6 +472,35 @@ fn spawn_worker(
     Ok(WorkerHandle { tx, thread })
 }
 
+/// Removes the pid file on drop, unless emptied (start-up failed before it was written).
+struct PidGuard(Option<PathBuf>);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Opens (creating) the pid file for writing, without truncating an old one yet.
+fn open_pid(p: &Path) -> Result<std::fs::File, StartError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map_err(|e| pid_error(p, &e))
+}
+
+fn pid_error(p: &Path, e: &std::io::Error) -> StartError {
+    StartError::Other(format!(
+        "open() \"{}\" failed ({})",
+        p.display(),
+        config::parser::os_err(e)
+    ))
+}
+
 /// With `user`: creates the log files that do not exist yet (the master thread may
 /// write where USER may not) and gives them all to USER, so workers, which open
 /// their access logs themselves, can. Failures are logged; the open that follows
@@ -473,8 +511,7 @@ fn give_logs(cfg: &Config, u: &privileges::Credentials) {
         paths.push(p.clone());
     }
     for p in paths.into_iter().filter(|p| !p.as_os_str().is_empty()) {
-        let made = std::fs::OpenOptions::new().create(true).append(true).open(&p);
-        if let Err(e) = made.and_then(|_| privileges::give(&p, u)) {
+        if let Err(e) = privileges::give(&p, u) {
             log::log(
                 LogLevel::Alert,
                 format_args!(

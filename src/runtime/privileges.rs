@@ -55,13 +55,26 @@ pub fn lookup(user: &str, group: Option<&str>) -> Result<Credentials, String> {
     })
 }
 
-/// Set once [`drop_to`] succeeded: a reload still reads `user` as a root start did.
-static DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Who ringx became, once [`drop_to`] succeeded (for the rest of the process: a
+/// reload that drops `user` changes nothing, and a worker started later still drops
+/// its capabilities).
+static DROPPED: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+
+/// The credentials ringx dropped to, if it did.
+pub fn dropped() -> Option<&'static Credentials> {
+    DROPPED.get()
+}
 
 /// Whether ringx was started as root (`user` applies only then, as nginx).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 || DROPPED.load(std::sync::atomic::Ordering::Relaxed) }
+    unsafe { libc::geteuid() == 0 || DROPPED.get().is_some() }
+}
+
+/// nginx's default when root and no `user` is given: `nobody`, in `nogroup` where
+/// that group exists (nginx's configure picks it so on Linux), else `nobody`.
+pub fn default_user() -> Result<Credentials, String> {
+    lookup("nobody", Some("nogroup")).or_else(|_| lookup("nobody", Some("nobody")))
 }
 
 const CAP_CHOWN: u32 = 0;
@@ -81,7 +94,7 @@ pub fn drop_to(c: &Credentials) -> io::Result<()> {
         check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")?;
     }
     set_caps(1 << CAP_CHOWN | 1 << CAP_DAC_OVERRIDE | 1 << CAP_NET_BIND_SERVICE)?;
-    DROPPED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = DROPPED.set(c.clone());
     Ok(())
 }
 
@@ -136,9 +149,16 @@ fn check(rc: i32, what: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives a log file ringx opened as root to the worker user (nginx's master does
-/// for the files it reopens), so workers can reopen it; errors are the caller's to
-/// log.
+/// Creates `path` if needed and gives it to the worker user (nginx's master does
+/// for the files it reopens), so workers can reopen it; a symbolic link is not
+/// followed (the file is changed through the descriptor opened). Errors are the
+/// caller's to log.
 pub fn give(path: &Path, c: &Credentials) -> io::Result<()> {
-    std::os::unix::fs::chown(path, Some(c.uid), None)
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    std::os::unix::fs::fchown(&f, Some(c.uid), None)
 }

@@ -39,6 +39,7 @@ pub(super) struct Main {
     cfg: Config,
     seen_events: bool,
     seen_http: bool,
+    seen_user: bool,
 }
 
 impl Main {
@@ -65,13 +66,18 @@ impl Main {
             cfg,
             seen_events: false,
             seen_http: false,
+            seen_user: false,
         }
     }
 
     /// The configuration, once the whole tree is read (`events` is required, as nginx).
-    pub(super) fn finish(self) -> Result<Config, ConfError> {
+    pub(super) fn finish(mut self) -> Result<Config, ConfError> {
         if !self.seen_events {
             return Err(ConfError::plain("no \"events\" section in configuration"));
+        }
+        // Root without `user`: nginx's default user, never root.
+        if !self.seen_user && crate::runtime::privileges::is_root() {
+            self.cfg.user = Some(crate::runtime::privileges::default_user().map_err(ConfError::plain)?);
         }
         Ok(self.cfg)
     }
@@ -119,6 +125,7 @@ fn user(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
     if d.args.is_empty() || d.args.len() > 2 {
         return Err(nargs(d));
     }
+    m.seen_user = true;
     if !privileges::is_root() {
         b.warnings.push((
             LogLevel::Warn,

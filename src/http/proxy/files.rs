@@ -14,7 +14,7 @@ use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::{absolute_location, content_type, finish, finish_error, send_simple, status_line, swallow_body};
@@ -50,7 +50,7 @@ pub(super) fn try_files(c: &mut Client, r: &mut Req<'_>, tf: &TryFiles) -> Optio
         cand.clear();
         t.render(&c.ctx(r), &mut cand);
         let dir = *dir;
-        let path = map_path(&r.conf.doc_root, r.loc_prefix, &cand);
+        let (path, uri) = candidate(&r.conf.doc_root, r.loc_prefix, &cand, t.has_vars());
         let hit = match std::fs::metadata(OsStr::from_bytes(&path)) {
             Ok(m) if dir => m.is_dir(),
             Ok(m) => !m.is_dir(),
@@ -58,8 +58,11 @@ pub(super) fn try_files(c: &mut Client, r: &mut Req<'_>, tf: &TryFiles) -> Optio
         };
         if hit {
             // A directory's `/` is not part of the new `$uri` (nginx), so the static
-            // handler answers it with its redirect to `$uri/`.
-            set_uri(c, r, &cand, None);
+            // handler answers it with its redirect to `$uri/`. The upstream still
+            // gets the client's URI (nginx keeps it after try_files).
+            let changed = r.uri_changed;
+            set_uri(c, r, &uri, None);
+            r.uri_changed = changed;
             return None;
         }
     }
@@ -79,6 +82,27 @@ pub(super) fn try_files(c: &mut Client, r: &mut Req<'_>, tf: &TryFiles) -> Optio
             Served::Redirect
         }
     })
+}
+
+/// A `try_files` candidate's file and the `$uri` it becomes. Under `alias`, as nginx:
+/// a candidate with variables that starts with the location's prefix loses it (its
+/// rest is under the alias), a literal one is under the alias whole; the new `$uri`
+/// is the prefix and that rest.
+fn candidate(root: &DocRoot, prefix: Option<&str>, cand: &[u8], vars: bool) -> (Vec<u8>, Vec<u8>) {
+    match (root.alias, prefix) {
+        (true, Some(pre)) => {
+            let rest = match cand.strip_prefix(pre.as_bytes()) {
+                Some(rest) if vars => rest,
+                _ => cand,
+            };
+            let mut path = root.path.as_bytes().to_vec();
+            path.extend_from_slice(rest);
+            let mut uri = pre.as_bytes().to_vec();
+            uri.extend_from_slice(rest);
+            (path, uri)
+        }
+        _ => (map_path(root, prefix, cand), cand.to_vec()),
+    }
 }
 
 /// Makes `uri` the request's `$uri` (and `args`, when given, its `$args`).
@@ -112,6 +136,10 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
         return Served::Status(405);
     }
     let uri = c.ctx(r).uri.to_vec();
+    if uri.first() != Some(&b'/') {
+        // `GET *`: nginx refuses the asterisk form when it parses the request line.
+        return Served::Status(400);
+    }
     let path = map_path(&r.conf.doc_root, r.loc_prefix, &uri);
     if uri.last() == Some(&b'/') {
         return index(c, r, &uri, &path);
@@ -141,7 +169,11 @@ fn open(path: &[u8]) -> io::Result<File> {
     if path.contains(&0) {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
-    File::open(Path::new(OsStr::from_bytes(path)))
+    // O_NONBLOCK, as nginx: opening a FIFO must not wait for a writer.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(Path::new(OsStr::from_bytes(path)))
 }
 
 /// nginx's statuses for a file that cannot be opened, and its log lines.
@@ -168,6 +200,11 @@ fn open_failed(c: &Client, r: &Req<'_>, path: &[u8], e: &io::Error) -> Served {
 fn index(c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
     let mut p = dir.to_vec();
     for name in &r.conf.index {
+        if name.starts_with('/') {
+            // nginx: an absolute index is redirected to without a check.
+            set_uri(c, r, name.as_bytes(), None);
+            return Served::Redirect;
+        }
         p.truncate(dir.len());
         p.extend_from_slice(name.as_bytes());
         if std::fs::metadata(OsStr::from_bytes(&p)).is_ok_and(|m| !m.is_dir()) {
@@ -216,7 +253,8 @@ fn index(c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
 
 /// A directory asked for without its `/`: 301 to `$uri/` (with the arguments).
 async fn dir_redirect(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8]) -> bool {
-    let mut target = uri.to_vec();
+    let mut target = Vec::with_capacity(uri.len() + 8);
+    crate::http::uri::escape_into(uri, &mut target);
     target.push(b'/');
     if let Some(a) = c.ctx(r).args {
         target.push(b'?');
