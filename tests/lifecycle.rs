@@ -406,3 +406,33 @@ fn relative_conf_and_error_log_resolve_against_the_prefix() {
         .unwrap()
         .contains("[notice]"));
 }
+
+/// Main-context directives nginx configs carry: `worker_priority`,
+/// `working_directory` and `env NAME=VALUE` take effect; `pcre_jit`,
+/// `timer_resolution`, `thread_pool`, `lock_file` and `events { worker_aio_requests;
+/// debug_connection; }` are accepted no-ops.
+#[test]
+fn main_context_directives_take_effect() {
+    let port = free_port();
+    let dir = tempdir("mainctx");
+    let conf = format!(
+        "daemon off; pid off; worker_priority 5; working_directory {d}; env TZ=EST5;\n\
+         pcre_jit on; timer_resolution 100ms; thread_pool default threads=4; lock_file logs/nginx.lock;\n\
+         events {{ worker_aio_requests 32; debug_connection 127.0.0.1; }}\n\
+         http {{ log_format t '$time_local'; access_log {d}/t.log t;\n\
+           server {{ listen 127.0.0.1:{port}; return 200 ok; }} }}",
+        d = dir.display()
+    );
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let pid = r.pid();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Field 19 (after the parenthesised name) is the nice value.
+    let after = stat.rsplit_once(") ").unwrap().1;
+    let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+    assert_eq!(nice, 5, "{stat}");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, dir.canonicalize().unwrap());
+    assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
+    // `env TZ=EST5` reached the process: local times are 5 hours behind UTC.
+    wait_for(|| std::fs::read_to_string(dir.join("t.log")).is_ok_and(|l| l.trim_end().ends_with("-0500")));
+}

@@ -89,6 +89,12 @@ pub struct Config {
     pub daemon: bool,
     /// `user USER [GROUP]` when ringx runs as root (ignored with a `[warn]` otherwise).
     pub user: Option<crate::runtime::privileges::Credentials>,
+    /// `worker_priority` (a nice value).
+    pub worker_priority: Option<i32>,
+    /// `working_directory`.
+    pub working_directory: Option<PathBuf>,
+    /// `env NAME=VALUE`s.
+    pub env: Vec<(String, String)>,
     pub pid: Option<PathBuf>,
     pub error_log: ErrorLog,
     pub http: Http,

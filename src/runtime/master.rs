@@ -130,6 +130,7 @@ impl Master {
             Some(p) => Some(open_pid(p)?),
             None => None,
         };
+        process_settings(&cfg)?;
         if let Some(u) = &cfg.user {
             give_logs(&cfg, u);
             privileges::drop_to(u).map_err(|e| StartError::Other(e.to_string()))?;
@@ -470,6 +471,35 @@ fn spawn_worker(
         })
         .map_err(|e| StartError::Other(format!("spawning worker failed ({e})")))?;
     Ok(WorkerHandle { tx, thread })
+}
+
+/// `env NAME=VALUE`, `worker_priority`, `working_directory`: set once, while ringx
+/// is still root and one thread (every worker inherits them).
+fn process_settings(cfg: &Config) -> Result<(), StartError> {
+    for (k, v) in &cfg.env {
+        // SAFETY: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var(k, v) };
+    }
+    if let Some(n) = cfg.worker_priority {
+        // SAFETY: setpriority has no memory-safety preconditions.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } == -1 {
+            let e = std::io::Error::last_os_error();
+            log::log(
+                LogLevel::Alert,
+                format_args!("setpriority({n}) failed ({})", config::parser::os_err(&e)),
+            );
+        }
+    }
+    if let Some(dir) = &cfg.working_directory {
+        std::env::set_current_dir(dir).map_err(|e| {
+            StartError::Other(format!(
+                "chdir(\"{}\") failed ({})",
+                dir.display(),
+                config::parser::os_err(&e)
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes the pid file on drop, unless emptied (start-up failed before it was written).

@@ -19,6 +19,9 @@ pub(super) const MAIN: &[Cmd<Main>] = &[
     Cmd::run("daemon", |_, m, d| flag(d).map(|on| m.cfg.daemon = on)),
     Cmd::run("user", user),
     Cmd::run("load_module", load_module),
+    Cmd::run("worker_priority", worker_priority),
+    Cmd::run("working_directory", working_directory),
+    Cmd::run("env", env),
     Cmd::run("master_process", |_, _, d| flag(d).map(drop)),
     Cmd::run("pid", pid),
     Cmd::run("error_log", |b, m, d| error_log(d, b.env).map(|l| m.cfg.error_log = l)),
@@ -54,6 +57,9 @@ impl Main {
             driver: DriverChoice::Auto,
             daemon: true,
             user: None,
+            worker_priority: None,
+            working_directory: None,
+            env: Vec::new(),
             pid: Some(env.path("logs/ringx.pid")),
             error_log: ErrorLog {
                 target: LogTarget::Stderr,
@@ -135,6 +141,35 @@ fn user(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
     }
     let creds = privileges::lookup(&d.args[0], d.args.get(1).map(String::as_str)).map_err(|e| d.err(e))?;
     m.cfg.user = Some(creds);
+    Ok(())
+}
+
+/// `worker_priority N` (-20..20): the nice value ringx runs at.
+fn worker_priority(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    match d.args[0].parse::<i32>() {
+        Ok(n) if (-20..=20).contains(&n) => {
+            m.cfg.worker_priority = Some(n);
+            Ok(())
+        }
+        _ => Err(d.err(format!("invalid number \"{}\"", d.args[0]))),
+    }
+}
+
+/// `working_directory DIR`: ringx's current directory (where core files go).
+fn working_directory(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    m.cfg.working_directory = Some(b.env.path(&d.args[0]));
+    Ok(())
+}
+
+/// `env NAME[=VALUE]`: VALUE is set in ringx's environment; a bare NAME is kept,
+/// as everything is (nginx clears what is not named; ringx runs no code that reads it).
+fn env(_: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    one_arg(d)?;
+    if let Some((k, v)) = d.args[0].split_once('=') {
+        m.cfg.env.push((k.to_string(), v.to_string()));
+    }
     Ok(())
 }
 

@@ -125,6 +125,14 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("accept_mutex", &[Ctx::Events]),
     ("accept_mutex_delay", &[Ctx::Events]),
     ("multi_accept", &[Ctx::Events]),
+    ("worker_aio_requests", &[Ctx::Events]),
+    ("debug_connection", &[Ctx::Events]),
+    // ringx JIT-compiles every regex PCRE2 can; it keeps no timers of a coarser
+    // resolution, no aio thread pools and no accept lock.
+    ("pcre_jit", &[Ctx::Main]),
+    ("timer_resolution", &[Ctx::Main]),
+    ("thread_pool", &[Ctx::Main]),
+    ("lock_file", &[Ctx::Main]),
     ("zone", &[Ctx::Upstream]),
     ("gzip_buffers", &[Ctx::Http, Ctx::Server, Ctx::Location]),
 ];
