@@ -111,6 +111,7 @@ fn bench_forward(c: &mut Criterion) {
                     as_get: false,
                     rw: None,
                     doc_root: None,
+                    realip_orig: None,
                     peer,
                     local,
                     server,

@@ -424,6 +424,50 @@ pub struct LocConf {
     pub expires: crate::proto::conditional::Expires,
     /// `rewrite_log`: each matching `rewrite` logged at `[notice]`.
     pub rewrite_log: bool,
+    /// `set_real_ip_from` (when set), `real_ip_header`, `real_ip_recursive`.
+    pub realip: Option<Arc<RealIp>>,
+}
+
+/// An address range (`set_real_ip_from 10.0.0.0/8`, `2001:db8::/32`, one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub bits: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        if self.bits == 0 {
+            return true;
+        }
+        // An IPv4-mapped IPv6 peer matches IPv4 ranges (nginx's ngx_cidr_match).
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(ip, V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (V4(net), V4(a)) => mask_eq(&net.octets(), &a.octets(), self.bits),
+            (V6(net), V6(a)) => mask_eq(&net.octets(), &a.octets(), self.bits),
+            _ => false,
+        }
+    }
+}
+
+fn mask_eq(net: &[u8], a: &[u8], bits: u8) -> bool {
+    let full = usize::from(bits / 8);
+    let rest = bits % 8;
+    net[..full] == a[..full] && (rest == 0 || (net[full] ^ a[full]) & (0xffu8 << (8 - rest)) == 0)
+}
+
+/// nginx's realip module for a location: whom to believe, and which header.
+#[derive(Debug, Clone)]
+pub struct RealIp {
+    pub from: Vec<Cidr>,
+    /// `real_ip_header` lowercased (`x-real-ip` by default; `x-forwarded-for` walks
+    /// the list).
+    pub header: String,
+    pub recursive: bool,
 }
 
 /// A regex in nginx's dialect (PCRE2, as nginx uses it), matched on bytes.

@@ -72,6 +72,8 @@ pub enum Var {
     RingxVersion,
     DocumentRoot,
     RealpathRoot,
+    RealipRemoteAddr,
+    RealipRemotePort,
     RequestFilename,
     /// A variable a `map` defines (its index among the http block's maps).
     Map(usize),
@@ -188,6 +190,8 @@ impl Var {
             "upstream_header_time" => Var::UpstreamHeaderTime,
             "nginx_version" => Var::NginxVersion,
             "document_root" => Var::DocumentRoot,
+            "realip_remote_addr" => Var::RealipRemoteAddr,
+            "realip_remote_port" => Var::RealipRemotePort,
             "realpath_root" => Var::RealpathRoot,
             "request_filename" => Var::RequestFilename,
             "ringx_version" => Var::RingxVersion,

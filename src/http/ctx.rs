@@ -50,6 +50,8 @@ pub struct ReqCtx<'a> {
     /// The location's root or alias, and its prefix (`$document_root`,
     /// `$request_filename`).
     pub doc_root: Option<(&'a crate::config::model::DocRoot, Option<&'a str>)>,
+    /// The connection's own address when realip replaced `peer`.
+    pub realip_orig: Option<SocketAddr>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub server: &'a Server,
@@ -219,7 +221,10 @@ impl VarSource for ReqCtx<'_> {
             Var::Arg(a) => return self.arg(a, out),
             Var::Cookie(c) => return self.cookie(c, out),
             Var::RemoteAddr => num(out, self.peer.ip()),
+            Var::RemotePort if self.peer.port() == 0 => return false,
             Var::RemotePort => num(out, self.peer.port()),
+            Var::RealipRemoteAddr => num(out, self.realip_orig.unwrap_or(self.peer).ip()),
+            Var::RealipRemotePort => num(out, self.realip_orig.unwrap_or(self.peer).port()),
             Var::RemoteUser => return false,
             Var::BinaryRemoteAddr => match self.peer.ip() {
                 std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()),

@@ -56,6 +56,7 @@ use super::{route, HttpError};
 use crate::proto::gzip;
 
 mod files;
+mod realip;
 mod rewrite;
 
 use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
@@ -154,6 +155,8 @@ struct Client {
     args_buf: Vec<u8>,
     /// Captures and `set` variables (nginx's rewrite module).
     rw: rewrite::RwState,
+    /// The connection's own address while realip replaced `peer` for a request.
+    realip_orig: Option<SocketAddr>,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -218,6 +221,7 @@ impl Client {
             plain_on_tls: false,
             args_buf: Vec::new(),
             rw: rewrite::RwState::default(),
+            realip_orig: None,
         }
     }
 
@@ -282,6 +286,7 @@ impl Client {
             as_get: r.as_get,
             rw: Some(&self.rw),
             doc_root: Some((&r.conf.doc_root, r.loc_prefix)),
+            realip_orig: self.realip_orig,
             peer: self.peer,
             local: self.local,
             server: r.server,
@@ -600,7 +605,9 @@ async fn serve_one(snap: &Snapshot, group: &crate::config::model::ListenGroup, c
         }
     }
     c.requests += 1;
-    Some(handle(snap, group, c).await)
+    let keep = handle(snap, group, c).await;
+    realip::restore(c);
+    Some(keep)
 }
 
 /// Whether plaintext connections to `local` may speak HTTP/2 with prior knowledge:
@@ -724,6 +731,7 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     (r.uri, r.args) = uri_args(c);
     c.consumed = c.head.head_len;
     c.attempts.clear();
+    realip::apply(c, &r);
     match normalize(r.uri.get(&c.buf), &mut c.uri_norm) {
         Ok(n) => r.uri_normalized = n,
         Err(e) => return finish_error(snap, c, &mut r, e.status).await,
@@ -901,6 +909,8 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
         rewrite::Flow::Next { changed: false } | rewrite::Flow::Stay => {}
         f => return flow_step(snap, c, r, f).await,
     }
+    // nginx's preaccess phase: a location's own realip settings, after its rewrites.
+    realip::apply(c, r);
     if let Some(tf) = r.conf.try_files.clone() {
         if let Some(s) = files::try_files(c, r, &tf) {
             return s.into();

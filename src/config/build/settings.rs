@@ -28,7 +28,8 @@ use super::ssl::{
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
-    AccessLog, AddHeader, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, RwOp, TryFiles,
+    AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, RealIp,
+    RwOp, TryFiles,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -96,7 +97,7 @@ settings! {
     computed {
         proxy_pass, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
-        doc_root, try_files, internal, gzip,
+        doc_root, try_files, internal, gzip, realip,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -193,6 +194,10 @@ settings! {
     gzip_static:                   bool,                           HSL, only_off;
     expires:                       Expires,                        HSLI, expires_dir   => Expires::Off;
     rewrite_log:                   bool,                           ALL_IF, on_off     => false;
+    // realip (src/http/proxy/realip.rs)
+    set_real_ip_from:              Vec<Cidr>,                      HSL, real_ip_from;
+    real_ip_header:                String,                         HSL, real_ip_header;
+    real_ip_recursive:             bool,                           HSL, on_off;
     // Error pages (the content loop in src/http/proxy.rs)
     error_page:                    Vec<ErrorPage>,                 HSLI, error_page    => Vec::new();
     recursive_error_pages:         bool,                           HSL, on_off        => false;
@@ -213,6 +218,7 @@ struct Computed {
     try_files: Option<Arc<TryFiles>>,
     internal: bool,
     gzip: Arc<GzipConf>,
+    realip: Option<Arc<RealIp>>,
 }
 
 impl Builder<'_> {
@@ -243,6 +249,13 @@ impl Builder<'_> {
             try_files: None,
             internal: false,
             gzip: Arc::new(gzip_conf(s)),
+            realip: s.set_real_ip_from.clone().map(|from| {
+                Arc::new(RealIp {
+                    from,
+                    header: s.real_ip_header.clone().unwrap_or_else(|| "x-real-ip".into()),
+                    recursive: s.real_ip_recursive.unwrap_or(false),
+                })
+            }),
         })
     }
 
@@ -585,6 +598,45 @@ fn expires_dir(_: &mut Builder<'_>, d: &Directive, _: Option<Expires>) -> Parsed
     } else {
         Expires::Access(secs)
     })
+}
+
+/// `set_real_ip_from ADDRESS|CIDR` (appends; `unix:` is rejected: ringx has no
+/// unix-domain listeners yet).
+fn real_ip_from(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<Cidr>>) -> Parsed<Vec<Cidr>> {
+    one_arg(d)?;
+    let a = &d.args[0];
+    if a.starts_with("unix:") {
+        return Err(d.err("\"set_real_ip_from unix:\" is not supported yet"));
+    }
+    let c = parse_cidr(a).ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?;
+    Ok(push(prev, c))
+}
+
+/// `ADDRESS[/BITS]` (`all` is every address).
+pub(super) fn parse_cidr(a: &str) -> Option<Cidr> {
+    if a == "all" {
+        return Some(Cidr {
+            addr: std::net::IpAddr::from([0u8; 16]),
+            bits: 0,
+        });
+    }
+    let (ip, bits) = match a.split_once('/') {
+        Some((ip, b)) => (ip, Some(b.parse::<u8>().ok()?)),
+        None => (a, None),
+    };
+    let addr: std::net::IpAddr = ip.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    (bits <= max).then_some(Cidr { addr, bits })
+}
+
+/// `real_ip_header X-Real-IP|X-Forwarded-For|proxy_protocol|NAME`.
+fn real_ip_header(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+    one_arg(d)?;
+    if d.args[0] == "proxy_protocol" {
+        return Err(d.err("\"real_ip_header proxy_protocol\" is not supported yet (no listen ... proxy_protocol)"));
+    }
+    Ok(d.args[0].to_ascii_lowercase())
 }
 
 /// `if_modified_since off | exact | before`.
