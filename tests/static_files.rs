@@ -31,6 +31,8 @@ fn docroot(dir: &Path) {
     w("html/sp ace.txt", b"space\n");
     w("al/x.txt", b"alias\n");
     w("html/sp ace dir/index.html", b"spaced\n");
+    w("hosts/files.test/byhost/h.txt", b"by host\n");
+    w("html/ci/UP.txt", b"upper\n");
     std::fs::create_dir_all(dir.join("html/noidx")).unwrap();
     let big: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
     w("html/big.bin", &big);
@@ -77,6 +79,11 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location /expback/ {{ expires 30d; proxy_pass http://be/; }}
         location = /expret {{ expires 1d; return 301 /x; }}
         location /alt/ {{ alias {root}/al/; try_files /x.txt $uri =404; }}
+        location ~ ^/cdn/(\w+)/(.*)$ {{ alias {root}/html/$2; }}
+        location ~ ^/lre/([a-z]+)-(\d+)$ {{ return 200 "$2 $1\n"; }}
+        location ~* ^/ci/.*\.TXT$ {{ root {root}/html; }}
+        location /byhost/ {{ root {root}/hosts/$host; }}
+        location ~ ^/la/(?!secret) {{ return 200 "look-ahead\n"; }}
         location /alv/ {{ alias {root}/al/; try_files $uri =404; }}
         location /absidx/ {{ index /a.html; }}
         location /gz/ {{ gzip on; gzip_vary on; gzip_min_length 8; gzip_types text/plain application/octet-stream; alias {root}/html/; }}
@@ -220,6 +227,13 @@ fn static_files_match_nginx() {
         "/alv/x.txt",
         "/alv/none",
         "/absidx/",
+        "/cdn/v1/a.html",
+        "/cdn/v1/missing",
+        "/lre/abc-42",
+        "/ci/up.txt",
+        "/byhost/h.txt",
+        "/la/public",
+        "/la/secret",
     ] {
         case(p, get_with(p, ""));
     }

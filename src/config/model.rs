@@ -242,9 +242,11 @@ pub enum LocMatch {
         path: String,
         no_regex: bool,
     },
+    /// `~` / `~*` (PCRE2); `groups`: it has capture groups, so a match sets `$1`…
     Regex {
-        re: Regex,
+        re: Pcre,
         caseless: bool,
+        groups: bool,
     },
     /// `location @name`: reached only by name (`try_files`, `error_page`).
     Named(String),
@@ -556,20 +558,29 @@ pub struct ErrorPage {
 
 /// Where a location's files are: `root` + `$uri`, or `alias` + the part of `$uri`
 /// after the location's prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct DocRoot {
     /// Without a trailing `/` for `root` (nginx trims it); as written for `alias`.
     pub path: String,
     pub alias: bool,
+    /// A `root` or `alias` with variables (`root /srv/$host;`, `alias /data/$1;` in a
+    /// regex location): rendered per request; an alias is then the whole path.
+    pub dynamic: Option<Template>,
 }
 
 impl DocRoot {
     /// Appends the file for `uri`: root + `$uri`, or alias + what follows the
-    /// location's `prefix`.
-    pub fn file_for(&self, prefix: Option<&str>, uri: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(self.path.as_bytes());
+    /// location's `prefix` (a dynamic root or alias is rendered from `src`; a dynamic
+    /// alias is the whole path).
+    pub fn file_for(&self, src: &dyn super::vars::VarSource, prefix: Option<&str>, uri: &[u8], out: &mut Vec<u8>) {
+        match &self.dynamic {
+            Some(t) => t.render(src, out),
+            None => out.extend_from_slice(self.path.as_bytes()),
+        }
         let rest = match (self.alias, prefix) {
             (true, Some(p)) if uri.len() >= p.len() => &uri[p.len()..],
+            // An alias in a regex location is the whole path (nginx).
+            (true, None) => return,
             _ => uri,
         };
         out.extend_from_slice(rest);

@@ -199,7 +199,10 @@ impl VarSource for ReqCtx<'_> {
             Var::SentHttp(_) | Var::UpstreamHttp(_) => return false,
             Var::Map(i) => return self.map(*i, out),
             Var::DocumentRoot => match self.doc_root {
-                Some((d, _)) => out.extend_from_slice(d.path.as_bytes()),
+                Some((d, _)) => match &d.dynamic {
+                    Some(t) => t.render(self, out),
+                    None => out.extend_from_slice(d.path.as_bytes()),
+                },
                 None => return false,
             },
             Var::RealpathRoot => match self.doc_root.and_then(|(d, _)| std::fs::canonicalize(&d.path).ok()) {
@@ -207,7 +210,7 @@ impl VarSource for ReqCtx<'_> {
                 None => return false,
             },
             Var::RequestFilename => match self.doc_root {
-                Some((d, prefix)) => d.file_for(prefix, self.uri, out),
+                Some((d, prefix)) => d.file_for(self, prefix, self.uri, out),
                 None => return false,
             },
             Var::User(i) => match self.rw.and_then(|rw| rw.var(*i)) {

@@ -772,6 +772,11 @@ fn enter_location(c: &mut Client, r: &mut Req<'_>) {
         Some(l) => {
             r.conf = &l.conf;
             r.loc_prefix = l.prefix();
+            // A regex location's groups are `$1`… for what the location does.
+            if let LocMatch::Regex { re, groups: true, .. } = &l.matcher {
+                let uri = uri.to_vec();
+                rewrite::matches(c, re, &uri);
+            }
         }
         None => {
             r.conf = &server.conf;

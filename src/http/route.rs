@@ -90,7 +90,7 @@ pub fn find_location<'a>(server: &'a Server, uri: &[u8]) -> Option<&'a Arc<Locat
     }
     for l in &server.regex_locations {
         if let LocMatch::Regex { re, .. } = &l.matcher {
-            if re.is_match(uri) {
+            if re.0.is_match(uri).unwrap_or(false) {
                 return Some(l);
             }
         }
@@ -118,7 +118,7 @@ mod tests {
             Some(l) => match &l.matcher {
                 LocMatch::Exact(p) => format!("={p}"),
                 LocMatch::Prefix { path, no_regex } => format!("{}{path}", if *no_regex { "^~" } else { "" }),
-                LocMatch::Regex { re, .. } => format!("~{}", re.as_str()),
+                LocMatch::Regex { re, .. } => format!("~{}", re.0.as_str()),
                 LocMatch::Named(n) => n.clone(),
             },
         }

@@ -6,8 +6,6 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use regex::bytes::RegexBuilder;
-
 use super::args::{block, nargs, one_arg, split_host_port};
 use super::main_ctx::check_error_log;
 use super::rewrite;
@@ -49,7 +47,7 @@ pub(super) struct LocLevel {
     ops: Vec<RwOp>,
     ifs: Vec<(usize, Directive)>,
     status: bool,
-    alias: Option<String>,
+    alias: Option<DocRoot>,
     try_files: Option<TryFiles>,
     internal: bool,
 }
@@ -87,8 +85,11 @@ impl Builder<'_> {
         conf.status = l.status;
         conf.try_files = l.try_files.map(Arc::new);
         conf.internal = l.internal;
-        if let Some(path) = l.alias {
-            conf.doc_root = DocRoot { path, alias: true };
+        if let Some(a) = l.alias {
+            if a.dynamic.is_some() && conf.try_files.is_some() {
+                return Err(d.err("\"try_files\" with an \"alias\" that has variables is not supported yet"));
+            }
+            conf.doc_root = a;
         }
         for (i, d) in std::mem::take(&mut l.ifs) {
             l.ops[i] = self.location_if(&d, &set, l.proxy_pass.as_ref(), &conf.doc_root)?;
@@ -172,11 +173,9 @@ fn matcher(d: &Directive) -> Result<LocMatch, ConfError> {
         },
         [m, p] if m == "~" || m == "~*" => {
             let caseless = m == "~*";
-            let re = RegexBuilder::new(p)
-                .case_insensitive(caseless)
-                .build()
-                .map_err(|e| d.err(format!("invalid regex \"{p}\": {e}")))?;
-            LocMatch::Regex { re, caseless }
+            let re = rewrite::pcre(d, p, caseless)?;
+            let groups = re.0.captures_len() > 1;
+            LocMatch::Regex { re, caseless, groups }
         }
         [m, _] => return Err(d.err(format!("invalid location modifier \"{m}\""))),
         _ => return Err(nargs(d)),
@@ -231,22 +230,28 @@ fn location_if(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
     Ok(())
 }
 
-/// `alias PATH` (prefix and exact locations; relative to the prefix).
+/// `alias PATH` (relative to the prefix; in a regex location, the whole path, usually
+/// with the regex's captures: `alias /data/$1;`).
 fn alias(b: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
     one_arg(d)?;
     if l.alias.is_some() {
         return Err(d.err("\"alias\" directive is duplicate"));
     }
+    if let LocMatch::Named(_) = l.matcher {
+        return Err(d.err("\"alias\" directive is not allowed here"));
+    }
     let a = &d.args[0];
-    match l.matcher {
-        LocMatch::Regex { .. } => return Err(d.err("\"alias\" in a regex location is not supported yet")),
-        LocMatch::Named(_) => return Err(d.err("\"alias\" directive is not allowed here")),
-        _ => {}
-    }
-    if a.contains('$') {
-        return Err(d.err("variables in \"alias\" are not supported yet"));
-    }
-    l.alias = Some(b.env.path(a).to_string_lossy().into_owned());
+    let path = b.env.path(a).to_string_lossy().into_owned();
+    let dynamic = if a.contains('$') {
+        Some(Template::compile(&path).map_err(|e| e.at_dir(d))?)
+    } else {
+        None
+    };
+    l.alias = Some(DocRoot {
+        path,
+        alias: true,
+        dynamic,
+    });
     Ok(())
 }
 

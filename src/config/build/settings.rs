@@ -172,7 +172,7 @@ settings! {
     http2_max_concurrent_streams:  u64,                            HS,  count;
     http2_chunk_size:              u64,                            HSL, size          => 8 * 1024;
     // Static files (src/http/proxy/files.rs)
-    root:                          String,                         HSLI, root_dir;
+    root:                          DocRoot,                        HSLI, root_dir;
     index:                         Vec<String>,                    HSL, index_names   => vec!["index.html".into()];
     log_not_found:                 bool,                           HSL, on_off        => true;
     etag:                          bool,                           HSL, on_off        => true;
@@ -239,13 +239,10 @@ impl Builder<'_> {
             add_headers: s.add_header.clone().unwrap_or_default(),
             access_logs,
             status: false,
-            doc_root: DocRoot {
-                path: s
-                    .root
-                    .clone()
-                    .unwrap_or_else(|| self.env.path("html").to_string_lossy().into_owned()),
-                alias: false,
-            },
+            doc_root: s.root.clone().unwrap_or_else(|| DocRoot {
+                path: self.env.path("html").to_string_lossy().into_owned(),
+                ..DocRoot::default()
+            }),
             try_files: None,
             internal: false,
             gzip: Arc::new(gzip_conf(s)),
@@ -407,17 +404,25 @@ fn word(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String>
     Ok(d.args[0].clone())
 }
 
-/// `root PATH`: relative to the prefix; a trailing `/` trimmed, as nginx.
-fn root_dir(b: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
+/// `root PATH`: relative to the prefix; a trailing `/` trimmed, as nginx; with
+/// variables, rendered per request.
+fn root_dir(b: &mut Builder<'_>, d: &Directive, _: Option<DocRoot>) -> Parsed<DocRoot> {
     one_arg(d)?;
     let a = &d.args[0];
-    if a.contains('$') {
-        return Err(d.err("variables in \"root\" are not supported yet"));
-    }
     let p = b.env.path(a).to_string_lossy().into_owned();
-    Ok(match p.strip_suffix('/') {
+    let p = match p.strip_suffix('/') {
         Some(t) if !t.is_empty() => t.to_string(),
         _ => p,
+    };
+    let dynamic = if a.contains('$') {
+        Some(Template::compile(&p).map_err(|e| e.at_dir(d))?)
+    } else {
+        None
+    };
+    Ok(DocRoot {
+        path: p,
+        alias: false,
+        dynamic,
     })
 }
 

@@ -140,7 +140,8 @@ fn static_file_directives() {
     );
     for (bad, why) in [
         ("location / { alias /a; root /b; }", "both set"),
-        ("location ~ x { alias /a; }", "regex location"),
+        ("location ~ ^/(x) { alias /a/$1; try_files $uri =404; }", "not supported yet"),
+        ("location ~ (x { }", "pcre2_compile() failed"),
         ("location / { try_files $uri; }", "invalid number of arguments"),
         ("location / { try_files $uri =abc; }", "invalid code"),
         ("location / { autoindex on; }", "not supported"),

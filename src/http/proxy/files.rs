@@ -20,6 +20,7 @@ use std::path::Path;
 use super::{absolute_location, content_type, finish, finish_error, send_simple, status_line, swallow_body};
 use super::{client_keep, gzip_asked, write_add_headers, write_expires, Client, Own, Req};
 use crate::config::model::{DocRoot, TryFiles, TryLast};
+use crate::config::vars::VarSource;
 use crate::observe::log;
 use crate::proto::conditional::{self, Conditions, Precondition, RangeAnswer, Validators};
 use crate::proto::gzip::{self, Gzip};
@@ -50,7 +51,7 @@ pub(super) fn try_files(c: &mut Client, r: &mut Req<'_>, tf: &TryFiles) -> Optio
         cand.clear();
         t.render(&c.ctx(r), &mut cand);
         let dir = *dir;
-        let (path, uri) = candidate(&r.conf.doc_root, r.loc_prefix, &cand, t.has_vars());
+        let (path, uri) = candidate(&c.ctx(r), &r.conf.doc_root, r.loc_prefix, &cand, t.has_vars());
         let hit = match std::fs::metadata(OsStr::from_bytes(&path)) {
             Ok(m) if dir => m.is_dir(),
             Ok(m) => !m.is_dir(),
@@ -88,20 +89,21 @@ pub(super) fn try_files(c: &mut Client, r: &mut Req<'_>, tf: &TryFiles) -> Optio
 /// a candidate with variables that starts with the location's prefix loses it (its
 /// rest is under the alias), a literal one is under the alias whole; the new `$uri`
 /// is the prefix and that rest.
-fn candidate(root: &DocRoot, prefix: Option<&str>, cand: &[u8], vars: bool) -> (Vec<u8>, Vec<u8>) {
+fn candidate(src: &dyn VarSource, root: &DocRoot, prefix: Option<&str>, cand: &[u8], vars: bool) -> (Vec<u8>, Vec<u8>) {
     match (root.alias, prefix) {
         (true, Some(pre)) => {
             let rest = match cand.strip_prefix(pre.as_bytes()) {
                 Some(rest) if vars => rest,
                 _ => cand,
             };
-            let mut path = root.path.as_bytes().to_vec();
+            let mut path = Vec::new();
+            root.file_for(src, Some(""), b"", &mut path);
             path.extend_from_slice(rest);
             let mut uri = pre.as_bytes().to_vec();
             uri.extend_from_slice(rest);
             (path, uri)
         }
-        _ => (map_path(root, prefix, cand), cand.to_vec()),
+        _ => (map_path(src, root, prefix, cand), cand.to_vec()),
     }
 }
 
@@ -119,9 +121,9 @@ pub(super) fn set_uri(c: &mut Client, r: &mut Req<'_>, uri: &[u8], args: Option<
 }
 
 /// The file for `uri` under the location's `root` or `alias`.
-fn map_path(root: &DocRoot, loc_prefix: Option<&str>, uri: &[u8]) -> Vec<u8> {
+fn map_path(src: &dyn VarSource, root: &DocRoot, loc_prefix: Option<&str>, uri: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(root.path.len() + uri.len() + 16);
-    root.file_for(loc_prefix, uri, &mut p);
+    root.file_for(src, loc_prefix, uri, &mut p);
     p
 }
 
@@ -140,7 +142,7 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
         // `GET *`: nginx refuses the asterisk form when it parses the request line.
         return Served::Status(400);
     }
-    let path = map_path(&r.conf.doc_root, r.loc_prefix, &uri);
+    let path = map_path(&c.ctx(r), &r.conf.doc_root, r.loc_prefix, &uri);
     if uri.last() == Some(&b'/') {
         return index(c, r, &uri, &path);
     }

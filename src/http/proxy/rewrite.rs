@@ -154,7 +154,7 @@ fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut b
 }
 
 /// Runs `re` on `subject`; on a match its groups become `$1`..`$9`.
-fn matches(c: &mut Client, re: &Pcre, subject: &[u8]) -> bool {
+pub(super) fn matches(c: &mut Client, re: &Pcre, subject: &[u8]) -> bool {
     let Ok(Some(caps)) = re.0.captures(subject) else {
         return false;
     };
