@@ -56,6 +56,17 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location /cap/ {{ rewrite "^/cap/(?<word>[a-z]+)-(\d{{2,}})$" /be/$2/$1 last; }}
         location /loop/ {{ rewrite ^ /loop/again last; }}
         location = /stop {{ set $x 1; break; return 500; }}
+        location /n/ {{
+            location /n/a/ {{ return 200 "n-a\n"; }}
+            location ~ \.jpg$ {{ return 200 "n-jpg\n"; }}
+            location /n/b/ {{ location ~ \.gif$ {{ return 200 "n-b-gif\n"; }} return 200 "n-b\n"; }}
+            location = /n/exact {{ return 200 "n-exact\n"; }}
+            return 200 "n\n";
+        }}
+        location ~ \.png$ {{ return 200 "png\n"; }}
+        location ^~ /nr/ {{ location ~ \.png$ {{ return 200 "nr-png\n"; }} return 200 "nr\n"; }}
+        location ~ ^/rx/ {{ location ~ \.css$ {{ return 200 "rx-css\n"; }} return 200 "rx\n"; }}
+        location /inh/ {{ proxy_set_header X-Inh yes; location /inh/x/ {{ proxy_pass http://be; }} }}
     }}"#
     )
 }
@@ -131,6 +142,24 @@ fn rewrite_module_matches_nginx() {
         get("/stop", ""),
     ];
     cases.push(get("/new/x?q", ""));
+    for p in [
+        "/n/",
+        "/n/a/",
+        "/n/a/p.jpg",
+        "/n/x.png",
+        "/n/a/x.png",
+        "/n/b/x.gif",
+        "/n/b/",
+        "/n/exact",
+        "/n/q.jpg",
+        "/nr/x.png",
+        "/nr/",
+        "/rx/a.css",
+        "/rx/a",
+        "/inh/x/y",
+    ] {
+        cases.push(get(p, ""));
+    }
     let mut diffs = Vec::new();
     for raw in &cases {
         let (r, n) = (seen(ra, raw, &backend), seen(na, raw, &backend));
@@ -142,6 +171,10 @@ fn rewrite_module_matches_nginx() {
         }
     }
     assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
+    // A nested location inherits its parent's settings.
+    backend.clear();
+    request(ra, get("/inh/x/y", "").as_bytes()).unwrap();
+    assert_eq!(backend.requests()[0].header("x-inh"), Some("yes"));
     // `add_header` inside an if that holds reaches the client.
     let r = request(ra, get("/lif/x?h=1", "").as_bytes()).unwrap();
     assert_eq!(r.header("x-if"), Some("yes"));

@@ -126,6 +126,15 @@ pub struct VarMap {
     pub default: Template,
 }
 
+/// A location's configuration, its `if` blocks' and its nested locations'.
+fn location_confs<'a>(l: &'a Location, out: &mut Vec<&'a LocConf>) {
+    out.push(&l.conf);
+    if_confs(&l.conf.rewrites, out);
+    for n in l.nested_prefix.iter().chain(&l.nested_regex) {
+        location_confs(n, out);
+    }
+}
+
 /// The configurations of the `if` blocks among `ops`.
 fn if_confs<'a>(ops: &'a [RwOp], out: &mut Vec<&'a LocConf>) {
     for op in ops {
@@ -256,6 +265,9 @@ pub enum LocMatch {
 pub struct Location {
     pub matcher: LocMatch,
     pub conf: Arc<LocConf>,
+    /// Nested locations: exact and prefix ones (longest first), and regex ones.
+    pub nested_prefix: Vec<Arc<Location>>,
+    pub nested_regex: Vec<Arc<Location>>,
 }
 
 impl Location {
@@ -758,16 +770,17 @@ impl Config {
     pub fn access_log_paths(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
         for s in &self.http.servers {
-            let confs = std::iter::once(&s.conf)
-                .chain(s.prefix_locations.iter().map(|l| &l.conf))
-                .chain(s.regex_locations.iter().map(|l| &l.conf))
-                .chain(s.named_locations.iter().map(|l| &l.conf));
-            let mut all: Vec<&LocConf> = Vec::new();
-            for c in confs {
-                all.push(c);
-                if_confs(&c.rewrites, &mut all);
-            }
+            let mut all: Vec<&LocConf> = vec![&s.conf];
+            if_confs(&s.conf.rewrites, &mut all);
             if_confs(&s.rewrites, &mut all);
+            let locs = s
+                .prefix_locations
+                .iter()
+                .chain(&s.regex_locations)
+                .chain(&s.named_locations);
+            for l in locs {
+                location_confs(l, &mut all);
+            }
             for c in all {
                 for a in &c.access_logs {
                     if out.len() <= a.file_id {

@@ -70,32 +70,57 @@ pub fn find_server<'a>(http: &'a Http, group: &ListenGroup, host: Option<&[u8]>)
     default
 }
 
+/// nginx's `ngx_http_core_find_location`, nested locations included: an exact match
+/// wins; a prefix match looks into its nested locations (whose match is taken, and
+/// ends the search unless it is itself only a prefix); then, unless the prefix is
+/// `^~`, this level's regexes in order (a match looks into its own nested ones);
+/// else the prefix found.
 pub fn find_location<'a>(server: &'a Server, uri: &[u8]) -> Option<&'a Arc<Location>> {
-    let mut longest: Option<&Arc<Location>> = None;
-    for l in &server.prefix_locations {
+    find_in(&server.prefix_locations, &server.regex_locations, uri).0
+}
+
+/// The location found at this level and below, and whether the search is over.
+fn find_in<'a>(
+    prefix: &'a [Arc<Location>],
+    regex: &'a [Arc<Location>],
+    uri: &[u8],
+) -> (Option<&'a Arc<Location>>, bool) {
+    let mut found: Option<&Arc<Location>> = None;
+    let mut noregex = false;
+    for l in prefix {
         match &l.matcher {
-            LocMatch::Exact(p) if p.as_bytes() == uri => return Some(l),
-            LocMatch::Prefix { path, .. } if longest.is_none() && uri.starts_with(path.as_bytes()) => {
+            LocMatch::Exact(p) if p.as_bytes() == uri => return (Some(l), true),
+            LocMatch::Prefix { path, no_regex } if found.is_none() && uri.starts_with(path.as_bytes()) => {
                 // Sorted longest first: the first prefix match is the longest; exact
                 // matches of the same length may still follow, so keep scanning.
-                longest = Some(l);
+                found = Some(l);
+                noregex = *no_regex;
             }
             _ => {}
         }
     }
-    if let Some(l) = longest {
-        if matches!(l.matcher, LocMatch::Prefix { no_regex: true, .. }) {
-            return Some(l);
-        }
-    }
-    for l in &server.regex_locations {
-        if let LocMatch::Regex { re, .. } = &l.matcher {
-            if re.0.is_match(uri).unwrap_or(false) {
-                return Some(l);
+    if let Some(l) = found {
+        if !l.nested_prefix.is_empty() || !l.nested_regex.is_empty() {
+            let (sub, done) = find_in(&l.nested_prefix, &l.nested_regex, uri);
+            if sub.is_some() {
+                found = sub;
+            }
+            if done {
+                return (found, true);
             }
         }
     }
-    longest
+    if !noregex {
+        for l in regex {
+            if let LocMatch::Regex { re, .. } = &l.matcher {
+                if re.0.is_match(uri).unwrap_or(false) {
+                    let (sub, _) = find_in(&l.nested_prefix, &l.nested_regex, uri);
+                    return (sub.or(Some(l)), true);
+                }
+            }
+        }
+    }
+    (found, false)
 }
 
 #[cfg(test)]

@@ -29,12 +29,15 @@ pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
     Cmd::run("set", |_, l, d| rewrite::set(d).map(|o| l.ops.push(o))),
     Cmd::run("break", |_, l, d| rewrite::brk(d).map(|o| l.ops.push(o))),
     Cmd::run("if", location_if),
-    Cmd::run("location", |_, _, d| Err(d.err("nested locations are not supported"))),
+    Cmd::later("location"),
     Cmd::run("error_log", check_error_log),
     Cmd::run("alias", alias),
     Cmd::run("try_files", |_, l, d| try_files(d).map(|t| l.try_files = Some(t))),
     Cmd::run("internal", internal),
 ];
+
+/// Nested locations: (exact and prefix, longest first; regex, in order).
+type Nested = (Vec<Arc<Location>>, Vec<Arc<Location>>);
 
 /// What a location block collects besides its settings.
 pub(super) struct LocLevel {
@@ -66,7 +69,9 @@ impl Builder<'_> {
             internal: false,
         };
         let mut set = Settings::default();
-        let health = walk(self, block(d)?, Ctx::Location, LOCATION, &mut l, Some(&mut set))?;
+        let later = walk(self, block(d)?, Ctx::Location, LOCATION, &mut l, Some(&mut set))?;
+        let (nested, health): (Vec<&Directive>, Vec<&Directive>) =
+            later.into_iter().partition(|x| x.name == "location");
         if l.alias.is_some() && set.root.is_some() {
             return Err(d.err("\"alias\" and \"root\" directives are both set in this location"));
         }
@@ -95,10 +100,57 @@ impl Builder<'_> {
             l.ops[i] = self.location_if(&d, &set, l.proxy_pass.as_ref(), &conf.doc_root)?;
         }
         conf.rewrites = Arc::new(l.ops);
+        let (nested_prefix, nested_regex) = self.nested(&l.matcher, nested, &set)?;
         Ok(Location {
             matcher: l.matcher,
             conf: Arc::new(conf),
+            nested_prefix,
+            nested_regex,
         })
+    }
+
+    /// A location's nested locations, inheriting its settings (`set`), with nginx's
+    /// checks: not in an exact or named location, a nested prefix inside its parent's,
+    /// no named ones.
+    fn nested(
+        &mut self,
+        m: &LocMatch,
+        dirs: Vec<&Directive>,
+        set: &Settings,
+    ) -> Result<Nested, ConfError> {
+        let Some(first) = dirs.first() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        match m {
+            LocMatch::Exact(p) => {
+                return Err(first.err(format!(
+                    "location \"{}\" cannot be inside the exact location \"{p}\"",
+                    first.args.last().map_or("", |a| a)
+                )))
+            }
+            LocMatch::Named(n) => {
+                return Err(first.err(format!(
+                    "location \"{}\" cannot be inside the named location \"{n}\"",
+                    first.args.last().map_or("", |a| a)
+                )))
+            }
+            _ => {}
+        }
+        for nd in &dirs {
+            let inner = matcher(nd)?;
+            if let (LocMatch::Prefix { path: outer, .. }, LocMatch::Prefix { path, .. } | LocMatch::Exact(path)) =
+                (m, &inner)
+            {
+                if !path.starts_with(outer.as_str()) {
+                    return Err(nd.err(format!("location \"{path}\" is outside location \"{outer}\"")));
+                }
+            }
+            if let LocMatch::Named(n) = inner {
+                return Err(nd.err(format!("named location \"{n}\" can be on the server level only")));
+            }
+        }
+        let (prefix, regex, _) = self.locations(dirs, set)?;
+        Ok((prefix, regex))
     }
 
     /// `proxy_pass http://HOST[:PORT][/URI]`: an `upstream` of that name, else the
@@ -158,7 +210,7 @@ impl Builder<'_> {
 }
 
 /// The location's matcher from its arguments.
-fn matcher(d: &Directive) -> Result<LocMatch, ConfError> {
+pub(super) fn matcher(d: &Directive) -> Result<LocMatch, ConfError> {
     Ok(match d.args.as_slice() {
         [p] if p.starts_with('@') => LocMatch::Named(p.clone()),
         [p] if p.starts_with('=') && p.len() > 1 => LocMatch::Exact(p[1..].to_string()),

@@ -93,7 +93,7 @@ impl Builder<'_> {
     }
 
     /// The server's locations: (exact and prefix ones, longest first; regex ones).
-    fn locations(&mut self, dirs: Vec<&Directive>, server_set: &Settings) -> Result<Locations, ConfError> {
+    pub(super) fn locations(&mut self, dirs: Vec<&Directive>, server_set: &Settings) -> Result<Locations, ConfError> {
         let mut prefix_locations = Vec::new();
         let mut regex_locations = Vec::new();
         let mut named_locations: Vec<Arc<Location>> = Vec::new();

@@ -140,7 +140,10 @@ fn static_file_directives() {
     );
     for (bad, why) in [
         ("location / { alias /a; root /b; }", "both set"),
-        ("location ~ ^/(x) { alias /a/$1; try_files $uri =404; }", "not supported yet"),
+        (
+            "location ~ ^/(x) { alias /a/$1; try_files $uri =404; }",
+            "not supported yet",
+        ),
         ("location ~ (x { }", "pcre2_compile() failed"),
         ("location / { try_files $uri; }", "invalid number of arguments"),
         ("location / { try_files $uri =abc; }", "invalid code"),
@@ -148,6 +151,15 @@ fn static_file_directives() {
         ("location / { gzip_comp_level 10; }", "between 1 and 9"),
         ("location / { gzip_proxied auth; }", "not supported"),
         ("location @a { } location @a { }", "duplicate location"),
+        (
+            "location /a/ { location /b/ { } }",
+            "location \"/b/\" is outside location \"/a/\"",
+        ),
+        (
+            "location = /a { location /a/b { } }",
+            "cannot be inside the exact location",
+        ),
+        ("location /a/ { location @n { } }", "can be on the server level only"),
     ] {
         let e = cfg(&format!("events {{}} http {{ server {{ {bad} }} }}"))
             .unwrap_err()
