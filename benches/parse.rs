@@ -112,6 +112,7 @@ fn bench_forward(c: &mut Criterion) {
                     rw: None,
                     doc_root: None,
                     realip_orig: None,
+                    heads: None,
                     peer,
                     local,
                     server,

@@ -107,6 +107,9 @@ pub struct Http {
     pub servers: Vec<Server>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub listens: Vec<ListenGroup>,
+    /// What requests must keep for variables the configuration uses
+    /// ([`crate::config::vars::needs`] bits).
+    pub needs: u8,
 }
 
 /// `map SOURCE $VAR { … }`: the value of `$VAR` for each value of SOURCE.

@@ -72,6 +72,8 @@ pub enum Var {
     RingxVersion,
     DocumentRoot,
     RealpathRoot,
+    RequestId,
+    ConnectionTime,
     RealipRemoteAddr,
     RealipRemotePort,
     RequestFilename,
@@ -88,6 +90,24 @@ pub enum Var {
 pub struct UserVars {
     pub maps: Vec<String>,
     pub sets: Vec<String>,
+}
+
+/// What the configuration being built uses that costs a copy per request: the
+/// upstream's response head, ringx's own response head, a request id.
+pub mod needs {
+    pub const UPSTREAM_HEAD: u8 = 1;
+    pub const SENT_HEAD: u8 = 2;
+    pub const REQUEST_ID: u8 = 4;
+    thread_local!(static NEEDS: std::cell::Cell<u8> = const { std::cell::Cell::new(0) });
+
+    pub(super) fn note(bit: u8) {
+        NEEDS.with(|n| n.set(n.get() | bit));
+    }
+
+    /// What was noted since the last call (a build takes it once at its end).
+    pub fn take() -> u8 {
+        NEEDS.with(|n| n.replace(0))
+    }
 }
 
 thread_local! {
@@ -190,6 +210,8 @@ impl Var {
             "upstream_header_time" => Var::UpstreamHeaderTime,
             "nginx_version" => Var::NginxVersion,
             "document_root" => Var::DocumentRoot,
+            "request_id" => Var::RequestId,
+            "connection_time" => Var::ConnectionTime,
             "realip_remote_addr" => Var::RealipRemoteAddr,
             "realip_remote_port" => Var::RealipRemotePort,
             "realpath_root" => Var::RealpathRoot,
@@ -264,6 +286,12 @@ impl Template {
                 continue;
             }
             let var = Var::from_name(name).ok_or_else(|| ConfError::plain(format!("unknown \"{name}\" variable")))?;
+            match var {
+                Var::UpstreamHttp(_) => needs::note(needs::UPSTREAM_HEAD),
+                Var::SentHttp(_) => needs::note(needs::SENT_HEAD),
+                Var::RequestId => needs::note(needs::REQUEST_ID),
+                _ => {}
+            }
             if !lit.is_empty() {
                 parts.push(Part::Lit(std::mem::take(&mut lit).into_boxed_slice()));
             }

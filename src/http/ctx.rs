@@ -52,6 +52,10 @@ pub struct ReqCtx<'a> {
     pub doc_root: Option<(&'a crate::config::model::DocRoot, Option<&'a str>)>,
     /// The connection's own address when realip replaced `peer`.
     pub realip_orig: Option<SocketAddr>,
+    /// The upstream's response head and ringx's own (kept when the configuration
+    /// uses `$upstream_http_*` / `$sent_http_*`), the request id, when the
+    /// connection began.
+    pub heads: Option<&'a Heads>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub server: &'a Server,
@@ -66,6 +70,74 @@ pub struct ReqCtx<'a> {
     pub tls: Option<&'a crate::net::tls::Info>,
     /// The request came over HTTP/2 (its head is written as HTTP/1.1 in `buf`).
     pub h2: bool,
+}
+
+/// What a request keeps for the variables that read response heads after the fact.
+#[derive(Debug, Default)]
+pub struct Heads {
+    pub upstream: Vec<u8>,
+    pub sent: Vec<u8>,
+    /// `$request_id`: 32 hex digits, made when the request starts.
+    pub request_id: [u8; 32],
+    /// When the connection was accepted ([`now_ms`]).
+    pub accepted_ms: u64,
+}
+
+/// Milliseconds since the process's first call (a compact timestamp for what
+/// connections keep while idle).
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Heads {
+    /// A fresh `$request_id`: 128 random bits in hex (a per-thread xorshift seeded
+    /// from the clock and the thread; unique enough to trace a request, as nginx's).
+    pub fn new_request_id(&mut self) {
+        use std::cell::Cell;
+        thread_local!(static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+            let here = &t as *const u64 as u64;
+            (t ^ here.rotate_left(32)) | 1
+        }));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for half in 0..2 {
+            let mut x = STATE.with(|s| {
+                let mut x = s.get();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.set(x);
+                x
+            });
+            for i in 0..16 {
+                self.request_id[half * 16 + i] = HEX[(x & 15) as usize];
+                x >>= 4;
+            }
+        }
+    }
+}
+
+impl Heads {
+    /// A header's value in a kept head (several joined by `, `, as nginx 1.23+).
+    fn field(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
+        let mut found = false;
+        for line in head.split(|&b| b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+                continue;
+            }
+            if found {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(crate::proto::h1::request::trim(&line[colon + 1..]));
+            found = true;
+        }
+        found
+    }
 }
 
 /// A request's protocol as nginx names it (`$server_protocol`, error lines).
@@ -196,7 +268,16 @@ impl VarSource for ReqCtx<'_> {
         match v {
             Var::Host => self.host(out),
             Var::Http(name) => return self.header(name, out),
-            Var::SentHttp(_) | Var::UpstreamHttp(_) => return false,
+            Var::UpstreamHttp(n) => return self.heads.is_some_and(|h| Heads::field(&h.upstream, n, out)),
+            Var::SentHttp(n) => return self.heads.is_some_and(|h| Heads::field(&h.sent, n, out)),
+            Var::RequestId => match self.heads {
+                Some(h) => out.extend_from_slice(&h.request_id),
+                None => return false,
+            },
+            Var::ConnectionTime => match self.heads {
+                Some(h) => ms(out, now_ms().saturating_sub(h.accepted_ms)),
+                None => return false,
+            },
             Var::Map(i) => return self.map(*i, out),
             Var::DocumentRoot => match self.doc_root {
                 Some((d, _)) => match &d.dynamic {

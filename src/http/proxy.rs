@@ -107,6 +107,8 @@ struct Conn {
     idle_until: Instant,
     /// Plain HTTP arrived on a TLS address: the request is answered with nginx's 400.
     plain_on_tls: bool,
+    /// When it was accepted (`ctx::now_ms`), for `$connection_time`.
+    accepted_ms: u64,
 }
 
 /// A connection's per-request allocations, kept in the worker's pool while the
@@ -157,6 +159,10 @@ struct Client {
     rw: rewrite::RwState,
     /// The connection's own address while realip replaced `peer` for a request.
     realip_orig: Option<SocketAddr>,
+    /// Response heads and the request id, for the variables that read them.
+    heads: super::ctx::Heads,
+    /// What the configuration's variables need kept (`config::vars::needs`).
+    needs: u8,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -194,6 +200,7 @@ impl Client {
         c.wake = conn.wake;
         c.first_deadline = conn.idle_until;
         c.plain_on_tls = conn.plain_on_tls;
+        c.heads.accepted_ms = conn.accepted_ms;
         c
     }
 
@@ -222,7 +229,27 @@ impl Client {
             args_buf: Vec::new(),
             rw: rewrite::RwState::default(),
             realip_orig: None,
+            heads: super::ctx::Heads {
+                accepted_ms: super::ctx::now_ms(),
+                ..Default::default()
+            },
+            needs: 0,
         }
+    }
+
+    /// Keeps a response head for `$sent_http_*` / `$upstream_http_*` when the
+    /// configuration uses them.
+    fn keep_head(&mut self, bit: u8, head: &[u8]) {
+        if self.needs & bit == 0 {
+            return;
+        }
+        let kept = if bit == crate::config::vars::needs::UPSTREAM_HEAD {
+            &mut self.heads.upstream
+        } else {
+            &mut self.heads.sent
+        };
+        kept.clear();
+        kept.extend_from_slice(head);
     }
 
     /// The per-request allocations back to the worker's pool; the client stream.
@@ -251,6 +278,7 @@ impl Client {
             self.wake.clone(),
             self.plain_on_tls,
         );
+        let accepted_ms = self.heads.accepted_ms;
         let Downstream::H1(stream) = self.recycle() else {
             return None;
         };
@@ -265,6 +293,7 @@ impl Client {
             keepalive_timeout: ka,
             wake,
             plain_on_tls: plain,
+            accepted_ms,
         })
     }
 
@@ -287,6 +316,7 @@ impl Client {
             rw: Some(&self.rw),
             doc_root: Some((&r.conf.doc_root, r.loc_prefix)),
             realip_orig: self.realip_orig,
+            heads: Some(&self.heads),
             peer: self.peer,
             local: self.local,
             server: r.server,
@@ -325,6 +355,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         w: w.clone(),
         stream: Stream::new(stream),
         plain_on_tls: false,
+        accepted_ms: super::ctx::now_ms(),
         peer,
         local,
         requests: 0,
@@ -731,6 +762,14 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     (r.uri, r.args) = uri_args(c);
     c.consumed = c.head.head_len;
     c.attempts.clear();
+    c.needs = cfg.http.needs;
+    if c.needs != 0 {
+        c.heads.upstream.clear();
+        c.heads.sent.clear();
+        if c.needs & crate::config::vars::needs::REQUEST_ID != 0 {
+            c.heads.new_request_id();
+        }
+    }
     realip::apply(c, &r);
     match normalize(r.uri.get(&c.buf), &mut c.uri_norm) {
         Ok(n) => r.uri_normalized = n,
@@ -1367,6 +1406,7 @@ async fn send_simple(
     write_add_headers(&mut out, c, r, wire);
     out.extend_from_slice(b"\r\n");
     let head_len = out.len();
+    c.keep_head(crate::config::vars::needs::SENT_HEAD, &out);
     if !is_head {
         out.extend_from_slice(body);
     }
@@ -2177,6 +2217,10 @@ async fn exchange(
         }
     }
     rec.header_ms = ms_since(t0);
+    c.keep_head(
+        crate::config::vars::needs::UPSTREAM_HEAD,
+        &ubuf[hstart..hstart + c.resp.head_len],
+    );
     let code = c.resp.code;
     if more && conf.proxy_next_upstream.status(code) {
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
@@ -2677,6 +2721,7 @@ async fn relay(
     }
     write_add_headers(&mut out, c, r, code);
     out.extend_from_slice(b"\r\n");
+    c.keep_head(crate::config::vars::needs::SENT_HEAD, &out);
     r.sent = Sent {
         status: code,
         head_bytes: out.len() as u64,

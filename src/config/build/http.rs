@@ -36,7 +36,10 @@ impl Builder<'_> {
         let mut sets = Vec::new();
         super::rewrite::set_names(items, &maps, &mut sets)?;
         let names = crate::config::vars::UserVars { maps, sets };
-        crate::config::vars::with_user_vars(names, || self.http_block(items))
+        crate::config::vars::needs::take();
+        let mut http = crate::config::vars::with_user_vars(names, || self.http_block(items))?;
+        http.needs = crate::config::vars::needs::take();
+        Ok(http)
     }
 
     fn http_block(&mut self, items: &[Directive]) -> Result<Http, ConfError> {

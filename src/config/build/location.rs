@@ -112,12 +112,7 @@ impl Builder<'_> {
     /// A location's nested locations, inheriting its settings (`set`), with nginx's
     /// checks: not in an exact or named location, a nested prefix inside its parent's,
     /// no named ones.
-    fn nested(
-        &mut self,
-        m: &LocMatch,
-        dirs: Vec<&Directive>,
-        set: &Settings,
-    ) -> Result<Nested, ConfError> {
+    fn nested(&mut self, m: &LocMatch, dirs: Vec<&Directive>, set: &Settings) -> Result<Nested, ConfError> {
         let Some(first) = dirs.first() else {
             return Ok((Vec::new(), Vec::new()));
         };

@@ -554,6 +554,7 @@ fn write_head_only(c: &mut Client, r: &mut Req<'_>, code: u16, h: &FileHead<'_>)
     write_expires(&mut out, r.conf, code, Some(h.v.mtime));
     write_add_headers(&mut out, c, r, code);
     out.extend_from_slice(b"\r\n");
+    c.keep_head(crate::config::vars::needs::SENT_HEAD, &out);
     r.sent.status = code;
     r.sent.head_bytes = out.len() as u64;
     r.sent.bytes = out.len() as u64;

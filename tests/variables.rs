@@ -1,0 +1,55 @@
+//! Variables real configs and log formats use, as a user sees them: in an access-log
+//! line and in what a backend receives.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn response_head_request_id_and_connection_variables() {
+    let backend = Backend::start("be");
+    let port = free_port();
+    let dir = tempdir("vars");
+    let log = dir.join("access.log");
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{
+           log_format v '$request_id|$upstream_http_x_backend|$sent_http_x_added|$sent_http_content_type|$connection_time|$upstream_http_nope';
+           access_log {} v;
+           server {{ listen 127.0.0.1:{port};
+             location / {{ proxy_pass http://{}; proxy_set_header X-Request-ID $request_id; add_header X-Added yes; }}
+             location = /own {{ return 200 ok; }} }} }}",
+        log.display(),
+        backend.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let r = get(addr_of(port), "/x", "v.test").unwrap();
+    assert_eq!(r.status, 200);
+    get(addr_of(port), "/own", "v.test").unwrap();
+    let sent_id = backend.requests()[0].header("x-request-id").unwrap().to_string();
+    assert!(
+        sent_id.len() == 32 && sent_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{sent_id}"
+    );
+    let mut lines = Vec::new();
+    wait_for("the log lines", Duration::from_secs(5), || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.len() == 2
+    });
+    let f: Vec<&str> = lines[0].split('|').collect();
+    assert_eq!(f[0], sent_id, "the logged id is the one sent upstream");
+    assert_eq!(f[1], "be");
+    assert_eq!(f[2], "yes");
+    assert_eq!(f[3], "text/plain");
+    assert!(f[4].parse::<f64>().is_ok_and(|t| t < 5.0), "{}", f[4]);
+    assert_eq!(f[5], "-");
+    let g: Vec<&str> = lines[1].split('|').collect();
+    assert_ne!(g[0], f[0], "a new id per request");
+    assert_eq!((g[1], g[2]), ("-", "-"), "no upstream; add_header not on this location");
+    assert_eq!(g[3], "text/plain");
+}
