@@ -52,6 +52,8 @@ fn http_block(port: u16, root: &Path, dead: u16, backend: SocketAddr) -> String 
         location /rec2/ {{ error_page 404 =200 /ok.txt; }}
         location /norec/ {{ error_page 404 /rec2/x; }}
         location /args/ {{ error_page 404 /be/echo?from=page; }}
+        location /icpt/ {{ proxy_pass http://be/; proxy_intercept_errors on; error_page 500 =503 /50x.html; }}
+        location /noicpt/ {{ proxy_pass http://be/; }}
     }}"#
     )
 }
@@ -109,6 +111,11 @@ fn error_pages_match_nginx() {
         "/rec/missing",
         "/norec/missing",
         "/args/missing",
+        "/icpt/status?code=404",
+        "/icpt/status?code=500",
+        "/icpt/status?code=403",
+        "/icpt/status?code=201",
+        "/noicpt/status?code=404",
     ]
     .iter()
     .map(|p| get(p))

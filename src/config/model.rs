@@ -438,6 +438,9 @@ pub struct LocConf {
     pub gzip: Arc<crate::proto::gzip::GzipConf>,
     pub error_page: Vec<ErrorPage>,
     pub recursive_error_pages: bool,
+    /// `proxy_intercept_errors`: an upstream's status ≥ 300 that `error_page` names
+    /// is answered by the error page instead.
+    pub proxy_intercept_errors: bool,
     pub expires: crate::proto::conditional::Expires,
     /// `rewrite_log`: each matching `rewrite` logged at `[notice]`.
     pub rewrite_log: bool,

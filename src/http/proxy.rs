@@ -163,6 +163,9 @@ struct Client {
     heads: super::ctx::Heads,
     /// What the configuration's variables need kept (`config::vars::needs`).
     needs: u8,
+    /// `proxy_intercept_errors`: the upstream's status, answered by `error_page`
+    /// instead of relayed.
+    intercepted: Option<u16>,
 }
 
 /// Per-request facts that outlive borrows of the buffer.
@@ -234,6 +237,7 @@ impl Client {
                 ..Default::default()
             },
             needs: 0,
+            intercepted: None,
         }
     }
 
@@ -1724,6 +1728,12 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
                     .last()
                     .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
                 held.release(failed);
+                if let Some(code) = c.intercepted.take() {
+                    return Step::Error {
+                        code,
+                        body: BodyFate::Handled(keep_client),
+                    };
+                }
                 return Step::Done(keep_client);
             }
             Err(f) => {
@@ -2224,6 +2234,13 @@ async fn exchange(
     let code = c.resp.code;
     if more && conf.proxy_next_upstream.status(code) {
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
+    }
+    if conf.proxy_intercept_errors && code >= 300 && conf.error_page.iter().any(|e| e.code == code) {
+        // nginx's ngx_http_upstream_intercept_errors: the body is not read (the
+        // connection is not reused) and the error page answers.
+        c.intercepted = Some(code);
+        conn.buf = ubuf;
+        return Ok((!early && client_keep(c, r), false));
     }
     let body = c.resp.body(c.head.method() == Method::Head);
     let upstream_keep = c.resp.keep_alive;

@@ -201,6 +201,7 @@ settings! {
     // Error pages (the content loop in src/http/proxy.rs)
     error_page:                    Vec<ErrorPage>,                 HSLI, error_page    => Vec::new();
     recursive_error_pages:         bool,                           HSL, on_off        => false;
+    proxy_intercept_errors:        bool,                           HSL, on_off        => false;
 }
 
 /// The [`LocConf`] fields that are not one setting with a default.
