@@ -8,6 +8,19 @@ use crate::config::model::LogTarget;
 use crate::config::{self, LoadOptions};
 use crate::runtime::master::{self, Master};
 
+/// nginx's `configure arguments:` as ringx would have them: the modules it builds
+/// in (`--with-…`) and nginx's default modules it does not have (`--without-…`), so
+/// tools that read `nginx -V` (Test::Nginx's `has_module`) see what ringx serves.
+const CONFIGURE: &str = "--conf-path=/etc/ringx/nginx.conf --with-http_ssl_module --with-http_v2_module \
+--with-http_realip_module --without-http_fastcgi_module --without-http_uwsgi_module \
+--without-http_scgi_module --without-http_memcached_module --without-http_access_module \
+--without-http_auth_basic_module --without-http_autoindex_module --without-http_geo_module \
+--without-http_split_clients_module --without-http_referer_module --without-http_limit_conn_module \
+--without-http_limit_req_module --without-http_empty_gif_module --without-http_browser_module \
+--without-http_userid_module --without-http_mirror_module --without-http_ssi_module \
+--without-http_charset_module --without-mail_pop3_module --without-mail_imap_module \
+--without-mail_smtp_module";
+
 /// Where ringx looks for its config when `-c` is not given.
 pub const DEFAULT_CONF: &str = "/etc/ringx/nginx.conf";
 
@@ -133,7 +146,10 @@ pub fn main(argv: Vec<String>) -> i32 {
                     Err(e) => format!("not available ({e})"),
                 }
             );
-            eprintln!("reads nginx configuration (http upstream/proxy_pass subset, see docs/config.md)");
+            eprintln!(
+                "configuration: {DEFAULT_CONF} unless -c is given (an nginx configuration runs as it is: ringx -c /etc/nginx/nginx.conf); without -c and without {DEFAULT_CONF}, the built-in demo; the prefix (-p) defaults to the configuration file's directory"
+            );
+            eprintln!("configure arguments: {}", CONFIGURE);
         }
         if !args.test && args.signal.is_none() {
             return 0;

@@ -159,3 +159,26 @@ fn version_names_the_drivers() {
     assert_eq!(code, 0);
     assert!(err.contains("io_uring") && err.contains("epoll"), "{err}");
 }
+
+/// `-V` says where the configuration comes from and, as nginx's `configure
+/// arguments:`, which modules ringx has (what Test::Nginx's `has_module` reads).
+#[test]
+fn version_names_the_configuration_and_modules() {
+    let (code, _, err) = ringx_cmd(&["-V"]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("configuration: /etc/ringx/nginx.conf unless -c is given"),
+        "{err}"
+    );
+    let args = err
+        .lines()
+        .find_map(|l| l.strip_prefix("configure arguments: "))
+        .expect(&err);
+    for m in [
+        "--with-http_ssl_module",
+        "--with-http_v2_module",
+        "--without-http_fastcgi_module",
+    ] {
+        assert!(args.split(' ').any(|a| a == m), "{m} missing in {args}");
+    }
+}
