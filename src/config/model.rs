@@ -431,6 +431,12 @@ pub struct LocConf {
     pub log_not_found: bool,
     pub etag: bool,
     pub if_modified_since: crate::proto::conditional::Ims,
+    /// `autoindex`, `autoindex_format json` (else html), `autoindex_exact_size`,
+    /// `autoindex_localtime`.
+    pub autoindex: bool,
+    pub autoindex_format: bool,
+    pub autoindex_exact_size: bool,
+    pub autoindex_localtime: bool,
     pub absolute_redirect: bool,
     pub port_in_redirect: bool,
     pub server_name_in_redirect: bool,

@@ -180,7 +180,10 @@ settings! {
     absolute_redirect:             bool,                           HSL, on_off        => true;
     port_in_redirect:              bool,                           HSL, on_off        => true;
     server_name_in_redirect:       bool,                           HSL, on_off        => false;
-    autoindex:                     bool,                           HSL, only_off;
+    autoindex:                     bool,                           HSL, on_off        => false;
+    autoindex_format:              bool,                           HSL, autoindex_fmt => false;
+    autoindex_exact_size:          bool,                           HSL, on_off        => true;
+    autoindex_localtime:           bool,                           HSL, on_off        => false;
     disable_symlinks:              bool,                           HSL, only_off;
     // Compression (finished into GzipConf below; src/proto/gzip.rs)
     gzip:                          bool,                           HSLI, on_off;
@@ -643,6 +646,17 @@ fn real_ip_header(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Pars
         return Err(d.err("\"real_ip_header proxy_protocol\" is not supported yet (no listen ... proxy_protocol)"));
     }
     Ok(d.args[0].to_ascii_lowercase())
+}
+
+/// `autoindex_format html | json` (true: json); `xml` and `jsonp` are rejected for now.
+fn autoindex_fmt(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "html" => Ok(false),
+        "json" => Ok(true),
+        "xml" | "jsonp" => Err(d.err(format!("\"autoindex_format {}\" is not supported yet", d.args[0]))),
+        v => Err(d.err(format!("invalid value \"{v}\" in \"autoindex_format\" directive"))),
+    }
 }
 
 /// `if_modified_since off | exact | before`.

@@ -147,7 +147,7 @@ fn static_file_directives() {
         ("location ~ (x { }", "pcre2_compile() failed"),
         ("location / { try_files $uri; }", "invalid number of arguments"),
         ("location / { try_files $uri =abc; }", "invalid code"),
-        ("location / { autoindex on; }", "not supported"),
+        ("location / { autoindex_format xml; }", "not supported"),
         ("location / { gzip_comp_level 10; }", "between 1 and 9"),
         ("location / { gzip_proxied auth; }", "not supported"),
         ("location @a { } location @a { }", "duplicate location"),

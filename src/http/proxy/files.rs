@@ -37,6 +37,8 @@ pub(super) enum Served {
     Named(String),
     /// Answer with this status (the caller's error response).
     Status(u16),
+    /// `autoindex`: list this directory.
+    Listing(Vec<u8>),
 }
 
 /// Bytes read from a file per write to the client.
@@ -144,7 +146,10 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
     }
     let path = map_path(&c.ctx(r), &r.conf.doc_root, r.loc_prefix, &uri);
     if uri.last() == Some(&b'/') {
-        return index(c, r, &uri, &path);
+        return match index(c, r, &uri, &path) {
+            Served::Listing(dir) => Served::Done(listing(snap, c, r, &dir, &uri).await),
+            other => other,
+        };
     }
     let file = match open(&path) {
         Ok(f) => f,
@@ -217,6 +222,7 @@ fn index(c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
         }
     }
     match std::fs::metadata(OsStr::from_bytes(dir)) {
+        Ok(m) if m.is_dir() && r.conf.autoindex => Served::Listing(dir.to_vec()),
         Ok(m) if m.is_dir() => {
             log::error(format_args!(
                 "directory index of \"{}\" is forbidden{}",
@@ -251,6 +257,31 @@ fn index(c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
             Served::Status(404)
         }
     }
+}
+
+/// `autoindex`: the listing (GET and HEAD), or nginx's error for a directory it
+/// cannot read.
+async fn listing(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, dir: &[u8], uri: &[u8]) -> bool {
+    let (body, ctype) = match super::autoindex::render(r.conf, dir, uri) {
+        Ok(x) => x,
+        Err(e) => {
+            log::error(format_args!(
+                "opendir() \"{}\" failed ({}){}",
+                show(dir),
+                Errno(&e),
+                Why(c, r)
+            ));
+            let code = if e.raw_os_error() == Some(libc::EACCES) {
+                403
+            } else {
+                500
+            };
+            return finish_error(snap, c, r, code).await;
+        }
+    };
+    let keep = swallow_body(c) && client_keep(c, r);
+    let ok = send_simple(c, r, 200, ctype, &body, None, keep).await;
+    finish(snap, c, r, ok, keep).await
 }
 
 /// A directory asked for without its `/`: 301 to `$uri/` (with the arguments).
