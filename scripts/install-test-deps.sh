@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian packages: nginx (for the differential
 # tests), curl and openssl (real TLS clients in tests/tls.rs). Idempotent; needs root
-# (or sudo) only when something is missing.
+# (or sudo) only when something is missing. systemd-analyze checks packaging/ringx.service.
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

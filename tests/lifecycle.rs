@@ -436,3 +436,37 @@ fn main_context_directives_take_effect() {
     // `env TZ=EST5` reached the process: local times are 5 hours behind UTC.
     wait_for(|| std::fs::read_to_string(dir.join("t.log")).is_ok_and(|l| l.trim_end().ends_with("-0500")));
 }
+
+/// packaging/ringx.service (nginx's Debian unit with the binary changed) passes
+/// `systemd-analyze verify` without a complaint, and its commands' flags are ones
+/// ringx takes: `-t -q -g 'daemon on; master_process on;'` on a configuration.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped: systemd-analyze is not installed (run .ci/run)");
+        return;
+    };
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ringx.service")).unwrap();
+    let dir = tempdir("unit");
+    let path = dir.join("ringx.service");
+    std::fs::write(&path, unit.replace("/usr/sbin/ringx", env!("CARGO_BIN_EXE_ringx"))).unwrap();
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, "events {} http { access_log off; }").unwrap();
+    let c = conf.display().to_string();
+    let (code, _, err) = ringx_cmd(&["-t", "-q", "-c", &c, "-g", "daemon on; master_process on;"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "-q prints nothing on success: {err}");
+}
+
+fn which(cmd: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).find(|f| f.exists()))
+        .ok_or(())
+}
