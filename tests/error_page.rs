@@ -78,23 +78,14 @@ fn seen(addr: SocketAddr, raw: &str) -> (u16, Option<String>, Option<String>, St
 
 #[test]
 fn error_pages_match_nginx() {
-    if nginx_bin().is_none() {
-        eprintln!("skipped: nginx is not installed (run .ci/run)");
-        return;
-    }
     let dir = tempdir("errpage");
     let root = dir.join("root");
     files(&root);
     let backend = Backend::start("be");
     let dead = free_port();
-    let (rp, np) = (free_port(), free_port());
-    let (ra, na) = (addr_of(rp), addr_of(np));
-    let conf = format!(
-        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
-        http_block(rp, &root, dead, backend.addr)
-    );
-    let _ringx = Ringx::start(&conf, &[], ra);
-    let _nginx = Nginx::start(&http_block(np, &root, dead, backend.addr), na);
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(|p| http_block(p, &root, dead, backend.addr)) else {
+        return;
+    };
     let get = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: e.test\r\nConnection: close\r\n\r\n");
     let mut cases: Vec<String> = [
         "/missing",

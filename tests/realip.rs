@@ -34,19 +34,10 @@ fn http_block(port: u16, backend: SocketAddr) -> String {
 
 #[test]
 fn realip_matches_nginx() {
-    if nginx_bin().is_none() {
-        eprintln!("skipped: nginx is not installed (run .ci/run)");
-        return;
-    }
     let backend = Backend::start("be");
-    let (rp, np) = (free_port(), free_port());
-    let (ra, na) = (addr_of(rp), addr_of(np));
-    let conf = format!(
-        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
-        http_block(rp, backend.addr)
-    );
-    let _ringx = Ringx::start(&conf, &[], ra);
-    let _nginx = Nginx::start(&http_block(np, backend.addr), na);
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(|p| http_block(p, backend.addr)) else {
+        return;
+    };
     let req = |p: &str, h: &str| format!("GET {p} HTTP/1.1\r\nHost: x\r\n{h}Connection: close\r\n\r\n");
     let cases = [
         req("/", "X-Real-IP: 1.2.3.4\r\n"),

@@ -90,23 +90,14 @@ fn seen(addr: SocketAddr, raw: &str, backend: &Backend) -> (u16, Option<String>,
 
 #[test]
 fn rewrite_module_matches_nginx() {
-    if nginx_bin().is_none() {
-        eprintln!("skipped: nginx is not installed (run .ci/run)");
-        return;
-    }
     let dir = tempdir("rewrite");
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("file/sub")).unwrap();
     std::fs::write(root.join("file/f.txt"), "f").unwrap();
     let backend = Backend::start("be");
-    let (rp, np) = (free_port(), free_port());
-    let (ra, na) = (addr_of(rp), addr_of(np));
-    let conf = format!(
-        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
-        http_block(rp, &root, backend.addr)
-    );
-    let _ringx = Ringx::start(&conf, &[], ra);
-    let _nginx = Nginx::start(&http_block(np, &root, backend.addr), na);
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(|p| http_block(p, &root, backend.addr)) else {
+        return;
+    };
     let get = |p: &str, h: &str| format!("GET {p} HTTP/1.1\r\nHost: rw.test\r\n{h}Connection: close\r\n\r\n");
     let mut cases = vec![
         get("/old/x/y?z=1", ""),

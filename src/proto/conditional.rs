@@ -212,57 +212,37 @@ fn parse_ranges(p: &[u8], len: u64) -> Ranges {
     };
     let (mut out, mut size, mut i) = (Vec::new(), 0u64, 0usize);
     loop {
-        let (mut start, mut end, suffix);
         skip_sp(&mut i);
-        if at(i) != b'-' {
+        let (start, end) = if at(i) != b'-' {
             if !at(i).is_ascii_digit() {
                 return Ranges::NotSatisfiable;
             }
-            let Some(n) = num(&mut i) else {
+            let Some(start) = num(&mut i) else {
                 return Ranges::NotSatisfiable;
             };
-            start = n;
             skip_sp(&mut i);
             if at(i) != b'-' {
                 return Ranges::NotSatisfiable;
             }
             i += 1;
             skip_sp(&mut i);
-            suffix = false;
-            end = len;
             if at(i) == b',' || at(i) == 0 {
-                if !push(&mut out, &mut size, start, end) {
+                // `N-`: to the end.
+                (start, len)
+            } else {
+                let Some(end) = range_end(&mut i, &at, &num, &skip_sp) else {
                     return Ranges::NotSatisfiable;
-                }
-                if start >= end && start == 0 {
-                    return Ranges::Declined;
-                }
-                if at(i) != b',' {
-                    break;
-                }
-                i += 1;
-                continue;
+                };
+                (start, if len == 0 || end >= len { len } else { end + 1 })
             }
         } else {
-            (start, suffix) = (0, true);
+            // `-N`: the last N bytes.
             i += 1;
-        }
-        if !at(i).is_ascii_digit() {
-            return Ranges::NotSatisfiable;
-        }
-        let Some(n) = num(&mut i) else {
-            return Ranges::NotSatisfiable;
+            let Some(n) = range_end(&mut i, &at, &num, &skip_sp) else {
+                return Ranges::NotSatisfiable;
+            };
+            (len.saturating_sub(n), len)
         };
-        end = n;
-        skip_sp(&mut i);
-        if at(i) != b',' && at(i) != 0 {
-            return Ranges::NotSatisfiable;
-        }
-        if suffix {
-            start = len.saturating_sub(end);
-            end = len.wrapping_sub(1);
-        }
-        end = if len == 0 || end >= len { len } else { end + 1 };
         if !push(&mut out, &mut size, start, end) {
             return Ranges::NotSatisfiable;
         }
@@ -281,6 +261,21 @@ fn parse_ranges(p: &[u8], len: u64) -> Ranges {
     } else {
         Ranges::Ok(out)
     }
+}
+
+/// The number ending a range, then what may follow it (`,` or the end).
+fn range_end(
+    i: &mut usize,
+    at: &dyn Fn(usize) -> u8,
+    num: &dyn Fn(&mut usize) -> Option<u64>,
+    skip_sp: &dyn Fn(&mut usize),
+) -> Option<u64> {
+    if !at(*i).is_ascii_digit() {
+        return None;
+    }
+    let n = num(i)?;
+    skip_sp(i);
+    (at(*i) == b',' || at(*i) == 0).then_some(n)
 }
 
 /// Keeps a non-empty range; false when the total would overflow.

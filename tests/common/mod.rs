@@ -817,3 +817,19 @@ impl Pki {
         (cert.der().to_vec(), key)
     }
 }
+
+/// ringx and Debian's nginx, each on a port of its own, serving the http block
+/// `block(port)` makes, for the differential tests; `None` (with a skip line) where
+/// nginx is not installed.
+pub fn side_by_side(block: impl Fn(u16) -> String) -> Option<(Ringx, Nginx, SocketAddr, SocketAddr)> {
+    if nginx_bin().is_none() {
+        eprintln!("skipped: nginx is not installed (run .ci/run)");
+        return None;
+    }
+    let (rp, np) = (free_port(), free_port());
+    let (ra, na) = (addr_of(rp), addr_of(np));
+    let conf = format!("daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n", block(rp));
+    let ringx = Ringx::start(&conf, &[], ra);
+    let nginx = Nginx::start(&block(np), na);
+    Some((ringx, nginx, ra, na))
+}
