@@ -175,21 +175,12 @@ fn get_with(path: &str, extra: &str) -> String {
 
 #[test]
 fn static_files_match_nginx() {
-    if nginx_bin().is_none() {
-        eprintln!("skipped: nginx is not installed (run .ci/run)");
-        return;
-    }
     let dir = tempdir("static");
     docroot(&dir);
     let backend = Backend::start("be");
-    let (rp, np) = (free_port(), free_port());
-    let (ra, na) = (addr_of(rp), addr_of(np));
-    let rconf = format!(
-        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
-        http_block(rp, &dir, backend.addr)
-    );
-    let _ringx = Ringx::start(&rconf, &[], ra);
-    let _nginx = Nginx::start(&http_block(np, &dir, backend.addr), na);
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(|p| http_block(p, &dir, backend.addr)) else {
+        return;
+    };
 
     let mtime = std::fs::metadata(dir.join("html/ten.txt")).unwrap().modified().unwrap();
     let date = httpdate(mtime);
@@ -395,21 +386,12 @@ fn static_files_match_nginx() {
 /// "now") and Expires (within 2 s), on files, 404s, proxied responses, redirects.
 #[test]
 fn expires_matches_nginx() {
-    if nginx_bin().is_none() {
-        eprintln!("skipped: nginx is not installed (run .ci/run)");
-        return;
-    }
     let dir = tempdir("expires");
     docroot(&dir);
     let backend = Backend::start("be");
-    let (rp, np) = (free_port(), free_port());
-    let (ra, na) = (addr_of(rp), addr_of(np));
-    let rconf = format!(
-        "daemon off; pid off; events {{}}\nhttp {{\n{}\n}}\n",
-        http_block(rp, &dir, backend.addr)
-    );
-    let _ringx = Ringx::start(&rconf, &[], ra);
-    let _nginx = Nginx::start(&http_block(np, &dir, backend.addr), na);
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(|p| http_block(p, &dir, backend.addr)) else {
+        return;
+    };
     let date = |v: Option<&str>| {
         v.and_then(|v| {
             let out = std::process::Command::new("date")
