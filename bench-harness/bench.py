@@ -64,6 +64,10 @@ SCENARIOS = {
     # 10 streams each in flight.
     "h2_small": ("/small", "h2", 16, "100 B response, HTTP/2 over TLS, 16 connections x 10 streams (h2load)"),
     "h2_16k": ("/16k", "h2", 16, "16 KiB response, HTTP/2 over TLS, 16 connections x 10 streams (h2load)"),
+    # Static files the proxy serves itself (`root`; nginx with sendfile and
+    # open_file_cache, ringx with pread): no backend.
+    "static_small": ("/static/small", "", 64, "100 B static file served by the proxy, keep-alive"),
+    "static_1m": ("/static/1m", "", 64, "1 MiB static file served by the proxy, keep-alive"),
 }
 # Any scenario name with the suffix `_log` runs with the access log on (combined
 # format, to a file): `small_log`, `16k_log`, ...
@@ -301,6 +305,11 @@ def backend_conf(tmp, port, extra_ports):
         f.write(b"a" * 16384)
     with open(os.path.join(tmp, "1m"), "wb") as f:
         f.write(b"b" * 1048576)
+    os.makedirs(os.path.join(tmp, "static"), exist_ok=True)
+    with open(os.path.join(tmp, "static", "small"), "wb") as f:
+        f.write(b"s" * 100)
+    with open(os.path.join(tmp, "static", "1m"), "wb") as f:
+        f.write(b"m" * 1048576)
     return f"""daemon off; master_process on; worker_processes 1; user root;
 pid {tmp}/backend.pid; error_log {tmp}/backend-error.log;
 events {{ worker_connections 8192; }}
@@ -330,7 +339,7 @@ def make_cert(tmp):
     return crt, key
 
 
-def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s", tls=None):
+def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s", tls=None, static_root="/nonexistent"):
     """`tls`: (port, certificate, key) adds a TLS listener to the same server."""
     tls_listen = f"listen 127.0.0.1:{tls[0]} ssl http2 reuseport backlog=4096; ssl_certificate {tls[1]}; ssl_certificate_key {tls[2]};" if tls else ""
     alog = f"access_log {access_log};" if access_log else "access_log off;"
@@ -345,6 +354,7 @@ def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s
         location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; client_max_body_size 1m; }}
         location /lc3/ {{ proxy_pass http://be3/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
         location /direct/ {{ proxy_pass http://127.0.0.1:{backend}/; }}
+        location /static/ {{ root {static_root}; sendfile on; open_file_cache max=100; }}
     }}
 """
 
@@ -369,7 +379,7 @@ def start_proxies(args, backend_port, extra, log_on, names=None, worker_connecti
         os.makedirs(d, exist_ok=True)
         crt, key = make_cert(args.tmp)
         http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None,
-                          keepalive_timeout, (tls_port, crt, key))
+                          keepalive_timeout, (tls_port, crt, key), args.tmp)
         if name == "nginx":
             conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root; {rlimit}
 pid {d}/nginx.pid; error_log {d}/error.log;
@@ -385,7 +395,7 @@ http {{ client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d
             time.sleep(0.2)
             pids = lambda p=p: [p.pid] + children(p.pid)
         else:
-            conf = f"""daemon off; pid off; worker_processes {workers}; worker_cpu_affinity auto; {rlimit}error_log {d}/error.log;
+            conf = f"""daemon off; pid off; user root; worker_processes {workers}; worker_cpu_affinity auto; {rlimit}error_log {d}/error.log;
 events {{ worker_connections {worker_connections}; }}
 http {{
 {http}

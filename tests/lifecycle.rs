@@ -425,6 +425,8 @@ fn main_context_directives_take_effect() {
     );
     let r = Ringx::start(&conf, &[], addr_of(port));
     let pid = r.pid();
+    // The port listens before start-up is over; an answer means the workers run.
+    assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Field 19 (after the parenthesised name) is the nice value.
     let after = stat.rsplit_once(") ").unwrap().1;

@@ -21,6 +21,7 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         root {root};
         rewrite ^/old/(.*)$ /new/$1 permanent;
         rewrite ^/srv/(\w+)$ /be/from-server/$1;
+        rewrite ^/dl/(.*)$ /protected/$1 last;
         if ($http_x_block) {{ return 403; }}
         if ($request_method = OPTIONS) {{ return 204; }}
         set $srv_var "server-$host";
@@ -56,6 +57,7 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location /cap/ {{ rewrite "^/cap/(?<word>[a-z]+)-(\d{{2,}})$" /be/$2/$1 last; }}
         location /loop/ {{ rewrite ^ /loop/again last; }}
         location = /stop {{ set $x 1; break; return 500; }}
+        location /protected/ {{ internal; return 200 "protected $uri\n"; }}
         location /n/ {{
             location /n/a/ {{ return 200 "n-a\n"; }}
             location ~ \.jpg$ {{ return 200 "n-jpg\n"; }}
@@ -66,6 +68,14 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location ~ \.png$ {{ return 200 "png\n"; }}
         location ^~ /nr/ {{ location ~ \.png$ {{ return 200 "nr-png\n"; }} return 200 "nr\n"; }}
         location ~ ^/rx/ {{ location ~ \.css$ {{ return 200 "rx-css\n"; }} return 200 "rx\n"; }}
+        location /esc/ {{ rewrite ^/esc/(.*)$ /be/search?q=$1 last; }}
+        location /qv/ {{ rewrite ^/qv/(.*)$ /be/app/$1 last; }}
+        location /redesc/ {{ rewrite ^/redesc/(.*)$ http://example.com/$1 redirect; }}
+        location /empty/ {{ rewrite ^/empty(.*)$ $1 last; }}
+        location /gone/ {{ rewrite ^ /x/ break; alias {root}/file/; }}
+        location /ep/ {{ error_page 404 /eptarget; }}
+        location = /eptarget {{ return 301 /home; }}
+        location /epm/ {{ error_page 405 = /be/method; }}
         location /inh/ {{ proxy_set_header X-Inh yes; location /inh/x/ {{ proxy_pass http://be; }} }}
     }}"#
     )
@@ -133,6 +143,7 @@ fn rewrite_module_matches_nginx() {
         get("/stop", ""),
     ];
     cases.push(get("/new/x?q", ""));
+    cases.push("POST /epm/f.txt HTTP/1.1\r\nHost: rw.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc".into());
     for p in [
         "/n/",
         "/n/a/",
@@ -148,6 +159,15 @@ fn rewrite_module_matches_nginx() {
         "/rx/a.css",
         "/rx/a",
         "/inh/x/y",
+        "/esc/x%20HTTP/1.1%0d%0aHost:%20evil%0d%0a%0d%0aGET%20/admin",
+        "/esc/a+b",
+        "/esc/a%26b=c",
+        "/qv/a%3Fadmin=1",
+        "/redesc/a%23b",
+        "/empty/",
+        "/gone/f.txt",
+        "/ep/x",
+        "/dl/file.zip",
     ] {
         cases.push(get(p, ""));
     }

@@ -370,6 +370,10 @@ impl VarSource for ReqCtx<'_> {
                 out.push(b' ');
                 out.extend_from_slice(self.protocol());
             }
+            // An error page's redirect goes on as GET (nginx sets method_name).
+            Var::RequestMethod if self.as_get && self.head.method() != crate::proto::h1::request::Method::Head => {
+                out.extend_from_slice(b"GET")
+            }
             Var::RequestMethod => out.extend_from_slice(self.head.method_span.get(b)),
             Var::RequestLength => num(out, self.request_length),
             Var::RequestTime => ms(out, self.start.elapsed().as_millis() as u64),

@@ -194,6 +194,9 @@ struct Req<'s> {
     err_status: Option<u16>,
     /// Served as GET (an `error_page` redirect of a request that was not HEAD).
     as_get: bool,
+    /// The connection closes after this request whatever else allows (an error
+    /// nginx closes after, answered through `error_page`).
+    no_keep: bool,
 }
 
 impl Client {
@@ -718,6 +721,7 @@ fn bare_req(server: &Server) -> Req<'_> {
         error_page_used: false,
         err_status: None,
         as_get: false,
+        no_keep: false,
     }
 }
 
@@ -836,8 +840,12 @@ enum Step {
     /// An error ringx answers itself (nginx's special response), through `error_page`
     /// when the location has one for it.
     Error { code: u16, body: BodyFate },
-    /// `$uri` changed: find the location again.
+    /// An internal redirect (`try_files`, `index`, `error_page`): the server's
+    /// rewrites, then the location, again.
     Redirect,
+    /// `rewrite … last` (or a changed `$uri` at the end of a location's rewrites):
+    /// the location again.
+    Rewritten,
     /// Go on in this named location.
     Named(String),
 }
@@ -880,15 +888,10 @@ impl From<files::Served> for Step {
 /// index and static files); errors go through `error_page`. An internal redirect
 /// finds the location anew and starts over; the eleventh is a 500, as nginx.
 async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
-    // nginx's server rewrite phase, before a location is chosen.
     c.rw.clear();
-    let server_ops = &r.server.rewrites;
-    let mut step = match rewrite::run(c, r, server_ops) {
-        rewrite::Flow::Next { .. } | rewrite::Flow::Stay => {
-            enter_location(c, r);
-            phases(snap, c, r).await
-        }
-        f => flow_step(snap, c, r, f).await,
+    let mut step = match server_phase(snap, c, r).await {
+        Some(s) => s,
+        None => phases(snap, c, r).await,
     };
     loop {
         if let Step::Error { code, body } = step {
@@ -897,11 +900,22 @@ async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
         match step {
             Step::Done(keep) => return keep,
             Step::Error { code, body } => return answer_error(snap, c, r, code, body).await,
-            Step::Redirect => {
+            // `rewrite … last`: the location is found again (nginx's find-config).
+            Step::Rewritten => {
                 if !redirected(c, r) {
                     return answer_error(snap, c, r, 500, BodyFate::Here).await;
                 }
                 enter_location(c, r);
+            }
+            // An internal redirect starts over at the server's rewrites (nginx).
+            Step::Redirect => {
+                if !redirected(c, r) {
+                    return answer_error(snap, c, r, 500, BodyFate::Here).await;
+                }
+                if let Some(s) = server_phase(snap, c, r).await {
+                    step = s;
+                    continue;
+                }
             }
             Step::Named(name) => {
                 if !redirected(c, r) {
@@ -927,6 +941,19 @@ async fn content(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> bool {
     }
 }
 
+/// nginx's server rewrite phase, then the location for the `$uri` it leaves;
+/// `Some`: the server's rewrites answered.
+async fn server_phase(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Option<Step> {
+    let server_ops = &r.server.rewrites;
+    match rewrite::run(c, r, server_ops) {
+        rewrite::Flow::Next { .. } | rewrite::Flow::Stay => {
+            enter_location(c, r);
+            None
+        }
+        f => Some(flow_step(snap, c, r, f).await),
+    }
+}
+
 /// Where a run of rewrite ops that stopped the phases leads: `return` (its error
 /// codes without text through `error_page`), or a redirect.
 async fn flow_step(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, f: rewrite::Flow<'_>) -> Step {
@@ -944,6 +971,7 @@ async fn flow_step(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, f: rewrite:
             let ok = send_simple(c, r, code, "text/html", page.as_bytes(), Some(("Location", &loc)), keep).await;
             Step::Done(finish(snap, c, r, ok, keep).await)
         }
+        rewrite::Flow::Fail(code) => Step::error(code),
         rewrite::Flow::Next { .. } | rewrite::Flow::Stay => unreachable!("the phases go on"),
     }
 }
@@ -951,12 +979,13 @@ async fn flow_step(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, f: rewrite:
 /// One pass through the location's phases.
 async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
     c.keepalive_timeout = r.conf.keepalive_timeout;
-    if r.conf.internal && r.redirects == 0 {
+    // Reached by a redirect or a rewrite only (nginx's r->internal).
+    if r.conf.internal && r.redirects == 0 && !r.uri_changed {
         return Step::error(404);
     }
     let conf = r.conf;
     match rewrite::run(c, r, &conf.rewrites) {
-        rewrite::Flow::Next { changed: true } => return Step::Redirect,
+        rewrite::Flow::Next { changed: true } => return Step::Rewritten,
         rewrite::Flow::Next { changed: false } | rewrite::Flow::Stay => {}
         f => return flow_step(snap, c, r, f).await,
     }
@@ -1001,6 +1030,8 @@ async fn apply_error_page(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code
     if !r.conf.recursive_error_pages {
         r.error_page_used = true;
     }
+    // nginx clears keep-alive for these before it looks for an error page.
+    r.no_keep |= closes_connection(code);
     r.err_status = match ep.overwrite {
         Some(0) => None,
         Some(o) => Some(o),
@@ -1031,6 +1062,7 @@ async fn apply_error_page(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, code
                 BodyFate::Unread => false,
                 BodyFate::Handled(k) => k,
             };
+            crate::config::vars::escape_line_breaks(&mut target, 0);
             let page = error_page(code).unwrap_or_default();
             let ok = send_simple(
                 c,
@@ -1178,6 +1210,9 @@ fn log_reset(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut
 
 /// Whether the client connection may stay open after this response.
 fn client_keep(c: &Client, r: &Req<'_>) -> bool {
+    if r.no_keep {
+        return false;
+    }
     let limits = KeepAliveLimits {
         max_requests: r.conf.keepalive_requests,
         timeout_zero: r.conf.keepalive_timeout.is_zero(),
@@ -1341,7 +1376,9 @@ async fn send_simple(
     extra: Option<(&str, &[u8])>,
     keep: bool,
 ) -> bool {
-    let code = r.err_status.unwrap_or(code);
+    // A target's own redirect keeps its status (nginx's special response); a page
+    // it answers goes out with the error's.
+    let code = if code < 300 { r.err_status.unwrap_or(code) } else { code };
     let wire = wire_code(code);
     let is_head = c.head.method() == Method::Head;
     let mut out = std::mem::take(&mut c.out);
@@ -1563,7 +1600,9 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     let max_body = conf.client_max_body_size;
     // 1. The body: check the limit, see how much is here.
     let mut plan = match c.head.body_kind() {
-        _ if !conf.proxy_pass_request_body => {
+        // After an error page's redirect the body (if any) has been used: none goes
+        // again, and the connection closes if it was not all here (no desync).
+        _ if !conf.proxy_pass_request_body || r.as_get => {
             if !swallow_body(c) {
                 c.head.keep_alive = false;
             }

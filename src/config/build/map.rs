@@ -102,7 +102,13 @@ fn entry(m: &mut VarMap, e: &Directive, default: &mut Option<Template>) -> Resul
 
 fn value(e: &Directive) -> Result<Template, ConfError> {
     let v = &e.args[0];
-    if v.contains("$1") || v.contains("$2") || v.contains("${1") {
+    let b = v.as_bytes();
+    let captures = (0..b.len()).any(|i| {
+        b[i] == b'$'
+            && (b.get(i + 1).is_some_and(u8::is_ascii_digit)
+                || (b.get(i + 1) == Some(&b'{') && b.get(i + 2).is_some_and(u8::is_ascii_digit)))
+    });
+    if captures {
         return Err(e.err("regex captures in \"map\" values are not supported yet"));
     }
     Template::compile(v).map_err(|x| x.at_dir(e))

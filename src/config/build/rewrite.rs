@@ -77,6 +77,9 @@ pub(super) fn rewrite(d: &Directive) -> Result<RwOp, ConfError> {
         ),
         _ => return Err(nargs(d)),
     };
+    if repl.is_empty() {
+        return Err(d.err("empty replacement"));
+    }
     let redirect = repl.starts_with("http://") || repl.starts_with("https://") || repl.starts_with("$scheme");
     // A last `?` drops the request's arguments (and is not part of the result).
     let (repl, add_args) = match repl.strip_suffix('?') {

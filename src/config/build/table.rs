@@ -135,6 +135,12 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("lock_file", &[Ctx::Main]),
     ("zone", &[Ctx::Upstream]),
     ("gzip_buffers", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    // ringx opens and stats a file per request: always what is on disk now, which
+    // nginx's cache also gives once `open_file_cache_valid` has passed.
+    ("open_file_cache", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("open_file_cache_valid", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("open_file_cache_min_uses", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("open_file_cache_errors", &[Ctx::Http, Ctx::Server, Ctx::Location]),
 ];
 
 /// Reads the directives of one block, in order, into `st` (and `set`, for the levels

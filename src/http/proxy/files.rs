@@ -144,6 +144,12 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
         // `GET *`: nginx refuses the asterisk form when it parses the request line.
         return Served::Status(400);
     }
+    if let (true, Some(pre)) = (r.conf.doc_root.alias, r.loc_prefix) {
+        if !uri.starts_with(pre.as_bytes()) {
+            // A rewrite moved `$uri` out of the aliased prefix: nginx's 500.
+            return Served::Status(500);
+        }
+    }
     let path = map_path(&c.ctx(r), &r.conf.doc_root, r.loc_prefix, &uri);
     if uri.last() == Some(&b'/') {
         return match index(c, r, &uri, &path) {

@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::{files, Client, Req};
 use crate::config::model::{Cond, FileTest, LocConf, Pcre, Return, Rewrite, RwFlag, RwOp};
+use crate::config::vars::VarSource;
 use crate::observe::log;
 
 /// The request's rewrite state: the last regex match (for `$1`..`$9`) and what
@@ -57,6 +58,8 @@ pub(super) enum Flow<'s> {
         code: u16,
         location: Vec<u8>,
     },
+    /// An error status (a rewrite to an empty URI: 500).
+    Fail(u16),
 }
 
 /// Runs `ops`. In a location, an `if` that holds switches `r.conf` to its block's
@@ -113,8 +116,8 @@ fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut b
     if !matches(c, &rw.re, &uri) {
         return None;
     }
-    let mut out = Vec::new();
-    rw.replacement.render(&c.ctx(r), &mut out);
+    let redirect = rw.redirect || matches!(rw.flag, RwFlag::Redirect | RwFlag::Permanent);
+    let (mut out, q) = replacement(c, r, rw, redirect);
     if r.conf.rewrite_log {
         log::notice(format_args!(
             "\"{}\" matches \"{}\", rewritten to \"{}\"{}",
@@ -125,7 +128,7 @@ fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut b
         ));
     }
     let args = c.ctx(r).args.map(<[u8]>::to_vec);
-    if rw.redirect || matches!(rw.flag, RwFlag::Redirect | RwFlag::Permanent) {
+    if redirect {
         if let (true, Some(a)) = (rw.add_args, args.filter(|a| !a.is_empty())) {
             out.push(if rw.args { b'&' } else { b'?' });
             out.extend_from_slice(&a);
@@ -133,7 +136,12 @@ fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut b
         let code = if rw.flag == RwFlag::Permanent { 301 } else { 302 };
         return Some(Flow::Redirect { code, location: out });
     }
-    match out.iter().position(|&b| b == b'?') {
+    if q.map_or(out.len(), |q| q) == 0 {
+        // nginx: "the rewritten URI has a zero length" is a 500.
+        log::error(format_args!("the rewritten URI has a zero length{}", files::Why(c, r)));
+        return Some(Flow::Fail(500));
+    }
+    match q {
         Some(q) => {
             let mut new_args = out[q + 1..].to_vec();
             if let (true, Some(a)) = (rw.add_args, args.filter(|a| !a.is_empty())) {
@@ -153,11 +161,62 @@ fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut b
     }
 }
 
-/// Runs `re` on `subject`; on a match its groups become `$1`..`$9`.
+/// A rewrite's replacement rendered, and where its literal `?` (the start of the
+/// arguments) is. As nginx's script codes: only a `?` written in the replacement
+/// splits (one a variable brings stays in `$uri`), and a capture that lands in the
+/// arguments or a redirect is escaped when the request's URI was (it held `%` or
+/// `+`), so a decoded `%20`, `%0d` or `&` cannot reach the upstream's request line
+/// or split the arguments.
+fn replacement(c: &Client, r: &Req<'_>, rw: &Rewrite, redirect: bool) -> (Vec<u8>, Option<usize>) {
+    use crate::config::vars::{Part, Var};
+    let ctx = c.ctx(r);
+    let quoted = c.head.path.get(&c.buf).iter().any(|&b| b == b'%' || b == b'+');
+    let mut out = Vec::new();
+    let mut q = None;
+    for p in &rw.replacement.parts {
+        match p {
+            Part::Lit(l) => {
+                if q.is_none() {
+                    if let Some(i) = l.iter().position(|&b| b == b'?') {
+                        q = Some(out.len() + i);
+                    }
+                }
+                out.extend_from_slice(l);
+            }
+            Part::Var(Var::Capture(n)) if (redirect || q.is_some()) && quoted => {
+                if let Some(v) = c.rw.capture(*n) {
+                    escape_args(v, &mut out);
+                }
+            }
+            Part::Var(v) => {
+                ctx.write_var(v, &mut out);
+            }
+        }
+    }
+    (out, q)
+}
+
+/// nginx's `NGX_ESCAPE_ARGS`: controls, space, non-ASCII and `"#%&+;?`.
+fn escape_args(v: &[u8], out: &mut Vec<u8>) {
+    for &b in v {
+        if b <= 0x20 || b >= 0x7f || b"\"#%&+;?".contains(&b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// Runs `re` on `subject`; on a match its groups become `$1`..`$9` (a regex
+/// without groups leaves them as they were; a failed match clears them, as nginx).
 pub(super) fn matches(c: &mut Client, re: &Pcre, subject: &[u8]) -> bool {
     let Ok(Some(caps)) = re.0.captures(subject) else {
+        c.rw.groups.clear();
         return false;
     };
+    if caps.len() == 1 {
+        return true;
+    }
     c.rw.groups.clear();
     c.rw.groups
         .extend((0..caps.len()).map(|i| caps.get(i).map(|m| (m.start(), m.end()))));
@@ -201,8 +260,7 @@ fn file_test(path: &[u8], kind: FileTest) -> bool {
         (Ok(m), FileTest::File) => m.is_file(),
         (Ok(m), FileTest::Dir) => m.is_dir(),
         (Ok(_), FileTest::Exists) => true,
-        (Err(_), FileTest::Exists) => std::fs::symlink_metadata(p).is_ok(),
-        (Ok(m), FileTest::Exec) => m.permissions().mode() & 0o111 != 0,
+        (Ok(m), FileTest::Exec) => m.permissions().mode() & 0o100 != 0,
         (Err(_), _) => false,
     }
 }
