@@ -68,6 +68,9 @@ fn http_block(port: u16, root: &Path, backend: SocketAddr) -> String {
         location ~ \.png$ {{ return 200 "png\n"; }}
         location ^~ /nr/ {{ location ~ \.png$ {{ return 200 "nr-png\n"; }} return 200 "nr\n"; }}
         location ~ ^/rx/ {{ location ~ \.css$ {{ return 200 "rx-css\n"; }} return 200 "rx\n"; }}
+        location ~ "^/nc/(?<lang>[a-z]{{2}})/(?P<page>.+)$" {{ return 200 "$lang $page\n"; }}
+        location /ncr/ {{ rewrite ^/ncr/(?<id>\d+)$ /be/item?id=$id last; }}
+        location ~ (?<=/lb/)x$ {{ return 200 "look-behind\n"; }}
         location /esc/ {{ rewrite ^/esc/(.*)$ /be/search?q=$1 last; }}
         location /qv/ {{ rewrite ^/qv/(.*)$ /be/app/$1 last; }}
         location /redesc/ {{ rewrite ^/redesc/(.*)$ http://example.com/$1 redirect; }}
@@ -168,6 +171,10 @@ fn rewrite_module_matches_nginx() {
         "/gone/f.txt",
         "/ep/x",
         "/dl/file.zip",
+        "/nc/en/about/us",
+        "/ncr/42",
+        "/ncr/x",
+        "/lb/x",
     ] {
         cases.push(get(p, ""));
     }

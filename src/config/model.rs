@@ -497,7 +497,9 @@ pub struct RealIp {
 }
 
 /// A regex in nginx's dialect (PCRE2, as nginx uses it), matched on bytes.
-pub struct Pcre(pub pcre2::bytes::Regex);
+/// Its named groups, as (group, index among the configuration's named captures):
+/// a match sets `$name` (nginx makes each name a variable).
+pub struct Pcre(pub pcre2::bytes::Regex, pub Vec<(usize, usize)>);
 
 impl std::fmt::Debug for Pcre {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -83,6 +83,8 @@ pub enum Var {
     User(usize),
     /// `$1`..`$9`: a capture of the last regex that matched (`rewrite`, `if`).
     Capture(u8),
+    /// `$name`: a named group (`(?<name>…)`) of a regex that matched.
+    Named(usize),
 }
 
 /// The variables a configuration defines, by name: `map`'s, then `set`'s.
@@ -90,6 +92,22 @@ pub enum Var {
 pub struct UserVars {
     pub maps: Vec<String>,
     pub sets: Vec<String>,
+    /// Named regex groups, in the order their regexes compile.
+    pub named: Vec<String>,
+}
+
+/// Registers a regex's named group as a variable (during a build); its index.
+pub fn named_capture(name: &str) -> usize {
+    USER_VARS.with(|u| {
+        let mut u = u.borrow_mut();
+        match u.named.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                u.named.push(name.to_string());
+                u.named.len() - 1
+            }
+        }
+    })
 }
 
 /// What the configuration being built uses that costs a copy per request: the
@@ -131,7 +149,10 @@ impl Var {
             USER_VARS.with(|u| {
                 let u = u.borrow();
                 let find = |list: &[String]| list.iter().position(|n| n.eq_ignore_ascii_case(name));
-                find(&u.maps).map(Var::Map).or_else(|| find(&u.sets).map(Var::User))
+                find(&u.maps)
+                    .map(Var::Map)
+                    .or_else(|| find(&u.sets).map(Var::User))
+                    .or_else(|| u.named.iter().position(|n| n == name).map(Var::Named))
             })
         })
     }

@@ -298,6 +298,10 @@ impl VarSource for ReqCtx<'_> {
                 Some(v) => out.extend_from_slice(v),
                 None => return false,
             },
+            Var::Named(i) => match self.rw.and_then(|rw| rw.named(*i)) {
+                Some(v) => out.extend_from_slice(v),
+                None => return false,
+            },
             Var::Capture(n) => match self.rw.and_then(|rw| rw.capture(*n)) {
                 Some(v) => out.extend_from_slice(v),
                 None => return false,

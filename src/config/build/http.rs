@@ -35,7 +35,11 @@ impl Builder<'_> {
         let maps = map::map_names(items)?;
         let mut sets = Vec::new();
         super::rewrite::set_names(items, &maps, &mut sets)?;
-        let names = crate::config::vars::UserVars { maps, sets };
+        let names = crate::config::vars::UserVars {
+            maps,
+            sets,
+            named: Vec::new(),
+        };
         crate::config::vars::needs::take();
         let mut http = crate::config::vars::with_user_vars(names, || self.http_block(items))?;
         http.needs = crate::config::vars::needs::take();

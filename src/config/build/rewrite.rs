@@ -52,12 +52,18 @@ pub(super) fn set_names(items: &[Directive], maps: &[String], out: &mut Vec<Stri
 
 /// A PCRE2 regex as nginx compiles one (`caseless` for `~*`), with JIT.
 pub(super) fn pcre(d: &Directive, re: &str, caseless: bool) -> Result<Pcre, ConfError> {
-    pcre2::bytes::RegexBuilder::new()
+    let r = pcre2::bytes::RegexBuilder::new()
         .caseless(caseless)
         .jit_if_available(true)
         .build(re)
-        .map(Pcre)
-        .map_err(|e| d.err(format!("pcre2_compile() failed: {e} in \"{re}\"")))
+        .map_err(|e| d.err(format!("pcre2_compile() failed: {e} in \"{re}\"")))?;
+    let named = r
+        .capture_names()
+        .iter()
+        .enumerate()
+        .filter_map(|(g, n)| n.as_deref().map(|n| (g, crate::config::vars::named_capture(n))))
+        .collect();
+    Ok(Pcre(r, named))
 }
 
 /// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`.

@@ -23,6 +23,8 @@ pub struct RwState {
     pub subject: Vec<u8>,
     pub groups: Vec<Option<(usize, usize)>>,
     pub vars: Vec<Option<Vec<u8>>>,
+    /// Named groups' values (`$name`), as the last regex that had them set them.
+    pub named: Vec<Option<Vec<u8>>>,
 }
 
 impl RwState {
@@ -30,6 +32,11 @@ impl RwState {
         self.subject.clear();
         self.groups.clear();
         self.vars.clear();
+        self.named.clear();
+    }
+
+    pub fn named(&self, i: usize) -> Option<&[u8]> {
+        self.named.get(i)?.as_deref()
     }
 
     /// `$n` of the last match.
@@ -216,6 +223,12 @@ pub(super) fn matches(c: &mut Client, re: &Pcre, subject: &[u8]) -> bool {
     };
     if caps.len() == 1 {
         return true;
+    }
+    for &(g, var) in &re.1 {
+        if c.rw.named.len() <= var {
+            c.rw.named.resize(var + 1, None);
+        }
+        c.rw.named[var] = caps.get(g).map(|m| m.as_bytes().to_vec());
     }
     c.rw.groups.clear();
     c.rw.groups
