@@ -13,7 +13,7 @@ use crate::runtime::master::{self, Master};
 /// tools that read `nginx -V` (Test::Nginx's `has_module`) see what ringx serves.
 const CONFIGURE: &str = "--conf-path=/etc/ringx/nginx.conf --with-http_ssl_module --with-http_v2_module \
 --with-http_realip_module --without-http_fastcgi_module --without-http_uwsgi_module \
---without-http_scgi_module --without-http_memcached_module --without-http_access_module \
+--without-http_scgi_module --without-http_memcached_module \
 --without-http_auth_basic_module --without-http_geo_module \
 --without-http_split_clients_module --without-http_referer_module --without-http_limit_conn_module \
 --without-http_limit_req_module --without-http_empty_gif_module --without-http_browser_module \

@@ -106,3 +106,52 @@ fn realip_matches_nginx() {
         assert_eq!(q[0].header("x-forwarded-for"), Some("1.2.3.4, 1.2.3.4"), "{addr}");
     }
 }
+
+/// `allow` / `deny` (nginx's access module, first match decides, after the
+/// rewrite phase so a `return` still answers) against nginx, from two loopback
+/// addresses and through realip.
+#[test]
+fn access_rules_match_nginx() {
+    let backend = Backend::start("be");
+    let block = |port: u16| {
+        format!(
+            r#"access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        location /acl/ {{ deny 127.0.0.2; allow 127.0.0.0/8; deny all; proxy_pass http://{be}; }}
+        location /only10/ {{ allow 10.0.0.0/8; deny all; proxy_pass http://{be}; }}
+        location /ret/ {{ deny all; return 200 "returned first\n"; }}
+        location /real/ {{ set_real_ip_from 127.0.0.0/8; real_ip_header X-Forwarded-For; deny 1.2.3.4;
+                          proxy_pass http://{be}; }}
+        location /inherit/ {{ deny 127.0.0.3; location /inherit/in/ {{ proxy_pass http://{be}; }} }}
+    }}"#,
+            be = backend.addr
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let req = |p: &str, h: &str| format!("GET {p} HTTP/1.1\r\nHost: x\r\n{h}Connection: close\r\n\r\n");
+    let cases = [
+        ("127.0.0.1", req("/acl/x", "")),
+        ("127.0.0.2", req("/acl/x", "")),
+        ("127.0.0.1", req("/only10/x", "")),
+        ("127.0.0.1", req("/ret/x", "")),
+        ("127.0.0.1", req("/real/x", "X-Forwarded-For: 1.2.3.4\r\n")),
+        ("127.0.0.1", req("/real/x", "X-Forwarded-For: 5.6.7.8\r\n")),
+        ("127.0.0.3", req("/inherit/in/x", "")),
+        ("127.0.0.4", req("/inherit/in/x", "")),
+    ];
+    let mut diffs = Vec::new();
+    for (src, raw) in &cases {
+        let src: std::net::IpAddr = src.parse().unwrap();
+        let r = request_from(src, ra, raw.as_bytes()).unwrap();
+        let n = request_from(src, na, raw.as_bytes()).unwrap();
+        if r.status != n.status {
+            diffs.push(format!("{src} {raw:?}: ringx {} nginx {}", r.status, n.status));
+        }
+    }
+    assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
+    let r = request_from("127.0.0.2".parse().unwrap(), ra, cases[1].1.as_bytes()).unwrap();
+    assert_eq!(r.status, 403);
+}

@@ -452,6 +452,8 @@ pub struct LocConf {
     pub rewrite_log: bool,
     /// `set_real_ip_from` (when set), `real_ip_header`, `real_ip_recursive`.
     pub realip: Option<Arc<RealIp>>,
+    /// `allow` / `deny` rules in order (`true`: deny); the first that matches decides.
+    pub allow: Vec<(Cidr, bool)>,
 }
 
 /// An address range (`set_real_ip_from 10.0.0.0/8`, `2001:db8::/32`, one address).

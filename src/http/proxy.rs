@@ -991,6 +991,12 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
     }
     // nginx's preaccess phase: a location's own realip settings, after its rewrites.
     realip::apply(c, r);
+    // The access phase: `allow` / `deny`.
+    let ip = c.peer.ip();
+    if let Some((_, true)) = r.conf.allow.iter().find(|(net, _)| net.contains(ip)) {
+        log::error(format_args!("access forbidden by rule{}", files::Why(c, r)));
+        return Step::error(403);
+    }
     if let Some(tf) = r.conf.try_files.clone() {
         if let Some(s) = files::try_files(c, r, &tf) {
             return s.into();

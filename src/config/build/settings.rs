@@ -70,6 +70,11 @@ macro_rules! settings {
             /// Parses `d` into this level when it is a setting that `ctx` accepts; false
             /// when it is not.
             pub(super) fn parse(&mut self, b: &mut Builder<'_>, d: &Directive, ctx: Ctx) -> Result<bool, ConfError> {
+                // `allow` and `deny` are one ordered list (the `allow` field).
+                if d.name == "deny" && HSLI.contains(&ctx) {
+                    self.allow = Some(access_rule(d, self.allow.take(), true)?);
+                    return Ok(true);
+                }
                 $(
                     if d.name == stringify!($name) && $ctx.contains(&ctx) {
                         self.$name = Some($parse(b, d, self.$name.take())?);
@@ -197,6 +202,8 @@ settings! {
     gzip_static:                   bool,                           HSL, only_off;
     expires:                       Expires,                        HSLI, expires_dir   => Expires::Off;
     rewrite_log:                   bool,                           ALL_IF, on_off     => false;
+    // access (allow, deny: one list, first match decides)
+    allow:                         Vec<(Cidr, bool)>,              HSLI, allow_rule   => Vec::new();
     // realip (src/http/proxy/realip.rs)
     set_real_ip_from:              Vec<Cidr>,                      HSL, real_ip_from;
     real_ip_header:                String,                         HSL, real_ip_header;
@@ -607,6 +614,22 @@ fn expires_dir(_: &mut Builder<'_>, d: &Directive, _: Option<Expires>) -> Parsed
     } else {
         Expires::Access(secs)
     })
+}
+
+/// `allow ADDRESS|CIDR|all`.
+fn allow_rule(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<(Cidr, bool)>>) -> Parsed<Vec<(Cidr, bool)>> {
+    access_rule(d, prev, false)
+}
+
+/// One `allow` or `deny` rule (`deny`: true) appended to the level's list.
+fn access_rule(d: &Directive, prev: Option<Vec<(Cidr, bool)>>, deny: bool) -> Parsed<Vec<(Cidr, bool)>> {
+    one_arg(d)?;
+    let a = &d.args[0];
+    if a.starts_with("unix:") {
+        return Err(d.err(format!("\"{} unix:\" is not supported yet", d.name)));
+    }
+    let c = parse_cidr(a).ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?;
+    Ok(push(prev, (c, deny)))
 }
 
 /// `set_real_ip_from ADDRESS|CIDR` (appends; `unix:` is rejected: ringx has no

@@ -186,7 +186,8 @@ pub(super) fn reject(d: &Directive) -> ConfError {
         || listed(upstream::UPSTREAM, n)
         || listed(health::MATCH, n)
         || NO_OP.iter().any(|(x, _)| *x == n)
-        || SETTINGS.iter().any(|(x, _)| *x == n);
+        || SETTINGS.iter().any(|(x, _)| *x == n)
+        || n == "deny";
     if known {
         d.err(format!("\"{n}\" directive is not allowed here"))
     } else if let Some(m) = main_ctx::module_of(n) {
