@@ -997,8 +997,8 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
         log::error(format_args!("access forbidden by rule{}", files::Why(c, r)));
         return Step::error(403);
     }
-    if let Some(tf) = r.conf.try_files.clone() {
-        if let Some(s) = files::try_files(c, r, &tf) {
+    if let Some(tf) = &conf.try_files {
+        if let Some(s) = files::try_files(c, r, tf) {
             return s.into();
         }
     }
@@ -1416,7 +1416,7 @@ async fn send_simple(
         content_length: Some(body.len() as u64),
         encoded: false,
     };
-    let gz = gzip::decide(&r.conf.gzip, &gzip_asked(c), &offered);
+    let gz = gzip::decide(&r.conf.gzip, || gzip_asked(c), &offered);
     let packed;
     let body = if gz == gzip::Gzip::Compress {
         packed = gzip::compress(r.conf.gzip.level, body);
@@ -2654,7 +2654,7 @@ fn gzip_upstream(c: &Client, conf: &LocConf, upstream_head: &[u8], mode: ClientF
         content_length: c.resp.content_length,
         encoded: find(b"content-encoding").is_some_and(|v| !v.is_empty()),
     };
-    gzip::decide(&conf.gzip, &gzip_asked(c), &offered)
+    gzip::decide(&conf.gzip, || gzip_asked(c), &offered)
 }
 
 /// A write to the client failed: the client's fault, never the upstream's, logged

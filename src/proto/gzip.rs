@@ -89,7 +89,9 @@ impl Gzip {
 
 /// nginx's `ngx_http_gzip_header_filter` and `ngx_http_gzip_ok`. A HEAD request is
 /// decided as its GET would be (nginx: its head says gzip, without a length).
-pub fn decide(conf: &GzipConf, a: &Asked<'_>, o: &Offered<'_>) -> Gzip {
+/// The request's side is asked for only when the response could be compressed
+/// (`asked`), so a location without `gzip on` reads no request header.
+pub fn decide<'a>(conf: &GzipConf, asked: impl FnOnce() -> Asked<'a>, o: &Offered<'_>) -> Gzip {
     if !conf.on
         || !matches!(o.status, 200 | 403 | 404)
         || o.encoded
@@ -98,7 +100,7 @@ pub fn decide(conf: &GzipConf, a: &Asked<'_>, o: &Offered<'_>) -> Gzip {
     {
         return Gzip::No;
     }
-    if client_ok(conf, a) {
+    if client_ok(conf, &asked()) {
         Gzip::Compress
     } else {
         Gzip::Varies
@@ -279,31 +281,34 @@ mod tests {
     #[test]
     fn the_filter_s_conditions() {
         let c = on();
-        assert_eq!(decide(&c, &asked("gzip, deflate"), &html(Some(100))), Gzip::Compress);
-        assert_eq!(decide(&c, &asked("gzip"), &html(None)), Gzip::Compress);
-        assert_eq!(decide(&c, &asked("deflate"), &html(Some(100))), Gzip::Varies);
-        assert_eq!(decide(&c, &Asked::default(), &html(Some(100))), Gzip::Varies);
-        assert_eq!(decide(&c, &asked("gzip"), &html(Some(19))), Gzip::No);
-        assert_eq!(decide(&GzipConf::default(), &asked("gzip"), &html(Some(100))), Gzip::No);
+        assert_eq!(decide(&c, || asked("gzip, deflate"), &html(Some(100))), Gzip::Compress);
+        assert_eq!(decide(&c, || asked("gzip"), &html(None)), Gzip::Compress);
+        assert_eq!(decide(&c, || asked("deflate"), &html(Some(100))), Gzip::Varies);
+        assert_eq!(decide(&c, Asked::default, &html(Some(100))), Gzip::Varies);
+        assert_eq!(decide(&c, || asked("gzip"), &html(Some(19))), Gzip::No);
+        assert_eq!(
+            decide(&GzipConf::default(), || asked("gzip"), &html(Some(100))),
+            Gzip::No
+        );
         let mut o = html(Some(100));
         o.content_type = b"text/plain";
-        assert_eq!(decide(&c, &asked("gzip"), &o), Gzip::No);
+        assert_eq!(decide(&c, || asked("gzip"), &o), Gzip::No);
         o.status = 404;
         o.content_type = b"TEXT/HTML";
-        assert_eq!(decide(&c, &asked("gzip"), &o), Gzip::Compress);
+        assert_eq!(decide(&c, || asked("gzip"), &o), Gzip::Compress);
         o.status = 500;
-        assert_eq!(decide(&c, &asked("gzip"), &o), Gzip::No);
+        assert_eq!(decide(&c, || asked("gzip"), &o), Gzip::No);
         let mut o = html(Some(100));
         o.encoded = true;
-        assert_eq!(decide(&c, &asked("gzip"), &o), Gzip::No);
+        assert_eq!(decide(&c, || asked("gzip"), &o), Gzip::No);
         let mut a = asked("gzip");
         a.via = true;
-        assert_eq!(decide(&c, &a, &html(Some(100))), Gzip::Varies);
+        assert_eq!(decide(&c, || a, &html(Some(100))), Gzip::Varies);
         a.via = false;
         a.http10 = true;
-        assert_eq!(decide(&c, &a, &html(Some(100))), Gzip::Varies);
+        assert_eq!(decide(&c, || a, &html(Some(100))), Gzip::Varies);
         a.http10 = false;
-        assert_eq!(decide(&c, &a, &html(Some(100))), Gzip::Compress);
+        assert_eq!(decide(&c, || a, &html(Some(100))), Gzip::Compress);
     }
 
     #[test]
@@ -327,7 +332,7 @@ mod tests {
         };
         let mut a = asked("gzip");
         a.user_agent = Some(b"curl/8");
-        assert_eq!(decide(&c, &a, &html(Some(100))), Gzip::Varies);
+        assert_eq!(decide(&c, || a, &html(Some(100))), Gzip::Varies);
     }
 
     #[test]

@@ -334,7 +334,7 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
         content_length: Some(size),
         encoded: false,
     };
-    let gz = gzip::decide(&r.conf.gzip, &gzip_asked(c), &offered);
+    let gz = gzip::decide(&r.conf.gzip, || gzip_asked(c), &offered);
     let vary = gz.vary(&r.conf.gzip);
     if gz == Gzip::Compress {
         // The range filter sees no length: the whole file, compressed.
