@@ -875,8 +875,6 @@ impl From<files::Served> for Step {
         match s {
             files::Served::Done(keep) => Step::Done(keep),
             files::Served::Status(code) => Step::error(code),
-            // A listing is sent where the index handler decides it.
-            files::Served::Listing(_) => Step::error(403),
             files::Served::Redirect => Step::Redirect,
             files::Served::Named(n) => Step::Named(n),
         }

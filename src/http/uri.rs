@@ -74,9 +74,15 @@ pub fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<bool, HttpError> {
 /// Percent-escapes what nginx's `NGX_ESCAPE_URI` escapes (space, `#`, `%`, `?`,
 /// controls and non-ASCII bytes).
 pub fn escape_into(src: &[u8], out: &mut Vec<u8>) {
+    escape_with(src, b"", out)
+}
+
+/// [`escape_into`]'s set and the bytes of `extra` too (nginx's other escape tables:
+/// `NGX_ESCAPE_ARGS` adds `"&+;`, `NGX_ESCAPE_HTML` `"&'<>`).
+pub fn escape_with(src: &[u8], extra: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &c in src {
-        if c <= 0x20 || c >= 0x7f || c == b'#' || c == b'%' || c == b'?' {
+        if c <= 0x20 || c >= 0x7f || c == b'#' || c == b'%' || c == b'?' || extra.contains(&c) {
             out.extend_from_slice(&[b'%', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
         } else {
             out.push(c);

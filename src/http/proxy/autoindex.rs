@@ -56,7 +56,7 @@ fn html(conf: &LocConf, entries: &[Entry], uri: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"</h1><hr><pre><a href=\"../\">../</a>\r\n");
     for e in entries {
         out.extend_from_slice(b"<a href=\"");
-        escape_href(&e.name, &mut out);
+        crate::http::uri::escape_with(&e.name, b"\"&'<>", &mut out);
         if e.dir {
             out.push(b'/');
         }
@@ -182,17 +182,6 @@ fn escape_html(s: &[u8], out: &mut Vec<u8>) {
             b'&' => out.extend_from_slice(b"&amp;"),
             b'"' => out.extend_from_slice(b"&quot;"),
             b => out.push(b),
-        }
-    }
-}
-
-/// nginx's `NGX_ESCAPE_HTML` for a link: controls, space, non-ASCII and `"#%&'<>?`.
-fn escape_href(s: &[u8], out: &mut Vec<u8>) {
-    for &b in s {
-        if b <= 0x20 || b >= 0x7f || b"\"#%&'<>?".contains(&b) {
-            let _ = write!(out, "%{b:02X}");
-        } else {
-            out.push(b);
         }
     }
 }

@@ -37,8 +37,6 @@ pub(super) enum Served {
     Named(String),
     /// Answer with this status (the caller's error response).
     Status(u16),
-    /// `autoindex`: list this directory.
-    Listing(Vec<u8>),
 }
 
 /// Bytes read from a file per write to the client.
@@ -152,10 +150,7 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
     }
     let path = map_path(&c.ctx(r), &r.conf.doc_root, r.loc_prefix, &uri);
     if uri.last() == Some(&b'/') {
-        return match index(c, r, &uri, &path) {
-            Served::Listing(dir) => Served::Done(listing(snap, c, r, &dir, &uri).await),
-            other => other,
-        };
+        return index(snap, c, r, &uri, &path).await;
     }
     let file = match open(&path) {
         Ok(f) => f,
@@ -210,7 +205,7 @@ fn open_failed(c: &Client, r: &Req<'_>, path: &[u8], e: &io::Error) -> Served {
 
 /// `index`: the first index file that exists, by internal redirect; else 403 for an
 /// existing directory (no `autoindex`), 404 for a missing one.
-fn index(c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
+async fn index(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
     let mut p = dir.to_vec();
     for name in &r.conf.index {
         if name.starts_with('/') {
@@ -228,7 +223,7 @@ fn index(c: &mut Client, r: &mut Req<'_>, uri: &[u8], dir: &[u8]) -> Served {
         }
     }
     match std::fs::metadata(OsStr::from_bytes(dir)) {
-        Ok(m) if m.is_dir() && r.conf.autoindex => Served::Listing(dir.to_vec()),
+        Ok(m) if m.is_dir() && r.conf.autoindex => Served::Done(listing(snap, c, r, dir, uri).await),
         Ok(m) if m.is_dir() => {
             log::error(format_args!(
                 "directory index of \"{}\" is forbidden{}",
