@@ -7,6 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 
@@ -196,4 +197,60 @@ fn rewrite_module_matches_nginx() {
     // `add_header` inside an if that holds reaches the client.
     let r = request(ra, get("/lif/x?h=1", "").as_bytes()).unwrap();
     assert_eq!(r.header("x-if"), Some("yes"));
+}
+
+/// `rewrite_log on`: nginx's `[notice]` lines, compared with nginx's own error log
+/// (each message up to its client part, where the servers' ports differ).
+#[test]
+fn rewrite_log_lines_match_nginx() {
+    if nginx_bin().is_none() {
+        eprintln!("skipped: nginx is not installed (run .ci/run)");
+        return;
+    }
+    let block = |port: u16| {
+        format!(
+            r#"access_log off; rewrite_log on;
+    server {{
+        listen 127.0.0.1:{port};
+        location /a/ {{ rewrite ^/nomatch$ /z; rewrite ^/a/(.*)$ /b/$1?k=v last; }}
+        location /b/ {{ rewrite ^/b/x$ http://example.com/r redirect; return 200 ok; }}
+    }}"#
+        )
+    };
+    let (rp, np) = (free_port(), free_port());
+    let dir = tempdir("rwlog");
+    let rlog = dir.join("error.log");
+    let conf = format!(
+        "daemon off; pid off; error_log {} notice; events {{}}\nhttp {{\n{}\n}}\n",
+        rlog.display(),
+        block(rp)
+    );
+    let _ringx = Ringx::start(&conf, &[], addr_of(rp));
+    let nginx = Nginx::start(&block(np), addr_of(np));
+    for addr in [addr_of(rp), addr_of(np)] {
+        get(addr, "/a/x?q=1", "rw.test").unwrap();
+    }
+    let lines = |path: &Path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("[notice]") && (l.contains("match") || l.contains("rewritten")))
+            .map(|l| {
+                let msg = l.split_once(": ").map_or(l, |(_, m)| m);
+                // nginx numbers connections (`*2 `); ringx's lines do not.
+                let msg = match msg.split_once(' ') {
+                    Some((n, rest)) if n.starts_with('*') => rest,
+                    _ => msg,
+                };
+                msg.split(", client:").next().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let want = lines(&nginx.dir.join("logs/error.log"));
+    let mut got = Vec::new();
+    wait_for("ringx's lines", Duration::from_secs(5), || {
+        got = lines(&rlog);
+        got.len() >= want.len()
+    });
+    assert!(want.len() >= 4, "{want:?}");
+    assert_eq!(got, want);
 }

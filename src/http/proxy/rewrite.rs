@@ -120,25 +120,32 @@ fn switch<'s>(r: &mut Req<'s>, conf: &'s std::sync::Arc<LocConf>) {
 /// One `rewrite`: `None` when it did not match or the ops go on after it.
 fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut bool) -> Option<Flow<'s>> {
     let uri = c.ctx(r).uri.to_vec();
-    if !matches(c, &rw.re, &uri) {
+    let hit = matches(c, &rw.re, &uri);
+    let log = r.conf.rewrite_log;
+    if log {
+        // nginx's two rewrite_log lines: the match, then what it made.
+        let verb = if hit { "matches" } else { "does not match" };
+        log::notice(format_args!(
+            "\"{}\" {verb} \"{}\"{}",
+            rw.re.0.as_str(),
+            String::from_utf8_lossy(&uri),
+            files::Why(c, r)
+        ));
+    }
+    if !hit {
         return None;
     }
     let redirect = rw.redirect || matches!(rw.flag, RwFlag::Redirect | RwFlag::Permanent);
     let (mut out, q) = replacement(c, r, rw, redirect);
-    if r.conf.rewrite_log {
-        log::notice(format_args!(
-            "\"{}\" matches \"{}\", rewritten to \"{}\"{}",
-            rw.re.0.as_str(),
-            String::from_utf8_lossy(&uri),
-            String::from_utf8_lossy(&out),
-            files::Why(c, r)
-        ));
-    }
     let args = c.ctx(r).args.map(<[u8]>::to_vec);
     if redirect {
         if let (true, Some(a)) = (rw.add_args, args.filter(|a| !a.is_empty())) {
             out.push(if rw.args { b'&' } else { b'?' });
             out.extend_from_slice(&a);
+        }
+        if log {
+            let to = String::from_utf8_lossy(&out);
+            log::notice(format_args!("rewritten redirect: \"{to}\"{}", files::Why(c, r)));
         }
         let code = if rw.flag == RwFlag::Permanent { 301 } else { 302 };
         return Some(Flow::Redirect { code, location: out });
@@ -161,6 +168,17 @@ fn rewrite<'s>(c: &mut Client, r: &mut Req<'s>, rw: &'s Rewrite, changed: &mut b
         None => files::set_uri(c, r, &out, Some(b"")),
     }
     *changed = true;
+    if log {
+        let ctx = c.ctx(r);
+        let (u, a) = (
+            String::from_utf8_lossy(ctx.uri),
+            String::from_utf8_lossy(ctx.args.unwrap_or_default()),
+        );
+        log::notice(format_args!(
+            "rewritten data: \"{u}\", args: \"{a}\"{}",
+            files::Why(c, r)
+        ));
+    }
     match rw.flag {
         RwFlag::Last => Some(Flow::Next { changed: true }),
         RwFlag::Break => Some(Flow::Stay),
@@ -192,7 +210,7 @@ fn replacement(c: &Client, r: &Req<'_>, rw: &Rewrite, redirect: bool) -> (Vec<u8
             }
             Part::Var(Var::Capture(n)) if (redirect || q.is_some()) && quoted => {
                 if let Some(v) = c.rw.capture(*n) {
-                    escape_args(v, &mut out);
+                    crate::http::uri::escape_with(v, b"\"&+;", &mut out);
                 }
             }
             Part::Var(v) => {
@@ -201,17 +219,6 @@ fn replacement(c: &Client, r: &Req<'_>, rw: &Rewrite, redirect: bool) -> (Vec<u8
         }
     }
     (out, q)
-}
-
-/// nginx's `NGX_ESCAPE_ARGS`: controls, space, non-ASCII and `"#%&+;?`.
-fn escape_args(v: &[u8], out: &mut Vec<u8>) {
-    for &b in v {
-        if b <= 0x20 || b >= 0x7f || b"\"#%&+;?".contains(&b) {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        } else {
-            out.push(b);
-        }
-    }
 }
 
 /// Runs `re` on `subject`; on a match its groups become `$1`..`$9` (a regex
