@@ -9,6 +9,7 @@
 //! Files are opened and read with blocking calls, as nginx does without `aio`: from
 //! the page cache they cost less than a hand-off to another thread.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{File, Metadata};
@@ -314,7 +315,8 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
     } else {
         Conditions::default()
     };
-    let ctype = content_type(r.conf, uri).to_string();
+    let conf = r.conf;
+    let ctype = content_type(conf, uri);
     match conditional::precondition(&cond, &v, r.conf.if_modified_since) {
         Precondition::Full => {}
         Precondition::NotModified => {
@@ -333,17 +335,17 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
     let vary = gz.vary(&r.conf.gzip);
     if gz == Gzip::Compress {
         // The range filter sees no length: the whole file, compressed.
-        return send_gzipped(snap, c, r, &file, &v, &ctype, size).await;
+        return send_gzipped(snap, c, r, &file, &v, ctype, size).await;
     }
     let (code, parts, ctype, range) = match conditional::range(&cond, &v, size) {
-        RangeAnswer::Full => (status, vec![Part::whole(0, size)], ctype, None),
+        RangeAnswer::Full => (status, vec![Part::whole(0, size)], Cow::Borrowed(ctype), None),
         RangeAnswer::Partial { start, end } => {
             let cr = format!("bytes {start}-{}/{size}", end - 1);
-            (206, vec![Part::whole(start, end)], ctype, Some(cr))
+            (206, vec![Part::whole(start, end)], Cow::Borrowed(ctype), Some(cr))
         }
         RangeAnswer::Multi(ranges) => {
-            let (parts, multi) = multipart(&ranges, &ctype, size);
-            (206, parts, multi, None)
+            let (parts, multi) = multipart(&ranges, ctype, size);
+            (206, parts, Cow::Owned(multi), None)
         }
         RangeAnswer::Unsatisfiable => {
             let cr = format!("bytes */{size}");
