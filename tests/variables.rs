@@ -53,3 +53,29 @@ fn response_head_request_id_and_connection_variables() {
     assert_eq!((g[1], g[2]), ("-", "-"), "no upstream; add_header not on this location");
     assert_eq!(g[3], "text/plain");
 }
+
+/// `$document_root`, `$realpath_root` (through a symbolic link), `$request_filename`,
+/// and `include` inside a `map` block.
+#[test]
+fn file_variables_and_map_include() {
+    let dir = tempdir("filevars");
+    std::fs::create_dir_all(dir.join("real")).unwrap();
+    std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+    std::fs::write(dir.join("map.inc"), "a \"from include\";\n").unwrap();
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           map $arg_k $v {{ include {d}/map.inc; default d; }}
+           server {{ listen 127.0.0.1:{port}; root {d}/link;
+             location / {{ return 200 \"$v|$document_root|$realpath_root|$request_filename\"; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let real = dir.join("real").canonicalize().unwrap();
+    let r = get(addr_of(port), "/x/y?k=a", "v.test").unwrap();
+    assert_eq!(
+        r.text(),
+        format!("from include|{d}/link|{}|{d}/link/x/y", real.display())
+    );
+    assert!(get(addr_of(port), "/?k=b", "v.test").unwrap().text().starts_with("d|"));
+}
