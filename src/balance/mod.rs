@@ -347,7 +347,7 @@ impl Balancer {
     pub fn pick_held(&self, client: IpAddr, key: &[u8], tried: &mut Tried, now: Instant) -> Option<Held<'_>> {
         let server = self.pick(client, key, tried, now)?;
         Some(Held {
-            bal: self,
+            bal: Some(self),
             server,
             live: true,
         })
@@ -411,12 +411,22 @@ fn mark(mut t: Tried, i: usize, n: usize) -> Tried {
 
 /// A server picked for one attempt; see [`Balancer::pick_held`].
 pub struct Held<'a> {
-    bal: &'a Balancer,
+    /// `None`: an address list without a balancer (a target resolved per request).
+    bal: Option<&'a Balancer>,
     server: usize,
     live: bool,
 }
 
 impl Held<'_> {
+    /// The `i`th address of a list that no balancer keeps state for.
+    pub fn plain(i: usize) -> Held<'static> {
+        Held {
+            bal: None,
+            server: i,
+            live: false,
+        }
+    }
+
     /// The index into `Upstream::servers`.
     pub fn server(&self) -> usize {
         self.server
@@ -424,15 +434,17 @@ impl Held<'_> {
 
     /// The attempt ended; `failed` when it counts toward `max_fails`.
     pub fn release(mut self, failed: bool) {
+        if let (Some(bal), true) = (self.bal, self.live) {
+            bal.release(self.server, failed, Instant::now());
+        }
         self.live = false;
-        self.bal.release(self.server, failed, Instant::now());
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        if self.live {
-            self.bal.release(self.server, false, Instant::now());
+        if let (Some(bal), true) = (self.bal, self.live) {
+            bal.release(self.server, false, Instant::now());
         }
     }
 }

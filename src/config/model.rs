@@ -213,6 +213,9 @@ pub enum ServerName {
 
 #[derive(Debug)]
 pub struct Server {
+    /// Some level of the server has `tunnel_pass`: CONNECT is accepted (nginx's
+    /// `allow_connect`; else 405).
+    pub allow_connect: bool,
     pub names: Vec<ServerName>,
     /// `$server_name`: the first name.
     pub primary_name: String,
@@ -309,6 +312,8 @@ pub struct ProxyPass {
     pub uri: Option<String>,
     /// `proxy_pass https://`: TLS to the upstream, with the location's `proxy_ssl_*`.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// `uri` is sent as it is (a URL with variables: nginx replaces no prefix).
+    pub uri_exact: bool,
 }
 
 /// TLS to upstreams (`proxy_pass https://`, `proxy_ssl_*`), built at load time.
@@ -379,10 +384,55 @@ impl NextUpstream {
     }
 }
 
+/// `resolver ADDRESS… [valid=] [ipv4=] [ipv6=]`: the servers asked for names in
+/// targets with variables ([`crate::net::resolver`]).
+#[derive(Debug)]
+pub struct Resolver {
+    /// Tells resolvers apart in a worker's cache.
+    pub id: usize,
+    pub servers: Vec<std::net::SocketAddr>,
+    /// `valid=`: how long answers are kept, whatever their TTL.
+    pub valid: Option<Duration>,
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+/// A target evaluated per request: `proxy_pass` with variables, or `tunnel_pass`.
+#[derive(Debug)]
+pub struct DynPass {
+    /// `proxy_pass http://$host$request_uri` as written; for `tunnel_pass`,
+    /// `host:port` (nginx's default `$host:$request_port`).
+    pub url: Template,
+    /// `proxy_pass https://…`: TLS with the location's `proxy_ssl_*`.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// `tunnel_pass [ADDRESS|UPSTREAM]` (ngx_http_tunnel_module): CONNECT requests are
+/// joined to that address.
+#[derive(Debug)]
+pub enum TunnelPass {
+    /// An `upstream` block or an address given without variables.
+    Static(ProxyPass),
+    Dynamic(DynPass),
+}
+
 /// Everything a request needs from its location, after inheritance.
 #[derive(Debug)]
 pub struct LocConf {
     pub proxy_pass: Option<ProxyPass>,
+    /// `proxy_pass` with variables (then `proxy_pass` is `None`).
+    pub proxy_dyn: Option<Arc<DynPass>>,
+    /// `tunnel_pass`: this level's content handler for CONNECT.
+    pub tunnel: Option<Arc<TunnelPass>>,
+    pub resolver: Option<Arc<Resolver>>,
+    pub resolver_timeout: Duration,
+    pub tunnel_connect_timeout: Duration,
+    pub tunnel_read_timeout: Duration,
+    pub tunnel_send_timeout: Duration,
+    pub tunnel_buffer_size: u64,
+    pub tunnel_next_upstream: NextUpstream,
+    pub tunnel_next_upstream_tries: u32,
+    pub tunnel_next_upstream_timeout: Duration,
     /// The location's rewrite-module directives, in order (not inherited).
     pub rewrites: Arc<Vec<RwOp>>,
     /// Headers sent upstream, in order: the user's `proxy_set_header`s, then nginx's

@@ -11,6 +11,10 @@ use super::ConfError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     Host,
+    /// `$request_port`: the port with the request line's or Host's host.
+    RequestPort,
+    /// `$is_request_port`: ":" when there is one.
+    IsRequestPort,
     /// `$http_NAME`: the request header, name lowercased with `_` as `-`.
     Http(String),
     /// `$sent_http_NAME`: a response header (only what ringx itself knows).
@@ -182,6 +186,8 @@ impl Var {
         }
         Some(match low.as_str() {
             "host" => Var::Host,
+            "request_port" => Var::RequestPort,
+            "is_request_port" => Var::IsRequestPort,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
             "remote_user" => Var::RemoteUser,
@@ -421,6 +427,7 @@ mod tests {
         fn write_var(&self, v: &Var, out: &mut Vec<u8>) -> bool {
             match v {
                 Var::Host => out.extend_from_slice(b"example.com"),
+                Var::RequestPort | Var::IsRequestPort => {}
                 Var::RequestUri => out.extend_from_slice(b"/a?b=1"),
                 Var::Http(h) if h == "user-agent" => out.extend_from_slice(b"curl \"x\""),
                 _ => return false,

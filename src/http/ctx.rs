@@ -267,6 +267,14 @@ impl VarSource for ReqCtx<'_> {
         let b = self.buf;
         match v {
             Var::Host => self.host(out),
+            Var::RequestPort => match self.head.port {
+                0 => return false,
+                p => num(out, p),
+            },
+            Var::IsRequestPort => match self.head.port {
+                0 => return false,
+                _ => out.push(b':'),
+            },
             Var::Http(name) => return self.header(name, out),
             Var::UpstreamHttp(n) => return self.heads.is_some_and(|h| Heads::field(&h.upstream, n, out)),
             Var::SentHttp(n) => return self.heads.is_some_and(|h| Heads::field(&h.sent, n, out)),

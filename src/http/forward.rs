@@ -47,6 +47,7 @@ pub fn write_request_head(
     }
     out.push(b' ');
     match (&pp.uri, loc_prefix) {
+        (Some(u), _) if pp.uri_exact => out.extend_from_slice(u.as_bytes()),
         (Some(u), Some(prefix)) => {
             out.extend_from_slice(u.as_bytes());
             let rest = ctx.uri.get(prefix.len().min(ctx.uri.len())..).unwrap_or_default();

@@ -38,7 +38,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::model::{AddHeader, Lingering, LocConf, LocMatch, ProxyPass, Return, Server, UpstreamTls};
+use crate::config::model::{AddHeader, Lingering, LocConf, LocMatch, ProxyPass, Return, Server, Upstream, UpstreamTls};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
 use crate::net::{tls, tunnel, Deadline, IoFail, Soon, Stream};
@@ -56,9 +56,11 @@ use super::{route, HttpError};
 use crate::proto::gzip;
 
 mod autoindex;
+mod connect;
 mod files;
 mod realip;
 mod rewrite;
+mod target;
 
 use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
 use crate::proto::h1::framing::{self, ClientFraming, KeepAliveLimits};
@@ -169,6 +171,23 @@ struct Client {
     intercepted: Option<u16>,
 }
 
+/// The `proxy_pass` a request goes through: its location's, or one made for it
+/// from a URL with variables.
+enum PassRef<'s> {
+    Conf(&'s ProxyPass),
+    Made(Rc<ProxyPass>),
+}
+
+impl std::ops::Deref for PassRef<'_> {
+    type Target = ProxyPass;
+    fn deref(&self) -> &ProxyPass {
+        match self {
+            PassRef::Conf(p) => p,
+            PassRef::Made(p) => p,
+        }
+    }
+}
+
 /// Per-request facts that outlive borrows of the buffer.
 struct Req<'s> {
     server: &'s Server,
@@ -179,7 +198,7 @@ struct Req<'s> {
     args: Option<Span>,
     start: Instant,
     sent: Sent,
-    proxy: Option<&'s ProxyPass>,
+    proxy: Option<PassRef<'s>>,
     /// `$uri` was changed by an internal redirect or `try_files` (it is then in
     /// `Client::uri_norm`, and the upstream gets it instead of the client's URI).
     uri_changed: bool,
@@ -328,7 +347,7 @@ impl Client {
             peer: self.peer,
             local: self.local,
             server: r.server,
-            proxy: r.proxy,
+            proxy: r.proxy.as_deref(),
             start: r.start,
             sent: r.sent,
             attempts: &self.attempts,
@@ -804,7 +823,33 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     if c.head.method() == Method::Trace {
         return finish_error(snap, c, &mut r, 405).await;
     }
+    if c.head.method() == Method::Connect {
+        if let Some(code) = connect_refused(c, server) {
+            return finish_error(snap, c, &mut r, code).await;
+        }
+    }
     content(snap, c, &mut r).await
+}
+
+/// nginx's checks of a CONNECT before any phase: 405 unless HTTP/1.1 to a server
+/// with `tunnel_pass` (HTTP/2 CONNECT too), 400 with a body.
+fn connect_refused(c: &Client, server: &Server) -> Option<u16> {
+    let ip = c.peer.ip();
+    if c.stream.is_h2() || c.head.minor != 1 || !server.allow_connect {
+        log::info(format_args!(
+            "client sent CONNECT method, client: {ip}, server: {}",
+            server.primary_name
+        ));
+        return Some(405);
+    }
+    if c.head.body_kind() != BodyKind::None {
+        log::info(format_args!(
+            "client sent CONNECT request with body, client: {ip}, server: {}",
+            server.primary_name
+        ));
+        return Some(400);
+    }
+    None
 }
 
 /// Chooses the location for the current `$uri` (the server's level when none
@@ -1006,17 +1051,83 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
         let ok = send_simple(c, r, 200, "application/json", body.as_bytes(), None, keep).await;
         return Step::Done(finish(snap, c, r, ok, keep).await);
     }
-    match &r.conf.proxy_pass {
-        Some(pp) => {
-            r.proxy = Some(pp);
-            let step = proxy(snap, c, r, pp).await;
-            if let Step::Done(_) = step {
-                access_log(snap, c, r);
-            }
-            step
-        }
-        None => files::serve(snap, c, r).await.into(),
+    // The handler of the level the rewrites ended in (an `if` has its own).
+    let conf = r.conf;
+    if let Some(t) = &conf.tunnel {
+        return connect::tunnel(snap, c, r, t).await;
     }
+    let step = if let Some(d) = &conf.proxy_dyn {
+        proxy_dynamic(snap, c, r, d).await
+    } else if let Some(pp) = &conf.proxy_pass {
+        r.proxy = Some(PassRef::Conf(pp));
+        proxy(snap, c, r, pp, None).await
+    } else {
+        return files::serve(snap, c, r).await.into();
+    };
+    if let Step::Done(_) = step {
+        access_log(snap, c, r);
+    }
+    step
+}
+
+/// `proxy_pass` with variables: the URL rendered, then an upstream of that name,
+/// an address, or the resolver's addresses (see [`target`]). The URI part, when the
+/// URL has one, is sent as it is; else the client's.
+async fn proxy_dynamic(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, d: &crate::config::model::DynPass) -> Step {
+    let mut raw = Vec::new();
+    d.url.render(&c.ctx(r), &mut raw);
+    let rendered = String::from_utf8_lossy(&raw);
+    let url = match target::parse_url(&rendered) {
+        Ok(u) => u,
+        Err(why) => {
+            log::error(format_args!(
+                "{why}, client: {}, server: {}",
+                c.peer.ip(),
+                r.server.primary_name
+            ));
+            return Step::error(500);
+        }
+    };
+    if url.https && d.tls.is_none() {
+        log::error(format_args!(
+            "\"proxy_pass\" with variables reached an https:// URL, which needs \"proxy_pass https://…\" as written, client: {}",
+            c.peer.ip()
+        ));
+        return Step::error(500);
+    }
+    let found = match target::find(snap, c, r, url.host, url.port, url.port_given).await {
+        Ok(f) => f,
+        Err(target::Unresolved(code)) => return Step::error(code),
+    };
+    let (upstream, addrs) = match found {
+        target::Found::Upstream(u) => (u, None),
+        target::Found::Addrs(a) => (dynamic_upstream(), Some(a)),
+    };
+    let pp = Rc::new(ProxyPass {
+        upstream,
+        proxy_host: url.hostport.to_string(),
+        proxy_port: url.port,
+        uri: url.uri.map(str::to_string),
+        tls: if url.https { d.tls.clone() } else { None },
+        uri_exact: true,
+    });
+    r.proxy = Some(PassRef::Made(pp.clone()));
+    proxy(snap, c, r, &pp, addrs.as_deref()).await
+}
+
+/// The stand-in upstream of targets resolved per request: no keep-alive pool (as
+/// nginx's temporary upstreams), its addresses given to each request.
+fn dynamic_upstream() -> Arc<crate::config::model::Upstream> {
+    static UP: std::sync::LazyLock<Arc<crate::config::model::Upstream>> = std::sync::LazyLock::new(|| {
+        Arc::new(crate::config::model::Upstream::new(
+            String::new(),
+            usize::MAX,
+            crate::config::model::Balance::RoundRobin,
+            Vec::new(),
+            true,
+        ))
+    });
+    UP.clone()
 }
 
 /// `error_page` for `code` in the current location (once per request unless
@@ -1207,7 +1318,7 @@ fn log_reset(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut
     if let Some(l) = route::find_location(server, uri) {
         r.conf = &l.conf;
     }
-    r.proxy = r.conf.proxy_pass.as_ref();
+    r.proxy = r.conf.proxy_pass.as_ref().map(PassRef::Conf);
     r.sent.status = 499;
     access_log(snap, c, &r);
 }
@@ -1597,7 +1708,53 @@ impl BodyPlan {
     }
 }
 
-async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass) -> Step {
+/// Where the attempts of one request go: an upstream's balancer, or the addresses a
+/// target with variables resolved to, in order (nginx's temporary round robin).
+#[derive(Clone, Copy)]
+enum Peers<'a> {
+    Group(&'a crate::balance::Balancer),
+    List(&'a [SocketAddr]),
+}
+
+impl<'a> Peers<'a> {
+    fn of(snap: &'a Snapshot, up: &Upstream, addrs: Option<&'a [SocketAddr]>) -> Peers<'a> {
+        match addrs {
+            Some(a) => Peers::List(a),
+            None => Peers::Group(&snap.balancers[up.index]),
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Peers::Group(b) => b.len(),
+            Peers::List(a) => a.len(),
+        }
+    }
+
+    /// The next peer to try and its address.
+    fn pick(
+        self,
+        up: &Upstream,
+        client: std::net::IpAddr,
+        key: &[u8],
+        tried: &mut crate::balance::Tried,
+    ) -> Option<(crate::balance::Held<'a>, SocketAddr)> {
+        match self {
+            Peers::Group(b) => {
+                let held = b.pick_held(client, key, tried, Instant::now())?;
+                let addr = up.servers[held.server()].addr;
+                Some((held, addr))
+            }
+            Peers::List(a) => {
+                let i = (0..a.len()).find(|&i| !tried.get(i))?;
+                tried.set(i);
+                Some((crate::balance::Held::plain(i), a[i]))
+            }
+        }
+    }
+}
+
+async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass, addrs: Option<&[SocketAddr]>) -> Step {
     let conf = r.conf;
     let head_len = c.head.head_len;
     let avail = c.buf.len() - head_len;
@@ -1731,8 +1888,8 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     }
 
     // 2. Attempts.
-    let bal = &snap.balancers[pp.upstream.index];
-    let mut tried = crate::balance::Tried::new(bal.len());
+    let peers = Peers::of(snap, &pp.upstream, addrs);
+    let mut tried = crate::balance::Tried::new(peers.len());
     let max_tries = if conf.proxy_next_upstream_tries == 0 {
         usize::MAX
     } else {
@@ -1751,8 +1908,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
     }
     c.scratch = key;
     loop {
-        let now = Instant::now();
-        let Some(held) = bal.pick_held(c.peer.ip(), &c.scratch, &mut tried, now) else {
+        let Some((held, addr)) = peers.pick(&pp.upstream, c.peer.ip(), &c.scratch, &mut tried) else {
             if last.is_none() {
                 log::error(format_args!(
                     "no live upstreams while connecting to upstream \"{}\", client: {}",
@@ -1763,8 +1919,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass)
             break;
         };
         n += 1;
-        let addr = pp.upstream.servers[held.server()].addr;
-        let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < bal.len();
+        let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < peers.len();
         crate::runtime::fault::check(&c.w, c.head.path.get(&c.buf));
         let res = attempt(c, r, pp, addr, &mut plan, up_body, replayable, more).await;
         match res {

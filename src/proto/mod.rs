@@ -6,6 +6,7 @@
 //! without a socket. [`h1`] is HTTP/1.x; HTTP/2 will be a sibling.
 
 pub mod conditional;
+pub mod dns;
 pub mod gzip;
 pub mod h1;
 

@@ -833,3 +833,105 @@ pub fn side_by_side(block: impl Fn(u16) -> String) -> Option<(Ringx, Nginx, Sock
     let nginx = Nginx::start(&block(np), na);
     Some((ringx, nginx, ra, na))
 }
+
+/// A small authoritative DNS server on 127.0.0.1 for the resolver tests: UDP (and
+/// TCP on the same port, for answers too big for UDP). Names map to IPv4 addresses
+/// and a TTL; AAAA questions get an empty answer; other names NXDOMAIN. `silent`
+/// drops every question; `truncate` answers UDP with TC set (the TCP answer is
+/// whole). Counts the questions it got per name.
+pub struct Dns {
+    pub addr: SocketAddr,
+    pub zone: Arc<Zone>,
+    pub asked: Arc<Mutex<Vec<String>>>,
+    pub silent: Arc<AtomicBool>,
+    pub truncate: Arc<AtomicBool>,
+}
+
+impl Dns {
+    pub fn start() -> Dns {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).unwrap();
+        let d = Dns {
+            addr,
+            zone: Arc::default(),
+            asked: Arc::default(),
+            silent: Arc::default(),
+            truncate: Arc::default(),
+        };
+        let (zone, asked, silent, trunc) = (d.zone.clone(), d.asked.clone(), d.silent.clone(), d.truncate.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                if silent.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if let Some(reply) = dns_reply(&buf[..n], &zone, &asked, trunc.load(Ordering::SeqCst)) {
+                    let _ = udp.send_to(&reply, from);
+                }
+            }
+        });
+        let (zone, asked) = (d.zone.clone(), d.asked.clone());
+        std::thread::spawn(move || {
+            for s in tcp.incoming() {
+                let Ok(mut s) = s else { break };
+                let mut len = [0u8; 2];
+                if s.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                if s.read_exact(&mut q).is_err() {
+                    continue;
+                }
+                if let Some(reply) = dns_reply(&q, &zone, &asked, false) {
+                    let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                    out.extend_from_slice(&reply);
+                    let _ = s.write_all(&out);
+                }
+            }
+        });
+        d
+    }
+
+    pub fn set(&self, name: &str, addrs: &[&str], ttl: u32) {
+        let a = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        self.zone.lock().unwrap().insert(name.to_string(), (a, ttl));
+    }
+
+    /// How many A questions for `name` came.
+    pub fn asked(&self, name: &str) -> usize {
+        self.asked.lock().unwrap().iter().filter(|n| *n == name).count()
+    }
+}
+
+type Zone = Mutex<HashMap<String, (Vec<std::net::Ipv4Addr>, u32)>>;
+
+fn dns_reply(q: &[u8], zone: &Zone, asked: &Mutex<Vec<String>>, truncate: bool) -> Option<Vec<u8>> {
+    use simple_dns::{rdata, Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
+    let p = Packet::parse(q).ok()?;
+    let question = p.questions.first()?.clone();
+    let name = question.qname.to_string().to_ascii_lowercase();
+    let mut r = Packet::new_reply(p.id());
+    r.set_flags(PacketFlag::RECURSION_AVAILABLE);
+    r.questions.push(question.clone());
+    let is_a = question.qtype == QTYPE::TYPE(TYPE::A);
+    if is_a {
+        asked.lock().unwrap().push(name.clone());
+    }
+    match zone.lock().unwrap().get(&name) {
+        None => *r.rcode_mut() = RCODE::NameError,
+        Some(_) if truncate => r.set_flags(PacketFlag::TRUNCATION),
+        Some((addrs, ttl)) if is_a => {
+            for a in addrs {
+                r.answers.push(ResourceRecord::new(
+                    question.qname.clone(),
+                    CLASS::IN,
+                    *ttl,
+                    rdata::RData::A(rdata::A { address: u32::from(*a) }),
+                ));
+            }
+        }
+        Some(_) => {}
+    }
+    r.build_bytes_vec_compressed().ok()
+}

@@ -13,7 +13,8 @@ use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
 use crate::config::model::{
-    Balance, DocRoot, LocMatch, Location, ProxyPass, RwOp, TryFiles, TryLast, Upstream, UpstreamServer,
+    Balance, DocRoot, DynPass, LocMatch, Location, ProxyPass, RwOp, TryFiles, TryLast, TunnelPass, Upstream,
+    UpstreamServer,
 };
 use crate::config::parser::Directive;
 use crate::config::vars::Template;
@@ -23,7 +24,11 @@ use crate::config::ConfError;
 pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
     Cmd::later("health_check").unknown_elsewhere(),
     Cmd::run("ringx_status", ringx_status).unknown_elsewhere(),
-    Cmd::run("proxy_pass", proxy_pass),
+    Cmd::run("proxy_pass", |b, l, d| {
+        let regex = matches!(l.matcher, LocMatch::Regex { .. });
+        b.proxy_pass_into(&mut l.handlers, d, regex, false)
+    }),
+    Cmd::run("tunnel_pass", |b, l, d| b.tunnel_pass_into(&mut l.handlers, d)),
     Cmd::run("return", |_, l, d| rewrite::ret(d).map(|o| l.ops.push(o))),
     Cmd::run("rewrite", |_, l, d| rewrite::rewrite(d).map(|o| l.ops.push(o))),
     Cmd::run("set", |_, l, d| rewrite::set(d).map(|o| l.ops.push(o))),
@@ -42,9 +47,7 @@ type Nested = (Vec<Arc<Location>>, Vec<Arc<Location>>);
 /// What a location block collects besides its settings.
 pub(super) struct LocLevel {
     matcher: LocMatch,
-    proxy_pass: Option<ProxyPass>,
-    /// Where `proxy_pass https://` is (its TLS is built once the settings merge).
-    https_at: Option<(Arc<str>, usize)>,
+    handlers: Handlers,
     /// The rewrite module's directives in order; an `if`'s op is a placeholder
     /// until the location's settings are merged (`ifs`: where, and the block).
     ops: Vec<RwOp>,
@@ -59,8 +62,7 @@ impl Builder<'_> {
     pub(super) fn location(&mut self, d: &Directive, server_set: &Settings) -> Result<Location, ConfError> {
         let mut l = LocLevel {
             matcher: matcher(d)?,
-            proxy_pass: None,
-            https_at: None,
+            handlers: Handlers::default(),
             ops: Vec::new(),
             ifs: Vec::new(),
             status: false,
@@ -77,16 +79,15 @@ impl Builder<'_> {
         }
         // Of several `health_check`s in one location, the last counts.
         if let Some(h) = health.last() {
-            if l.https_at.is_some() {
+            if l.handlers.https_at.is_some() {
                 return Err(h.err("\"health_check\" for \"proxy_pass https://\" is not supported yet"));
             }
-            self.attach_health_check(h, l.proxy_pass.as_ref())?;
+            self.attach_health_check(h, l.handlers.proxy.as_ref())?;
         }
         set.inherit(server_set);
-        if let (Some(pp), Some(at)) = (l.proxy_pass.as_mut(), l.https_at.take()) {
-            pp.tls = Some(self.upstream_tls(&set, &at)?);
-        }
-        let mut conf = self.resolve(&set, l.proxy_pass.clone());
+        self.finish_handlers(&mut l.handlers, &set)?;
+        let mut conf = self.resolve(&set, l.handlers.proxy.clone());
+        l.handlers.apply(&mut conf);
         conf.status = l.status;
         conf.try_files = l.try_files.map(Arc::new);
         conf.internal = l.internal;
@@ -97,7 +98,7 @@ impl Builder<'_> {
             conf.doc_root = a;
         }
         for (i, d) in std::mem::take(&mut l.ifs) {
-            l.ops[i] = self.location_if(&d, &set, l.proxy_pass.as_ref(), &conf.doc_root)?;
+            l.ops[i] = self.location_if(&d, &set, &l.handlers, &conf.doc_root)?;
         }
         conf.rewrites = Arc::new(l.ops);
         let (nested_prefix, nested_regex) = self.nested(&l.matcher, nested, &set)?;
@@ -159,6 +160,7 @@ impl Builder<'_> {
                 proxy_port: if https { 443 } else { 80 },
                 uri,
                 tls: None,
+                uri_exact: false,
             };
             return Ok((pp, https));
         }
@@ -178,6 +180,7 @@ impl Builder<'_> {
             proxy_port: port,
             uri,
             tls: None,
+            uri_exact: false,
         };
         Ok((pp, https))
     }
@@ -229,29 +232,10 @@ pub(super) fn matcher(d: &Directive) -> Result<LocMatch, ConfError> {
     })
 }
 
-/// `proxy_pass` once per location, and without a URI part in a regex location.
-fn proxy_pass(b: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
-    if l.proxy_pass.is_some() {
-        return Err(d.err("\"proxy_pass\" directive is duplicate"));
-    }
-    let (pp, https) = b.proxy_pass(d)?;
-    if https {
-        l.https_at = Some((d.file.clone(), d.line));
-    }
-    if pp.uri.is_some() && matches!(l.matcher, LocMatch::Regex { .. }) {
-        return Err(d.err("\"proxy_pass\" cannot have URI part in location given by regular expression"));
-    }
-    l.proxy_pass = Some(pp);
-    Ok(())
-}
-
 /// `proxy_pass`'s URL: (`host[:port]`, the URI part if any, `https://`).
 fn proxy_url(d: &Directive) -> Result<(&str, Option<String>, bool), ConfError> {
     one_arg(d)?;
     let url = &d.args[0];
-    if url.contains('$') {
-        return Err(d.err("variables in \"proxy_pass\" are not supported"));
-    }
     let (rest, https) = if let Some(r) = url.strip_prefix("http://") {
         (r, false)
     } else if let Some(r) = url.strip_prefix("https://") {
@@ -349,4 +333,125 @@ fn ringx_status(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
     }
     l.status = true;
     Ok(())
+}
+
+/// The content handlers a location (or an `if` in one, or a server) sets:
+/// `proxy_pass`, without or with variables, and `tunnel_pass`. As nginx, the one set
+/// last is the level's handler; an `if` without one of its own keeps its location's.
+#[derive(Default, Clone)]
+pub(super) struct Handlers {
+    pub(super) proxy: Option<ProxyPass>,
+    proxy_dyn: Option<Template>,
+    pub(super) tunnel: Option<Arc<TunnelPass>>,
+    /// `tunnel_pass` came after any `proxy_pass`.
+    tunnel_last: bool,
+    /// Where `proxy_pass https://` is (its TLS is built once the settings merge).
+    pub(super) https_at: Option<(Arc<str>, usize)>,
+    built_dyn: Option<Arc<DynPass>>,
+}
+
+impl Handlers {
+    pub(super) fn any(&self) -> bool {
+        self.proxy.is_some() || self.proxy_dyn.is_some() || self.tunnel.is_some()
+    }
+
+    /// This level's handlers in its [`LocConf`](crate::config::model::LocConf).
+    pub(super) fn apply(&self, conf: &mut crate::config::model::LocConf) {
+        conf.proxy_dyn = self.built_dyn.clone();
+        conf.tunnel = self.tunnel.clone().filter(|_| self.tunnel_last);
+    }
+
+    /// An `if`'s handlers: its own, else its location's.
+    pub(super) fn or_from(self, loc: &Handlers) -> Handlers {
+        if self.any() {
+            self
+        } else {
+            loc.clone()
+        }
+    }
+}
+
+impl Builder<'_> {
+    /// `proxy_pass URL` into `h`: once per level; a URI part is refused in a regex
+    /// location or an `if` unless the URL has variables (then it is evaluated per
+    /// request).
+    pub(super) fn proxy_pass_into(&mut self, h: &mut Handlers, d: &Directive, regex: bool, in_if: bool) -> Done {
+        if h.proxy.is_some() || h.proxy_dyn.is_some() {
+            return Err(d.err("\"proxy_pass\" directive is duplicate"));
+        }
+        h.tunnel_last = false;
+        one_arg(d)?;
+        let url = &d.args[0];
+        if url.contains('$') {
+            if url.starts_with("https://") {
+                h.https_at = Some((d.file.clone(), d.line));
+            }
+            h.proxy_dyn = Some(Template::compile(url).map_err(|e| e.at_dir(d))?);
+            return Ok(());
+        }
+        let (pp, https) = self.proxy_pass(d)?;
+        if https {
+            if in_if {
+                return Err(d.err("\"proxy_pass https://\" inside \"if\" is not supported yet"));
+            }
+            h.https_at = Some((d.file.clone(), d.line));
+        }
+        if pp.uri.is_some() && in_if {
+            return Err(d.err(
+                "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+            ));
+        }
+        if pp.uri.is_some() && regex {
+            return Err(d.err("\"proxy_pass\" cannot have URI part in location given by regular expression"));
+        }
+        h.proxy = Some(pp);
+        Ok(())
+    }
+
+    /// `tunnel_pass [ADDRESS]` (default `$host:$request_port`): an `upstream` name or
+    /// an address without variables is resolved now, as `proxy_pass`.
+    pub(super) fn tunnel_pass_into(&mut self, h: &mut Handlers, d: &Directive) -> Done {
+        if h.tunnel.is_some() {
+            return Err(d.err("\"tunnel_pass\" directive is duplicate"));
+        }
+        let url = match d.args.as_slice() {
+            [] => "$host:$request_port",
+            [u] => u.as_str(),
+            _ => return Err(nargs(d)),
+        };
+        self.saw_tunnel = true;
+        h.tunnel_last = true;
+        let pass = if url.contains('$') {
+            TunnelPass::Dynamic(DynPass {
+                url: Template::compile(url).map_err(|e| e.at_dir(d))?,
+                tls: None,
+            })
+        } else {
+            let mut as_url = d.clone();
+            as_url.args = vec![format!("http://{url}")];
+            let (mut pp, _) = self.proxy_pass(&as_url)?;
+            if pp.uri.is_some() {
+                return Err(d.err(format!("invalid URL \"{url}\"")));
+            }
+            pp.proxy_port = split_host_port(url).and_then(|(_, p)| p).unwrap_or(80);
+            TunnelPass::Static(pp)
+        };
+        h.tunnel = Some(Arc::new(pass));
+        Ok(())
+    }
+
+    /// What needs the merged settings: TLS for `proxy_pass https://`.
+    pub(super) fn finish_handlers(&mut self, h: &mut Handlers, set: &Settings) -> Done {
+        let tls = match h.https_at.take() {
+            Some(at) => Some(self.upstream_tls(set, &at)?),
+            None => None,
+        };
+        if let Some(pp) = h.proxy.as_mut() {
+            pp.tls = tls.clone();
+        }
+        if let Some(url) = h.proxy_dyn.clone() {
+            h.built_dyn = Some(Arc::new(DynPass { url, tls }));
+        }
+        Ok(())
+    }
 }

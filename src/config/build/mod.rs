@@ -98,6 +98,8 @@ struct Builder<'e> {
     warnings: Vec<(super::model::LogLevel, ConfError)>,
     /// The http block's `map`s.
     maps: Arc<Vec<super::model::VarMap>>,
+    /// A `tunnel_pass` was seen in the server being built (its `allow_connect`).
+    saw_tunnel: bool,
 }
 
 /// Builds the typed configuration from a parsed tree.
@@ -111,6 +113,7 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         session_caches: HashMap::new(),
         warnings: Vec::new(),
         maps: Arc::default(),
+        saw_tunnel: false,
     };
     b.log_formats
         .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));

@@ -8,11 +8,12 @@
 use std::sync::Arc;
 
 use super::args::nargs;
+use super::location::Handlers;
 use super::server::parse_return;
 use super::settings::Settings;
 use super::table::{walk, Cmd, Ctx, Done};
 use super::Builder;
-use crate::config::model::{Cond, DocRoot, FileTest, IfBlock, Pcre, ProxyPass, Rewrite, RwFlag, RwOp};
+use crate::config::model::{Cond, DocRoot, FileTest, IfBlock, Pcre, Rewrite, RwFlag, RwOp};
 use crate::config::parser::Directive;
 use crate::config::vars::{Template, Var};
 use crate::config::ConfError;
@@ -179,7 +180,7 @@ pub(super) fn condition(d: &Directive) -> Result<Cond, ConfError> {
 /// aside) a `proxy_pass` of its own.
 pub(super) struct IfLevel {
     ops: Vec<RwOp>,
-    proxy_pass: Option<ProxyPass>,
+    handlers: Handlers,
 }
 
 /// The directives of an `if` in a location (nginx's "if in location": the rewrite
@@ -189,7 +190,10 @@ pub(super) const IF_LOCATION: &[Cmd<IfLevel>] = &[
     Cmd::run("return", |_, l, d| ret(d).map(|o| l.ops.push(o))),
     Cmd::run("set", |_, l, d| set(d).map(|o| l.ops.push(o))),
     Cmd::run("break", |_, l, d| brk(d).map(|o| l.ops.push(o))),
-    Cmd::run("proxy_pass", if_proxy_pass),
+    Cmd::run("proxy_pass", |b, l, d| {
+        b.proxy_pass_into(&mut l.handlers, d, false, true)
+    }),
+    Cmd::run("tunnel_pass", |b, l, d| b.tunnel_pass_into(&mut l.handlers, d)),
 ];
 
 /// The directives of an `if` in a server: the rewrite module's only.
@@ -199,23 +203,6 @@ pub(super) const IF_SERVER: &[Cmd<Vec<RwOp>>] = &[
     Cmd::run("set", |_, l, d| set(d).map(|o| l.push(o))),
     Cmd::run("break", |_, l, d| brk(d).map(|o| l.push(o))),
 ];
-
-fn if_proxy_pass(b: &mut Builder<'_>, l: &mut IfLevel, d: &Directive) -> Done {
-    if l.proxy_pass.is_some() {
-        return Err(d.err("\"proxy_pass\" directive is duplicate"));
-    }
-    let (pp, https) = b.proxy_pass(d)?;
-    if https {
-        return Err(d.err("\"proxy_pass https://\" inside \"if\" is not supported yet"));
-    }
-    if pp.uri.is_some() {
-        return Err(d.err(
-            "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
-        ));
-    }
-    l.proxy_pass = Some(pp);
-    Ok(())
-}
 
 impl Builder<'_> {
     /// `if (…) { … }` in a server block.
@@ -233,13 +220,13 @@ impl Builder<'_> {
         &mut self,
         d: &Directive,
         loc_set: &Settings,
-        loc_pp: Option<&ProxyPass>,
+        loc: &Handlers,
         doc_root: &DocRoot,
     ) -> Result<RwOp, ConfError> {
         let cond = condition(d)?;
         let mut l = IfLevel {
             ops: Vec::new(),
-            proxy_pass: None,
+            handlers: Handlers::default(),
         };
         let mut set = Settings::default();
         walk(
@@ -251,8 +238,13 @@ impl Builder<'_> {
             Some(&mut set),
         )?;
         set.inherit(loc_set);
-        let pp = l.proxy_pass.or_else(|| loc_pp.cloned());
-        let mut conf = self.resolve(&set, pp);
+        let own = l.handlers.any();
+        let mut h = l.handlers.or_from(loc);
+        if own {
+            self.finish_handlers(&mut h, &set)?;
+        }
+        let mut conf = self.resolve(&set, h.proxy.clone());
+        h.apply(&mut conf);
         // nginx's core merge: an if inherits the location's root or alias (and has
         // no try_files of its own).
         if set.root.is_none() || doc_root.alias {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::args::{block, nargs};
 use super::listen::{listen, server_name, ListenSpec};
-use super::location::try_files;
+use super::location::{try_files, Handlers};
 use super::main_ctx::check_error_log;
 use super::rewrite;
 use super::settings::Settings;
@@ -30,6 +30,7 @@ pub(super) const SERVER: &[Cmd<ServerLevel>] = &[
     Cmd::run("if", |b, s, d| b.server_if(d).map(|o| s.ops.push(o))),
     Cmd::run("error_log", check_error_log),
     Cmd::run("try_files", |_, s, d| try_files(d).map(|t| s.try_files = Some(t))),
+    Cmd::run("tunnel_pass", |b, s, d| b.tunnel_pass_into(&mut s.handlers, d)),
 ];
 
 /// What a server block collects besides its settings.
@@ -42,6 +43,8 @@ pub(super) struct ServerLevel {
     /// The rewrite module's directives, in order.
     ops: Vec<RwOp>,
     try_files: Option<TryFiles>,
+    /// `tunnel_pass` at server level (for requests that match no location).
+    handlers: Handlers,
 }
 
 /// (exact and prefix, longest first; regex, in order; named).
@@ -56,6 +59,7 @@ impl Builder<'_> {
     ) -> Result<(Server, Vec<ListenSpec>), ConfError> {
         let mut s = ServerLevel::default();
         let mut set = Settings::default();
+        self.saw_tunnel = false;
         let loc_dirs = walk(self, block(d)?, Ctx::Server, SERVER, &mut s, Some(&mut set))?;
         if s.listens.is_empty() {
             s.listens
@@ -66,11 +70,13 @@ impl Builder<'_> {
         let client_header_timeout = set.header_timeout();
         let mut server_conf = self.resolve(&set, None);
         server_conf.try_files = s.try_files.map(Arc::new);
+        s.handlers.apply(&mut server_conf);
         let server_conf = Arc::new(server_conf);
         let (tls, reject_handshake, client_auth) = self.server_tls(&set)?;
         let tls_h2 = tls.as_ref().map(with_h2);
         let (prefix_locations, regex_locations, named_locations) = self.locations(loc_dirs, &set)?;
         let server = Server {
+            allow_connect: self.saw_tunnel,
             names: s.names,
             primary_name: s.primary,
             prefix_locations,

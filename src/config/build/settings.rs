@@ -29,7 +29,7 @@ use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
     AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, RealIp,
-    RwOp, TryFiles,
+    Resolver, RwOp, TryFiles,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -100,7 +100,7 @@ macro_rules! settings {
 settings! {
     // The LocConf fields that are not one setting with a default (see `Computed`).
     computed {
-        proxy_pass, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
+        proxy_pass, proxy_dyn, tunnel, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
         doc_root, try_files, internal, gzip, realip,
     }
@@ -156,10 +156,17 @@ settings! {
     ssl_client_certificate:        Vec<Located>,                   HS,  conf_path_list;
     ssl_trusted_certificate:       Vec<Located>,                   HS,  conf_path_list;
     ssl_verify_depth:              u64,                            HS,  count;
-    // Runtime name resolution: nothing in ringx resolves names after load yet (see
-    // `resolver`); checked, and kept for what will.
-    resolver:                      Vec<String>,                    HSL, resolver;
-    resolver_timeout:              Duration,                       HSL, time;
+    // Runtime name resolution (src/net/resolver.rs): targets with variables.
+    resolver:                      Option<Arc<Resolver>>,          HSL, resolver      => None;
+    resolver_timeout:              Duration,                       HSL, time          => Duration::from_secs(30);
+    // CONNECT tunnels (ngx_http_tunnel_module; `tunnel_pass` itself is a location's)
+    tunnel_connect_timeout:        Duration,                       HSL, time          => Duration::from_secs(60);
+    tunnel_read_timeout:           Duration,                       HSL, time          => Duration::from_secs(60);
+    tunnel_send_timeout:           Duration,                       HSL, time          => Duration::from_secs(60);
+    tunnel_buffer_size:            u64,                            HSL, size          => 4096;
+    tunnel_next_upstream:          NextUpstream,                   HSL, tunnel_next   => NextUpstream::nginx_default();
+    tunnel_next_upstream_tries:    u32,                            HSL, tries         => 0;
+    tunnel_next_upstream_timeout:  Duration,                       HSL, time          => Duration::ZERO;
     // TLS to upstreams (finished in proxy_ssl.rs)
     proxy_ssl_server_name:         bool,                           HSL, on_off;
     proxy_ssl_name:                Template,                       HSL, template;
@@ -217,6 +224,8 @@ settings! {
 /// The [`LocConf`] fields that are not one setting with a default.
 struct Computed {
     proxy_pass: Option<ProxyPass>,
+    proxy_dyn: Option<Arc<crate::config::model::DynPass>>,
+    tunnel: Option<Arc<crate::config::model::TunnelPass>>,
     rewrites: Arc<Vec<RwOp>>,
     proxy_set_headers: Vec<(String, Template)>,
     set_header_names: Vec<String>,
@@ -242,6 +251,8 @@ impl Builder<'_> {
         let access_logs = self.access_logs(s);
         s.loc_conf(Computed {
             proxy_pass,
+            proxy_dyn: None,
+            tunnel: None,
             rewrites: Arc::default(),
             proxy_set_headers,
             set_header_names,
@@ -712,26 +723,60 @@ fn set_header(
 
 /// `resolver ADDRESS... [valid=TIME] [ipv4=on|off] [ipv6=on|off] [status_zone=NAME]`:
 /// checked as nginx does (an address is an IP or a name, with an optional port).
-fn resolver(_: &mut Builder<'_>, d: &Directive, _: Option<Vec<String>>) -> Parsed<Vec<String>> {
-    let mut addrs = Vec::new();
+/// `resolver ADDRESS[:PORT]… [valid=TIME] [ipv4=on|off] [ipv6=on|off]
+/// [status_zone=NAME]`: names are resolved now (port 53 by default), as nginx.
+fn resolver(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Arc<Resolver>>>) -> Parsed<Option<Arc<Resolver>>> {
+    static IDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut r = Resolver {
+        id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        servers: Vec::new(),
+        valid: None,
+        ipv4: true,
+        ipv6: true,
+    };
     for a in &d.args {
+        let on = |v: &str| match v {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(d.err(format!("invalid parameter: {a}"))),
+        };
         if let Some(v) = a.strip_prefix("valid=") {
-            parse_time(d, v)?;
-        } else if let Some(v) = a.strip_prefix("ipv4=").or_else(|| a.strip_prefix("ipv6=")) {
-            if v != "on" && v != "off" {
-                return Err(d.err(format!("invalid parameter: {a}")));
-            }
+            r.valid = Some(parse_time(d, v)?);
+        } else if let Some(v) = a.strip_prefix("ipv4=") {
+            r.ipv4 = on(v)?;
+        } else if let Some(v) = a.strip_prefix("ipv6=") {
+            r.ipv6 = on(v)?;
         } else if a.starts_with("status_zone=") {
-        } else if super::args::split_host_port(a).is_some_and(|(h, _)| !h.is_empty()) {
-            addrs.push(a.clone());
         } else {
-            return Err(d.err(format!("invalid parameter: {a}")));
+            let (host, port) = super::args::split_host_port(a)
+                .filter(|(h, _)| !h.is_empty())
+                .ok_or_else(|| d.err(format!("invalid parameter: {a}")))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let found = std::net::ToSocketAddrs::to_socket_addrs(&(host, port.unwrap_or(53)))
+                .map_err(|_| d.err(format!("host not found in resolver \"{a}\"")))?;
+            r.servers.extend(found);
         }
     }
-    if addrs.is_empty() {
+    if !r.ipv4 && !r.ipv6 {
+        return Err(d.err("\"ipv4\" and \"ipv6\" cannot both be \"off\""));
+    }
+    if r.servers.is_empty() {
         return Err(nargs(d));
     }
-    Ok(addrs)
+    Ok(Some(Arc::new(r)))
+}
+
+/// `tunnel_next_upstream`: `error`, `timeout` and `off` only (a tunnel has no
+/// response to judge).
+fn tunnel_next(b: &mut Builder<'_>, d: &Directive, prev: Option<NextUpstream>) -> Parsed<NextUpstream> {
+    if let Some(a) = d
+        .args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "error" | "timeout" | "off"))
+    {
+        return Err(d.err(format!("invalid value \"{a}\"")));
+    }
+    next_upstream(b, d, prev)
 }
 
 /// `ssl_stapling_responder http://...` (only http, as nginx).

@@ -115,6 +115,8 @@ pub struct RequestHead {
     pub path: Span,
     /// Host from an absolute-form target or the Host header, without port.
     pub host: Option<Span>,
+    /// The port that came with that host (`$request_port`); 0 when none did.
+    pub port: u16,
     /// HTTP minor version (0 or 1).
     pub minor: u8,
     pub headers: Vec<Header>,
@@ -208,6 +210,7 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
     head.head_len = head_len;
     head.headers.clear();
     head.host = None;
+    head.port = 0;
     head.body = None;
     head.expect_continue = false;
     head.xff = None;
@@ -225,7 +228,7 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
         if auth.is_empty() || auth.contains(&b'@') {
             return Err(HttpError::client(400, "invalid host in request line"));
         }
-        head.host = Some(host_span(buf, auth)?);
+        (head.host, head.port) = host_port(buf, auth, "client sent invalid host in request line")?;
         let p = &rest[end..];
         head.path = if p.is_empty() {
             // `http://h` means `/`: point at a "/" nowhere else; keep the empty span and
@@ -236,6 +239,19 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
             }
         } else {
             Span::of(buf, p)
+        };
+    } else if head.method == Some(Method::Connect) {
+        // Authority-form (`CONNECT host:port`): the port is required, and the URI
+        // is the "/" of "HTTP/" after the target, as nginx has it.
+        let (host, port) = host_port(buf, t, "client sent invalid host in request line")?;
+        if port == 0 || !t.contains(&b':') {
+            return Err(HttpError::client(400, "client sent invalid host in request line"));
+        }
+        (head.host, head.port) = (host, port);
+        let slash = head.target.end + 5;
+        head.path = Span {
+            start: slash,
+            end: slash + 1,
         };
     } else if t != b"*" && t.first() != Some(&b'/') {
         return Err(HttpError::client(400, "invalid request target"));
@@ -267,7 +283,7 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
                 }
                 host_seen = true;
                 if head.host.is_none() {
-                    head.host = Some(host_span(buf, v)?);
+                    (head.host, head.port) = host_port(buf, v, "client sent invalid host header")?;
                 }
             }
             HeaderKind::ContentLength => {
@@ -361,7 +377,10 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
             }
         }
     }
-    head.keep_alive = if head.minor == 0 {
+    // A CONNECT never keeps the connection (nginx leaves r->keepalive unset).
+    head.keep_alive = if head.method == Some(Method::Connect) {
+        false
+    } else if head.minor == 0 {
         conn_keep && !conn_close
     } else {
         !conn_close
@@ -390,17 +409,28 @@ fn check_partial(buf: &[u8], limits: HeadLimits) -> Result<(), HttpError> {
     }
 }
 
-/// Validates a host (nginx's `ngx_http_validate_host`) and returns the span without
-/// the port.
-fn host_span(buf: &[u8], v: &[u8]) -> Result<Span, HttpError> {
-    let bad = || HttpError::client(400, "client sent invalid host header");
+/// Validates a host (nginx's `ngx_http_validate_host`): the span without the port,
+/// and the port (0 when none; digits only, at most 65535, as nginx 1.31).
+fn host_port(buf: &[u8], v: &[u8], why: &'static str) -> Result<(Option<Span>, u16), HttpError> {
+    let bad = || HttpError::client(400, why);
     let mut end = v.len();
     if v.first() == Some(&b'[') {
         end = v.iter().position(|&c| c == b']').ok_or_else(bad)? + 1;
     } else if let Some(i) = v.iter().position(|&c| c == b':') {
         end = i;
     }
-    let host = &v[..end];
+    let port = match &v[end..] {
+        [] => 0,
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) && digits.len() <= 5 => {
+            let n = digits.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+            u16::try_from(n).map_err(|_| bad())?
+        }
+        _ => return Err(bad()),
+    };
+    Ok((Some(host_span(buf, &v[..end], bad)?), port))
+}
+
+fn host_span(buf: &[u8], host: &[u8], bad: impl Fn() -> HttpError) -> Result<Span, HttpError> {
     if host.first() == Some(&b'.') || host.windows(2).any(|w| w == b"..") {
         return Err(bad());
     }
@@ -596,5 +626,24 @@ mod tests {
         let h = parse(b).unwrap().unwrap();
         assert_eq!(h.host.unwrap().get(b), b"Other.org");
         assert_eq!(h.path.get(b), b"/p?q");
+    }
+}
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+    #[test]
+    fn connect_authority() {
+        let b = b"CONNECT 127.0.0.1:18129 HTTP/1.1\r\nHost: 127.0.0.1:18129\r\n\r\n";
+        let mut h = RequestHead::default();
+        let r = parse_request(
+            b,
+            &mut h,
+            HeadLimits {
+                line_max: 8192,
+                total_max: 32768,
+            },
+        );
+        println!("{r:?}");
+        r.unwrap();
     }
 }
