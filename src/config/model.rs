@@ -433,6 +433,9 @@ pub struct LocConf {
     pub tunnel_next_upstream: NextUpstream,
     pub tunnel_next_upstream_tries: u32,
     pub tunnel_next_upstream_timeout: Duration,
+    /// `ringx_forward_allow`: internal destinations that requests naming their own
+    /// target may reach on a forward-proxy server.
+    pub ringx_forward_allow: Vec<Cidr>,
     /// The location's rewrite-module directives, in order (not inherited).
     pub rewrites: Arc<Vec<RwOp>>,
     /// Headers sent upstream, in order: the user's `proxy_set_header`s, then nginx's

@@ -1107,7 +1107,13 @@ async fn proxy_dynamic(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, d: &cra
         upstream,
         proxy_host: url.hostport.to_string(),
         proxy_port: url.port,
-        uri: url.uri.map(str::to_string),
+        uri: url.uri.map(|u| {
+            if u.starts_with('?') {
+                format!("/{u}")
+            } else {
+                u.to_string()
+            }
+        }),
         tls: if url.https { d.tls.clone() } else { None },
         uri_exact: true,
     });

@@ -4,7 +4,9 @@
 //!
 //! Where it sits: between a request's target (rendered by the proxy) and the
 //! connect. Each worker keeps its own cache (share-nothing): answers for their TTL
-//! (or `valid=`), failures for `valid=` or 10 s as nginx; timeouts are not cached.
+//! (or `valid=`, which replaces it, as nginx). Failures are kept for `valid=` or
+//! 10 s, where nginx asks again for every request: a client cannot make ringx send
+//! a query per request for a name that does not exist. Timeouts are not kept.
 //! The messages are [`crate::proto::dns`]'s.
 //!
 //! Transport: UDP from a fresh socket per query (a random source port and a random
@@ -43,9 +45,9 @@ thread_local! {
     static NEXT_SERVER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// The addresses of `name` (IPv4 first), from the cache or the servers of `res`,
-/// within `timeout`.
-pub async fn resolve(res: &Resolver, timeout: Duration, name: &str) -> Result<Arc<[IpAddr]>, DnsError> {
+/// The addresses of `name` (IPv4 first), from the cache (`true`) or the servers of
+/// `res`, within `timeout`.
+pub async fn resolve(res: &Resolver, timeout: Duration, name: &str) -> Result<(Arc<[IpAddr]>, bool), DnsError> {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let now = Instant::now();
     let cached = CACHE.with(|c| {
@@ -55,7 +57,7 @@ pub async fn resolve(res: &Resolver, timeout: Duration, name: &str) -> Result<Ar
             .map(|e| e.result.clone())
     });
     if let Some(r) = cached {
-        return r;
+        return r.map(|a| (a, true));
     }
     let deadline = now + timeout;
     let (v4, v6) = tokio::join!(
@@ -72,7 +74,7 @@ pub async fn resolve(res: &Resolver, timeout: Duration, name: &str) -> Result<Ar
     if let Some(keep) = keep.filter(|k| !k.is_zero()) {
         store(res.id, name, result.clone(), Instant::now() + keep);
     }
-    result
+    result.map(|a| (a, false))
 }
 
 type Looked = Option<Result<(Vec<IpAddr>, u32), DnsError>>;
@@ -206,6 +208,11 @@ async fn tcp_exchange(
             }
         }
     }
+}
+
+/// A random number below `n` (`n` > 0), as [`random_id`] makes them.
+pub fn random(n: usize) -> usize {
+    usize::from(random_id()) % n.max(1)
 }
 
 /// An unpredictable query ID: SipHash under the process's random keys (std's

@@ -167,6 +167,8 @@ settings! {
     tunnel_next_upstream:          NextUpstream,                   HSL, tunnel_next   => NextUpstream::nginx_default();
     tunnel_next_upstream_tries:    u32,                            HSL, tries         => 0;
     tunnel_next_upstream_timeout:  Duration,                       HSL, time          => Duration::ZERO;
+    // ringx's own: internal destinations a forward-proxy server may reach anyway
+    ringx_forward_allow:           Vec<Cidr>,                      HSL, cidr_list     => Vec::new();
     // TLS to upstreams (finished in proxy_ssl.rs)
     proxy_ssl_server_name:         bool,                           HSL, on_off;
     proxy_ssl_name:                Template,                       HSL, template;
@@ -653,6 +655,18 @@ fn real_ip_from(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<Cidr>>) -> 
     }
     let c = parse_cidr(a).ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?;
     Ok(push(prev, c))
+}
+
+/// `CIDR…|all` (one directive, several networks).
+fn cidr_list(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<Cidr>>) -> Parsed<Vec<Cidr>> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let mut out = prev.unwrap_or_default();
+    for a in &d.args {
+        out.push(parse_cidr(a).ok_or_else(|| d.err(format!("invalid parameter \"{a}\"")))?);
+    }
+    Ok(out)
 }
 
 /// `ADDRESS[/BITS]` (`all` is every address).

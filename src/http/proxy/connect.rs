@@ -36,15 +36,16 @@ pub(super) async fn tunnel(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, t: 
             let mut raw = Vec::new();
             d.url.render(&c.ctx(r), &mut raw);
             let rendered = String::from_utf8_lossy(&raw).into_owned();
-            let Some((host, Some(port))) = target::authority(&rendered) else {
-                log::error(format_args!(
-                    "no port in upstream \"{rendered}\", client: {}, server: {}",
+            let Some((host, port)) = target::authority(&rendered) else {
+                log::info(format_args!(
+                    "invalid host in upstream \"{rendered}\", client: {}, server: {}",
                     c.peer.ip(),
                     r.server.primary_name
                 ));
                 return Step::error(500);
             };
-            match target::find(snap, c, r, host, port, true).await {
+            // Without a port only an `upstream` block of that name can be meant.
+            match target::find(snap, c, r, host, port.unwrap_or(0), port.is_some()).await {
                 Ok(Found::Upstream(u)) => (u, None),
                 Ok(Found::Addrs(a)) => (super::dynamic_upstream(), Some(a)),
                 Err(target::Unresolved(code)) => return Step::error(code),
@@ -87,7 +88,8 @@ async fn dial(c: &mut Client, r: &Req<'_>, peers: Peers<'_>, up: &crate::config:
         match Stream::connect(addr, conf.tunnel_connect_timeout).await {
             Ok(s) => {
                 held.release(false);
-                c.attempts.push(attempt(addr, 200, ms_since(t0)));
+                // `$upstream_status` is "-" for a tunnel (no response came).
+                c.attempts.push(attempt(addr, 0, ms_since(t0)));
                 return Some(s);
             }
             Err(e) => {
@@ -168,7 +170,7 @@ async fn join(c: &mut Client, r: &mut Req<'_>, upstream: &Stream) {
             let t = tunnel::tunnel(client, upstream, to_upstream, to_client).await;
             if let Some(IoFail::Timeout) = t.failed {
                 log::info(format_args!(
-                    "upstream timed out (110: Connection timed out) while proxying connection, client: {}, server: {}",
+                    "upstream timed out (110: Connection timed out) while proxying upgraded connection, client: {}, server: {}",
                     c.peer.ip(),
                     r.server.primary_name
                 ));

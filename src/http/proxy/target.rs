@@ -20,13 +20,14 @@ use crate::runtime::worker::Snapshot;
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Url<'a> {
     pub https: bool,
-    /// `host[:port]` as rendered (`$proxy_host`).
+    /// `$proxy_host`: the host, with its port unless that is the scheme's.
     pub hostport: &'a str,
     pub host: &'a str,
     /// The port written, else the scheme's.
     pub port: u16,
     pub port_given: bool,
-    /// The URI part, from its `/` (or `?`); `None` when the URL has none.
+    /// The URI part, from its `/` (or `?`: nginx puts a `/` before it); `None` when
+    /// the URL has none.
     pub uri: Option<&'a str>,
 }
 
@@ -42,11 +43,16 @@ pub(super) fn parse_url(s: &str) -> Result<Url<'_>, String> {
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (hostport, uri) = (&rest[..end], (end < rest.len()).then(|| &rest[end..]));
     let (host, port) = authority(hostport).ok_or_else(|| format!("invalid host in upstream \"{s}\""))?;
+    let default = if https { 443 } else { 80 };
     Ok(Url {
         https,
-        hostport,
+        hostport: if port.is_some_and(|p| p != default) {
+            hostport
+        } else {
+            host
+        },
         host,
-        port: port.unwrap_or(if https { 443 } else { 80 }),
+        port: port.unwrap_or(default),
         port_given: port.is_some(),
         uri,
     })
@@ -104,8 +110,16 @@ pub(super) async fn find(
     if let Some(u) = upstream_named(snap, host, port, port_given) {
         return Ok(Found::Upstream(u));
     }
+    if port == 0 {
+        log::error(format_args!(
+            "no port in upstream \"{host}\", client: {}, server: {}",
+            c.peer.ip(),
+            r.server.primary_name
+        ));
+        return Err(Unresolved(500));
+    }
     if let Some(ip) = resolver::literal(host) {
-        return Ok(Found::Addrs(vec![SocketAddr::new(ip, port)]));
+        return guard(c, r, Found::Addrs(vec![SocketAddr::new(ip, port)]));
     }
     let Some(res) = &r.conf.resolver else {
         log::error(format_args!(
@@ -115,21 +129,69 @@ pub(super) async fn find(
         ));
         return Err(Unresolved(502));
     };
-    match resolver::resolve(res, r.conf.resolver_timeout, host).await {
-        Ok(ips) => Ok(Found::Addrs(ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect())),
+    let found = match resolver::resolve(res, r.conf.resolver_timeout, host).await {
+        Ok((ips, cached)) => {
+            // nginx rotates a cached answer by a random offset, so that requests
+            // spread over a name's addresses; a fresh one goes in answer order.
+            let start = if cached { resolver::random(ips.len()) } else { 0 };
+            let n = ips.len();
+            Ok(Found::Addrs(
+                (0..n).map(|i| SocketAddr::new(ips[(start + i) % n], port)).collect(),
+            ))
+        }
         Err(e) => {
             log::error(format_args!(
                 "{host} could not be resolved ({e}), client: {}, server: {}",
                 c.peer.ip(),
                 r.server.primary_name
             ));
-            Err(Unresolved(if e == crate::proto::dns::DnsError::TIMEDOUT {
-                504
-            } else {
-                502
-            }))
+            // A timeout too is 502 in nginx (the resolver's, not the upstream's).
+            Err(Unresolved(502))
         }
+    }?;
+    guard(c, r, found)
+}
+
+/// The inside, protected on forward-proxy servers (those with `tunnel_pass`): a
+/// request that names its own target (CONNECT, absolute-form) is not dialled to a
+/// loopback, link-local or unspecified address, nor to the proxy's own address,
+/// after DNS (so a name that resolves there is refused too), unless
+/// `ringx_forward_allow` lists it. 403 when no address is left.
+fn guard(c: &Client, r: &Req<'_>, found: Found) -> Result<Found, Unresolved> {
+    let Found::Addrs(mut addrs) = found else {
+        return Ok(found);
+    };
+    let names_target =
+        c.head.method() == crate::proto::h1::request::Method::Connect || c.head.target.start != c.head.path.start;
+    if !r.server.allow_connect || !names_target {
+        return Ok(Found::Addrs(addrs));
     }
+    let first = addrs[0];
+    addrs.retain(|a| !internal(a, c.local) || r.conf.ringx_forward_allow.iter().any(|n| n.contains(a.ip())));
+    if addrs.is_empty() {
+        log::error(format_args!(
+            "proxy request to internal address {first} refused (ringx_forward_allow), client: {}, server: {}",
+            c.peer.ip(),
+            r.server.primary_name
+        ));
+        return Err(Unresolved(403));
+    }
+    Ok(Found::Addrs(addrs))
+}
+
+/// Loopback, link-local, unspecified (IPv4-mapped too), or this connection's own
+/// address.
+fn internal(a: &SocketAddr, local: SocketAddr) -> bool {
+    use std::net::IpAddr;
+    let ip = match a.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let special = match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unspecified(),
+    };
+    special || ip == local.ip()
 }
 
 /// nginx's match of a resolved host against the configured upstreams: an `upstream`
@@ -165,6 +227,8 @@ mod tests {
         );
         let u = parse_url("https://[::1]").unwrap();
         assert_eq!((u.host, u.port, u.port_given, u.uri), ("[::1]", 443, false, None));
+        assert_eq!(parse_url("http://h:80/").unwrap().hostport, "h");
+        assert_eq!(parse_url("https://h:80/").unwrap().hostport, "h:80");
         assert_eq!(parse_url("http://h?x").unwrap().uri, Some("?x"));
         assert!(parse_url("ftp://h/").unwrap_err().starts_with("invalid URL prefix"));
         assert!(parse_url("http://h:99999/").is_err());
@@ -178,5 +242,24 @@ mod tests {
         assert_eq!(authority("a.b"), Some(("a.b", None)));
         assert_eq!(authority("a.b:0"), None);
         assert_eq!(authority("[::1]x"), None);
+    }
+
+    #[test]
+    fn internal_addresses() {
+        let local: SocketAddr = "10.0.0.5:3128".parse().unwrap();
+        for a in [
+            "127.0.0.1:80",
+            "169.254.169.254:80",
+            "0.0.0.0:1",
+            "[::1]:443",
+            "[fe80::1]:80",
+            "[::ffff:127.0.0.1]:80",
+            "10.0.0.5:9000",
+        ] {
+            assert!(internal(&a.parse().unwrap(), local), "{a}");
+        }
+        for a in ["10.0.0.6:80", "93.184.216.34:443", "[2001:db8::1]:80"] {
+            assert!(!internal(&a.parse().unwrap(), local), "{a}");
+        }
     }
 }
