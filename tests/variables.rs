@@ -79,3 +79,44 @@ fn file_variables_and_map_include() {
     );
     assert!(get(addr_of(port), "/?k=b", "v.test").unwrap().text().starts_with("d|"));
 }
+
+/// `geo`, side by side with nginx: the most specific network of the client's
+/// address (and of a variable's), `delete`, `ranges`, a value that is no address.
+#[test]
+fn geo_matches_nginx() {
+    let block = |p: u16| {
+        format!(
+            "geo $g {{ default other; 127.0.0.0/8 lo; 127.0.0.2/31 pair; 127.0.0.3 three; 127.0.0.9 nine; delete 127.0.0.9; }}\n\
+             geo $arg_ip $r {{ ranges; default -; 10.0.0.5-10.0.0.9 mid; }}\n\
+             server {{ listen 127.0.0.1:{p}; location / {{ return 200 \"$g|$r\\n\"; }} }}"
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let mut diffs = Vec::new();
+    for (src, q) in [
+        ("127.0.0.1", "ip=10.0.0.5"),
+        ("127.0.0.2", "ip=10.0.0.9"),
+        ("127.0.0.3", "ip=10.0.0.10"),
+        ("127.0.0.9", "ip=junk"),
+        ("127.0.0.4", "ip=10.0.0.4"),
+    ] {
+        let src: std::net::IpAddr = src.parse().unwrap();
+        let raw = format!("GET /?{q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (r, n) = (
+            request_from(src, ra, raw.as_bytes()).unwrap(),
+            request_from(src, na, raw.as_bytes()).unwrap(),
+        );
+        if (r.status, r.text()) != (n.status, n.text()) {
+            diffs.push(format!(
+                "{src} {q}: ringx {} {:?} nginx {} {:?}",
+                r.status,
+                r.text(),
+                n.status,
+                n.text()
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
+}

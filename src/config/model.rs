@@ -127,6 +127,8 @@ pub struct VarMap {
     pub regex: Vec<(Regex, Template)>,
     /// `default` (an empty string when absent).
     pub default: Template,
+    /// A `geo` block: networks, most specific first (the source is an address).
+    pub geo: Option<Vec<(Cidr, Template)>>,
 }
 
 /// A location's configuration, its `if` blocks' and its nested locations'.
@@ -154,6 +156,17 @@ impl VarMap {
     /// Which value a source value picks (nginx: exact, then the wildcards, the most
     /// specific first, then the regexes in order, then `default`).
     pub fn lookup(&self, val: &[u8]) -> &Template {
+        if let Some(nets) = &self.geo {
+            // nginx: a value that is no address counts as 255.255.255.255.
+            let ip = std::str::from_utf8(val)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(std::net::IpAddr::from([255, 255, 255, 255]));
+            return nets
+                .iter()
+                .find(|(n, _)| n.contains(ip))
+                .map_or(&self.default, |(_, t)| t);
+        }
         let val = match val.strip_suffix(b".") {
             Some(v) if self.hostnames => v,
             _ => val,

@@ -24,6 +24,7 @@ pub(super) const HTTP: &[Cmd<()>] = &[
     Cmd::early("match").unknown_elsewhere(),
     Cmd::early("log_format"),
     Cmd::early("map"),
+    Cmd::early("geo"),
     Cmd::later("server"),
     Cmd::run("error_log", check_error_log),
 ];
@@ -49,8 +50,14 @@ impl Builder<'_> {
     fn http_block(&mut self, items: &[Directive]) -> Result<Http, ConfError> {
         let maps: Vec<_> = items
             .iter()
-            .filter(|d| d.name == "map")
-            .map(map::map_block)
+            .filter(|d| d.name == "map" || d.name == "geo")
+            .map(|d| {
+                if d.name == "geo" {
+                    map::geo_block(d)
+                } else {
+                    map::map_block(d)
+                }
+            })
             .collect::<Result<_, _>>()?;
         self.maps = Arc::new(maps);
         let upstream_dirs = self.declarations(items)?;

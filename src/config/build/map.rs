@@ -1,4 +1,5 @@
-//! `map SOURCE $VAR { … }` (http level): the variables a configuration defines.
+//! `map SOURCE $VAR { … }` and `geo [SOURCE] $VAR { … }` (http level): the
+//! variables a configuration defines.
 //!
 //! Their names are known before anything else in the http block is compiled (a log
 //! format or a header may use `$VAR` above its `map`), so [`map_names`] reads them
@@ -17,12 +18,13 @@ use crate::config::ConfError;
 /// itself, or two maps of one name, is nginx's `the duplicate "x" variable`.
 pub(super) fn map_names(items: &[Directive]) -> Result<Vec<String>, ConfError> {
     let mut names: Vec<String> = Vec::new();
-    for d in items.iter().filter(|d| d.name == "map") {
-        if d.args.len() != 2 {
-            return Err(nargs(d));
-        }
-        let Some(name) = d.args[1].strip_prefix('$').filter(|n| !n.is_empty()) else {
-            return Err(d.err(format!("invalid variable name \"{}\"", d.args[1])));
+    for d in items.iter().filter(|d| d.name == "map" || d.name == "geo") {
+        let var = match (d.name.as_str(), d.args.as_slice()) {
+            ("map", [_, v]) | ("geo", [v] | [_, v]) => v,
+            _ => return Err(nargs(d)),
+        };
+        let Some(name) = var.strip_prefix('$').filter(|n| !n.is_empty()) else {
+            return Err(d.err(format!("invalid variable name \"{var}\"")));
         };
         if Var::builtin(name).is_some() || names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             return Err(d.err(format!("the duplicate \"{name}\" variable")));
@@ -112,4 +114,83 @@ fn value(e: &Directive) -> Result<Template, ConfError> {
         return Err(e.err("regex captures in \"map\" values are not supported yet"));
     }
     Template::compile(v).map_err(|x| x.at_dir(e))
+}
+
+/// One `geo [$SOURCE] $VAR { default V; CIDR V; ADDRESS V; delete CIDR; ranges;
+/// A-B V; }` (source `$remote_addr`): the value of the most specific network that
+/// holds the address. Values are strings, as nginx's. `proxy` (addresses from
+/// X-Forwarded-For) is not supported yet.
+pub(super) fn geo_block(d: &Directive) -> Result<VarMap, ConfError> {
+    let source = if d.args.len() == 2 {
+        d.args[0].as_str()
+    } else {
+        "$remote_addr"
+    };
+    let mut nets: Vec<(crate::config::model::Cidr, Template)> = Vec::new();
+    let mut default = None;
+    let mut ranges = false;
+    let literal = |e: &Directive, v: &str| Template::compile(&v.replace('$', "$$")).map_err(|x| x.at_dir(e));
+    for e in block(d)? {
+        match (e.name.as_str(), e.args.as_slice()) {
+            ("ranges", []) => ranges = true,
+            ("proxy" | "proxy_recursive", _) => {
+                return Err(e.err(format!("\"{}\" in \"geo\" is not supported yet", e.name)))
+            }
+            ("delete", [net]) => {
+                let c = cidr(e, net)?;
+                nets.retain(|(n, _)| *n != c);
+            }
+            ("default", [v]) => default = Some(literal(e, v)?),
+            (key, [v]) if ranges => {
+                for c in range_cidrs(e, key)? {
+                    nets.push((c, literal(e, v)?));
+                }
+            }
+            (key, [v]) => {
+                let c = cidr(e, key)?;
+                nets.retain(|(n, _)| *n != c);
+                nets.push((c, literal(e, v)?));
+            }
+            _ => return Err(e.err("invalid number of the geo parameters")),
+        }
+    }
+    nets.sort_by_key(|(n, _)| std::cmp::Reverse(n.bits));
+    Ok(VarMap {
+        source: Template::compile(source).map_err(|e| e.at_dir(d))?,
+        default: default.unwrap_or_default(),
+        geo: Some(nets),
+        ..VarMap::default()
+    })
+}
+
+fn cidr(e: &Directive, s: &str) -> Result<crate::config::model::Cidr, ConfError> {
+    super::settings::parse_cidr(s)
+        .filter(|_| s != "all")
+        .ok_or_else(|| e.err(format!("invalid network \"{s}\"")))
+}
+
+/// `A-B` (IPv4, `ranges` mode) as the networks that cover it exactly.
+fn range_cidrs(e: &Directive, s: &str) -> Result<Vec<crate::config::model::Cidr>, ConfError> {
+    let bad = || e.err(format!("invalid range \"{s}\""));
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: std::net::Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let b: std::net::Ipv4Addr = b.parse().map_err(|_| bad())?;
+    let (mut lo, hi) = (u64::from(u32::from(a)), u64::from(u32::from(b)));
+    if lo > hi {
+        return Err(bad());
+    }
+    let mut out = Vec::new();
+    while lo <= hi {
+        // The largest aligned block from `lo` that stays within `hi`.
+        let mut size = if lo == 0 { 1u64 << 32 } else { lo & lo.wrapping_neg() };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push(crate::config::model::Cidr {
+            addr: std::net::Ipv4Addr::from(lo as u32).into(),
+            bits: 32 - size.trailing_zeros() as u8,
+        });
+        lo += size;
+    }
+    Ok(out)
 }

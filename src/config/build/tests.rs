@@ -209,3 +209,46 @@ fn map_blocks() {
     // A map's variable is unknown outside the configuration that defines it.
     assert!(cfg("events {} http { log_format m '$mapped'; }").is_err());
 }
+
+#[test]
+fn geo_blocks() {
+    let c = cfg("events {} http { access_log off; \
+        geo $g { default none; 10.0.0.0/8 ten; 10.1.0.0/16 ten-one; 10.1.2.3 host; 127.0.0.0/8 lo; delete 127.0.0.0/8; ::1 six; } \
+        geo $arg_ip $r { ranges; default -; 192.168.1.10-192.168.1.20 mid; 0.0.0.0-0.0.0.255 zero; } \
+        server { } }")
+    .unwrap();
+    let pick = |m: usize, v: &str| {
+        let m = &c.http.servers[0].maps[m];
+        String::from_utf8_lossy(m.lookup(v.as_bytes()).as_literal().unwrap()).into_owned()
+    };
+    for (v, want) in [
+        ("10.9.9.9", "ten"),
+        ("10.1.9.9", "ten-one"),
+        ("10.1.2.3", "host"),
+        ("127.0.0.1", "none"),
+        ("::1", "six"),
+        ("garbage", "none"),
+    ] {
+        assert_eq!(pick(0, v), want, "{v}");
+    }
+    for (v, want) in [
+        ("192.168.1.9", "-"),
+        ("192.168.1.10", "mid"),
+        ("192.168.1.17", "mid"),
+        ("192.168.1.20", "mid"),
+        ("192.168.1.21", "-"),
+        ("0.0.0.7", "zero"),
+    ] {
+        assert_eq!(pick(1, v), want, "{v}");
+    }
+    for bad in [
+        "geo $x { 10.0.0.0/33 a; }",
+        "geo $x { ranges; 10.0.0.9-10.0.0.1 a; }",
+        "geo $x { proxy 10.0.0.0/8; }",
+    ] {
+        assert!(
+            cfg(&format!("events {{}} http {{ {bad} server {{ }} }}")).is_err(),
+            "{bad}"
+        );
+    }
+}
