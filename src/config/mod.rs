@@ -6,6 +6,7 @@ pub mod build;
 pub mod ciphers;
 pub mod model;
 pub mod parser;
+pub mod squid;
 pub mod tls;
 pub mod vars;
 
@@ -68,10 +69,20 @@ pub const DEMO_CONF: &str = include_str!("demo.conf");
 /// Reads, parses and builds the configuration.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfError> {
     let mut sources = parser::Sources::default();
+    let mut warnings = Vec::new();
     let (mut tree, base) = match &opts.file {
         Some(f) => {
             let base = f.parent().map(Path::to_path_buf).unwrap_or_default();
-            (parser::parse_file(f, &mut sources)?, base)
+            match squid_text(f)? {
+                Some((text, warns)) => {
+                    warnings = warns;
+                    let name = format!("{} (translated from Squid's format)", f.display());
+                    let tree = parser::parse_str(&text, &name, &base)?;
+                    sources.files.push((PathBuf::from(name), text));
+                    (tree, base)
+                }
+                None => (parser::parse_file(f, &mut sources)?, base),
+            }
         }
         None => (
             parser::parse_str(DEMO_CONF, "<embedded demo config>", Path::new("."))?,
@@ -98,5 +109,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfError> {
             conf_prefix: base,
         },
     )?;
+    let mut config = config;
+    let squid_warnings = warnings.into_iter().map(|w| (model::LogLevel::Warn, w));
+    config.warnings.splice(0..0, squid_warnings);
     Ok(Loaded { config, sources })
+}
+
+/// A file in Squid's format, translated ([`squid`]); `None` for nginx's.
+fn squid_text(f: &Path) -> Result<Option<(String, Vec<ConfError>)>, ConfError> {
+    let Ok(text) = std::fs::read_to_string(f) else {
+        return Ok(None);
+    };
+    if !squid::is_squid(&text) {
+        return Ok(None);
+    }
+    squid::translate(&text, f).map(Some)
 }

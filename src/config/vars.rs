@@ -7,9 +7,24 @@
 
 use super::ConfError;
 
+/// The fields of Squid's native access-log format that nginx has no variable for
+/// (ringx's predefined `squid` log format; they have no `$name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SquidField {
+    /// `%6tr`: the response time in milliseconds, right-aligned in 6.
+    Elapsed,
+    /// `%Ss`: `TCP_TUNNEL`, `TCP_MISS`, `TCP_DENIED`, `NONE_NONE`.
+    Code,
+    /// `%ru`: the URL as the client sent it.
+    Url,
+    /// `%Sh/%<a`: `HIER_DIRECT/ADDRESS` or `HIER_NONE/-`.
+    Hier,
+}
+
 /// A variable ringx knows. Names follow nginx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
+    Squid(SquidField),
     Host,
     /// `$request_port`: the port with the request line's or Host's host.
     RequestPort,
@@ -146,6 +161,16 @@ pub fn with_user_vars<R>(names: UserVars, f: impl FnOnce() -> R) -> R {
 }
 
 impl Var {
+    /// Notes what the request path must keep for this variable ([`needs`]).
+    fn note_needs(&self) {
+        match self {
+            Var::UpstreamHttp(_) => needs::note(needs::UPSTREAM_HEAD),
+            Var::SentHttp(_) => needs::note(needs::SENT_HEAD),
+            Var::RequestId => needs::note(needs::REQUEST_ID),
+            _ => {}
+        }
+    }
+
     /// Looks a variable up by name (without `$`): ringx's own, then those the
     /// configuration defines.
     pub fn from_name(name: &str) -> Option<Var> {
@@ -313,12 +338,7 @@ impl Template {
                 continue;
             }
             let var = Var::from_name(name).ok_or_else(|| ConfError::plain(format!("unknown \"{name}\" variable")))?;
-            match var {
-                Var::UpstreamHttp(_) => needs::note(needs::UPSTREAM_HEAD),
-                Var::SentHttp(_) => needs::note(needs::SENT_HEAD),
-                Var::RequestId => needs::note(needs::REQUEST_ID),
-                _ => {}
-            }
+            var.note_needs();
             if !lit.is_empty() {
                 parts.push(Part::Lit(std::mem::take(&mut lit).into_boxed_slice()));
             }
@@ -341,6 +361,16 @@ impl Template {
             [] => Some(b""),
             [Part::Lit(l)] => Some(l),
             _ => None,
+        }
+    }
+
+    /// Notes what its variables need kept (for a template not made by
+    /// [`Template::compile`] in this build, as the predefined `squid` format).
+    pub fn note_needs(&self) {
+        for p in &self.parts {
+            if let Part::Var(v) = p {
+                v.note_needs();
+            }
         }
     }
 
@@ -415,6 +445,37 @@ pub fn escape_line_breaks(out: &mut Vec<u8>, from: usize) {
         } else {
             out.push(b);
         }
+    }
+}
+
+/// Squid's native log format (`logformat squid %ts.%03tu %6tr %>a %Ss/%03>Hs %<st
+/// %rm %ru %[un %Sh/%<a %mt`), as ringx's predefined `squid` log format.
+pub fn squid_log_format() -> Template {
+    let lit = |s: &str| Part::Lit(s.as_bytes().into());
+    Template {
+        parts: vec![
+            Part::Var(Var::Msec),
+            lit(" "),
+            Part::Var(Var::Squid(SquidField::Elapsed)),
+            lit(" "),
+            Part::Var(Var::RemoteAddr),
+            lit(" "),
+            Part::Var(Var::Squid(SquidField::Code)),
+            lit("/"),
+            Part::Var(Var::Status),
+            lit(" "),
+            Part::Var(Var::BytesSent),
+            lit(" "),
+            Part::Var(Var::RequestMethod),
+            lit(" "),
+            Part::Var(Var::Squid(SquidField::Url)),
+            lit(" "),
+            Part::Var(Var::RemoteUser),
+            lit(" "),
+            Part::Var(Var::Squid(SquidField::Hier)),
+            lit(" "),
+            Part::Var(Var::SentHttp("content-type".into())),
+        ],
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::model::{ProxyPass, Server};
 use crate::config::vars::{Var, VarSource};
 
-use crate::proto::h1::request::{HeaderKind, RequestHead};
+use crate::proto::h1::request::{HeaderKind, Method, RequestHead};
 
 /// One upstream attempt, for `$upstream_addr`, `$upstream_status` and
 /// `$upstream_response_time`.
@@ -213,6 +213,30 @@ impl ReqCtx<'_> {
         m.lookup(&val).render(self, out);
         DEPTH.with(|d| d.set(depth));
         true
+    }
+
+    /// A field of Squid's log format.
+    fn squid(&self, f: crate::config::vars::SquidField, out: &mut Vec<u8>) {
+        use crate::config::vars::SquidField;
+        match f {
+            SquidField::Elapsed => {
+                let _ = write!(out, "{:>6}", self.start.elapsed().as_millis());
+            }
+            SquidField::Code => out.extend_from_slice(match (self.attempts.last(), self.sent.status) {
+                (Some(_), _) if self.head.method() == Method::Connect => b"TCP_TUNNEL",
+                (Some(_), _) => b"TCP_MISS",
+                (None, 403) => b"TCP_DENIED",
+                (None, 400) => b"NONE_NONE",
+                (None, _) => b"TCP_MISS",
+            }),
+            SquidField::Url => out.extend_from_slice(self.head.target.get(self.buf)),
+            SquidField::Hier => match self.attempts.last() {
+                Some(a) => {
+                    let _ = write!(out, "HIER_DIRECT/{}", a.addr.ip());
+                }
+                None => out.extend_from_slice(b"HIER_NONE/-"),
+            },
+        }
     }
 
     fn list(&self, out: &mut Vec<u8>, f: impl Fn(&Attempt, &mut Vec<u8>)) -> bool {
@@ -430,6 +454,7 @@ impl VarSource for ReqCtx<'_> {
             Var::UpstreamHeaderTime => return self.list(out, |a, o| ms(o, a.header_ms)),
             Var::NginxVersion => out.extend_from_slice(b"1.22.1"),
             Var::RingxVersion => out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::Squid(f) => self.squid(*f, out),
         }
         true
     }

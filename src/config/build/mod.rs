@@ -117,6 +117,9 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
     };
     b.log_formats
         .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));
+    // ringx's own: Squid's native format, for the Squid translation and its users.
+    b.log_formats
+        .insert("squid".into(), Arc::new(crate::config::vars::squid_log_format()));
     let mut main = main_ctx::Main::new(env);
     table::walk(&mut b, tree, table::Ctx::Main, main_ctx::MAIN, &mut main, None)?;
     let mut cfg = main.finish()?;

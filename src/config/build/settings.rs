@@ -896,6 +896,7 @@ fn access_log(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<AccessLog>>) 
         .get(fmt_name)
         .cloned()
         .ok_or_else(|| d.err(format!("unknown log format \"{fmt_name}\"")))?;
+    format.note_needs();
     for a in d.args.iter().skip(2) {
         if !(a.starts_with("buffer=") || a.starts_with("flush=")) {
             return Err(d.err(format!("unsupported parameter \"{a}\" in \"access_log\"")));
