@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests need from Debian packages: nginx (for the differential
-# tests), curl and openssl (real TLS clients in tests/tls.rs). Idempotent; needs root
+# Installs what the tests need from Debian packages: nginx and its stream module
+# (for the differential tests), curl and openssl (real TLS clients in tests/tls.rs). Idempotent; needs root
 # (or sudo) only when something is missing. systemd-analyze checks packaging/ringx.service.
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v systemd-analyze >/dev/null || missing+=(systemd)

@@ -14,12 +14,14 @@ use crate::runtime::master::{self, Master};
 const CONFIGURE: &str = "--conf-path=/etc/ringx/nginx.conf --with-http_ssl_module --with-http_v2_module \
 --with-http_realip_module --without-http_fastcgi_module --without-http_uwsgi_module \
 --without-http_scgi_module --without-http_memcached_module \
---without-http_auth_basic_module --without-http_geo_module \
+--without-http_auth_basic_module \
 --without-http_split_clients_module --without-http_referer_module --without-http_limit_conn_module \
 --without-http_limit_req_module --without-http_empty_gif_module --without-http_browser_module \
 --without-http_userid_module --without-http_mirror_module --without-http_ssi_module \
 --without-http_charset_module --without-mail_pop3_module --without-mail_imap_module \
---without-mail_smtp_module";
+--without-mail_smtp_module --with-stream --without-stream_limit_conn_module \
+--without-stream_geo_module --without-stream_map_module --without-stream_split_clients_module \
+--without-stream_set_module --without-stream_ssl_preread_module";
 
 /// Where ringx looks for its config when `-c` is not given.
 pub const DEFAULT_CONF: &str = "/etc/ringx/nginx.conf";

@@ -23,6 +23,7 @@ pub mod net;
 pub mod observe;
 pub mod proto;
 pub mod runtime;
+pub mod stream;
 
 /// This machine's host name (for `$hostname`).
 pub fn hostname() -> &'static str {

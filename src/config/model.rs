@@ -98,8 +98,37 @@ pub struct Config {
     pub pid: Option<PathBuf>,
     pub error_log: ErrorLog,
     pub http: Http,
+    /// `stream { … }`: the L4 proxy.
+    pub stream: Stream,
     /// What the operator should hear about the configuration (`[warn]`).
     pub warnings: Vec<(LogLevel, super::ConfError)>,
+}
+
+/// `stream { … }` (ngx_stream_*): TCP servers joined to upstreams byte for byte.
+#[derive(Debug, Default)]
+pub struct Stream {
+    pub servers: Vec<StreamServer>,
+    /// The stream block's upstreams (named and implicit); `Upstream::index` is the
+    /// position here (workers keep their stream balancers in this order).
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+/// One `server` of `stream`.
+#[derive(Debug)]
+pub struct StreamServer {
+    /// `proxy_pass UPSTREAM|ADDRESS`.
+    pub upstream: Option<Arc<Upstream>>,
+    /// `return VALUE`: sent, then the connection closes.
+    pub ret: Option<Template>,
+    pub connect_timeout: Duration,
+    /// `proxy_timeout`: the longest wait for a read or a write on either side.
+    pub timeout: Duration,
+    pub next_upstream: bool,
+    pub next_upstream_tries: u32,
+    pub next_upstream_timeout: Duration,
+    pub half_close: bool,
+    pub allow: Vec<(Cidr, bool)>,
+    pub access_logs: Vec<AccessLog>,
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +237,8 @@ pub struct ListenGroup {
     /// Indices into [`Http::servers`], in config order.
     pub servers: Vec<usize>,
     pub default_server: usize,
+    /// A `stream` server's address (its index in [`Stream::servers`]): no HTTP here.
+    pub stream: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -843,7 +874,7 @@ impl Upstream {
 impl Config {
     /// Sizes every upstream's shared state for the number of workers that will run.
     pub fn init_shared(&self, workers: usize) {
-        for u in &self.http.upstreams {
+        for u in self.http.upstreams.iter().chain(&self.stream.upstreams) {
             u.init_shared(workers);
         }
     }
@@ -871,6 +902,12 @@ impl Config {
                     out[a.file_id] = a.path.clone();
                 }
             }
+        }
+        for a in self.stream.servers.iter().flat_map(|s| &s.access_logs) {
+            if out.len() <= a.file_id {
+                out.resize(a.file_id + 1, PathBuf::new());
+            }
+            out[a.file_id] = a.path.clone();
         }
         out
     }

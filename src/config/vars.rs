@@ -25,6 +25,14 @@ pub enum SquidField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     Squid(SquidField),
+    /// stream: `$bytes_received`, `$session_time`, `$protocol` (in http, not found).
+    BytesReceived,
+    SessionTime,
+    Protocol,
+    /// `$upstream_bytes_sent`, `$upstream_bytes_received` (stream; in http, not found
+    /// yet).
+    UpstreamBytesSent,
+    UpstreamBytesReceived,
     Host,
     /// `$request_port`: the port with the request line's or Host's host.
     RequestPort,
@@ -269,6 +277,11 @@ impl Var {
             "realpath_root" => Var::RealpathRoot,
             "request_filename" => Var::RequestFilename,
             "ringx_version" => Var::RingxVersion,
+            "bytes_received" => Var::BytesReceived,
+            "session_time" => Var::SessionTime,
+            "protocol" => Var::Protocol,
+            "upstream_bytes_sent" => Var::UpstreamBytesSent,
+            "upstream_bytes_received" => Var::UpstreamBytesReceived,
             _ => return None,
         })
     }

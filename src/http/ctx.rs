@@ -428,21 +428,14 @@ impl VarSource for ReqCtx<'_> {
             }
             Var::BodyBytesSent => num(out, self.sent.body_bytes),
             Var::BytesSent => num(out, self.sent.bytes),
-            Var::TimeLocal => {
-                // As nginx: the time the variable is evaluated (the log line is written).
-                let _ = write!(out, "{}", chrono::Local::now().format("%d/%b/%Y:%H:%M:%S %z"));
+            Var::TimeLocal | Var::TimeIso8601 | Var::Msec | Var::Pid | Var::Hostname => {
+                return common(v, out);
             }
-            Var::TimeIso8601 => {
-                let _ = write!(out, "{}", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z"));
-            }
-            Var::Msec => {
-                let d = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default();
-                let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
-            }
-            Var::Pid => num(out, std::process::id()),
-            Var::Hostname => out.extend_from_slice(crate::hostname().as_bytes()),
+            Var::BytesReceived
+            | Var::SessionTime
+            | Var::Protocol
+            | Var::UpstreamBytesSent
+            | Var::UpstreamBytesReceived => return false,
             Var::Connection => num(out, self.conn_id),
             Var::ConnectionRequests => num(out, self.conn_requests),
             Var::UpstreamAddr => return self.list(out, |a, o| num(o, a.addr)),
@@ -452,10 +445,35 @@ impl VarSource for ReqCtx<'_> {
             Var::UpstreamResponseTime => return self.list(out, |a, o| ms(o, a.response_ms)),
             Var::UpstreamConnectTime => return self.list(out, |a, o| ms(o, a.connect_ms)),
             Var::UpstreamHeaderTime => return self.list(out, |a, o| ms(o, a.header_ms)),
-            Var::NginxVersion => out.extend_from_slice(b"1.22.1"),
-            Var::RingxVersion => out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::NginxVersion | Var::RingxVersion => return common(v, out),
             Var::Squid(f) => self.squid(*f, out),
         }
         true
     }
+}
+
+/// The variables that do not depend on a request or session (shared with
+/// `stream`'s): the time, the process, the versions. False for any other.
+pub fn common(v: &Var, out: &mut Vec<u8>) -> bool {
+    match v {
+        Var::TimeLocal => {
+            // As nginx: the time the variable is evaluated (the log line is written).
+            let _ = write!(out, "{}", chrono::Local::now().format("%d/%b/%Y:%H:%M:%S %z"));
+        }
+        Var::TimeIso8601 => {
+            let _ = write!(out, "{}", chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z"));
+        }
+        Var::Msec => {
+            let d = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+        }
+        Var::Pid => num(out, std::process::id()),
+        Var::Hostname => out.extend_from_slice(crate::hostname().as_bytes()),
+        Var::NginxVersion => out.extend_from_slice(b"1.22.1"),
+        Var::RingxVersion => out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+        _ => return false,
+    }
+    true
 }

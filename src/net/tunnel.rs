@@ -1,6 +1,5 @@
 //! The bidirectional copy: two connections joined byte for byte until both sides
-//! are done. Under a WebSocket (HTTP/1.1 `Upgrade`) today; CONNECT tunnels and
-//! `stream {}` are meant to use it too.
+//! are done. Under WebSocket (HTTP/1.1 `Upgrade`), CONNECT tunnels and `stream {}`.
 //!
 //! Each direction is a pump: read from one side, write that same buffer to the other,
 //! no copy. A side's end of stream is passed on as a half close (`shutdown(Write)`
@@ -34,7 +33,13 @@ const PUMP_BUF: usize = 16 * 1024;
 
 /// Copies both ways between `a` and `b` until both directions have ended.
 pub async fn tunnel(a: &Stream, b: &Stream, a_to_b: Limits, b_to_a: Limits) -> Tunneled {
-    let (ab, ba) = tokio::join!(pump(a, b, a_to_b), pump(b, a, b_to_a));
+    join(a, b, a_to_b, b_to_a, true).await
+}
+
+/// [`tunnel`]; without `half_close`, the first end of stream (its bytes passed on)
+/// ends both directions, as nginx's stream proxy without `proxy_half_close`.
+pub async fn join(a: &Stream, b: &Stream, a_to_b: Limits, b_to_a: Limits, half_close: bool) -> Tunneled {
+    let (ab, ba) = tokio::join!(pump(a, b, a_to_b, half_close), pump(b, a, b_to_a, half_close));
     let (a_to_b, e1) = ab;
     let (b_to_a, e2) = ba;
     Tunneled {
@@ -44,14 +49,19 @@ pub async fn tunnel(a: &Stream, b: &Stream, a_to_b: Limits, b_to_a: Limits) -> T
     }
 }
 
-async fn pump(from: &Stream, to: &Stream, lim: Limits) -> (u64, Option<IoFail>) {
+async fn pump(from: &Stream, to: &Stream, lim: Limits, half_close: bool) -> (u64, Option<IoFail>) {
     let mut buf = Vec::with_capacity(PUMP_BUF);
     let mut total = 0u64;
     loop {
         buf.clear();
         let step = match from.read_append(buf, PUMP_BUF, lim.read).await {
             Ok((0, _)) => {
-                to.shutdown(Shutdown::Write);
+                if half_close {
+                    to.shutdown(Shutdown::Write);
+                } else {
+                    from.shutdown(Shutdown::Both);
+                    to.shutdown(Shutdown::Both);
+                }
                 return (total, None);
             }
             Ok((n, b)) => to.write_all(b, lim.write).await.map(|b| (n, b)),

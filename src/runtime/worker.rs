@@ -43,6 +43,8 @@ pub enum Control {
 pub struct Snapshot {
     pub cfg: Arc<Config>,
     pub balancers: Vec<Balancer>,
+    /// The stream block's upstreams' balancers, in `Stream::upstreams` order.
+    pub stream_balancers: Vec<Balancer>,
     pub logs: RefCell<AccessLogs>,
 }
 
@@ -54,10 +56,17 @@ impl Snapshot {
             .iter()
             .map(|u| Balancer::for_worker(u.clone(), worker))
             .collect();
+        let stream_balancers = cfg
+            .stream
+            .upstreams
+            .iter()
+            .map(|u| Balancer::for_worker(u.clone(), worker))
+            .collect();
         let logs = AccessLogs::open(cfg.access_log_paths())?;
         Ok(Snapshot {
             cfg,
             balancers,
+            stream_balancers,
             logs: RefCell::new(logs),
         })
     }
@@ -315,17 +324,21 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
                     break;
                 }
                 let snap = w.snapshot();
-                if snap.group(addr).is_none() {
+                let Some(group) = snap.group(addr) else {
                     // The address was removed by a reload.
                     break;
-                }
+                };
+                let stream_server = group.stream;
                 if w.active.get() >= snap.cfg.worker_connections && !w.make_room(snap.cfg.worker_connections) {
                     continue;
                 }
                 let w2 = w.clone();
                 spawn_local(async move {
                     let _g = ConnGuard::new(w2.clone());
-                    crate::http::proxy::serve(w2, stream, peer, addr).await;
+                    match stream_server {
+                        Some(i) => crate::stream::serve(w2, stream, peer, addr, i).await,
+                        None => crate::http::proxy::serve(w2, stream, peer, addr).await,
+                    }
                 });
             }
             Err(e) => {

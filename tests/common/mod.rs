@@ -619,12 +619,24 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx in the foreground on `http_block` (the text inside `http { }`).
     pub fn start(http_block: &str, wait_on: SocketAddr) -> Nginx {
+        Nginx::start_with(http_block, "", wait_on)
+    }
+
+    /// [`Nginx::start`] with main-level text after the http block (a `stream { }`;
+    /// Debian's stream module is loaded first when it is there).
+    pub fn start_with(http_block: &str, main: &str, wait_on: SocketAddr) -> Nginx {
         let bin = nginx_bin().expect("nginx is not installed: run .ci/run (or apt-get install nginx-light)");
         let dir = tempdir("nginx");
+        let stream_mod = "/usr/lib/nginx/modules/ngx_stream_module.so";
+        let load = if !main.is_empty() && Path::new(stream_mod).exists() {
+            format!("load_module {stream_mod};\n")
+        } else {
+            String::new()
+        };
         let conf = format!(
-            "daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid; error_log {d}/logs/error.log info;\n\
+            "{load}daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid; error_log {d}/logs/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
-             http {{ client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{http_block}\n}}\n",
+             http {{ client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{http_block}\n}}\n{main}\n",
             d = dir.display()
         );
         let path = dir.join("nginx.conf");

@@ -122,7 +122,7 @@ impl Builder<'_> {
     }
 
     /// `log_format NAME [escape=default] STRING…` (`combined` may not be redefined).
-    fn log_format(&mut self, e: &Directive) -> Done {
+    pub(super) fn log_format(&mut self, e: &Directive) -> Done {
         if e.args.len() < 2 {
             return Err(nargs(e));
         }

@@ -149,6 +149,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
                 http2: spec.http2,
                 servers: vec![idx],
                 default_server: idx,
+                stream: None,
             });
             marked.push(spec.default_server);
             continue;

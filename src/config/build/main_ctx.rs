@@ -29,6 +29,7 @@ pub(super) const MAIN: &[Cmd<Main>] = &[
     Cmd::run("worker_shutdown_timeout", worker_shutdown_timeout),
     Cmd::run("events", events),
     Cmd::run("http", http),
+    Cmd::run("stream", stream),
 ];
 
 /// The `events` block's directives.
@@ -43,6 +44,9 @@ pub(super) struct Main {
     seen_events: bool,
     seen_http: bool,
     seen_user: bool,
+    /// The stream block's listen groups (joined to http's at the end: either block
+    /// may come first).
+    stream_listens: Option<Vec<crate::config::model::ListenGroup>>,
 }
 
 impl Main {
@@ -66,12 +70,14 @@ impl Main {
                 level: LogLevel::Error,
             },
             http: Http::default(),
+            stream: Default::default(),
             warnings: Vec::new(),
         };
         Main {
             cfg,
             seen_events: false,
             seen_http: false,
+            stream_listens: None,
             seen_user: false,
         }
     }
@@ -84,6 +90,15 @@ impl Main {
         // Root without `user`: nginx's default user, never root.
         if !self.seen_user && crate::runtime::privileges::is_root() {
             self.cfg.user = Some(crate::runtime::privileges::default_user().map_err(ConfError::plain)?);
+        }
+        for g in self.stream_listens.take().unwrap_or_default() {
+            if self.cfg.http.listens.iter().any(|h| h.addr == g.addr) {
+                return Err(ConfError::plain(format!(
+                    "duplicate \"{}\" address and port pair in \"http\" and \"stream\"",
+                    g.addr
+                )));
+            }
+            self.cfg.http.listens.push(g);
         }
         Ok(self.cfg)
     }
@@ -274,6 +289,16 @@ fn http(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
     }
     m.seen_http = true;
     m.cfg.http = b.http(d)?;
+    Ok(())
+}
+
+fn stream(b: &mut Builder<'_>, m: &mut Main, d: &Directive) -> Done {
+    if m.stream_listens.is_some() {
+        return Err(d.err("\"stream\" directive is duplicate"));
+    }
+    let (stream, listens) = b.stream(d)?;
+    m.cfg.stream = stream;
+    m.stream_listens = Some(listens);
     Ok(())
 }
 

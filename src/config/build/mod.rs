@@ -42,6 +42,7 @@ mod rewrite;
 mod server;
 mod settings;
 mod ssl;
+mod stream;
 mod table;
 mod upstream;
 

@@ -883,6 +883,15 @@ fn types(
 
 /// `access_log PATH [FORMAT [buffer=…] [flush=…]] | off`.
 fn access_log(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<AccessLog>>) -> Parsed<Vec<AccessLog>> {
+    access_log_entry(b, d, prev)
+}
+
+/// One `access_log` appended to the level's list (`off`: an empty list).
+pub(super) fn access_log_entry(
+    b: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<Vec<AccessLog>>,
+) -> Parsed<Vec<AccessLog>> {
     if d.args.is_empty() {
         return Err(nargs(d));
     }

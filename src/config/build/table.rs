@@ -20,7 +20,7 @@
 //! [`SETTINGS`]: super::settings::SETTINGS
 
 use super::settings::{Settings, SETTINGS};
-use super::{health, http, location, main_ctx, server, upstream, Builder};
+use super::{health, http, location, main_ctx, server, stream, upstream, Builder};
 use crate::config::parser::Directive;
 use crate::config::ConfError;
 
@@ -39,6 +39,9 @@ pub(super) enum Ctx {
     ServerIf,
     /// `if (…) { … }` in a location.
     LocationIf,
+    Stream,
+    /// `server { … }` in `stream`.
+    StreamServer,
 }
 
 /// What a handler returns: the directive went into the context's state, or an error.
@@ -185,6 +188,8 @@ pub(super) fn reject(d: &Directive) -> ConfError {
         || listed(location::LOCATION, n)
         || listed(upstream::UPSTREAM, n)
         || listed(health::MATCH, n)
+        || listed(stream::STREAM, n)
+        || listed(stream::SERVER, n)
         || NO_OP.iter().any(|(x, _)| *x == n)
         || SETTINGS.iter().any(|(x, _)| *x == n)
         || n == "deny";
