@@ -17,7 +17,7 @@ use common::*;
 /// goes into it (a `}` in it ends it, for a server after it).
 fn proxy_conf(dir: &std::path::Path, port: u16, dns: SocketAddr, extra: &str) -> String {
     format!(
-        "error_log {d}/error.log info; pid {d}/ringx.pid; events {{}}\n\
+        "daemon off; error_log {d}/error.log info; pid {d}/ringx.pid; events {{}}\n\
          http {{ access_log {d}/access.log; resolver {dns} valid=30s ipv6=off; resolver_timeout 2s;\n\
            server {{ listen 127.0.0.1:{port};\n\
              allow 127.0.0.1; deny all;\n\
@@ -248,7 +248,7 @@ fn connect_is_405_where_no_tunnel_is_configured_and_400_with_a_body() {
     let port = free_port();
     let dir = tempdir("fwd-405");
     let conf = format!(
-        "error_log {d}/error.log info; events {{}} http {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }} }}",
+        "daemon off; error_log {d}/error.log info; events {{}} http {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }} }}",
         d = dir.display()
     );
     let _plain = Ringx::start(&conf, &[], addr_of(port));
@@ -263,7 +263,7 @@ fn connect_is_405_where_no_tunnel_is_configured_and_400_with_a_body() {
     // GET to the tunnel handler itself: 405 (tunnel_pass answers CONNECT only).
     let dir2 = tempdir("fwd-get");
     let p2 = free_port();
-    let conf2 = format!("events {{}} http {{ server {{ listen 127.0.0.1:{p2}; tunnel_pass; }} }}");
+    let conf2 = format!("daemon off; pid off; events {{}} http {{ server {{ listen 127.0.0.1:{p2}; tunnel_pass; }} }}");
     let _ = dir2;
     let _t = Ringx::start(&conf2, &[], addr_of(p2));
     assert_eq!(get(addr_of(p2), "/", "x").unwrap().status, 405);

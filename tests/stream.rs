@@ -254,7 +254,7 @@ fn the_log_line_matches_nginx() {
     let up = echo("log");
     let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let (rd, nd) = (tempdir("stream-lr"), tempdir("stream-ln"));
-    let block = |p: u16, d: &std::path::Path| {
+    let block = |(p, p2): (u16, u16), d: &std::path::Path| {
         format!(
             "log_format s '$remote_addr $protocol $status $bytes_sent $bytes_received \"$upstream_addr\" $upstream_bytes_sent $upstream_bytes_received $server_port';\n\
              access_log {d}/s.log s;\n\
@@ -262,20 +262,19 @@ fn the_log_line_matches_nginx() {
              server {{ listen 127.0.0.1:{p}; proxy_pass u; proxy_half_close on; }}\n\
              server {{ listen 127.0.0.1:{p2}; deny all; proxy_pass u; }}",
             d = d.display(),
-            p2 = p + 1
         )
     };
-    let (rp, np) = (free_port(), free_port());
-    let _r = start_stream(&block(rp, &rd), rp);
-    let _n = Nginx::start_with("", &format!("stream {{ {} }}", block(np, &nd)), addr_of(np));
-    for p in [rp, np] {
+    let (rp, np) = ((free_port(), free_port()), (free_port(), free_port()));
+    let _r = start_stream(&block(rp, &rd), rp.0);
+    let _n = Nginx::start_with("", &format!("stream {{ {} }}", block(np, &nd)), addr_of(np.0));
+    for (p, p2) in [rp, np] {
         for i in 0..3 {
             session(addr_of(p), &format!("msg-{i}"));
         }
-        let mut c = TcpStream::connect(addr_of(p + 1)).unwrap();
+        let mut c = TcpStream::connect(addr_of(p2)).unwrap();
         let _ = c.read_to_end(&mut Vec::new());
     }
-    let lines = |d: &std::path::Path, port: u16| {
+    let lines = |d: &std::path::Path, (port, port2): (u16, u16)| {
         let path = d.join("s.log");
         wait_for("five lines", Duration::from_secs(5), || {
             std::fs::read_to_string(&path).unwrap_or_default().lines().count() >= 5
@@ -286,7 +285,7 @@ fn the_log_line_matches_nginx() {
             .skip(1)
             .map(|l| {
                 l.replace(&port.to_string(), "PORT")
-                    .replace(&(port + 1).to_string(), "PORT1")
+                    .replace(&port2.to_string(), "PORT1")
             })
             .collect::<Vec<_>>()
     };
@@ -298,23 +297,22 @@ fn the_log_line_matches_nginx() {
 #[test]
 fn hash_keys_pick_what_nginx_picks() {
     let (a, b, c) = (echo("a"), echo("b"), echo("c"));
-    let block = |p: u16| {
+    let block = |(p, p2): (u16, u16)| {
         format!(
             "upstream h {{ hash $remote_addr$server_port; server {a}; server {b}; server {c}; }}\n\
              upstream k {{ hash $remote_addr consistent; server {a}; server {b}; server {c}; }}\n\
              server {{ listen 127.0.0.1:{p}; proxy_pass h; }}\n\
-             server {{ listen 127.0.0.1:{}; proxy_pass k; }}",
-            p + 1
+             server {{ listen 127.0.0.1:{p2}; proxy_pass k; }}"
         )
     };
-    let (rp, np) = (free_port(), free_port());
-    let _r = start_stream(&block(rp), rp);
-    let picks = |p: u16| {
+    let (rp, np) = ((free_port(), free_port()), (free_port(), free_port()));
+    let _r = start_stream(&block(rp), rp.0);
+    let picks = |(p, p2): (u16, u16)| {
         (0..4)
             .map(|i| {
                 (
                     first_line(&session(addr_of(p), &format!("h{i}"))),
-                    first_line(&session(addr_of(p + 1), "k")),
+                    first_line(&session(addr_of(p2), "k")),
                 )
             })
             .collect::<Vec<_>>()
@@ -322,7 +320,7 @@ fn hash_keys_pick_what_nginx_picks() {
     let ours = picks(rp);
     assert!(ours.iter().all(|x| x.1 == ours[0].1), "{ours:?}");
     if nginx_bin().is_some() && std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists() {
-        let _n = Nginx::start_with("", &format!("stream {{ {} }}", block(np)), addr_of(np));
+        let _n = Nginx::start_with("", &format!("stream {{ {} }}", block(np)), addr_of(np.0));
         let theirs = picks(np);
         // Consistent hashing of the same key: the same server.
         assert_eq!(ours[0].1, theirs[0].1);

@@ -24,13 +24,21 @@ use std::time::{Duration, Instant};
 /// Tests run in parallel, and ringx binds with SO_REUSEPORT: had two tests been given
 /// the same number, the second ringx would bind too and the kernel would split one
 /// test's connections between both (seen once as a shifted round-robin sequence).
+///
+/// The ports come from below the kernel's ephemeral range (32768 and up): a port
+/// the kernel handed out as free is handed out again as the local port of some
+/// outgoing connection (a test client's, ringx's to a backend), and a ringx that
+/// then binds it fails at start (seen as h2 tests that never listened).
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap();
+    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
+    let mut next = NEXT.lock().unwrap();
+    // Each test process starts elsewhere in 20000..32000.
+    let mut p = next.unwrap_or(20000 + (std::process::id() % 600) as u16 * 20);
     loop {
-        let p = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&p) {
-            given.push(p);
+        p = if p >= 32000 { 20000 } else { p + 1 };
+        // Free for TCP now (and for the UDP tests' use of the same number).
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            *next = Some(p);
             return p;
         }
     }
@@ -538,17 +546,31 @@ impl Ringx {
         let dir = tempdir("ringx");
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
+        // A test's ringx must stay its child (a daemon would outlive the test, and
+        // every leaked one holds an io_uring ring of the user's locked memory).
+        let fg: &[&str] = if conf.contains("daemon ") || extra.contains(&"-g") {
+            &[]
+        } else {
+            &["-g", "daemon off;"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_ringx"))
             .arg("-c")
             .arg(&path)
             .args(extra)
+            .args(fg)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
             .unwrap();
-        let r = Ringx { child, dir, conf: path };
-        wait_listening(wait_on);
+        let mut r = Ringx { child, dir, conf: path };
+        let start = Instant::now();
+        while TcpStream::connect(wait_on).is_err() {
+            if start.elapsed() > Duration::from_secs(10) || r.child.try_wait().ok().flatten().is_some() {
+                panic!("ringx does not listen on {wait_on}; its stderr:\n{}", r.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         r
     }
 
@@ -861,7 +883,9 @@ pub struct Dns {
 
 impl Dns {
     pub fn start() -> Dns {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A port free for both (an ephemeral UDP one may be some TCP socket's).
+        let port = free_port();
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
         let addr = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(addr).unwrap();
         let d = Dns {
