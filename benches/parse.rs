@@ -124,6 +124,7 @@ fn bench_forward(c: &mut Criterion) {
                     conn_requests: 1,
                     request_length: req.len() as u64,
                     tls: None,
+                    pp: None,
                     h2: false,
                 };
                 out.clear();

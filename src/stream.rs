@@ -34,6 +34,8 @@ struct Session {
     up_received: u64,
     /// (address, connect time in ms) of each attempt.
     attempts: Vec<(SocketAddr, u64)>,
+    /// The PROXY protocol header the client began with.
+    pp: Option<crate::proto::proxy_protocol::Header>,
 }
 
 /// Serves one client connection on stream server `idx`.
@@ -42,7 +44,8 @@ pub async fn serve(w: Rc<Worker>, tcp: Tcp, peer: SocketAddr, local: SocketAddr,
     let Some(srv) = snap.cfg.stream.servers.get(idx) else {
         return;
     };
-    let client = Stream::new(tcp);
+    let pp_in = snap.group(local).is_some_and(|g| g.proxy_protocol);
+    let mut client = Stream::new(tcp);
     let mut s = Session {
         peer,
         local,
@@ -54,7 +57,28 @@ pub async fn serve(w: Rc<Worker>, tcp: Tcp, peer: SocketAddr, local: SocketAddr,
         up_sent: 0,
         up_received: 0,
         attempts: Vec::new(),
+        pp: None,
     };
+    if pp_in {
+        match client
+            .read_proxy_header(Instant::now() + srv.proxy_protocol_timeout)
+            .await
+        {
+            Ok(()) => s.pp = client.proxy_header().cloned(),
+            Err(got) => {
+                let shown: String = String::from_utf8_lossy(&got[..got.len().min(107)])
+                    .escape_default()
+                    .collect();
+                log::error(format_args!(
+                    "broken header: \"{shown}\" while reading PROXY protocol, client: {}, server: {local}",
+                    peer.ip()
+                ));
+                s.status = 400;
+                access_log(&snap, srv, &s);
+                return;
+            }
+        }
+    }
     session(&snap, srv, &client, &mut s).await;
     s.sent = client.written();
     access_log(&snap, srv, &s);
@@ -84,6 +108,23 @@ async fn session(snap: &Snapshot, srv: &StreamServer, client: &Stream, s: &mut S
         s.status = 502;
         return;
     };
+    if srv.proxy_protocol {
+        // nginx's `proxy_protocol on`: the client and the address it reached, from
+        // a PROXY header the client came with when there is one.
+        let (src, dst) = match s.pp.as_ref() {
+            Some(crate::proto::proxy_protocol::Header {
+                src: Some(a),
+                dst: Some(b),
+                ..
+            }) => (*a, *b),
+            _ => (s.peer, s.local),
+        };
+        let line = crate::proto::proxy_protocol::v1_line(src, dst).into_bytes();
+        if upstream.write_all(line, srv.timeout).await.is_err() {
+            s.status = 502;
+            return;
+        }
+    }
     let lim = tunnel::Limits {
         read: srv.timeout,
         write: srv.timeout,
@@ -216,6 +257,7 @@ impl VarSource for Ctx<'_> {
                 let _ = write!(out, "{}", s.local.port());
             }
             Var::Protocol => out.extend_from_slice(b"TCP"),
+            Var::ProxyProtocol(f) => return crate::http::ctx::proxy_protocol_var(s.pp.as_ref(), *f, out),
             Var::Status => {
                 let _ = write!(out, "{}", s.status);
             }

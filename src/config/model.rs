@@ -116,6 +116,10 @@ pub struct Stream {
 /// One `server` of `stream`.
 #[derive(Debug)]
 pub struct StreamServer {
+    /// `proxy_protocol on`: the upstream gets a v1 header first.
+    pub proxy_protocol: bool,
+    /// `proxy_protocol_timeout`: for the header of a `listen … proxy_protocol`.
+    pub proxy_protocol_timeout: Duration,
     /// `proxy_pass UPSTREAM|ADDRESS`.
     pub upstream: Option<Arc<Upstream>>,
     /// `return VALUE`: sent, then the connection closes.
@@ -239,6 +243,8 @@ pub struct ListenGroup {
     pub default_server: usize,
     /// A `stream` server's address (its index in [`Stream::servers`]): no HTTP here.
     pub stream: Option<usize>,
+    /// `listen … proxy_protocol`: every connection begins with a PROXY header.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -21,10 +21,20 @@ pub enum SquidField {
     Hier,
 }
 
+/// `$proxy_protocol_addr` and its kin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PpField {
+    Addr,
+    Port,
+    ServerAddr,
+    ServerPort,
+}
+
 /// A variable ringx knows. Names follow nginx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     Squid(SquidField),
+    ProxyProtocol(PpField),
     /// stream: `$bytes_received`, `$session_time`, `$protocol` (in http, not found).
     BytesReceived,
     SessionTime,
@@ -277,6 +287,10 @@ impl Var {
             "realpath_root" => Var::RealpathRoot,
             "request_filename" => Var::RequestFilename,
             "ringx_version" => Var::RingxVersion,
+            "proxy_protocol_addr" => Var::ProxyProtocol(PpField::Addr),
+            "proxy_protocol_port" => Var::ProxyProtocol(PpField::Port),
+            "proxy_protocol_server_addr" => Var::ProxyProtocol(PpField::ServerAddr),
+            "proxy_protocol_server_port" => Var::ProxyProtocol(PpField::ServerPort),
             "bytes_received" => Var::BytesReceived,
             "session_time" => Var::SessionTime,
             "protocol" => Var::Protocol,

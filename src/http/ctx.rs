@@ -35,6 +35,8 @@ pub struct Sent {
 }
 
 pub struct ReqCtx<'a> {
+    /// The connection's PROXY protocol header (`listen … proxy_protocol`).
+    pub pp: Option<&'a crate::proto::proxy_protocol::Header>,
     pub buf: &'a [u8],
     pub head: &'a RequestHead,
     /// `$uri`.
@@ -291,6 +293,7 @@ impl VarSource for ReqCtx<'_> {
         let b = self.buf;
         match v {
             Var::Host => self.host(out),
+            Var::ProxyProtocol(f) => return proxy_protocol_var(self.pp, *f, out),
             Var::RequestPort => match self.head.port {
                 0 => return false,
                 p => num(out, p),
@@ -450,6 +453,30 @@ impl VarSource for ReqCtx<'_> {
         }
         true
     }
+}
+
+/// `$proxy_protocol_addr`, `_port`, `_server_addr`, `_server_port` (also
+/// stream's): not found without a header, empty for v1 UNKNOWN and v2 LOCAL.
+pub fn proxy_protocol_var(
+    pp: Option<&crate::proto::proxy_protocol::Header>,
+    f: crate::config::vars::PpField,
+    out: &mut Vec<u8>,
+) -> bool {
+    use crate::config::vars::PpField;
+    let Some(h) = pp else {
+        return false;
+    };
+    let a = match f {
+        PpField::Addr | PpField::Port => h.src,
+        PpField::ServerAddr | PpField::ServerPort => h.dst,
+    };
+    if let Some(a) = a {
+        match f {
+            PpField::Addr | PpField::ServerAddr => num(out, a.ip()),
+            PpField::Port | PpField::ServerPort => num(out, a.port()),
+        }
+    }
+    true
 }
 
 /// The variables that do not depend on a request or session (shared with

@@ -27,6 +27,14 @@ impl Downstream {
         }
     }
 
+    /// The PROXY protocol header of the connection (HTTP/2 streams: their connection's).
+    pub fn proxy_header(&self) -> Option<&crate::proto::proxy_protocol::Header> {
+        match self {
+            Downstream::H1(s) => s.proxy_header(),
+            Downstream::H2(p) => p.proxy_header(),
+        }
+    }
+
     pub fn tls_info(&self) -> Option<&tls::Info> {
         match self {
             Downstream::H1(s) => s.tls_info(),

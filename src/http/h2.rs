@@ -65,6 +65,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub id: u64,
     pub tls: Option<tls::Info>,
+    /// The connection's PROXY protocol header, for its streams' variables.
+    pub pp: Option<Rc<crate::proto::proxy_protocol::Header>>,
 }
 
 /// Serves one HTTP/2 connection until it closes (`pre`: the part of the preface
@@ -277,6 +279,7 @@ async fn stream(info: ConnInfo, req: http::Request<RecvStream>, mut respond: Sen
         parts.method == http::Method::HEAD,
         info.tls.clone(),
         chunk,
+        info.pp.clone(),
     );
     super::proxy::serve_h2_stream(info.w.clone(), pipe, head, info.peer, info.local, info.id).await;
 }
@@ -388,6 +391,7 @@ pub struct Pipe {
     chunk: usize,
     written: Cell<u64>,
     tls: Option<tls::Info>,
+    pp: Option<Rc<crate::proto::proxy_protocol::Header>>,
 }
 
 fn reset() -> IoFail {
@@ -402,6 +406,7 @@ impl Pipe {
         head_request: bool,
         tls: Option<tls::Info>,
         chunk: usize,
+        pp: Option<Rc<crate::proto::proxy_protocol::Header>>,
     ) -> Pipe {
         Pipe {
             st: Rc::new(RefCell::new(State {
@@ -417,11 +422,16 @@ impl Pipe {
             chunk: chunk.clamp(1, 1 << 24),
             written: Cell::new(0),
             tls,
+            pp,
         }
     }
 
     pub fn tls_info(&self) -> Option<&tls::Info> {
         self.tls.as_ref()
+    }
+
+    pub fn proxy_header(&self) -> Option<&crate::proto::proxy_protocol::Header> {
+        self.pp.as_deref()
     }
 
     /// Response bytes taken so far.

@@ -355,6 +355,7 @@ impl Client {
             conn_requests: self.requests,
             request_length: self.consumed as u64,
             tls: self.stream.tls_info(),
+            pp: self.stream.proxy_header(),
             h2: self.stream.is_h2(),
         }
     }
@@ -377,6 +378,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
     let ka = default.conf.keepalive_timeout;
     let header_deadline = Instant::now() + default.client_header_timeout;
     let ssl = group.ssl;
+    let proxy_protocol = group.proxy_protocol;
     drop(snap);
     let mut conn = Conn {
         w: w.clone(),
@@ -391,6 +393,11 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
         wake: Rc::new(tokio::sync::Notify::new()),
         idle_until: header_deadline,
     };
+    // The PROXY header comes first, before TLS (nginx reads it within the first
+    // request's client_header_timeout).
+    if proxy_protocol && !read_proxy_header(&mut conn.stream, header_deadline, peer, local).await {
+        return;
+    }
     // A TLS connection waits for its first byte parked too (nginx keeps it reusable
     // until then): worker_connections can reclaim it and a graceful quit closes it.
     if ssl {
@@ -456,6 +463,7 @@ async fn serve_h2(conn: Conn, pre: Vec<u8>) {
         local: conn.local,
         id: conn.id,
         tls: conn.stream.tls_info().cloned(),
+        pp: conn.stream.proxy_header().cloned().map(Rc::new),
     };
     super::h2::serve(conn.stream, pre, info, lim).await;
 }
@@ -488,6 +496,31 @@ pub(super) async fn serve_h2_stream(
     }
     drop(snap);
     c.recycle();
+}
+
+/// `listen … proxy_protocol`: the header, or nginx's error line and the connection
+/// closed without an answer.
+async fn read_proxy_header(stream: &mut Stream, deadline: Instant, peer: SocketAddr, local: SocketAddr) -> bool {
+    match stream.read_proxy_header(deadline).await {
+        Ok(()) => true,
+        Err(got) if got.is_empty() => {
+            log::info(format_args!(
+                "client timed out (110: Connection timed out) while reading PROXY protocol, client: {}, server: {local}",
+                peer.ip()
+            ));
+            false
+        }
+        Err(got) => {
+            let shown: String = String::from_utf8_lossy(&got[..got.len().min(107)])
+                .escape_default()
+                .collect();
+            log::error(format_args!(
+                "broken header: \"{shown}\" while reading PROXY protocol, client: {}, server: {local}",
+                peer.ip()
+            ));
+            false
+        }
+    }
 }
 
 /// The TLS handshake of a connection to a TLS address, bounded by the default

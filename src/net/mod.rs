@@ -97,6 +97,8 @@ pub struct Stream {
     /// The next wait for input is the first on this socket, or the first after the
     /// TLS handshake: epoll's readiness may be stale (see [`Tcp::readable_confirmed`]).
     fresh: Cell<bool>,
+    /// The PROXY protocol header the connection began with (`listen … proxy_protocol`).
+    proxy: Option<Box<crate::proto::proxy_protocol::Header>>,
 }
 
 /// Marks its stream when dropped before [`Pending::done`]: the operation it covers
@@ -148,6 +150,49 @@ impl Stream {
             abandoned: Cell::new(false),
             quiet: Cell::new(false),
             fresh: Cell::new(true),
+            proxy: None,
+        }
+    }
+
+    /// The PROXY protocol header this connection began with, if its address takes one.
+    pub fn proxy_header(&self) -> Option<&crate::proto::proxy_protocol::Header> {
+        self.proxy.as_deref()
+    }
+
+    /// Reads the PROXY protocol header the connection must begin with, by
+    /// `deadline`, taking exactly its bytes (what follows, a TLS ClientHello or a
+    /// request, stays in the socket). `Err`: what arrived instead, for nginx's
+    /// `broken header` line (empty on a timeout or a close).
+    pub async fn read_proxy_header(&mut self, deadline: Instant) -> Result<(), Vec<u8>> {
+        use crate::proto::proxy_protocol::parse;
+        let mut peeked = vec![std::mem::MaybeUninit::<u8>::uninit(); 16 + 4096];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now()).ok_or_else(Vec::new)?;
+            self.readable(left).await.map_err(|_| Vec::new())?;
+            let n = match self
+                .inner
+                .try_io_read(|| io::recv_now(self.inner.fd(), &mut peeked, libc::MSG_PEEK))
+            {
+                Ok(0) | Err(_) => return Err(Vec::new()),
+                Ok(n) => n,
+            };
+            // SAFETY: recv wrote the first `n` bytes it reports.
+            let got: Vec<u8> = peeked[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+            match parse(&got) {
+                Ok(Some((h, len))) => {
+                    let mut sink = vec![std::mem::MaybeUninit::<u8>::uninit(); len];
+                    let taken = self.inner.try_io_read(|| io::recv_now(self.inner.fd(), &mut sink, 0));
+                    if taken.ok() != Some(len) {
+                        return Err(got);
+                    }
+                    self.proxy = Some(Box::new(h));
+                    return Ok(());
+                }
+                Err(_) => return Err(got),
+                // Part of a header: the rest comes soon (readiness stays set while
+                // bytes wait, so wait a little instead of spinning).
+                Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod conditional;
 pub mod dns;
 pub mod gzip;
 pub mod h1;
+pub mod proxy_protocol;
 
 /// Who failed, for logs and for the retry decision (see pingora-error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

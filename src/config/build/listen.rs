@@ -23,6 +23,7 @@ pub(super) struct ListenSpec {
     pub(super) ssl: bool,
     /// `http2`: HTTP/2 on this address (the form before nginx 1.25.1).
     pub(super) http2: bool,
+    pub(super) proxy_protocol: bool,
     /// Where the `listen` directive is.
     pub(super) at: (std::sync::Arc<str>, usize),
 }
@@ -36,6 +37,7 @@ impl ListenSpec {
             ipv6only: true,
             ssl: false,
             http2: false,
+            proxy_protocol: false,
             at: (std::sync::Arc::from(""), 0),
         }
     }
@@ -63,9 +65,8 @@ pub(super) fn listen(b: &mut Builder<'_>, d: &Directive) -> Result<ListenSpec, C
                     d.err("the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead"),
                 ));
             }
-            "quic" | "proxy_protocol" => {
-                return Err(d.err(format!("the \"{p}\" parameter of \"listen\" is not supported yet")))
-            }
+            "proxy_protocol" => spec.proxy_protocol = true,
+            "quic" => return Err(d.err(format!("the \"{p}\" parameter of \"listen\" is not supported yet"))),
             _ => {
                 if let Some(v) = p.strip_prefix("backlog=") {
                     spec.backlog = v.parse().map_err(|_| d.err(format!("invalid backlog \"{v}\"")))?;
@@ -150,6 +151,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
                 servers: vec![idx],
                 default_server: idx,
                 stream: None,
+                proxy_protocol: spec.proxy_protocol,
             });
             marked.push(spec.default_server);
             continue;
@@ -158,6 +160,8 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
         // nginx: `ssl` on any listen of an address makes the whole address TLS.
         g.ssl |= spec.ssl;
         g.http2 |= spec.http2;
+        // As `ssl`: any server's `proxy_protocol` on an address is the address's.
+        g.proxy_protocol |= spec.proxy_protocol;
         if spec.default_server {
             if marked[i] && g.default_server != idx {
                 return Err(d.err(format!("a duplicate default server for {}", spec.addr)));

@@ -690,9 +690,6 @@ pub(super) fn parse_cidr(a: &str) -> Option<Cidr> {
 /// `real_ip_header X-Real-IP|X-Forwarded-For|proxy_protocol|NAME`.
 fn real_ip_header(_: &mut Builder<'_>, d: &Directive, _: Option<String>) -> Parsed<String> {
     one_arg(d)?;
-    if d.args[0] == "proxy_protocol" {
-        return Err(d.err("\"real_ip_header proxy_protocol\" is not supported yet (no listen ... proxy_protocol)"));
-    }
     Ok(d.args[0].to_ascii_lowercase())
 }
 

@@ -28,6 +28,7 @@ struct Settings {
     next_upstream_tries: Option<u32>,
     next_upstream_timeout: Option<Duration>,
     half_close: Option<bool>,
+    pp_timeout: Option<Duration>,
     allow: Option<Vec<(Cidr, bool)>>,
     access_log: Option<Vec<AccessLog>>,
 }
@@ -44,17 +45,23 @@ impl Settings {
             next_upstream_tries,
             next_upstream_timeout,
             half_close,
+            pp_timeout,
             allow,
             access_log
         );
     }
 }
 
+/// A `listen`: (address, backlog, `proxy_protocol`, where).
+type Listen = (SocketAddr, i32, bool, (Arc<str>, usize));
+
 /// A stream block or a server in it.
 #[derive(Default)]
 pub(super) struct Level {
     set: Settings,
-    listens: Vec<(SocketAddr, i32, (Arc<str>, usize))>,
+    listens: Vec<Listen>,
+    /// `proxy_protocol on`: a v1 header to the upstream.
+    pp_out: Option<bool>,
     pass: Option<Arc<Upstream>>,
     ret: Option<Template>,
 }
@@ -75,6 +82,7 @@ macro_rules! settings_cmds {
                 time_arg(d).map(|t| l.set.next_upstream_timeout = Some(t))
             }),
             Cmd::run("proxy_half_close", |_, l, d| flag(d).map(|f| l.set.half_close = Some(f))),
+            Cmd::run("proxy_protocol_timeout", |_, l, d| time_arg(d).map(|t| l.set.pp_timeout = Some(t))),
             Cmd::run("allow", |_, l, d| access(l, d, false)),
             Cmd::run("deny", |_, l, d| access(l, d, true)),
             Cmd::run("access_log", access_log),
@@ -97,6 +105,7 @@ pub(super) const STREAM: &[Cmd<Level>] =
 pub(super) const SERVER: &[Cmd<Level>] = settings_cmds![
     Cmd::run("listen", listen),
     Cmd::run("proxy_pass", proxy_pass),
+    Cmd::run("proxy_protocol", |_, l, d| flag(d).map(|f| l.pp_out = Some(f))),
     Cmd::run("return", |_, l, d| {
         one_arg(d)?;
         l.ret = Some(Template::compile(&d.args[0]).map_err(|e| e.at_dir(d))?);
@@ -156,7 +165,7 @@ impl Builder<'_> {
             if l.pass.is_none() && l.ret.is_none() {
                 return Err(sd.err("no handler for server"));
             }
-            for (addr, backlog, (file, line)) in l.listens.drain(..) {
+            for (addr, backlog, pp, (file, line)) in l.listens.drain(..) {
                 if groups.iter().any(|g| g.addr == addr) {
                     return Err(ConfError::at(
                         format!("duplicate \"{addr}\" address and port pair"),
@@ -173,6 +182,7 @@ impl Builder<'_> {
                     servers: Vec::new(),
                     default_server: 0,
                     stream: Some(idx),
+                    proxy_protocol: pp,
                 });
             }
             stream.servers.push(server(l));
@@ -189,6 +199,8 @@ fn d_arg(d: &Directive) -> Option<&str> {
 fn server(l: Level) -> StreamServer {
     let s = l.set;
     StreamServer {
+        proxy_protocol: l.pp_out.unwrap_or(false),
+        proxy_protocol_timeout: s.pp_timeout.unwrap_or(Duration::from_secs(30)),
         upstream: l.pass,
         ret: l.ret,
         connect_timeout: s.connect_timeout.unwrap_or(Duration::from_secs(60)),
@@ -202,8 +214,8 @@ fn server(l: Level) -> StreamServer {
     }
 }
 
-/// `listen ADDR:PORT|PORT [backlog=N] [reuseport] [bind] [ipv6only=on|off]`; `udp`,
-/// `ssl` and `proxy_protocol` are not supported yet.
+/// `listen ADDR:PORT|PORT [proxy_protocol] [backlog=N] [reuseport] [bind]
+/// [ipv6only=on|off]`; `udp` and `ssl` are not supported yet.
 fn listen(_: &mut Builder<'_>, l: &mut Level, d: &Directive) -> Done {
     let Some(a) = d.args.first() else {
         return Err(nargs(d));
@@ -214,10 +226,12 @@ fn listen(_: &mut Builder<'_>, l: &mut Level, d: &Directive) -> Done {
     }
     let addr = parse_listen_addr(a).ok_or_else(|| d.err(format!("invalid listen address \"{a}\"")))?;
     let mut backlog = 511;
+    let mut pp = false;
     for p in &d.args[1..] {
         match p.as_str() {
             "reuseport" | "bind" | "ipv6only=on" | "ipv6only=off" => {}
-            "udp" | "ssl" | "proxy_protocol" => {
+            "proxy_protocol" => pp = true,
+            "udp" | "ssl" => {
                 return Err(d.err(format!(
                     "the \"{p}\" parameter of \"listen\" in \"stream\" is not supported yet"
                 )))
@@ -228,7 +242,7 @@ fn listen(_: &mut Builder<'_>, l: &mut Level, d: &Directive) -> Done {
             },
         }
     }
-    l.listens.push((addr, backlog, (d.file.clone(), d.line)));
+    l.listens.push((addr, backlog, pp, (d.file.clone(), d.line)));
     Ok(())
 }
 

@@ -40,6 +40,11 @@ pub(super) fn restore(c: &mut Client) {
 fn real_peer(c: &Client, ri: &RealIp) -> Option<SocketAddr> {
     let trusted = |a: &SocketAddr| ri.from.iter().any(|n| n.contains(a.ip()));
     let mut addr = c.peer;
+    // `real_ip_header proxy_protocol`: the PROXY header's client, from a trusted peer.
+    if ri.header == "proxy_protocol" {
+        let src = c.stream.proxy_header()?.src?;
+        return trusted(&addr).then_some(src);
+    }
     if ri.header == "x-forwarded-for" {
         let values: Vec<&[u8]> = c
             .head
