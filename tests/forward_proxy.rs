@@ -415,3 +415,59 @@ fn the_inside_is_refused_unless_allowed() {
         200
     );
 }
+
+/// A tunnel survives a reload that changes the ACL; new clients get the new rule.
+#[test]
+fn a_tunnel_survives_reload_and_the_new_acl_applies_to_new_clients() {
+    let dns = Dns::start();
+    let port = free_port();
+    let dir = tempdir("fwd-reload");
+    let conf = proxy_conf(&dir, port, dns.addr, "");
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { break };
+            std::thread::spawn(move || {
+                let mut b = [0u8; 64];
+                while let Ok(n) = c.read(&mut b) {
+                    if n == 0 || c.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut t = TcpStream::connect(addr_of(port)).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(t, "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    read_until(&mut t, &mut got, b"\r\n\r\n");
+    assert!(got.starts_with(b"HTTP/1.1 200 OK"));
+    // The new configuration lets only 127.0.0.2 in.
+    r.rewrite(&conf.replace("allow 127.0.0.1;", "allow 127.0.0.2;"));
+    r.signal(libc::SIGHUP);
+    let connect = format!("CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: x\r\n\r\n");
+    wait_for("the new ACL", Duration::from_secs(5), || {
+        request(addr_of(port), connect.as_bytes()).is_some_and(|r| r.status == 403)
+    });
+    // The old tunnel still carries bytes both ways.
+    t.write_all(b"still here").unwrap();
+    let mut echo = Vec::new();
+    read_until(&mut t, &mut echo, b"still here");
+    // From 127.0.0.2 a new tunnel opens (its head read alone: a tunnel has no end).
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    sock.connect(&addr_of(port).into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(connect.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    read_until(&mut c, &mut head, b"\r\n\r\n");
+    assert!(
+        head.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+}
