@@ -4,6 +4,7 @@
 //! request-body spooling ([`spool`]), and the per-connection driver that does the I/O
 //! ([`proxy`]).
 
+pub mod auth;
 pub mod ctx;
 pub mod downstream;
 pub mod fail;
