@@ -449,9 +449,18 @@ fn a_tunnel_survives_reload_and_the_new_acl_applies_to_new_clients() {
     r.rewrite(&conf.replace("allow 127.0.0.1;", "allow 127.0.0.2;"));
     r.signal(libc::SIGHUP);
     let connect = format!("CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Probed with a request that ends (a CONNECT allowed before the reload would
+    // stay open as a tunnel).
+    let probe = "GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n\r\n";
     wait_for("the new ACL", Duration::from_secs(5), || {
-        request(addr_of(port), connect.as_bytes()).is_some_and(|r| r.status == 403)
+        request(addr_of(port), probe.as_bytes()).is_some_and(|r| r.status == 403)
     });
+    let mut c = TcpStream::connect(addr_of(port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(connect.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    read_until(&mut c, &mut head, b"\r\n\r\n");
+    assert!(head.starts_with(b"HTTP/1.1 403"), "{}", String::from_utf8_lossy(&head));
     // The old tunnel still carries bytes both ways.
     t.write_all(b"still here").unwrap();
     let mut echo = Vec::new();
