@@ -567,6 +567,25 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The IPv4 networks that cover `lo..=hi` exactly, largest aligned blocks first
+    /// (`geo`'s `ranges`, Squid's `A-B`).
+    pub fn cover_v4(lo: std::net::Ipv4Addr, hi: std::net::Ipv4Addr) -> Vec<Cidr> {
+        let (mut lo, hi) = (u64::from(u32::from(lo)), u64::from(u32::from(hi)));
+        let mut out = Vec::new();
+        while lo <= hi {
+            let mut size = if lo == 0 { 1u64 << 32 } else { lo & lo.wrapping_neg() };
+            while lo + size - 1 > hi {
+                size >>= 1;
+            }
+            out.push(Cidr {
+                addr: std::net::Ipv4Addr::from(lo as u32).into(),
+                bits: 32 - size.trailing_zeros() as u8,
+            });
+            lo += size;
+        }
+        out
+    }
+
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         use std::net::IpAddr::{V4, V6};
         if self.bits == 0 {

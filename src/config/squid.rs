@@ -436,7 +436,10 @@ fn networks(v: &str) -> Vec<String> {
         let (Ok(a), Ok(b)) = (a.parse::<std::net::Ipv4Addr>(), b.parse::<std::net::Ipv4Addr>()) else {
             return Vec::new();
         };
-        return cover(u32::from(a), u32::from(b));
+        return super::model::Cidr::cover_v4(a, b)
+            .iter()
+            .map(|c| format!("{}/{}", c.addr, c.bits))
+            .collect();
     }
     match addr.parse::<std::net::IpAddr>() {
         Ok(ip @ std::net::IpAddr::V4(_)) => bits(32).map(|b| vec![format!("{ip}/{b}")]).unwrap_or_default(),
@@ -445,24 +448,6 @@ fn networks(v: &str) -> Vec<String> {
     }
 }
 
-/// The networks that cover `lo..=hi` exactly.
-fn cover(lo: u32, hi: u32) -> Vec<String> {
-    let (mut lo, hi) = (u64::from(lo), u64::from(hi));
-    let mut out = Vec::new();
-    while lo <= hi {
-        let mut size = if lo == 0 { 1u64 << 32 } else { lo & lo.wrapping_neg() };
-        while lo + size - 1 > hi {
-            size >>= 1;
-        }
-        out.push(format!(
-            "{}/{}",
-            std::net::Ipv4Addr::from(lo as u32),
-            32 - size.trailing_zeros()
-        ));
-        lo += size;
-    }
-    out
-}
 
 /// `N` or `A-B`.
 fn port_range(v: &str) -> Option<(u16, u16)> {

@@ -175,22 +175,8 @@ fn range_cidrs(e: &Directive, s: &str) -> Result<Vec<crate::config::model::Cidr>
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let a: std::net::Ipv4Addr = a.parse().map_err(|_| bad())?;
     let b: std::net::Ipv4Addr = b.parse().map_err(|_| bad())?;
-    let (mut lo, hi) = (u64::from(u32::from(a)), u64::from(u32::from(b)));
-    if lo > hi {
+    if a > b {
         return Err(bad());
     }
-    let mut out = Vec::new();
-    while lo <= hi {
-        // The largest aligned block from `lo` that stays within `hi`.
-        let mut size = if lo == 0 { 1u64 << 32 } else { lo & lo.wrapping_neg() };
-        while lo + size - 1 > hi {
-            size >>= 1;
-        }
-        out.push(crate::config::model::Cidr {
-            addr: std::net::Ipv4Addr::from(lo as u32).into(),
-            bits: 32 - size.trailing_zeros() as u8,
-        });
-        lo += size;
-    }
-    Ok(out)
+    Ok(crate::config::model::Cidr::cover_v4(a, b))
 }
