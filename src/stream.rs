@@ -60,24 +60,15 @@ pub async fn serve(w: Rc<Worker>, tcp: Tcp, peer: SocketAddr, local: SocketAddr,
         pp: None,
     };
     if pp_in {
-        match client
-            .read_proxy_header(Instant::now() + srv.proxy_protocol_timeout)
+        if !client
+            .accept_proxy_header(Instant::now() + srv.proxy_protocol_timeout, peer, local)
             .await
         {
-            Ok(()) => s.pp = client.proxy_header().cloned(),
-            Err(got) => {
-                let shown: String = String::from_utf8_lossy(&got[..got.len().min(107)])
-                    .escape_default()
-                    .collect();
-                log::error(format_args!(
-                    "broken header: \"{shown}\" while reading PROXY protocol, client: {}, server: {local}",
-                    peer.ip()
-                ));
-                s.status = 400;
-                access_log(&snap, srv, &s);
-                return;
-            }
+            s.status = 400;
+            access_log(&snap, srv, &s);
+            return;
         }
+        s.pp = client.proxy_header().cloned();
     }
     session(&snap, srv, &client, &mut s).await;
     s.sent = client.written();

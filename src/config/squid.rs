@@ -448,7 +448,6 @@ fn networks(v: &str) -> Vec<String> {
     }
 }
 
-
 /// `N` or `A-B`.
 fn port_range(v: &str) -> Option<(u16, u16)> {
     let (a, b) = v.split_once('-').unwrap_or((v, v));

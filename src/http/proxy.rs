@@ -395,7 +395,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
     };
     // The PROXY header comes first, before TLS (nginx reads it within the first
     // request's client_header_timeout).
-    if proxy_protocol && !read_proxy_header(&mut conn.stream, header_deadline, peer, local).await {
+    if proxy_protocol && !conn.stream.accept_proxy_header(header_deadline, peer, local).await {
         return;
     }
     // A TLS connection waits for its first byte parked too (nginx keeps it reusable
@@ -496,31 +496,6 @@ pub(super) async fn serve_h2_stream(
     }
     drop(snap);
     c.recycle();
-}
-
-/// `listen … proxy_protocol`: the header, or nginx's error line and the connection
-/// closed without an answer.
-async fn read_proxy_header(stream: &mut Stream, deadline: Instant, peer: SocketAddr, local: SocketAddr) -> bool {
-    match stream.read_proxy_header(deadline).await {
-        Ok(()) => true,
-        Err(got) if got.is_empty() => {
-            log::info(format_args!(
-                "client timed out (110: Connection timed out) while reading PROXY protocol, client: {}, server: {local}",
-                peer.ip()
-            ));
-            false
-        }
-        Err(got) => {
-            let shown: String = String::from_utf8_lossy(&got[..got.len().min(107)])
-                .escape_default()
-                .collect();
-            log::error(format_args!(
-                "broken header: \"{shown}\" while reading PROXY protocol, client: {}, server: {local}",
-                peer.ip()
-            ));
-            false
-        }
-    }
 }
 
 /// The TLS handshake of a connection to a TLS address, bounded by the default

@@ -159,6 +159,30 @@ impl Stream {
         self.proxy.as_deref()
     }
 
+    /// [`Stream::read_proxy_header`], with nginx's line when it fails: `[info]
+    /// client timed out` or `[error] broken header: "…"`, naming the client.
+    /// False: the connection is to be closed without an answer.
+    pub async fn accept_proxy_header(&mut self, deadline: Instant, peer: SocketAddr, local: SocketAddr) -> bool {
+        let got = match self.read_proxy_header(deadline).await {
+            Ok(()) => return true,
+            Err(got) => got,
+        };
+        let ip = peer.ip();
+        if got.is_empty() {
+            crate::observe::log::info(format_args!(
+                "client timed out (110: Connection timed out) while reading PROXY protocol, client: {ip}, server: {local}"
+            ));
+        } else {
+            let shown: String = String::from_utf8_lossy(&got[..got.len().min(107)])
+                .escape_default()
+                .collect();
+            crate::observe::log::error(format_args!(
+                "broken header: \"{shown}\" while reading PROXY protocol, client: {ip}, server: {local}"
+            ));
+        }
+        false
+    }
+
     /// Reads the PROXY protocol header the connection must begin with, by
     /// `deadline`, taking exactly its bytes (what follows, a TLS ClientHello or a
     /// request, stays in the socket). `Err`: what arrived instead, for nginx's
