@@ -41,18 +41,27 @@ struct Entry {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<(usize, Box<str>), Entry>> = RefCell::new(HashMap::new());
+    /// Per resolver (its id), per lowercased name: looked up by `&str`, so a hit
+    /// allocates nothing.
+    static CACHE: RefCell<HashMap<usize, HashMap<Box<str>, Entry>>> = RefCell::new(HashMap::new());
     static NEXT_SERVER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The addresses of `name` (IPv4 first), from the cache (`true`) or the servers of
 /// `res`, within `timeout`.
 pub async fn resolve(res: &Resolver, timeout: Duration, name: &str) -> Result<(Arc<[IpAddr]>, bool), DnsError> {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let name = name.trim_end_matches('.');
+    // `$host` is lowercase already; only another name is copied.
+    let name: std::borrow::Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    };
     let now = Instant::now();
     let cached = CACHE.with(|c| {
         c.borrow()
-            .get(&(res.id, name.as_str().into()))
+            .get(&res.id)
+            .and_then(|m| m.get(&*name))
             .filter(|e| e.until > now)
             .map(|e| e.result.clone())
     });
@@ -72,7 +81,7 @@ pub async fn resolve(res: &Resolver, timeout: Duration, name: &str) -> Result<(A
         (Err(_), None) => Some(NEGATIVE),
     };
     if let Some(keep) = keep.filter(|k| !k.is_zero()) {
-        store(res.id, name, result.clone(), Instant::now() + keep);
+        store(res.id, &name, result.clone(), Instant::now() + keep);
     }
     result.map(|a| (a, false))
 }
@@ -114,9 +123,11 @@ fn combine(v4: Looked, v6: Looked) -> (Result<Arc<[IpAddr]>, DnsError>, u32) {
     }
 }
 
-fn store(id: usize, name: String, result: Result<Arc<[IpAddr]>, DnsError>, until: Instant) {
+fn store(id: usize, name: &str, result: Result<Arc<[IpAddr]>, DnsError>, until: Instant) {
     CACHE.with(|c| {
-        let mut c = c.borrow_mut();
+        let mut all = c.borrow_mut();
+        // Resolvers of older configurations go (their ids are not used again).
+        let c = all.entry(id).or_default();
         if c.len() >= CACHE_MAX {
             let now = Instant::now();
             c.retain(|_, e| e.until > now);
@@ -124,7 +135,7 @@ fn store(id: usize, name: String, result: Result<Arc<[IpAddr]>, DnsError>, until
                 c.clear();
             }
         }
-        c.insert((id, name.into()), Entry { result, until });
+        c.insert(name.into(), Entry { result, until });
     });
 }
 
