@@ -480,3 +480,66 @@ fn a_tunnel_survives_reload_and_the_new_acl_applies_to_new_clients() {
         String::from_utf8_lossy(&head)
     );
 }
+
+/// `auth_basic` on the forward proxy: proxy requests (CONNECT, as nginx 1.31, and
+/// absolute-form, ringx's addition) are asked with 407 and `Proxy-Authenticate`,
+/// answer to `Proxy-Authorization` (curl's `--proxy-user`, or credentials in the
+/// proxy URL), and the origin never sees the proxy's credentials.
+#[test]
+fn proxy_auth_asks_with_407_and_keeps_credentials_from_the_origin() {
+    let dir = tempdir("fwd-auth");
+    std::fs::write(dir.join("users"), "dev:{PLAIN}s3cret\n").unwrap();
+    let s = setup(&format!(
+        "auth_basic \"outbound\"; auth_basic_user_file {}/users;",
+        dir.display()
+    ));
+    let b = Backend::start("origin");
+    s.dns.set("api.test", &["127.0.0.1"], 60);
+    let url = format!("http://api.test:{}/data", b.addr.port());
+    let proxy = format!("http://{}", s.addr);
+    let (out, err) = curl(&["-i", "-x", &proxy, &url], &[]);
+    assert!(
+        out.starts_with("HTTP/1.1 407 Proxy Authentication Required"),
+        "{out} {err}"
+    );
+    assert!(out.contains("Proxy-Authenticate: Basic realm=\"outbound\""), "{out}");
+    assert_eq!(b.count(), 0);
+    let (out, err) = curl(&["-x", &proxy, "--proxy-user", "dev:s3cret", &url], &[]);
+    assert!(out.contains("origin"), "{out} {err}");
+    let creds = format!("http://dev:s3cret@{}", s.addr);
+    let (out, err) = curl(&[&url], &[("http_proxy", &creds)]);
+    assert!(out.contains("origin"), "{out} {err}");
+    let (out, _) = curl(&["-i", "-x", &proxy, "--proxy-user", "dev:wrong", &url], &[]);
+    assert!(out.starts_with("HTTP/1.1 407"), "{out}");
+    for r in b.requests() {
+        assert!(r.header("proxy-authorization").is_none(), "{:?}", r.headers);
+    }
+    assert_eq!(b.count(), 2);
+    // CONNECT: 407 first, then a tunnel with the credentials.
+    let connect = |auth: &str| {
+        format!(
+            "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n{auth}\r\n",
+            b.addr.port()
+        )
+    };
+    let r = request(s.addr, connect("").as_bytes()).unwrap();
+    assert_eq!(r.status, 407);
+    assert_eq!(r.header("proxy-authenticate"), Some("Basic realm=\"outbound\""));
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // dev:s3cret
+    let ok = connect("Proxy-Authorization: Basic ZGV2OnMzY3JldA==\r\n");
+    write!(c, "{ok}GET /t HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("origin"), "{text}");
+    let log = error_log(&s);
+    assert!(
+        log.contains("no user/password was provided for basic authentication"),
+        "{log}"
+    );
+    assert!(log.contains("user \"dev\": password mismatch"), "{log}");
+}

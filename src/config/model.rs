@@ -557,6 +557,19 @@ pub struct LocConf {
     pub realip: Option<Arc<RealIp>>,
     /// `allow` / `deny` rules in order (`true`: deny); the first that matches decides.
     pub allow: Vec<(Cidr, bool)>,
+    /// `auth_basic`: the realm (`None`: off); it works with `auth_basic_user_file`.
+    pub auth_basic: Option<Template>,
+    pub auth_basic_user_file: Option<UserFile>,
+    /// `satisfy any` (else all): one access check that allows is enough.
+    pub satisfy: bool,
+}
+
+/// `auth_basic_user_file`: a path with variables, relative ones against the
+/// configuration's directory (nginx's conf prefix), joined when it is rendered.
+#[derive(Debug, Clone)]
+pub struct UserFile {
+    pub path: Template,
+    pub base: PathBuf,
 }
 
 /// An address range (`set_real_ip_from 10.0.0.0/8`, `2001:db8::/32`, one address).

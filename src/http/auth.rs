@@ -23,13 +23,25 @@ use crate::proto::h1::request::{Method, RequestHead};
 /// The user and password of a `Basic` header value; `None` when it is not one
 /// (nginx's `ngx_http_auth_basic_user`).
 pub fn basic(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let rest = value.get(..6).filter(|p| p.eq_ignore_ascii_case(b"Basic "))?;
-    let _ = rest;
-    let enc = value[6..].trim_ascii_start();
+    if value.len() < 6 || !value[..6].eq_ignore_ascii_case(b"Basic ") {
+        return None;
+    }
+    let mut enc = &value[6..];
+    while let [b' ', rest @ ..] = enc {
+        enc = rest;
+    }
+    // ngx_decode_base64: up to the first '=', the padding optional.
+    let enc = &enc[..enc.iter().position(|&c| c == b'=').unwrap_or(enc.len())];
     if enc.is_empty() {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(enc).ok()?;
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let raw = LENIENT.decode(enc).ok()?;
     let colon = raw.iter().position(|&c| c == b':')?;
     if colon == 0 {
         return None;
@@ -246,6 +258,16 @@ mod tests {
         assert_eq!(basic(b"Basic OnBhc3M="), None);
         assert_eq!(basic(b"Bearer abc"), None);
         assert_eq!(basic(b"Basic !!!"), None);
+        // As ngx_decode_base64: the padding may be left out, and stops the value.
+        assert_eq!(
+            basic(b"Basic dXNlcjpwYTpzcw"),
+            Some((b"user".to_vec(), b"pa:ss".to_vec()))
+        );
+        assert_eq!(
+            basic(b"Basic dXNlcjpwYTpzcw==junk"),
+            Some((b"user".to_vec(), b"pa:ss".to_vec()))
+        );
+        assert_eq!(basic(b"Basic\tdXNlcjo="), None);
     }
 
     #[test]

@@ -348,7 +348,13 @@ impl VarSource for ReqCtx<'_> {
             Var::RemotePort => num(out, self.peer.port()),
             Var::RealipRemoteAddr => num(out, self.realip_orig.unwrap_or(self.peer).ip()),
             Var::RealipRemotePort => num(out, self.realip_orig.unwrap_or(self.peer).port()),
-            Var::RemoteUser => return false,
+            Var::RemoteUser => {
+                let proxy = crate::http::auth::proxy_auth(self.head, self.server.allow_connect);
+                match crate::http::auth::credentials(self.head, self.buf, proxy) {
+                    Some((user, _)) => out.extend_from_slice(&user),
+                    None => return false,
+                }
+            }
             Var::BinaryRemoteAddr => match self.peer.ip() {
                 std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
                 std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()),

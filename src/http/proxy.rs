@@ -55,6 +55,7 @@ use super::uri::normalize;
 use super::{route, HttpError};
 use crate::proto::gzip;
 
+mod access;
 mod autoindex;
 mod connect;
 mod files;
@@ -216,6 +217,9 @@ struct Req<'s> {
     /// The connection closes after this request whatever else allows (an error
     /// nginx closes after, answered through `error_page`).
     no_keep: bool,
+    /// The `WWW-Authenticate` / `Proxy-Authenticate` line of a refused
+    /// authentication (written with the response, as nginx's headers_out).
+    authenticate: Option<Vec<u8>>,
 }
 
 impl Client {
@@ -749,6 +753,7 @@ fn bare_req(server: &Server) -> Req<'_> {
         err_status: None,
         as_get: false,
         no_keep: false,
+        authenticate: None,
     }
 }
 
@@ -1042,11 +1047,9 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
     }
     // nginx's preaccess phase: a location's own realip settings, after its rewrites.
     realip::apply(c, r);
-    // The access phase: `allow` / `deny`.
-    let ip = c.peer.ip();
-    if let Some((_, true)) = r.conf.allow.iter().find(|(net, _)| net.contains(ip)) {
-        log::error(format_args!("access forbidden by rule{}", files::Why(c, r)));
-        return Step::error(403);
+    // The access phase: `allow` / `deny`, `auth_basic`, as `satisfy` combines them.
+    if let Err(code) = access::check(c, r) {
+        return Step::error(code);
     }
     if let Some(tf) = &conf.try_files {
         if let Some(s) = files::try_files(c, r, tf) {
@@ -1645,6 +1648,9 @@ fn write_expires(out: &mut Vec<u8>, conf: &LocConf, code: u16, last_modified: Op
 }
 
 fn write_add_headers(out: &mut Vec<u8>, c: &Client, r: &Req<'_>, code: u16) {
+    if let Some(h) = &r.authenticate {
+        out.extend_from_slice(h);
+    }
     for h in &r.conf.add_headers {
         if !add_header_applies(code, h) {
             continue;

@@ -25,6 +25,7 @@ pub fn reason(code: u16) -> &'static str {
         404 => "Not Found",
         405 => "Not Allowed",
         406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Time-out",
         409 => "Conflict",
         410 => "Gone",

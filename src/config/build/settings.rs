@@ -29,7 +29,7 @@ use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
     AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, RealIp,
-    Resolver, RwOp, TryFiles,
+    Resolver, RwOp, TryFiles, UserFile,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -213,6 +213,10 @@ settings! {
     rewrite_log:                   bool,                           ALL_IF, on_off     => false;
     // access (allow, deny: one list, first match decides)
     allow:                         Vec<(Cidr, bool)>,              HSLI, allow_rule   => Vec::new();
+    // auth_basic (src/http/proxy/access.rs; `satisfy` combines it with allow/deny)
+    auth_basic:                    Option<Template>,               HSL, auth_realm    => None;
+    auth_basic_user_file:          Option<UserFile>,               HSL, user_file     => None;
+    satisfy:                       bool,                           HSL, satisfy_any   => false;
     // realip (src/http/proxy/realip.rs)
     set_real_ip_from:              Vec<Cidr>,                      HSL, real_ip_from;
     real_ip_header:                String,                         HSL, real_ip_header;
@@ -658,6 +662,34 @@ fn real_ip_from(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<Cidr>>) -> 
 }
 
 /// `CIDR…|all` (one directive, several networks).
+/// `auth_basic REALM|off` (the realm may have variables; one that renders as "off"
+/// turns it off too, as nginx).
+fn auth_realm(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Template>>) -> Parsed<Option<Template>> {
+    one_arg(d)?;
+    if d.args[0] == "off" {
+        return Ok(None);
+    }
+    Template::compile(&d.args[0]).map(Some).map_err(|e| e.at_dir(d))
+}
+
+fn user_file(b: &mut Builder<'_>, d: &Directive, _: Option<Option<UserFile>>) -> Parsed<Option<UserFile>> {
+    one_arg(d)?;
+    let path = Template::compile(&d.args[0]).map_err(|e| e.at_dir(d))?;
+    Ok(Some(UserFile {
+        path,
+        base: b.env.conf_prefix.clone(),
+    }))
+}
+
+fn satisfy_any(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "any" => Ok(true),
+        "all" => Ok(false),
+        v => Err(d.err(format!("invalid value \"{v}\""))),
+    }
+}
+
 fn cidr_list(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<Cidr>>) -> Parsed<Vec<Cidr>> {
     if d.args.is_empty() {
         return Err(nargs(d));

@@ -1,0 +1,145 @@
+//! nginx's access phase: `allow` / `deny` (ngx_http_access_module), then `auth_basic`
+//! (ngx_http_auth_basic_module), combined as `satisfy` says.
+//!
+//! Where it sits: in a location's phases after its rewrites and realip, before
+//! `try_files` and the content handler. With `satisfy all` (the default) each check
+//! that has something to say must allow; with `satisfy any` the first that allows
+//! is enough, and a refusal is answered only when none allowed: 401/407 rather
+//! than 403 when both refused, as nginx's `r->access_code`.
+//!
+//! A refusal to authenticate adds `WWW-Authenticate` (or `Proxy-Authenticate` to a
+//! request that authenticates to the proxy, see [`auth::proxy_auth`]) to the
+//! response through `Req::authenticate`; credentials the proxy took are not sent on.
+
+use std::path::Path;
+
+use super::{files, Client, Req};
+use crate::http::auth;
+use crate::observe::log;
+use crate::proto::h1::request::HeaderKind;
+
+/// What one access check says (nginx's handler results).
+enum Says {
+    /// Nothing to check here (`NGX_DECLINED`).
+    Declined,
+    Allow,
+    Refuse(u16),
+}
+
+/// The access phase: `Err(status)` when the request is refused.
+pub(super) fn check(c: &mut Client, r: &mut Req<'_>) -> Result<(), u16> {
+    let any = r.conf.satisfy;
+    // nginx's `r->access_code`: the refusal answered when no check allows.
+    let mut refused = 0;
+    for says in [rules(c, r, any), basic(c, r)] {
+        match says {
+            Says::Declined => {}
+            Says::Allow if any => {
+                r.authenticate = None;
+                return Ok(());
+            }
+            Says::Allow => {}
+            Says::Refuse(code @ (401 | 403 | 407)) if any => {
+                if refused != 401 && refused != 407 {
+                    refused = code;
+                }
+            }
+            Says::Refuse(code) => return Err(code),
+        }
+    }
+    match refused {
+        0 => Ok(()),
+        403 => {
+            log::error(format_args!("access forbidden by rule{}", files::Why(c, r)));
+            Err(403)
+        }
+        code => Err(code),
+    }
+}
+
+/// `allow` / `deny`: the first rule that matches the client's address decides.
+fn rules(c: &Client, r: &Req<'_>, any: bool) -> Says {
+    let ip = c.peer.ip();
+    match r.conf.allow.iter().find(|(net, _)| net.contains(ip)) {
+        None => Says::Declined,
+        Some((_, false)) => Says::Allow,
+        Some((_, true)) => {
+            // With `satisfy any` the refusal is logged only if it is the answer.
+            if !any {
+                log::error(format_args!("access forbidden by rule{}", files::Why(c, r)));
+            }
+            Says::Refuse(403)
+        }
+    }
+}
+
+/// `auth_basic` with `auth_basic_user_file`, both needed (nginx declines otherwise).
+fn basic(c: &mut Client, r: &mut Req<'_>) -> Says {
+    let conf = r.conf;
+    let (Some(realm_t), Some(file)) = (&conf.auth_basic, &conf.auth_basic_user_file) else {
+        return Says::Declined;
+    };
+    let mut realm = Vec::new();
+    realm_t.render(&c.ctx(r), &mut realm);
+    if realm == b"off" {
+        return Says::Declined;
+    }
+    let proxy = auth::proxy_auth(&c.head, r.server.allow_connect);
+    let Some((user, pass)) = auth::credentials(&c.head, &c.buf, proxy) else {
+        log::info(format_args!(
+            "no user/password was provided for basic authentication{}",
+            files::Why(c, r)
+        ));
+        return ask(r, proxy, &realm);
+    };
+    let mut path = Vec::new();
+    file.path.render(&c.ctx(r), &mut path);
+    let path = file.base.join(Path::new(&*String::from_utf8_lossy(&path)));
+    match auth::check(&path, &user, &pass) {
+        auth::Check::Ok => {
+            if proxy {
+                hide_proxy_credentials(c);
+            }
+            Says::Allow
+        }
+        auth::Check::Refused(why) => {
+            log::error(format_args!("{why}{}", files::Why(c, r)));
+            ask(r, proxy, &realm)
+        }
+        auth::Check::NoFile(code, why) => {
+            if code == 403 {
+                log::error(format_args!("{why}{}", files::Why(c, r)));
+            } else {
+                log::crit(format_args!("{why}{}", files::Why(c, r)));
+            }
+            Says::Refuse(code)
+        }
+    }
+}
+
+/// 401 with `WWW-Authenticate`, or 407 with `Proxy-Authenticate`, naming the realm.
+fn ask(r: &mut Req<'_>, proxy: bool, realm: &[u8]) -> Says {
+    let (name, code): (&[u8], u16) = if proxy {
+        (b"Proxy-Authenticate", 407)
+    } else {
+        (b"WWW-Authenticate", 401)
+    };
+    let mut h = Vec::with_capacity(name.len() + realm.len() + 20);
+    h.extend_from_slice(name);
+    h.extend_from_slice(b": Basic realm=\"");
+    h.extend_from_slice(realm);
+    h.extend_from_slice(b"\"\r\n");
+    r.authenticate = Some(h);
+    Says::Refuse(code)
+}
+
+/// The proxy consumed `Proxy-Authorization`: the origin does not get it (nginx,
+/// which asks for it only on CONNECT, sends it on; see docs/forward-proxy.md).
+fn hide_proxy_credentials(c: &mut Client) {
+    let buf = &c.buf;
+    for h in c.head.headers.iter_mut() {
+        if h.kind == HeaderKind::Other && h.name.get(buf).eq_ignore_ascii_case(b"proxy-authorization") {
+            h.skip = true;
+        }
+    }
+}
