@@ -126,6 +126,7 @@ fn bench_forward(c: &mut Criterion) {
                     tls: None,
                     pp: None,
                     h2: false,
+                    limited: Default::default(),
                 };
                 out.clear();
                 write_request_head(&mut out, &ctx, &loc.conf, pp, Some("/classify"), UpBody::None);

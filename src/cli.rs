@@ -14,8 +14,8 @@ use crate::runtime::master::{self, Master};
 const CONFIGURE: &str = "--conf-path=/etc/ringx/nginx.conf --with-http_ssl_module --with-http_v2_module \
 --with-http_realip_module --without-http_fastcgi_module --without-http_uwsgi_module \
 --without-http_scgi_module --without-http_memcached_module \
---without-http_split_clients_module --without-http_referer_module --without-http_limit_conn_module \
---without-http_limit_req_module --without-http_empty_gif_module --without-http_browser_module \
+--without-http_split_clients_module --without-http_referer_module \
+--without-http_empty_gif_module --without-http_browser_module \
 --without-http_userid_module --without-http_mirror_module --without-http_ssi_module \
 --without-http_charset_module --without-mail_pop3_module --without-mail_imap_module \
 --without-mail_smtp_module --with-stream --without-stream_limit_conn_module \

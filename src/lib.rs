@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod http;
+pub mod limit;
 pub mod net;
 pub mod observe;
 pub mod proto;

@@ -562,6 +562,43 @@ pub struct LocConf {
     pub auth_basic_user_file: Option<UserFile>,
     /// `satisfy any` (else all): one access check that allows is enough.
     pub satisfy: bool,
+    /// `limit_req` lines in order, and their settings.
+    pub limit_req: Vec<LimitReq>,
+    pub limit_req_status: u16,
+    pub limit_req_log_level: LogLevel,
+    pub limit_req_dry_run: bool,
+    /// `limit_conn` lines in order, and their settings.
+    pub limit_conn: Vec<LimitConn>,
+    pub limit_conn_status: u16,
+    pub limit_conn_log_level: LogLevel,
+    pub limit_conn_dry_run: bool,
+}
+
+/// `limit_req zone=NAME [burst=N] [nodelay|delay=N]` with its zone's key and rate.
+#[derive(Debug, Clone)]
+pub struct LimitReq {
+    pub zone: Arc<crate::limit::ReqZone>,
+    pub key: Arc<ZoneKey>,
+    /// Requests per second, in thousandths (nginx's `ctx->rate`).
+    pub rate: u64,
+    /// In thousandths of a request, as nginx keeps them.
+    pub burst: u64,
+    pub delay: u64,
+}
+
+/// A zone's key: the template, and as written (for log lines).
+#[derive(Debug)]
+pub struct ZoneKey {
+    pub value: Template,
+    pub source: String,
+}
+
+/// `limit_conn ZONE NUMBER` with its zone's key.
+#[derive(Debug, Clone)]
+pub struct LimitConn {
+    pub zone: Arc<crate::limit::ConnZone>,
+    pub key: Arc<ZoneKey>,
+    pub max: u64,
 }
 
 /// `auth_basic_user_file`: a path with variables, relative ones against the

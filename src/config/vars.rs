@@ -48,6 +48,9 @@ pub enum Var {
     RequestPort,
     /// `$is_request_port`: ":" when there is one.
     IsRequestPort,
+    /// `$limit_req_status`, `$limit_conn_status`.
+    LimitReqStatus,
+    LimitConnStatus,
     /// `$http_NAME`: the request header, name lowercased with `_` as `-`.
     Http(String),
     /// `$sent_http_NAME`: a response header (only what ringx itself knows).
@@ -231,6 +234,8 @@ impl Var {
             "host" => Var::Host,
             "request_port" => Var::RequestPort,
             "is_request_port" => Var::IsRequestPort,
+            "limit_req_status" => Var::LimitReqStatus,
+            "limit_conn_status" => Var::LimitConnStatus,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
             "remote_user" => Var::RemoteUser,

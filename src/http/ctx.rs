@@ -72,6 +72,8 @@ pub struct ReqCtx<'a> {
     pub tls: Option<&'a crate::net::tls::Info>,
     /// The request came over HTTP/2 (its head is written as HTTP/1.1 in `buf`).
     pub h2: bool,
+    /// What `limit_req` and `limit_conn` decided (`$limit_req_status`, ...).
+    pub limited: crate::limit::Decided,
 }
 
 /// What a request keeps for the variables that read response heads after the fact.
@@ -301,6 +303,14 @@ impl VarSource for ReqCtx<'_> {
             Var::IsRequestPort => match self.head.port {
                 0 => return false,
                 _ => out.push(b':'),
+            },
+            Var::LimitReqStatus => match self.limited.req {
+                Some(s) => out.extend_from_slice(s.as_str().as_bytes()),
+                None => return false,
+            },
+            Var::LimitConnStatus => match self.limited.conn {
+                Some(s) => out.extend_from_slice(s.as_str().as_bytes()),
+                None => return false,
             },
             Var::Http(name) => return self.header(name, out),
             Var::UpstreamHttp(n) => return self.heads.is_some_and(|h| Heads::field(&h.upstream, n, out)),

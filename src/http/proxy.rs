@@ -59,6 +59,7 @@ mod access;
 mod autoindex;
 mod connect;
 mod files;
+mod limits;
 mod realip;
 mod rewrite;
 mod target;
@@ -220,6 +221,10 @@ struct Req<'s> {
     /// The `WWW-Authenticate` / `Proxy-Authenticate` line of a refused
     /// authentication (written with the response, as nginx's headers_out).
     authenticate: Option<Vec<u8>>,
+    /// What `limit_req` / `limit_conn` decided (once per request, as nginx).
+    limited: crate::limit::Decided,
+    /// This request's counts in `limit_conn` zones, released when it ends.
+    conns_held: Vec<crate::limit::ConnHeld>,
 }
 
 impl Client {
@@ -361,6 +366,7 @@ impl Client {
             tls: self.stream.tls_info(),
             pp: self.stream.proxy_header(),
             h2: self.stream.is_h2(),
+            limited: r.limited,
         }
     }
 }
@@ -754,6 +760,8 @@ fn bare_req(server: &Server) -> Req<'_> {
         as_get: false,
         no_keep: false,
         authenticate: None,
+        limited: Default::default(),
+        conns_held: Vec::new(),
     }
 }
 
@@ -1045,8 +1053,12 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
         rewrite::Flow::Next { changed: false } | rewrite::Flow::Stay => {}
         f => return flow_step(snap, c, r, f).await,
     }
-    // nginx's preaccess phase: a location's own realip settings, after its rewrites.
+    // nginx's preaccess phase: a location's own realip settings, after its rewrites,
+    // then limit_req and limit_conn.
     realip::apply(c, r);
+    if let Err(code) = limits::check(c, r).await {
+        return Step::error(code);
+    }
     // The access phase: `allow` / `deny`, `auth_basic`, as `satisfy` combines them.
     if let Err(code) = access::check(c, r) {
         return Step::error(code);

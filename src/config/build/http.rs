@@ -23,6 +23,8 @@ pub(super) const HTTP: &[Cmd<()>] = &[
     Cmd::early("upstream"),
     Cmd::early("match").unknown_elsewhere(),
     Cmd::early("log_format"),
+    Cmd::early("limit_req_zone"),
+    Cmd::early("limit_conn_zone"),
     Cmd::early("map"),
     Cmd::early("geo"),
     Cmd::later("server"),
@@ -103,10 +105,67 @@ impl Builder<'_> {
                 }
                 "match" => self.match_block(e)?,
                 "log_format" => self.log_format(e)?,
+                "limit_req_zone" | "limit_conn_zone" => self.limit_zone(e)?,
                 _ => {}
             }
         }
         Ok(upstreams)
+    }
+
+    /// `limit_req_zone KEY zone=NAME:SIZE rate=Nr/s|Nr/m` and
+    /// `limit_conn_zone KEY zone=NAME:SIZE`.
+    fn limit_zone(&mut self, e: &Directive) -> Done {
+        let req = e.name == "limit_req_zone";
+        if e.args.len() != if req { 3 } else { 2 } {
+            return Err(nargs(e));
+        }
+        let key = Arc::new(crate::config::model::ZoneKey {
+            value: Template::compile(&e.args[0]).map_err(|x| x.at_dir(e))?,
+            source: e.args[0].clone(),
+        });
+        let (mut zone, mut rate) = (None, 1000);
+        for a in &e.args[1..] {
+            if let Some(z) = a.strip_prefix("zone=") {
+                let bad = || e.err(format!("invalid zone size \"{a}\""));
+                let (name, size) = z.split_once(':').ok_or_else(bad)?;
+                let size = super::args::parse_size_str(size).ok_or_else(bad)?;
+                if size < 8 * 4096 {
+                    return Err(e.err(format!("zone \"{a}\" is too small")));
+                }
+                zone = Some((name, size));
+            } else if let Some(r) = a.strip_prefix("rate=").filter(|_| req) {
+                let (n, scale) = match (r.strip_suffix("r/s"), r.strip_suffix("r/m")) {
+                    (Some(n), _) => (n, 1),
+                    (_, Some(n)) => (n, 60),
+                    _ => (r, 1),
+                };
+                rate = match n.parse::<u64>() {
+                    Ok(n) if n > 0 => n * 1000 / scale,
+                    _ => return Err(e.err(format!("invalid rate \"{a}\""))),
+                };
+            } else {
+                return Err(e.err(format!("invalid parameter \"{a}\"")));
+            }
+        }
+        let Some((name, size)) = zone else {
+            return Err(e.err(format!("\"{}\" must have \"zone\" parameter", e.name)));
+        };
+        if let Some((was_req, k)) = self.zone_keys.get(name) {
+            return Err(e.err(if *was_req == req {
+                format!("{} \"{name}\" is already bound to key \"{k}\"", e.name)
+            } else {
+                format!("the shared memory zone \"{name}\" is already declared for a different use")
+            }));
+        }
+        self.zone_keys.insert(name.into(), (req, e.args[0].clone()));
+        if req {
+            let z = crate::limit::req_zone(name, size);
+            self.req_zones.insert(name.into(), (z, key, rate));
+        } else {
+            let z = crate::limit::conn_zone(name, size);
+            self.conn_zones.insert(name.into(), (z, key));
+        }
+        Ok(())
     }
 
     /// Builds the upstream blocks in line order, each numbered by its place.

@@ -101,6 +101,12 @@ struct Builder<'e> {
     maps: Arc<Vec<super::model::VarMap>>,
     /// A `tunnel_pass` was seen in the server being built (its `allow_connect`).
     saw_tunnel: bool,
+    /// `limit_req_zone`s by name: the zone, its key, its rate.
+    req_zones: HashMap<String, (Arc<crate::limit::ReqZone>, Arc<super::model::ZoneKey>, u64)>,
+    /// `limit_conn_zone`s by name: the zone and its key.
+    conn_zones: HashMap<String, (Arc<crate::limit::ConnZone>, Arc<super::model::ZoneKey>)>,
+    /// Every zone's name: whether it is a `limit_req_zone`, and its key as written.
+    zone_keys: HashMap<String, (bool, String)>,
 }
 
 /// Builds the typed configuration from a parsed tree.
@@ -115,6 +121,9 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         warnings: Vec::new(),
         maps: Arc::default(),
         saw_tunnel: false,
+        req_zones: HashMap::new(),
+        conn_zones: HashMap::new(),
+        zone_keys: HashMap::new(),
     };
     b.log_formats
         .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));

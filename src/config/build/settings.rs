@@ -28,8 +28,8 @@ use super::ssl::{
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
-    AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, Lingering, LocConf, NextUpstream, ProxyPass, RealIp,
-    Resolver, RwOp, TryFiles, UserFile,
+    AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, LimitConn, LimitReq, Lingering, LocConf, LogLevel,
+    NextUpstream, ProxyPass, RealIp, Resolver, RwOp, TryFiles, UserFile,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -217,6 +217,15 @@ settings! {
     auth_basic:                    Option<Template>,               HSL, auth_realm    => None;
     auth_basic_user_file:          Option<UserFile>,               HSL, user_file     => None;
     satisfy:                       bool,                           HSL, satisfy_any   => false;
+    // limit_req, limit_conn (zones in src/limit.rs; src/http/proxy/limits.rs)
+    limit_req:                     Vec<LimitReq>,                  HSL, limit_req     => Vec::new();
+    limit_req_status:              u16,                            HSL, limit_status  => 503;
+    limit_req_log_level:           LogLevel,                       HSL, limit_level   => LogLevel::Error;
+    limit_req_dry_run:             bool,                           HSL, on_off        => false;
+    limit_conn:                    Vec<LimitConn>,                 HSL, limit_conn    => Vec::new();
+    limit_conn_status:             u16,                            HSL, limit_status  => 503;
+    limit_conn_log_level:          LogLevel,                       HSL, limit_level   => LogLevel::Error;
+    limit_conn_dry_run:            bool,                           HSL, on_off        => false;
     // realip (src/http/proxy/realip.rs)
     set_real_ip_from:              Vec<Cidr>,                      HSL, real_ip_from;
     real_ip_header:                String,                         HSL, real_ip_header;
@@ -679,6 +688,95 @@ fn user_file(b: &mut Builder<'_>, d: &Directive, _: Option<Option<UserFile>>) ->
         path,
         base: b.env.conf_prefix.clone(),
     }))
+}
+
+/// `limit_req zone=NAME [burst=N] [nodelay | delay=N]` (one more for this level).
+fn limit_req(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<LimitReq>>) -> Parsed<Vec<LimitReq>> {
+    if d.args.is_empty() || d.args.len() > 3 {
+        return Err(nargs(d));
+    }
+    let (mut zone, mut burst, mut delay) = (None, 0, 0);
+    for a in &d.args {
+        let positive = |v: &str, what: &str| match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(d.err(format!("invalid {what} value \"{a}\""))),
+        };
+        if let Some(name) = a.strip_prefix("zone=") {
+            zone = Some(name);
+        } else if let Some(v) = a.strip_prefix("burst=") {
+            burst = positive(v, "burst")?;
+        } else if let Some(v) = a.strip_prefix("delay=") {
+            delay = positive(v, "delay")?;
+        } else if a == "nodelay" {
+            delay = i64::MAX as u64 / 1000;
+        } else {
+            return Err(d.err(format!("invalid parameter \"{a}\"")));
+        }
+    }
+    let Some(name) = zone else {
+        return Err(d.err("\"limit_req\" must have \"zone\" parameter"));
+    };
+    let Some(z) = b.req_zones.get(name) else {
+        return Err(d.err(format!("zero size shared memory zone \"{name}\"")));
+    };
+    let mut v = prev.unwrap_or_default();
+    if v.iter().any(|l| l.zone.name == name) {
+        return Err(d.err("\"limit_req\" directive is duplicate"));
+    }
+    v.push(LimitReq {
+        zone: z.0.clone(),
+        key: z.1.clone(),
+        rate: z.2,
+        burst: burst * 1000,
+        delay: delay.saturating_mul(1000),
+    });
+    Ok(v)
+}
+
+/// `limit_conn ZONE NUMBER` (one more for this level).
+fn limit_conn(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<LimitConn>>) -> Parsed<Vec<LimitConn>> {
+    two_args(d)?;
+    let name = d.args[0].as_str();
+    let Some(z) = b.conn_zones.get(name) else {
+        return Err(d.err(format!("zero size shared memory zone \"{name}\"")));
+    };
+    let max = match d.args[1].parse::<u64>() {
+        Ok(n) if (1..=65535).contains(&n) => n,
+        Ok(n) if n > 65535 => return Err(d.err("connection limit must be less 65536")),
+        _ => return Err(d.err(format!("invalid number of connections \"{}\"", d.args[1]))),
+    };
+    let mut v = prev.unwrap_or_default();
+    if v.iter().any(|l| l.zone.name == name) {
+        return Err(d.err("\"limit_conn\" directive is duplicate"));
+    }
+    v.push(LimitConn {
+        zone: z.0.clone(),
+        key: z.1.clone(),
+        max,
+    });
+    Ok(v)
+}
+
+/// `limit_req_status` / `limit_conn_status CODE`: 400 to 599.
+fn limit_status(_: &mut Builder<'_>, d: &Directive, _: Option<u16>) -> Parsed<u16> {
+    one_arg(d)?;
+    match d.args[0].parse::<u16>() {
+        Ok(c) if (400..=599).contains(&c) => Ok(c),
+        Ok(_) => Err(d.err("value must be between 400 and 599")),
+        Err(_) => Err(d.err(format!("invalid value \"{}\"", d.args[0]))),
+    }
+}
+
+/// `limit_req_log_level` / `limit_conn_log_level info|notice|warn|error`.
+fn limit_level(_: &mut Builder<'_>, d: &Directive, _: Option<LogLevel>) -> Parsed<LogLevel> {
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "info" => Ok(LogLevel::Info),
+        "notice" => Ok(LogLevel::Notice),
+        "warn" => Ok(LogLevel::Warn),
+        "error" => Ok(LogLevel::Error),
+        v => Err(d.err(format!("invalid value \"{v}\""))),
+    }
 }
 
 fn satisfy_any(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {

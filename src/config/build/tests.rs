@@ -252,3 +252,63 @@ fn geo_blocks() {
         );
     }
 }
+
+#[test]
+fn limit_and_auth_directives() {
+    let c = cfg(
+        "events {} http { limit_req_zone $binary_remote_addr zone=one:1m rate=30r/m; \
+        limit_conn_zone $server_name zone=srv:64k; \
+        server { limit_req zone=one burst=5 nodelay; limit_conn srv 10; auth_basic \"x\"; \
+        location /a/ { limit_req zone=one delay=2; satisfy any; auth_basic off; } location /b/ { } } }",
+    )
+    .unwrap();
+    let s = &c.http.servers[0];
+    let a = s.prefix_locations.iter().find(|l| l.prefix() == Some("/a/")).unwrap();
+    let b = s.prefix_locations.iter().find(|l| l.prefix() == Some("/b/")).unwrap();
+    let (la, lb) = (&a.conf.limit_req[0], &b.conf.limit_req[0]);
+    assert_eq!((la.rate, la.burst, la.delay), (500, 0, 2000));
+    assert_eq!((lb.burst, lb.delay), (5000, i64::MAX as u64 / 1000 * 1000));
+    assert!(b.conf.auth_basic.is_some() && a.conf.auth_basic.is_none() && a.conf.satisfy);
+    assert_eq!(b.conf.limit_conn[0].max, 10);
+    for (bad, why) in [
+        (
+            "server { limit_req zone=nope; }",
+            "zero size shared memory zone \"nope\"",
+        ),
+        (
+            "limit_req_zone $uri zone=z:1m rate=x; server { }",
+            "invalid rate \"rate=x\"",
+        ),
+        (
+            "limit_req_zone $uri zone=z:1k rate=1r/s; server { }",
+            "zone \"zone=z:1k\" is too small",
+        ),
+        ("limit_req_zone $uri zone=z rate=1r/s; server { }", "invalid zone size"),
+        ("limit_req_zone $uri rate=1r/s x; server { }", "invalid parameter \"x\""),
+        (
+            "limit_req_zone $uri zone=z:1m rate=1r/s; limit_conn_zone $uri zone=z:1m; server { }",
+            "already declared for a different use",
+        ),
+        (
+            "limit_req_zone $uri zone=z:1m rate=1r/s; server { limit_req zone=z burst=0; }",
+            "invalid burst value \"burst=0\"",
+        ),
+        (
+            "limit_req_zone $uri zone=z:1m rate=1r/s; server { limit_req zone=z; limit_req zone=z; }",
+            "is duplicate",
+        ),
+        (
+            "limit_conn_zone $uri zone=c:1m; server { limit_conn c 0; }",
+            "invalid number of connections",
+        ),
+        ("server { limit_req_status 200; }", "between 400 and 599"),
+        ("server { satisfy some; }", "invalid value \"some\""),
+        (
+            "server { location / { if ($uri) { auth_basic x; } } }",
+            "not allowed here",
+        ),
+    ] {
+        let e = cfg(&format!("events {{}} http {{ {bad} }}")).unwrap_err().to_string();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
