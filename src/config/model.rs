@@ -562,6 +562,9 @@ pub struct LocConf {
     pub auth_basic_user_file: Option<UserFile>,
     /// `satisfy any` (else all): one access check that allows is enough.
     pub satisfy: bool,
+    /// `proxy_redirect` rules in order (nginx's default rule made from `proxy_pass`
+    /// when none is set; empty: off).
+    pub proxy_redirect: Vec<Redirect>,
     /// `limit_req` lines in order, and their settings.
     pub limit_req: Vec<LimitReq>,
     pub limit_req_status: u16,
@@ -572,6 +575,16 @@ pub struct LocConf {
     pub limit_conn_status: u16,
     pub limit_conn_log_level: LogLevel,
     pub limit_conn_dry_run: bool,
+}
+
+/// One `proxy_redirect` rule for `Location` and `Refresh` from upstreams.
+#[derive(Debug, Clone)]
+pub enum Redirect {
+    /// A prefix of the value (variables allowed), replaced by the replacement.
+    Prefix(Template, Template),
+    /// `~` / `~*`: a regex over the whole value, which the replacement (`$1`…)
+    /// replaces.
+    Regex(Arc<Pcre>, Template),
 }
 
 /// `limit_req zone=NAME [burst=N] [nodelay|delay=N]` with its zone's key and rate.

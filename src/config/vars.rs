@@ -388,6 +388,13 @@ impl Template {
     }
 
     /// The literal text when the template has no variables.
+    /// A template of plain text (no variables, `$` included as it is).
+    pub fn literal(s: &str) -> Template {
+        Template {
+            parts: vec![Part::Lit(s.as_bytes().into())],
+        }
+    }
+
     pub fn as_literal(&self) -> Option<&[u8]> {
         match self.parts.as_slice() {
             [] => Some(b""),

@@ -2618,7 +2618,9 @@ async fn upgrade(
         gz: false,
         expires: false,
     };
-    pass_headers(&mut out, conf, &c.resp, upstream_head, pass);
+    pass_headers(&mut out, conf, &c.resp, upstream_head, pass, &|n, v| {
+        proxy_redirect(c, r, n, v)
+    });
     out.extend_from_slice(b"Connection: upgrade\r\n");
     write_add_headers(&mut out, c, r, 101);
     out.extend_from_slice(b"\r\n");
@@ -2781,8 +2783,77 @@ struct Pass<'a> {
     expires: bool,
 }
 
-/// The upstream's headers that go to the client.
-fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream_head: &[u8], p: Pass<'_>) {
+/// `proxy_redirect` on a `Location` or `Refresh` (after its `url=`) from the
+/// upstream: the first rule that matches rewrites it, and a rewritten relative
+/// `Location` is made absolute (nginx's `headers_out.location`); `None`: as it is.
+fn proxy_redirect(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    let rules = &r.conf.proxy_redirect;
+    if rules.is_empty() {
+        return None;
+    }
+    let location = name.eq_ignore_ascii_case(b"location");
+    let prefix = if location {
+        0
+    } else if name.eq_ignore_ascii_case(b"refresh") {
+        value.windows(4).position(|w| w.eq_ignore_ascii_case(b"url="))? + 4
+    } else {
+        return None;
+    };
+    let rest = &value[prefix..];
+    let ctx = c.ctx(r);
+    let mut to = Vec::new();
+    let len = rules.iter().find_map(|rule| match rule {
+        crate::config::model::Redirect::Prefix(pattern, repl) => {
+            let mut p = Vec::new();
+            pattern.render(&ctx, &mut p);
+            rest.starts_with(&p).then(|| {
+                repl.render(&ctx, &mut to);
+                p.len()
+            })
+        }
+        crate::config::model::Redirect::Regex(re, repl) => {
+            let caps = re.0.captures(rest).ok().flatten()?;
+            let rw = RwState {
+                subject: rest.to_vec(),
+                groups: (0..caps.len())
+                    .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
+                    .collect(),
+                vars: c.rw.vars.clone(),
+                named: Vec::new(),
+            };
+            repl.render(
+                &ReqCtx {
+                    rw: Some(&rw),
+                    ..c.ctx(r)
+                },
+                &mut to,
+            );
+            Some(rest.len())
+        }
+    })?;
+    let mut v = Vec::with_capacity(value.len() + to.len());
+    v.extend_from_slice(&value[..prefix]);
+    v.extend_from_slice(&to);
+    v.extend_from_slice(&rest[len..]);
+    if location && v.first() == Some(&b'/') {
+        return Some(absolute_location(c, r, &v));
+    }
+    Some(v)
+}
+
+/// A header value rewritten for the client (name, value → the new value).
+type Rewriter<'a> = dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>> + 'a;
+
+/// The upstream's headers that go to the client; `redirect` may rewrite a value
+/// (`proxy_redirect`).
+fn pass_headers(
+    out: &mut Vec<u8>,
+    conf: &LocConf,
+    resp: &ResponseHead,
+    upstream_head: &[u8],
+    p: Pass<'_>,
+    redirect: &Rewriter<'_>,
+) {
     for h in &resp.headers {
         let name = h.name.get(upstream_head);
         let hidden = conf
@@ -2803,7 +2874,10 @@ fn pass_headers(out: &mut Vec<u8>, conf: &LocConf, resp: &ResponseHead, upstream
         if p.gz && name.eq_ignore_ascii_case(b"etag") && value.first() == Some(&b'"') {
             out.extend_from_slice(b"W/");
         }
-        out.extend_from_slice(value);
+        match redirect(name, value) {
+            Some(v) => out.extend_from_slice(&v),
+            None => out.extend_from_slice(value),
+        }
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -2941,7 +3015,9 @@ async fn relay(
         gz: compress,
         expires,
     };
-    pass_headers(&mut out, conf, &c.resp, upstream_head, pass);
+    pass_headers(&mut out, conf, &c.resp, upstream_head, pass, &|n, v| {
+        proxy_redirect(c, r, n, v)
+    });
     // Compressed: chunked to HTTP/1.1 (and HTTP/2), close-delimited to HTTP/1.0.
     let gz_chunked = compress && (c.stream.is_h2() || c.head.minor == 1);
     if compress {

@@ -88,6 +88,12 @@ impl Builder<'_> {
         self.finish_handlers(&mut l.handlers, &set)?;
         let mut conf = self.resolve(&set, l.handlers.proxy.clone());
         l.handlers.apply(&mut conf);
+        // nginx's location name (a regex or named location's is never used).
+        let name = match &l.matcher {
+            LocMatch::Exact(p) | LocMatch::Prefix { path: p, .. } => p.as_str(),
+            _ => "",
+        };
+        conf.proxy_redirect = redirects(&set, &l.handlers, name)?;
         conf.status = l.status;
         conf.try_files = l.try_files.map(Arc::new);
         conf.internal = l.internal;
@@ -98,7 +104,7 @@ impl Builder<'_> {
             conf.doc_root = a;
         }
         for (i, d) in std::mem::take(&mut l.ifs) {
-            l.ops[i] = self.location_if(&d, &set, &l.handlers, &conf.doc_root)?;
+            l.ops[i] = self.location_if(&d, &set, &l.handlers, (&conf.doc_root, name))?;
         }
         conf.rewrites = Arc::new(l.ops);
         let (nested_prefix, nested_regex) = self.nested(&l.matcher, nested, &set)?;
@@ -347,6 +353,8 @@ pub(super) struct Handlers {
     tunnel_last: bool,
     /// Where `proxy_pass https://` is (its TLS is built once the settings merge).
     pub(super) https_at: Option<(Arc<str>, usize)>,
+    /// `proxy_pass` without variables, as written (`proxy_redirect default`).
+    proxy_url: Option<String>,
     built_dyn: Option<Arc<DynPass>>,
 }
 
@@ -368,6 +376,46 @@ impl Handlers {
         } else {
             loc.clone()
         }
+    }
+}
+
+/// nginx's merge of `proxy_redirect` for a level with handlers `h` in the location
+/// named `name`: its rules (or its parent's), `default` made from its `proxy_pass`
+/// (the URL → the location's name, or URL/ → / when it has no URI part); with none
+/// set, that default where there is a `proxy_pass` without variables.
+pub(super) fn redirects(
+    set: &super::settings::Settings,
+    h: &Handlers,
+    name: &str,
+) -> Result<Vec<crate::config::model::Redirect>, ConfError> {
+    use super::settings::RedirectSet;
+    let default = |at: Option<&(Arc<str>, usize)>| -> Result<_, ConfError> {
+        let err = |m: &str| at.map_or_else(|| ConfError::plain(m), |(f, l)| ConfError::at(m, f, *l));
+        let (Some(url), Some(pp)) = (&h.proxy_url, &h.proxy) else {
+            return Err(if h.proxy_dyn.is_some() {
+                err("\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables")
+            } else {
+                err("\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive")
+            });
+        };
+        let (from, to) = match pp.uri {
+            Some(_) => (url.clone(), name.to_string()),
+            None => (format!("{url}/"), "/".to_string()),
+        };
+        let lit = |s: &str| crate::config::vars::Template::literal(s);
+        Ok(crate::config::model::Redirect::Prefix(lit(&from), lit(&to)))
+    };
+    match &set.proxy_redirect {
+        Some(RedirectSet::Off) => Ok(Vec::new()),
+        Some(RedirectSet::Rules(rules)) => rules
+            .iter()
+            .map(|r| match r {
+                Ok(r) => Ok(r.clone()),
+                Err(at) => default(Some(at)),
+            })
+            .collect(),
+        None if h.proxy_url.is_some() => Ok(vec![default(None)?]),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -405,6 +453,7 @@ impl Builder<'_> {
             return Err(d.err("\"proxy_pass\" cannot have URI part in location given by regular expression"));
         }
         h.proxy = Some(pp);
+        h.proxy_url = Some(url.clone());
         Ok(())
     }
 

@@ -221,7 +221,7 @@ impl Builder<'_> {
         d: &Directive,
         loc_set: &Settings,
         loc: &Handlers,
-        doc_root: &DocRoot,
+        (doc_root, name): (&DocRoot, &str),
     ) -> Result<RwOp, ConfError> {
         let cond = condition(d)?;
         let mut l = IfLevel {
@@ -245,6 +245,7 @@ impl Builder<'_> {
         }
         let mut conf = self.resolve(&set, h.proxy.clone());
         h.apply(&mut conf);
+        conf.proxy_redirect = super::location::redirects(&set, &h, name)?;
         // nginx's core merge: an if inherits the location's root or alias (and has
         // no try_files of its own).
         if set.root.is_none() || doc_root.alias {

@@ -71,6 +71,8 @@ impl Builder<'_> {
         let mut server_conf = self.resolve(&set, None);
         server_conf.try_files = s.try_files.map(Arc::new);
         s.handlers.apply(&mut server_conf);
+        // A server's own `proxy_redirect default` has no `proxy_pass` before it.
+        server_conf.proxy_redirect = super::location::redirects(&set, &s.handlers, "")?;
         let server_conf = Arc::new(server_conf);
         let (tls, reject_handshake, client_auth) = self.server_tls(&set)?;
         let tls_h2 = tls.as_ref().map(with_h2);

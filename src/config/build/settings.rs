@@ -102,7 +102,7 @@ settings! {
     computed {
         proxy_pass, proxy_dyn, tunnel, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
-        doc_root, try_files, internal, gzip, realip,
+        doc_root, try_files, internal, gzip, realip, proxy_redirect,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -217,6 +217,7 @@ settings! {
     auth_basic:                    Option<Template>,               HSL, auth_realm    => None;
     auth_basic_user_file:          Option<UserFile>,               HSL, user_file     => None;
     satisfy:                       bool,                           HSL, satisfy_any   => false;
+    proxy_redirect:                RedirectSet,                    HSL, redirect_rule;
     // limit_req, limit_conn (zones in src/limit.rs; src/http/proxy/limits.rs)
     limit_req:                     Vec<LimitReq>,                  HSL, limit_req     => Vec::new();
     limit_req_status:              u16,                            HSL, limit_status  => 503;
@@ -254,6 +255,7 @@ struct Computed {
     internal: bool,
     gzip: Arc<GzipConf>,
     realip: Option<Arc<RealIp>>,
+    proxy_redirect: Vec<crate::config::model::Redirect>,
 }
 
 impl Builder<'_> {
@@ -282,6 +284,7 @@ impl Builder<'_> {
             }),
             try_files: None,
             internal: false,
+            proxy_redirect: Vec::new(),
             gzip: Arc::new(gzip_conf(s)),
             realip: s.set_real_ip_from.clone().map(|from| {
                 Arc::new(RealIp {
@@ -671,6 +674,44 @@ fn real_ip_from(_: &mut Builder<'_>, d: &Directive, prev: Option<Vec<Cidr>>) -> 
 }
 
 /// `CIDR…|all` (one directive, several networks).
+/// A level's `proxy_redirect` lines: `off`, or rules (`default` is made into one
+/// where the location's `proxy_pass` is known).
+#[derive(Debug, Clone)]
+pub(super) enum RedirectSet {
+    Off,
+    /// `Err`: `default`, where it was written.
+    Rules(Vec<Result<crate::config::model::Redirect, (Arc<str>, usize)>>),
+}
+
+/// `proxy_redirect default | off | REDIRECT REPLACEMENT` (`~`/`~*` for a regex).
+fn redirect_rule(_: &mut Builder<'_>, d: &Directive, prev: Option<RedirectSet>) -> Parsed<RedirectSet> {
+    use crate::config::model::Redirect;
+    let mut rules = match (prev, d.args.as_slice()) {
+        (Some(_), [a]) if a == "off" => return Err(d.err("\"proxy_redirect\" directive is duplicate")),
+        (None, [a]) if a == "off" => return Ok(RedirectSet::Off),
+        (Some(RedirectSet::Off), _) => return Err(d.err("\"proxy_redirect\" directive is duplicate")),
+        (Some(RedirectSet::Rules(v)), _) => v,
+        (None, _) => Vec::new(),
+    };
+    match d.args.as_slice() {
+        [a] if a == "default" => rules.push(Err((d.file.clone(), d.line))),
+        [a] => return Err(d.err(format!("invalid parameter \"{a}\""))),
+        [from, to] => {
+            let to = Template::compile(to).map_err(|e| e.at_dir(d))?;
+            let rule = match from.strip_prefix('~') {
+                Some(re) => {
+                    let (re, caseless) = re.strip_prefix('*').map_or((re, false), |r| (r, true));
+                    Redirect::Regex(Arc::new(super::rewrite::pcre(d, re, caseless)?), to)
+                }
+                None => Redirect::Prefix(Template::compile(from).map_err(|e| e.at_dir(d))?, to),
+            };
+            rules.push(Ok(rule));
+        }
+        _ => return Err(nargs(d)),
+    }
+    Ok(RedirectSet::Rules(rules))
+}
+
 /// `auth_basic REALM|off` (the realm may have variables; one that renders as "off"
 /// turns it off too, as nginx).
 fn auth_realm(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Template>>) -> Parsed<Option<Template>> {
