@@ -205,6 +205,9 @@ fn access_log(snap: &Snapshot, srv: &StreamServer, s: &Session) {
     }
     let mut logs = snap.logs.borrow_mut();
     for a in &srv.access_logs {
+        if !a.wanted(&Ctx(s), &mut logs.scratch) {
+            continue;
+        }
         let (buf, scratch) = logs.buf(a.file_id);
         a.format.render_log(&Ctx(s), buf, scratch);
         logs.line_done(a.file_id);

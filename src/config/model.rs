@@ -393,9 +393,23 @@ pub struct AddHeader {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     pub path: PathBuf,
-    pub format: Arc<Template>,
+    pub format: Arc<crate::config::vars::LogFormat>,
     /// Index into the worker's table of open log files.
     pub file_id: usize,
+    /// `if=COND`: not logged when it renders empty or "0".
+    pub cond: Option<Template>,
+}
+
+impl AccessLog {
+    /// Whether this request or session is logged here (`if=`).
+    pub fn wanted(&self, src: &dyn crate::config::vars::VarSource, scratch: &mut Vec<u8>) -> bool {
+        let Some(c) = &self.cond else {
+            return true;
+        };
+        scratch.clear();
+        c.render(src, scratch);
+        !(scratch.is_empty() || scratch == b"0")
+    }
 }
 
 /// Conditions of `proxy_next_upstream`.

@@ -444,28 +444,100 @@ impl Template {
         }
     }
 
-    /// Renders for an access log: a variable with no value, or an empty one, prints `-`;
-    /// bytes that are not printable ASCII, `"` and `\` are written as `\xHH` (nginx's
-    /// default `escape=default`).
+    /// Renders for an access log with nginx's `escape=default`: a variable with no
+    /// value, or an empty one, prints `-`; bytes that are not printable ASCII, `"`
+    /// and `\` are written as `\xHH`.
     pub fn render_log(&self, src: &dyn VarSource, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        self.render_escaped(Escape::Default, src, out, scratch)
+    }
+
+    fn render_escaped(&self, esc: Escape, src: &dyn VarSource, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         for p in &self.parts {
             match p {
                 Part::Lit(l) => out.extend_from_slice(l),
                 Part::Var(v) => {
                     scratch.clear();
-                    if !src.write_var(v, scratch) || scratch.is_empty() {
-                        out.push(b'-');
-                        continue;
-                    }
-                    for &c in scratch.iter() {
-                        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
-                            out.extend_from_slice(format!("\\x{c:02X}").as_bytes());
-                        } else {
-                            out.push(c);
-                        }
+                    let found = src.write_var(v, scratch);
+                    match esc {
+                        Escape::Default if !found || scratch.is_empty() => out.push(b'-'),
+                        Escape::Default => escape_default(scratch, out),
+                        Escape::Json => escape_json(scratch, out),
+                        Escape::None => out.extend_from_slice(scratch),
                     }
                 }
             }
+        }
+    }
+}
+
+/// `log_format NAME [escape=default|json|none] ...`: how variable values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    Default,
+    /// JSON string escapes; a variable without a value writes nothing.
+    Json,
+    /// As they are; a variable without a value writes nothing.
+    None,
+}
+
+/// A `log_format`: its template and escaping.
+#[derive(Debug)]
+pub struct LogFormat {
+    pub template: Template,
+    pub escape: Escape,
+}
+
+impl LogFormat {
+    pub fn new(template: Template, escape: Escape) -> LogFormat {
+        LogFormat { template, escape }
+    }
+
+    /// One access-log line's text (without the line break).
+    pub fn render_log(&self, src: &dyn VarSource, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        self.template.render_escaped(self.escape, src, out, scratch)
+    }
+}
+
+impl std::ops::Deref for LogFormat {
+    type Target = Template;
+    fn deref(&self) -> &Template {
+        &self.template
+    }
+}
+
+/// nginx's `ngx_http_log_escape`: `"`, `\` and bytes outside printable ASCII as `\xHH`.
+fn escape_default(v: &[u8], out: &mut Vec<u8>) {
+    for &c in v {
+        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
+            out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// nginx's `ngx_escape_json`: `\"`, `\\`, `\n` `\r` `\t` `\b` `\f`, other control bytes
+/// as `\u00XX`; the rest (UTF-8 included) as it is.
+fn escape_json(v: &[u8], out: &mut Vec<u8>) {
+    for &c in v {
+        match c {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', c]),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 15)],
+            ]),
+            _ => out.push(c),
         }
     }
 }
@@ -572,5 +644,15 @@ mod tests {
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         t.render_log(&S, &mut out, &mut scratch);
         assert_eq!(out, b"- \"curl \\x22x\\x22\"");
+    }
+
+    #[test]
+    fn log_escapes_as_nginx() {
+        let mut out = Vec::new();
+        escape_json(b"a\"b\\c\n\r\t\x08\x0c\x01\x1f\x7f\xc3\xa9", &mut out);
+        assert_eq!(out, b"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001F\x7f\xc3\xa9");
+        out.clear();
+        escape_default(b"a\"\\\x01\x7f\xc3", &mut out);
+        assert_eq!(out, b"a\\x22\\x5C\\x01\\x7F\\xC3");
     }
 }

@@ -1687,6 +1687,9 @@ fn access_log(snap: &Snapshot, c: &Client, r: &Req<'_>) {
     let ctx = c.ctx(r);
     let mut logs = snap.logs.borrow_mut();
     for a in &r.conf.access_logs {
+        if !a.wanted(&ctx, &mut logs.scratch) {
+            continue;
+        }
         let (buf, scratch) = logs.buf(a.file_id);
         a.format.render_log(&ctx, buf, scratch);
         logs.line_done(a.file_id);

@@ -185,14 +185,22 @@ impl Builder<'_> {
         if e.args.len() < 2 {
             return Err(nargs(e));
         }
+        use crate::config::vars::{Escape, LogFormat};
         let mut rest = &e.args[1..];
+        let mut escape = Escape::Default;
         if let Some(esc) = rest[0].strip_prefix("escape=") {
-            if esc != "default" {
-                return Err(e.err(format!("unsupported \"escape={esc}\" in \"log_format\"")));
-            }
+            escape = match esc {
+                "default" => Escape::Default,
+                "json" => Escape::Json,
+                "none" => Escape::None,
+                _ => return Err(e.err(format!("unknown log format escaping \"{esc}\""))),
+            };
             rest = &rest[1..];
+            if rest.is_empty() {
+                return Err(nargs(e));
+            }
         }
-        let t = Template::compile(&rest.concat()).map_err(|x| x.at_dir(e))?;
+        let t = LogFormat::new(Template::compile(&rest.concat()).map_err(|x| x.at_dir(e))?, escape);
         if self.log_formats.insert(e.args[0].clone(), Arc::new(t)).is_some() && e.args[0] == "combined" {
             return Err(e.err("duplicate \"log_format\" name \"combined\""));
         }

@@ -89,7 +89,7 @@ impl BuildEnv {
 /// the access-log files numbered so far.
 struct Builder<'e> {
     env: &'e BuildEnv,
-    log_formats: HashMap<String, Arc<Template>>,
+    log_formats: HashMap<String, Arc<crate::config::vars::LogFormat>>,
     log_files: Vec<PathBuf>,
     upstreams: Vec<Arc<Upstream>>,
     matches: HashMap<String, Arc<Match>>,
@@ -125,11 +125,12 @@ pub fn build(tree: &[Directive], env: &BuildEnv) -> Result<Config, ConfError> {
         conn_zones: HashMap::new(),
         zone_keys: HashMap::new(),
     };
-    b.log_formats
-        .insert("combined".into(), Arc::new(Template::compile(COMBINED)?));
+    use crate::config::vars::{Escape, LogFormat};
+    let combined = LogFormat::new(Template::compile(COMBINED)?, Escape::Default);
+    b.log_formats.insert("combined".into(), Arc::new(combined));
     // ringx's own: Squid's native format, for the Squid translation and its users.
-    b.log_formats
-        .insert("squid".into(), Arc::new(crate::config::vars::squid_log_format()));
+    let squid = LogFormat::new(crate::config::vars::squid_log_format(), Escape::Default);
+    b.log_formats.insert("squid".into(), Arc::new(squid));
     let mut main = main_ctx::Main::new(env);
     table::walk(&mut b, tree, table::Ctx::Main, main_ctx::MAIN, &mut main, None)?;
     let mut cfg = main.finish()?;

@@ -307,6 +307,7 @@ impl Builder<'_> {
             path,
             format: self.log_formats["combined"].clone(),
             file_id,
+            cond: None,
         }]
     }
 
@@ -1074,8 +1075,11 @@ pub(super) fn access_log_entry(
         .cloned()
         .ok_or_else(|| d.err(format!("unknown log format \"{fmt_name}\"")))?;
     format.note_needs();
+    let mut cond = None;
     for a in d.args.iter().skip(2) {
-        if !(a.starts_with("buffer=") || a.starts_with("flush=")) {
+        if let Some(c) = a.strip_prefix("if=") {
+            cond = Some(Template::compile(c).map_err(|e| e.at_dir(d))?);
+        } else if !(a.starts_with("buffer=") || a.starts_with("flush=")) {
             return Err(d.err(format!("unsupported parameter \"{a}\" in \"access_log\"")));
         }
     }
@@ -1088,7 +1092,15 @@ pub(super) fn access_log_entry(
         b.env.path(&d.args[0])
     };
     let file_id = b.log_file(&path);
-    Ok(push(prev, AccessLog { path, format, file_id }))
+    Ok(push(
+        prev,
+        AccessLog {
+            path,
+            format,
+            file_id,
+            cond,
+        },
+    ))
 }
 
 /// `large_client_header_buffers N SIZE`.
