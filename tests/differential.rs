@@ -223,3 +223,42 @@ fn ringx_and_nginx_agree() {
         failures.join("\n")
     );
 }
+
+/// `underscores_in_headers` and `ignore_invalid_headers`: which request fields with
+/// names nginx calls invalid reach the backend.
+#[test]
+fn invalid_header_names_are_dropped_or_kept_as_nginx() {
+    let backend = Backend::start("names");
+    let block = |port: u16| {
+        format!(
+            "access_log off;\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{be}; }} }}\n\
+             server {{ listen 127.0.0.1:{port}; server_name under; underscores_in_headers on; location / {{ proxy_pass http://{be}; }} }}\n\
+             server {{ listen 127.0.0.1:{port}; server_name keep; ignore_invalid_headers off; location / {{ proxy_pass http://{be}; }} }}",
+            be = backend.addr
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for a in [ra, na] {
+        let mut got = Vec::new();
+        for host in ["x", "under", "keep"] {
+            backend.clear();
+            let raw = format!(
+                "GET / HTTP/1.1\r\nHost: {host}\r\nX_Under: 1\r\nX.Dot: 2\r\nX-Fine: 3\r\nConnection: close\r\n\r\n"
+            );
+            assert_eq!(request(a, raw.as_bytes()).unwrap().status, 200);
+            let q = &backend.requests()[0];
+            got.push(["x_under", "x.dot", "x-fine"].map(|n| q.header(n).is_some()));
+        }
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1], "ringx, then nginx");
+    assert_eq!(
+        seen[0],
+        [[false, false, true], [true, false, true], [true, true, true]],
+        "default; underscores_in_headers on; ignore_invalid_headers off"
+    );
+}

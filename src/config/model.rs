@@ -286,6 +286,9 @@ pub struct Server {
     pub client_header_timeout: Duration,
     pub large_header_size: usize,
     pub large_header_count: usize,
+    /// `underscores_in_headers`, `ignore_invalid_headers`.
+    pub underscores_in_headers: bool,
+    pub ignore_invalid_headers: bool,
     /// The TLS configuration (`ssl_certificate` set at this level or inherited).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `ssl_reject_handshake on`: handshakes that choose this server are refused.

@@ -755,10 +755,7 @@ mod tests {
         // What the head parser makes of it: the same request.
         let mut rh = crate::proto::h1::request::RequestHead::default();
         let raw = request_head(&parts("GET", "http://a.b/x", &[]), false);
-        let lim = crate::proto::h1::request::HeadLimits {
-            line_max: 8192,
-            total_max: 32768,
-        };
+        let lim = crate::proto::h1::request::HeadLimits::sized(8192, 32768);
         assert!(crate::proto::h1::request::parse_request(&raw, &mut rh, lim)
             .unwrap()
             .is_some());

@@ -766,10 +766,7 @@ fn bare_req(server: &Server) -> Req<'_> {
 }
 
 async fn read_head(c: &mut Client, srv: &Server) -> Head {
-    let limits = HeadLimits {
-        line_max: srv.large_header_size,
-        total_max: srv.large_header_size * srv.large_header_count,
-    };
+    let limits = HeadLimits::sized(srv.large_header_size, srv.large_header_size * srv.large_header_count);
     // The whole head must arrive within client_header_timeout, armed once as nginx
     // does (from the accept for a first request, from its first byte after a
     // keep-alive wait): a client trickling bytes cannot hold the connection.
@@ -807,6 +804,12 @@ async fn read_head(c: &mut Client, srv: &Server) -> Head {
 async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) -> bool {
     let cfg = &snap.cfg;
     let server = route::find_server(&cfg.http, group, c.head.host.map(|h| h.get(&c.buf)));
+    // The head was read with nginx's default field-name rules; a server the Host
+    // chose with other rules judges the names again.
+    if server.underscores_in_headers || !server.ignore_invalid_headers {
+        c.head
+            .judge_names(&c.buf, server.underscores_in_headers, server.ignore_invalid_headers);
+    }
     let mut r = bare_req(server);
     (r.uri, r.args) = uri_args(c);
     c.consumed = c.head.head_len;

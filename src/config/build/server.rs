@@ -90,6 +90,8 @@ impl Builder<'_> {
             client_header_timeout,
             large_header_size: hbuf_size,
             large_header_count: hbuf_n,
+            underscores_in_headers: set.underscores_in_headers.unwrap_or(false),
+            ignore_invalid_headers: set.ignore_invalid_headers.unwrap_or(true),
             tls,
             reject_handshake,
             http2: set.http2.unwrap_or(false),

@@ -125,6 +125,8 @@ settings! {
     client_body_timeout:           Duration,                       HSL, time          => Duration::from_secs(60);
     client_header_timeout:         Duration,                       HS,  time;
     large_client_header_buffers:   (usize, usize),                 HS,  header_buffers;
+    underscores_in_headers:        bool,                           HS,  on_off;
+    ignore_invalid_headers:        bool,                           HS,  on_off;
     send_timeout:                  Duration,                       HSL, time          => Duration::from_secs(60);
     keepalive_timeout:             Duration,                       HSL, keepalive     => Duration::from_secs(75);
     keepalive_requests:            u64,                            HSL, count         => 1000;

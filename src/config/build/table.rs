@@ -123,6 +123,9 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("proxy_buffer_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_buffers", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_busy_buffers_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    // ringx streams responses and writes none to temp files (what 0 asks for).
+    ("proxy_max_temp_file_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_temp_file_write_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("client_body_buffer_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("client_header_buffer_size", &[Ctx::Http, Ctx::Server]),
     ("accept_mutex", &[Ctx::Events]),

@@ -115,10 +115,7 @@ mod tests {
     use super::*;
     use crate::proto::h1::request::{parse_request, BodyKind, HeadLimits};
 
-    const LIMITS: HeadLimits = HeadLimits {
-        line_max: 8192,
-        total_max: 32768,
-    };
+    const LIMITS: HeadLimits = HeadLimits::sized(8192, 32768);
 
     fn head(raw: &str) -> RequestHead {
         let mut h = RequestHead::default();

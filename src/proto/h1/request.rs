@@ -153,6 +153,12 @@ pub struct HeadLimits {
     pub total_max: usize,
 }
 
+impl HeadLimits {
+    pub const fn sized(line_max: usize, total_max: usize) -> HeadLimits {
+        HeadLimits { line_max, total_max }
+    }
+}
+
 const MAX_HEADERS: usize = 128;
 
 /// Parses the head at the start of `buf`. `Ok(None)`: incomplete (the caller reads
@@ -267,7 +273,8 @@ pub fn parse_request(buf: &[u8], head: &mut RequestHead, limits: HeadLimits) -> 
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let kind = header_kind(name);
-        let valid_name = name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-');
+        // nginx's defaults; a server with other rules judges again (judge_names).
+        let valid_name = valid_name(name, false);
         let idx = head.headers.len();
         head.headers.push(Header {
             name: Span::of(buf, name),
@@ -441,6 +448,21 @@ fn host_span(buf: &[u8], host: &[u8], bad: impl Fn() -> HttpError) -> Result<Spa
     Ok(Span::of(buf, host))
 }
 
+impl RequestHead {
+    /// Marks again the fields whose names nginx calls invalid (`_` unless `underscores`,
+    /// anything but letters, digits and `-`) to be dropped when `ignore_invalid`.
+    pub fn judge_names(&mut self, buf: &[u8], underscores: bool, ignore_invalid: bool) {
+        for h in &mut self.headers {
+            h.skip = ignore_invalid && !valid_name(h.name.get(buf), underscores);
+        }
+    }
+}
+
+fn valid_name(name: &[u8], underscores: bool) -> bool {
+    name.iter()
+        .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || (c == b'_' && underscores))
+}
+
 fn header_kind(name: &[u8]) -> HeaderKind {
     match name.len() {
         4 if name.eq_ignore_ascii_case(b"host") => HeaderKind::Host,
@@ -476,10 +498,7 @@ pub fn trim(v: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const L: HeadLimits = HeadLimits {
-        line_max: 8192,
-        total_max: 32768,
-    };
+    const L: HeadLimits = HeadLimits::sized(8192, 32768);
 
     fn parse(s: &[u8]) -> Result<Option<RequestHead>, HttpError> {
         let mut h = RequestHead::default();
@@ -635,14 +654,7 @@ mod connect_tests {
     fn connect_authority() {
         let b = b"CONNECT 127.0.0.1:18129 HTTP/1.1\r\nHost: 127.0.0.1:18129\r\n\r\n";
         let mut h = RequestHead::default();
-        let r = parse_request(
-            b,
-            &mut h,
-            HeadLimits {
-                line_max: 8192,
-                total_max: 32768,
-            },
-        );
+        let r = parse_request(b, &mut h, HeadLimits::sized(8192, 32768));
         println!("{r:?}");
         r.unwrap();
     }
