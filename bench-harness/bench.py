@@ -68,7 +68,16 @@ SCENARIOS = {
     # open_file_cache, ringx with pread): no backend.
     "static_small": ("/static/small", "", 64, "100 B static file served by the proxy, keep-alive"),
     "static_1m": ("/static/1m", "", 64, "1 MiB static file served by the proxy, keep-alive"),
+    # The traffic modules (issue 10): their cost on top of the proxied request.
+    "gzip64k": ("/gz/json64k", "gzip", 64, "64 KiB JSON from the backend, compressed (gzip on, level 1), keep-alive"),
+    "limreq": ("/lim/small", "", 64, "100 B response through limit_req (one zone by client address, never refusing)"),
+    "auth": ("/auth/small", "auth", 64, "100 B response behind auth_basic (a {PLAIN} user, the file read per request)"),
+    # L4: `stream {}` relaying the same HTTP traffic to the backend (issue 11).
+    "l4_16k": ("/16k", "l4", 64, "16 KiB response through a stream {} TCP relay, keep-alive"),
+    "l4_1m": ("/1m", "l4", 64, "1 MiB response through a stream {} TCP relay, keep-alive"),
 }
+# Paths a target without the proxy's locations (`direct`) is asked without their prefix.
+PROXY_ONLY_PREFIXES = ("/lc3/", "/gz/", "/lim/", "/auth/")
 # Any scenario name with the suffix `_log` runs with the access log on (combined
 # format, to a file): `small_log`, `16k_log`, ...
 
@@ -203,6 +212,10 @@ if mode == "post" then
   wrk.headers["Content-Type"] = "application/octet-stream"
 elseif mode == "close" then
   wrk.headers["Connection"] = "close"
+elseif mode == "gzip" then
+  wrk.headers["Accept-Encoding"] = "gzip"
+elseif mode == "auth" then
+  wrk.headers["Authorization"] = "Basic YmVuY2g6YmVuY2g="
 end
 function done(summary, latency, requests)
   io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "errors": %%d, "non2xx": %%d, "p50_us": %%d, "p99_us": %%d, "p999_us": %%d, "max_us": %%d}\n',
@@ -265,10 +278,12 @@ def measure(args, target, scen, duration, rate=0):
     path, mode, conns, _ = SCENARIOS[base(scen)]
     if rate:
         conns = 16  # the open-loop generator uses a thread per connection
-    if target["name"] == "direct" and path.startswith("/lc3/"):
-        path = path[4:]
+    if target["name"] == "direct" and path.startswith(PROXY_ONLY_PREFIXES):
+        path = path[path.index("/", 1):]
     if base(scen).startswith(("tls_", "h2_")):
         url = f"https://127.0.0.1:{target['tls_port']}{path}"
+    elif mode == "l4" and target["name"] != "direct":
+        url = f"http://127.0.0.1:{target['l4_port']}{path}"
     else:
         url = f"http://127.0.0.1:{target['port']}{path}"
     pids = target["pids"]()
@@ -305,6 +320,16 @@ def backend_conf(tmp, port, extra_ports):
         f.write(b"a" * 16384)
     with open(os.path.join(tmp, "1m"), "wb") as f:
         f.write(b"b" * 1048576)
+    # 64 KiB of JSON records (text/plain from the backend, which has no types).
+    rec = b'{"id":%d,"name":"user-%d","email":"user%d@example.com","active":true,"score":%d},'
+    body, i = b"[", 0
+    while len(body) < 65536 - 128:
+        body += rec % (i, i, i, (i * 7919) % 1000)
+        i += 1
+    with open(os.path.join(tmp, "json64k"), "wb") as f:
+        f.write(body.rstrip(b",") + b"]")
+    with open(os.path.join(tmp, "htpasswd"), "w") as f:
+        f.write("bench:{PLAIN}bench\n")
     os.makedirs(os.path.join(tmp, "static"), exist_ok=True)
     with open(os.path.join(tmp, "static", "small"), "wb") as f:
         f.write(b"s" * 100)
@@ -355,8 +380,22 @@ def proxy_http(port, backend, extra, workers, access_log, keepalive_timeout="75s
         location /lc3/ {{ proxy_pass http://be3/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
         location /direct/ {{ proxy_pass http://127.0.0.1:{backend}/; }}
         location /static/ {{ root {static_root}; sendfile on; open_file_cache max=100; }}
+        location /gz/ {{ proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection "";
+                        gzip on; gzip_comp_level 1; gzip_proxied any; gzip_types text/plain application/json; }}
+        location /lim/ {{ limit_req zone=bench burst=1000000 nodelay; proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+        location /auth/ {{ auth_basic "bench"; auth_basic_user_file {static_root}/htpasswd;
+                          proxy_pass http://be/; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     }}
+    limit_req_zone $binary_remote_addr zone=bench:1m rate=10000000r/s;
 """
+
+
+def proxy_stream(l4_port, backend):
+    """The `stream {}` block of the L4 scenarios (the same for both proxies)."""
+    return f"stream {{ server {{ listen 127.0.0.1:{l4_port} reuseport backlog=4096; proxy_pass 127.0.0.1:{backend}; }} }}"
+
+
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 def proxy_names(args):
@@ -374,19 +413,23 @@ def start_proxies(args, backend_port, extra, log_on, names=None, worker_connecti
     t = {}
     rlimit = f"worker_rlimit_nofile {nofile}; " if nofile else ""
     for name in names or proxy_names(args):
-        port, tls_port = free_port(), free_port()
+        port, tls_port, l4_port = free_port(), free_port(), free_port()
+        stream = proxy_stream(l4_port, backend_port)
         d = os.path.join(args.tmp, f"{name}-{'log' if log_on else 'nolog'}{tag}")
         os.makedirs(d, exist_ok=True)
         crt, key = make_cert(args.tmp)
         http = proxy_http(port, backend_port, extra, workers, os.path.join(d, "access.log") if log_on else None,
                           keepalive_timeout, (tls_port, crt, key), args.tmp)
         if name == "nginx":
-            conf = f"""daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root; {rlimit}
+            load = f"load_module {NGINX_STREAM_MODULE};\n" if os.path.exists(NGINX_STREAM_MODULE) else ""
+            stream_n = stream if load else ""
+            conf = f"""{load}daemon off; master_process on; worker_processes {workers}; worker_cpu_affinity auto; user root; {rlimit}
 pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections {worker_connections}; }}
 http {{ client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
 {http}
 }}
+{stream_n}
 """
             path = os.path.join(d, "nginx.conf")
             open(path, "w").write(conf)
@@ -400,6 +443,7 @@ events {{ worker_connections {worker_connections}; }}
 http {{
 {http}
 }}
+{stream}
 """
             path = os.path.join(d, "ringx.conf")
             open(path, "w").write(conf)
@@ -410,7 +454,7 @@ http {{
             pids = lambda p=p: [p.pid]
         for pid in pids():
             renice(pid)
-        t[name] = {"name": name, "port": port, "tls_port": tls_port, "pids": pids, "proc": p}
+        t[name] = {"name": name, "port": port, "tls_port": tls_port, "l4_port": l4_port, "pids": pids, "proc": p}
     return t
 
 
