@@ -579,6 +579,9 @@ pub struct LocConf {
     pub auth_basic_user_file: Option<UserFile>,
     /// `satisfy any` (else all): one access check that allows is enough.
     pub satisfy: bool,
+    /// `auth_request URI` (`None`: off) and its `auth_request_set` variables.
+    pub auth_request: Option<String>,
+    pub auth_request_set: Vec<(usize, Template)>,
     /// `proxy_redirect` rules in order (nginx's default rule made from `proxy_pass`
     /// when none is set; empty: off).
     pub proxy_redirect: Vec<Redirect>,

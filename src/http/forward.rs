@@ -116,7 +116,7 @@ pub fn write_request_head(
         UpBody::None => {
             // nginx sends no Content-Length for a bodiless request unless the method
             // usually has one; ringx sends "Content-Length: 0" for POST/PUT/PATCH.
-            if matches!(head.method(), Method::Post | Method::Put | Method::Patch) {
+            if !ctx.as_get && matches!(head.method(), Method::Post | Method::Put | Method::Patch) {
                 out.extend_from_slice(b"Content-Length: 0\r\n");
             }
         }

@@ -62,6 +62,7 @@ mod files;
 mod limits;
 mod realip;
 mod rewrite;
+mod subrequest;
 mod target;
 
 use crate::proto::h1::body::{encode_chunk_header, reencode, ChunkedDecoder, CHUNK_HEADER_ROOM};
@@ -1063,7 +1064,7 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
         return Step::error(code);
     }
     // The access phase: `allow` / `deny`, `auth_basic`, as `satisfy` combines them.
-    if let Err(code) = access::check(c, r) {
+    if let Err(code) = access::check(snap, c, r).await {
         return Step::error(code);
     }
     if let Some(tf) = &conf.try_files {

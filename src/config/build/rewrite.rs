@@ -22,7 +22,8 @@ use crate::config::ConfError;
 /// a name ringx defines itself is nginx's `the duplicate "x" variable`.
 pub(super) fn set_names(items: &[Directive], maps: &[String], out: &mut Vec<String>) -> Done {
     for d in items {
-        if d.name == "set" {
+        // `auth_request_set` sets a variable as `set` does.
+        if d.name == "set" || d.name == "auth_request_set" {
             let Some(name) = d
                 .args
                 .first()

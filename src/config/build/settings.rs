@@ -219,6 +219,8 @@ settings! {
     auth_basic:                    Option<Template>,               HSL, auth_realm    => None;
     auth_basic_user_file:          Option<UserFile>,               HSL, user_file     => None;
     satisfy:                       bool,                           HSL, satisfy_any   => false;
+    auth_request:                  Option<String>,                 HSL, auth_uri      => None;
+    auth_request_set:              Vec<(usize, Template)>,         HSL, auth_set      => Vec::new();
     proxy_redirect:                RedirectSet,                    HSL, redirect_rule;
     // limit_req, limit_conn (zones in src/limit.rs; src/http/proxy/limits.rs)
     limit_req:                     Vec<LimitReq>,                  HSL, limit_req     => Vec::new();
@@ -821,6 +823,25 @@ fn limit_level(_: &mut Builder<'_>, d: &Directive, _: Option<LogLevel>) -> Parse
         "error" => Ok(LogLevel::Error),
         v => Err(d.err(format!("invalid value \"{v}\""))),
     }
+}
+
+/// `auth_request URI|off`.
+fn auth_uri(_: &mut Builder<'_>, d: &Directive, _: Option<Option<String>>) -> Parsed<Option<String>> {
+    one_arg(d)?;
+    Ok(Some(d.args[0].clone()).filter(|u| u != "off"))
+}
+
+/// `auth_request_set $VAR VALUE` (VALUE evaluated in the subrequest, so that
+/// `$upstream_http_*` are its response's).
+fn auth_set(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<Vec<(usize, Template)>>,
+) -> Parsed<Vec<(usize, Template)>> {
+    let crate::config::model::RwOp::Set(i, t) = super::rewrite::set(d)? else {
+        unreachable!("set makes a Set");
+    };
+    Ok(push(prev, (i, t)))
 }
 
 fn satisfy_any(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {

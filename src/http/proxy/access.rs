@@ -13,10 +13,11 @@
 
 use std::path::Path;
 
-use super::{files, Client, Req};
+use super::{files, subrequest, Client, Req};
 use crate::http::auth;
 use crate::observe::log;
 use crate::proto::h1::request::HeaderKind;
+use crate::runtime::worker::Snapshot;
 
 /// What one access check says (nginx's handler results).
 enum Says {
@@ -27,11 +28,17 @@ enum Says {
 }
 
 /// The access phase: `Err(status)` when the request is refused.
-pub(super) fn check(c: &mut Client, r: &mut Req<'_>) -> Result<(), u16> {
+pub(super) async fn check(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Result<(), u16> {
     let any = r.conf.satisfy;
     // nginx's `r->access_code`: the refusal answered when no check allows.
     let mut refused = 0;
-    for says in [rules(c, r, any), basic(c, r)] {
+    for at in 0..3 {
+        let says = match at {
+            0 => rules(c, r, any),
+            1 => basic(c, r),
+            // Only when the checks before have not settled it (a subrequest costs).
+            _ => auth_request(snap, c, r).await,
+        };
         match says {
             Says::Declined => {}
             Says::Allow if any => {
@@ -113,6 +120,23 @@ fn basic(c: &mut Client, r: &mut Req<'_>) -> Says {
                 log::crit(format_args!("{why}{}", files::Why(c, r)));
             }
             Says::Refuse(code)
+        }
+    }
+}
+
+/// `auth_request`: the subrequest's status decides (nginx's
+/// ngx_http_auth_request_handler).
+async fn auth_request(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Says {
+    match subrequest::auth(snap, c, r).await {
+        None => Says::Declined,
+        Some(200..=299) => Says::Allow,
+        Some(code @ (401 | 403)) => Says::Refuse(code),
+        Some(code) => {
+            log::error(format_args!(
+                "auth request unexpected status: {code}{}",
+                files::Why(c, r)
+            ));
+            Says::Refuse(500)
         }
     }
 }

@@ -1,0 +1,185 @@
+//! nginx's `auth_request`: before a request is served, a subrequest to another URI
+//! decides whether it may be (2xx: yes; 401 and 403: answered so, a 401 with the
+//! subrequest's `WWW-Authenticate`; anything else: 500), and `auth_request_set`
+//! keeps values of the subrequest (its `$upstream_http_*`) in variables.
+//!
+//! Where it sits: the last check of the access phase (see [`super::access`]). The
+//! subrequest is a GET for the URI with the client's header fields and no body, as
+//! nginx's; it finds its location and runs that location's rewrite directives
+//! (`return 204;` answers it) and then its `proxy_pass`, reading the upstream's
+//! response head only, on a connection of its own (not pooled). A location whose
+//! content is something else (static files, `proxy_pass` with variables) is a 500
+//! with an `[error]` line saying so.
+
+use std::time::Instant;
+
+use super::{bare_req, enter_location, files, rewrite, Client, Peers, Req};
+use crate::config::model::ProxyPass;
+use crate::http::forward::{write_request_head, UpBody};
+use crate::net::{IoFail, Stream};
+use crate::observe::log;
+use crate::proto::h1::response::{parse_response, ResponseHead};
+use crate::runtime::worker::Snapshot;
+
+/// The main request's `$uri`, `$args` and kept upstream head while a subrequest has
+/// its own.
+struct Saved {
+    uri_norm: Vec<u8>,
+    args_buf: Vec<u8>,
+    upstream_head: Vec<u8>,
+}
+
+/// The subrequest's status (and, for a proxied one, the upstream's response head,
+/// kept in `c.heads.upstream` for `auth_request_set`).
+pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Option<u16> {
+    let uri = r.conf.auth_request.as_deref()?;
+    let saved = Saved {
+        uri_norm: c.uri_norm.clone(),
+        args_buf: c.args_buf.clone(),
+        upstream_head: std::mem::take(&mut c.heads.upstream),
+    };
+    let mut sr = bare_req(r.server);
+    sr.start = r.start;
+    files::set_uri(c, &mut sr, uri.as_bytes(), Some(b""));
+    sr.as_get = true;
+    enter_location(c, &mut sr);
+    let status = run(snap, c, &mut sr, uri).await;
+    // auth_request_set: evaluated in the subrequest, stored for the request.
+    for (i, value) in &r.conf.auth_request_set {
+        let mut v = Vec::new();
+        value.render(&c.ctx(&sr), &mut v);
+        if c.rw.vars.len() <= *i {
+            c.rw.vars.resize(*i + 1, None);
+        }
+        c.rw.vars[*i] = Some(v);
+    }
+    if status == 401 {
+        r.authenticate = www_authenticate(&c.heads.upstream);
+    }
+    c.uri_norm = saved.uri_norm;
+    c.args_buf = saved.args_buf;
+    c.heads.upstream = saved.upstream_head;
+    Some(status)
+}
+
+/// The subrequest through its location: the rewrite directives, then `proxy_pass`.
+async fn run(snap: &Snapshot, c: &mut Client, sr: &mut Req<'_>, uri: &str) -> u16 {
+    let conf = sr.conf;
+    match rewrite::run(c, sr, &conf.rewrites) {
+        rewrite::Flow::Return(ret) => return ret.code,
+        rewrite::Flow::Fail(code) => return code,
+        rewrite::Flow::Next { .. } | rewrite::Flow::Stay => {}
+        _ => {
+            log::error(format_args!(
+                "auth_request \"{uri}\" rewrites or redirects, which ringx does not follow in a subrequest{}",
+                files::Why(c, sr)
+            ));
+            return 500;
+        }
+    }
+    let Some(pp) = conf.proxy_pass.as_ref() else {
+        log::error(format_args!(
+            "auth_request \"{uri}\" reaches no \"proxy_pass\" without variables, the only subrequest content ringx runs{}",
+            files::Why(c, sr)
+        ));
+        return 500;
+    };
+    ask(snap, c, sr, pp).await.unwrap_or(502)
+}
+
+/// The upstream's answer to the subrequest: its status, the head kept in
+/// `c.heads.upstream`; `None` when no server answered (logged as nginx).
+async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s ProxyPass) -> Option<u16> {
+    sr.proxy = Some(super::PassRef::Conf(pp));
+    let conf = sr.conf;
+    let peers = Peers::of(snap, &pp.upstream, None);
+    let mut tried = crate::balance::Tried::new(peers.len());
+    let tries = match conf.proxy_next_upstream_tries {
+        0 => usize::MAX,
+        n => n as usize,
+    };
+    let mut key = Vec::new();
+    if let Some(k) = &pp.upstream.hash_key {
+        k.render(&c.ctx(sr), &mut key);
+    }
+    for _ in 0..tries {
+        let (held, addr) = peers.pick(&pp.upstream, c.peer.ip(), &key, &mut tried)?;
+        match exchange(c, sr, pp, addr).await {
+            Ok(status) => {
+                held.release(false);
+                return Some(status);
+            }
+            Err(why) => {
+                held.release(true);
+                log::error(format_args!("{why}{}, upstream: \"{addr}\"", files::Why(c, sr)));
+            }
+        }
+    }
+    None
+}
+
+/// One connection: the head out, the response head in.
+async fn exchange(c: &mut Client, sr: &Req<'_>, pp: &ProxyPass, addr: std::net::SocketAddr) -> Result<u16, String> {
+    let conf = sr.conf;
+    let io = |e: IoFail, what: &str| match e {
+        IoFail::Timeout => format!("upstream timed out (110: Connection timed out) while {what}"),
+        IoFail::Io(e) => format!("{what} failed ({})", crate::config::parser::os_err(&e)),
+    };
+    let mut s = Stream::connect(addr, conf.proxy_connect_timeout)
+        .await
+        .map_err(|e| io(e, "connect() while connecting to upstream"))?;
+    if let Some(t) = pp.tls.as_deref() {
+        let name = super::upstream_name(c, sr, pp, t);
+        s = super::upstream_handshake(s, t, &name, conf)
+            .await
+            .map_err(|_| "SSL_do_handshake() failed while SSL handshaking to upstream".to_string())?;
+    }
+    let mut out = Vec::new();
+    write_request_head(&mut out, &c.ctx(sr), conf, pp, sr.loc_prefix, UpBody::None);
+    s.write_all(out, conf.proxy_send_timeout)
+        .await
+        .map_err(|e| io(e, "writev() while sending request to upstream"))?;
+    let deadline = crate::net::Deadline::At(Instant::now() + conf.proxy_read_timeout);
+    let mut buf = Vec::with_capacity(4096);
+    let mut head = ResponseHead::default();
+    loop {
+        let (n, b) = s
+            .read_append(buf, 65536, deadline)
+            .await
+            .map_err(|e| io(e, "recv() while reading response header from upstream"))?;
+        buf = b;
+        if n == 0 {
+            return Err("upstream prematurely closed connection while reading response header from upstream".into());
+        }
+        match parse_response(&buf, &mut head) {
+            // An interim response (100) goes by: the final one follows.
+            Ok(Some(())) if head.code < 200 => {
+                buf.drain(..head.head_len);
+            }
+            Ok(Some(())) => {
+                c.heads.upstream.clear();
+                c.heads.upstream.extend_from_slice(&buf[..head.head_len]);
+                return Ok(head.code);
+            }
+            Ok(None) if buf.len() > 65536 => {
+                return Err("upstream sent too big header while reading response header from upstream".into())
+            }
+            Ok(None) => {}
+            Err(_) => return Err("upstream sent invalid header while reading response header from upstream".into()),
+        }
+    }
+}
+
+/// The `WWW-Authenticate` lines of a kept upstream head, as they go to the client.
+fn www_authenticate(head: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > 17 && line[..17].eq_ignore_ascii_case(b"www-authenticate:") {
+            out.extend_from_slice(b"WWW-Authenticate: ");
+            out.extend_from_slice(line[17..].trim_ascii());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    Some(out).filter(|o| !o.is_empty())
+}
