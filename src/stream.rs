@@ -33,7 +33,7 @@ struct Session {
     up_sent: u64,
     up_received: u64,
     /// (address, connect time in ms) of each attempt.
-    attempts: Vec<(SocketAddr, u64)>,
+    attempts: Vec<(crate::net::Peer, u64)>,
     /// The PROXY protocol header the client began with.
     pp: Option<crate::proto::proxy_protocol::Header>,
 }
@@ -128,7 +128,7 @@ async fn session(snap: &Snapshot, srv: &StreamServer, client: &Stream, s: &mut S
         Some(IoFail::Timeout) => log::error(format_args!(
             "upstream timed out (110: Connection timed out) while proxying connection, client: {ip}, server: {}, upstream: \"{}\", bytes from/to client:{}/{}, bytes from/to upstream:{}/{}",
             s.local,
-            s.attempts.last().map_or(s.local, |a| a.0),
+            s.attempts.last().map_or(crate::net::Peer::Ip(s.local), |a| a.0.clone()),
             t.a_to_b,
             t.b_to_a,
             t.b_to_a,
@@ -170,9 +170,9 @@ async fn dial(
             ));
             return None;
         };
-        let addr = up.servers[held.server()].addr;
+        let addr = up.servers[held.server()].addr.clone();
         let t0 = Instant::now();
-        match Stream::connect(addr, srv.connect_timeout).await {
+        match Stream::connect_peer(&addr, srv.connect_timeout).await {
             Ok(c) => {
                 held.release(false);
                 s.attempts.push((addr, t0.elapsed().as_millis() as u64));
@@ -180,7 +180,7 @@ async fn dial(
             }
             Err(e) => {
                 held.release(true);
-                s.attempts.push((addr, t0.elapsed().as_millis() as u64));
+                s.attempts.push((addr.clone(), t0.elapsed().as_millis() as u64));
                 let why = match &e {
                     IoFail::Timeout => "upstream timed out (110: Connection timed out)".to_string(),
                     IoFail::Io(e) => format!("connect() failed ({})", crate::config::parser::os_err(e)),
@@ -218,7 +218,7 @@ fn access_log(snap: &Snapshot, srv: &StreamServer, s: &Session) {
 struct Ctx<'a>(&'a Session);
 
 /// Writes one attempt's value of a per-attempt variable.
-type ListItem = dyn Fn(&(SocketAddr, u64), &mut Vec<u8>);
+type ListItem = dyn Fn(&(crate::net::Peer, u64), &mut Vec<u8>);
 
 impl VarSource for Ctx<'_> {
     fn write_var(&self, v: &Var, out: &mut Vec<u8>) -> bool {

@@ -169,7 +169,9 @@ mod tests {
         let servers = (0..n)
             .map(|i| {
                 UpstreamServer::new(
-                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    format!("127.0.0.1:{}", 9000 + i)
+                        .parse::<std::net::SocketAddr>()
+                        .unwrap(),
                     format!("10.0.0.{i}:80"),
                 )
             })

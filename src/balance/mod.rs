@@ -461,7 +461,12 @@ mod tests {
             .enumerate()
             .map(|(i, &w)| UpstreamServer {
                 weight: w,
-                ..UpstreamServer::new(format!("127.0.0.1:{}", 9000 + i).parse().unwrap(), format!("s{i}"))
+                ..UpstreamServer::new(
+                    format!("127.0.0.1:{}", 9000 + i)
+                        .parse::<std::net::SocketAddr>()
+                        .unwrap(),
+                    format!("s{i}"),
+                )
             })
             .collect();
         Arc::new(Upstream::new("u".into(), 0, balance, servers, false))

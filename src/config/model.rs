@@ -891,7 +891,7 @@ pub struct HealthCheck {
 
 #[derive(Debug, Clone)]
 pub struct UpstreamServer {
-    pub addr: SocketAddr,
+    pub addr: crate::net::Peer,
     /// The `server` argument as written (for logs and status).
     pub name: String,
     pub weight: u32,
@@ -905,9 +905,9 @@ pub struct UpstreamServer {
 
 impl UpstreamServer {
     /// A server with nginx's defaults (weight 1, max_fails 1, fail_timeout 10s).
-    pub fn new(addr: SocketAddr, name: String) -> Self {
+    pub fn new(addr: impl Into<crate::net::Peer>, name: String) -> Self {
         UpstreamServer {
-            addr,
+            addr: addr.into(),
             name,
             weight: 1,
             max_fails: 1,

@@ -84,12 +84,12 @@ pub fn start(w: &Rc<Worker>, upstreams: &[Arc<Upstream>], workers: usize) {
 }
 
 async fn probe_once(u: &Upstream, si: usize, hc: &HealthCheck) -> bool {
-    let mut addr = u.servers[si].addr;
-    if let Some(p) = hc.port {
-        addr.set_port(p);
+    let mut addr = u.servers[si].addr.clone();
+    if let (Some(p), crate::net::Peer::Ip(a)) = (hc.port, &mut addr) {
+        a.set_port(p);
     }
     let timeout = hc.interval.min(Duration::from_secs(5)).max(Duration::from_millis(500));
-    let Ok(s) = Stream::connect(addr, timeout).await else {
+    let Ok(s) = Stream::connect_peer(&addr, timeout).await else {
         return false;
     };
     let req = format!(

@@ -14,9 +14,9 @@ use crate::proto::h1::request::{HeaderKind, Method, RequestHead};
 
 /// One upstream attempt, for `$upstream_addr`, `$upstream_status` and
 /// `$upstream_response_time`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Attempt {
-    pub addr: SocketAddr,
+    pub addr: crate::net::Peer,
     /// 0 when no response head came (nginx logs 502/504 there).
     pub status: u16,
     pub connect_ms: u64,
@@ -235,9 +235,10 @@ impl ReqCtx<'_> {
             }),
             SquidField::Url => out.extend_from_slice(self.head.target.get(self.buf)),
             SquidField::Hier => match self.attempts.last() {
-                Some(a) => {
-                    let _ = write!(out, "HIER_DIRECT/{}", a.addr.ip());
-                }
+                Some(a) => match &a.addr {
+                    crate::net::Peer::Ip(ip) => drop(write!(out, "HIER_DIRECT/{}", ip.ip())),
+                    unix => drop(write!(out, "HIER_DIRECT/{unix}")),
+                },
                 None => out.extend_from_slice(b"HIER_NONE/-"),
             },
         }
@@ -457,7 +458,7 @@ impl VarSource for ReqCtx<'_> {
             | Var::UpstreamBytesReceived => return false,
             Var::Connection => num(out, self.conn_id),
             Var::ConnectionRequests => num(out, self.conn_requests),
-            Var::UpstreamAddr => return self.list(out, |a, o| num(o, a.addr)),
+            Var::UpstreamAddr => return self.list(out, |a, o| num(o, &a.addr)),
             Var::UpstreamStatus => {
                 return self.list(out, |a, o| if a.status == 0 { o.push(b'-') } else { num(o, a.status) })
             }

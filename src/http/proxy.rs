@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use crate::config::model::{AddHeader, Lingering, LocConf, LocMatch, ProxyPass, Return, Server, Upstream, UpstreamTls};
 use crate::config::vars::VarSource;
 use crate::net::pool::UpConn;
-use crate::net::{tls, tunnel, Deadline, IoFail, Soon, Stream};
+use crate::net::{tls, tunnel, Deadline, IoFail, Peer, Soon, Stream};
 use crate::observe::log;
 use crate::runtime::worker::{Snapshot, Worker};
 
@@ -1777,17 +1777,17 @@ impl<'a> Peers<'a> {
         client: std::net::IpAddr,
         key: &[u8],
         tried: &mut crate::balance::Tried,
-    ) -> Option<(crate::balance::Held<'a>, SocketAddr)> {
+    ) -> Option<(crate::balance::Held<'a>, Peer)> {
         match self {
             Peers::Group(b) => {
                 let held = b.pick_held(client, key, tried, Instant::now())?;
-                let addr = up.servers[held.server()].addr;
+                let addr = up.servers[held.server()].addr.clone();
                 Some((held, addr))
             }
             Peers::List(a) => {
                 let i = (0..a.len()).find(|&i| !tried.get(i))?;
                 tried.set(i);
-                Some((crate::balance::Held::plain(i), a[i]))
+                Some((crate::balance::Held::plain(i), Peer::Ip(a[i])))
             }
         }
     }
@@ -1960,7 +1960,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
         n += 1;
         let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < peers.len();
         crate::runtime::fault::check(&c.w, c.head.path.get(&c.buf));
-        let res = attempt(c, r, pp, addr, &mut plan, up_body, replayable, more).await;
+        let res = attempt(c, r, pp, &addr, &mut plan, up_body, replayable, more).await;
         match res {
             Ok(keep_client) => {
                 let failed = c
@@ -2146,7 +2146,7 @@ async fn attempt(
     c: &mut Client,
     r: &mut Req<'_>,
     pp: &ProxyPass,
-    addr: SocketAddr,
+    addr: &Peer,
     plan: &mut BodyPlan,
     up_body: UpBody,
     replayable: bool,
@@ -2156,7 +2156,7 @@ async fn attempt(
     let up = &pp.upstream;
     let t0 = Instant::now();
     let mut rec = Attempt {
-        addr,
+        addr: addr.clone(),
         status: 0,
         connect_ms: 0,
         header_ms: 0,
@@ -2187,17 +2187,18 @@ async fn attempt(
         None
     };
     let replay_ok = c.head.method().idempotent() || conf.proxy_next_upstream.non_idempotent;
+    let before = c.attempts.len();
     let result = loop {
         let reused = pooled.is_some();
         let mut conn = match pooled.take() {
             Some(p) => p,
-            None => match Stream::connect(addr, conf.proxy_connect_timeout).await {
+            None => match Stream::connect_peer(addr, conf.proxy_connect_timeout).await {
                 Ok(s) => match (&pp.tls, &tls) {
                     (Some(t), Some((name, _))) => match upstream_handshake(s, t, name, conf).await {
-                        Ok(s) => UpConn::new(s, addr, key.clone(), UP_BUF),
+                        Ok(s) => UpConn::new(s, addr.clone(), key.clone(), UP_BUF),
                         Err(f) => break Err(f),
                     },
-                    _ => UpConn::new(s, addr, key.clone(), UP_BUF),
+                    _ => UpConn::new(s, addr.clone(), key.clone(), UP_BUF),
                 },
                 Err(e) => break Err(Fail::io(e, Phase::Connect, false)),
             },
@@ -2234,6 +2235,7 @@ async fn attempt(
         Err(_) => 0,
     };
     rec.response_ms = ms_since(t0);
+    c.attempts.truncate(before);
     c.attempts.push(rec);
     result
 }
@@ -2467,6 +2469,13 @@ async fn exchange(
         }
     }
     rec.header_ms = ms_since(t0);
+    // The attempt so far, for what the client's head says of it (`add_header …
+    // $upstream_addr`, `$upstream_status`); `attempt` replaces it with the final one.
+    c.attempts.push(Attempt {
+        status: c.resp.code,
+        response_ms: rec.header_ms,
+        ..rec.clone()
+    });
     c.keep_head(
         crate::config::vars::needs::UPSTREAM_HEAD,
         &ubuf[hstart..hstart + c.resp.head_len],

@@ -114,13 +114,42 @@ pub enum Soon {
     Idle(Vec<u8>),
 }
 
-/// A TCP connection on the process's driver.
+/// A connection on the process's driver: TCP, or a Unix-domain stream socket
+/// (`server unix:/path` upstreams), which both drivers read and write alike.
 pub enum Tcp {
     Uring(tokio_uring::net::TcpStream),
     Epoll(tokio::net::TcpStream),
+    UringUnix(tokio_uring::net::UnixStream),
+    EpollUnix(tokio::net::UnixStream),
+}
+
+/// `$body` for whichever socket `$tcp` holds: `$u` bound to an io_uring one, or
+/// `$e` to an epoll one (TCP and Unix alike: they have the same methods).
+macro_rules! each {
+    ($tcp:expr, $u:ident => $ub:expr, $e:ident => $eb:expr) => {
+        match $tcp {
+            Tcp::Uring($u) => $ub,
+            Tcp::UringUnix($u) => $ub,
+            Tcp::Epoll($e) => $eb,
+            Tcp::EpollUnix($e) => $eb,
+        }
+    };
 }
 
 impl Tcp {
+    /// Connects to the Unix-domain socket at `path`.
+    pub async fn connect_unix(path: &std::path::Path) -> io::Result<Tcp> {
+        match driver() {
+            Driver::Uring => Ok(Tcp::UringUnix(tokio_uring::net::UnixStream::connect(path).await?)),
+            Driver::Epoll => Ok(Tcp::EpollUnix(tokio::net::UnixStream::connect(path).await?)),
+        }
+    }
+
+    /// The driver this connection is on is io_uring.
+    pub fn is_uring(&self) -> bool {
+        matches!(self, Tcp::Uring(_) | Tcp::UringUnix(_))
+    }
+
     /// Connects to `addr`. Dropping the future (a timeout) stops the connect and
     /// closes its socket at once.
     pub async fn connect(addr: SocketAddr) -> io::Result<Tcp> {
@@ -143,12 +172,12 @@ impl Tcp {
     pub async fn read(&self, buf: Vec<u8>, max: usize) -> (io::Result<usize>, Vec<u8>) {
         let start = buf.len();
         let end = buf.capacity().min(start.saturating_add(max.max(1)));
-        match self {
-            Tcp::Uring(s) => {
+        each!(self,
+            s => {
                 let (r, slice) = s.read(buf.slice(start..end)).await;
                 (r, slice.into_inner())
-            }
-            Tcp::Epoll(s) => {
+            },
+            s => {
                 let mut buf = buf;
                 loop {
                     if let Err(e) = s.readable().await {
@@ -161,7 +190,7 @@ impl Tcp {
                     }
                 }
             }
-        }
+        )
     }
 
     /// Reads what has already arrived if the driver has it for free, else gives the
@@ -173,12 +202,12 @@ impl Tcp {
     /// withdrawing it (`ASYNC_CANCEL` by fd) makes the kernel walk the operations in
     /// flight (read in its source, not measured here).
     pub fn read_now(&self, mut buf: Vec<u8>, max: usize) -> Soon {
-        match self {
-            Tcp::Uring(_) => Soon::Idle(buf),
-            Tcp::Epoll(_) => match self.try_read(&mut buf, max) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Soon::Idle(buf),
-                r => Soon::Read(r, buf),
-            },
+        if self.is_uring() {
+            return Soon::Idle(buf);
+        }
+        match self.try_read(&mut buf, max) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Soon::Idle(buf),
+            r => Soon::Read(r, buf),
         }
     }
 
@@ -190,9 +219,8 @@ impl Tcp {
             buf.reserve(4096);
         }
         let room = (buf.capacity() - buf.len()).min(max.max(1));
-        match self {
-            Tcp::Epoll(s) => s.try_read_buf(&mut (&mut *buf).limit(room)),
-            Tcp::Uring(s) => {
+        each!(self,
+            s => {
                 // tokio-uring's sockets are blocking: recv_now adds MSG_DONTWAIT.
                 // Measured need: a read submitted to the ring holds its buffer until
                 // the next loop turn; when 10,000 idle clients closed at once, RSS
@@ -201,8 +229,9 @@ impl Tcp {
                 // SAFETY: recv wrote the first `n` bytes of the spare capacity.
                 unsafe { buf.set_len(buf.len() + n) };
                 Ok(n)
-            }
-        }
+            },
+            s => s.try_read_buf(&mut (&mut *buf).limit(room))
+        )
     }
 
     /// What the peer's side holds, seen without taking any of its bytes: a
@@ -223,10 +252,7 @@ impl Tcp {
     /// io_uring cannot withdraw a poll whose future is dropped: [`super::Stream`]
     /// notes that and shuts the socket down when it is dropped, which completes it.
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Tcp::Uring(s) => uring_poll_in(s.as_raw_fd()).await,
-            Tcp::Epoll(s) => s.readable().await,
-        }
+        each!(self, s => uring_poll_in(s.as_raw_fd()).await, s => s.readable().await)
     }
 
     /// [`Tcp::readable`], confirmed: on epoll a new socket's readiness can be stale
@@ -234,26 +260,26 @@ impl Tcp {
     /// which clears it when nothing is there: an idle new connection really waits, and
     /// stays where worker_connections can reclaim it. io_uring's poll is exact.
     pub async fn readable_confirmed(&self) -> io::Result<()> {
-        match self {
-            Tcp::Uring(s) => uring_poll_in(s.as_raw_fd()).await,
-            Tcp::Epoll(s) => loop {
+        each!(self,
+            s => uring_poll_in(s.as_raw_fd()).await,
+            s => loop {
                 s.readable().await?;
                 match self.try_io_read(|| self.peek_byte()) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     _ => return Ok(()),
                 }
-            },
-        }
+            }
+        )
     }
 
     /// Writes `buf[start..end]` fully. The buffer comes back in every case.
     pub async fn write(&self, buf: Vec<u8>, start: usize, end: usize) -> (io::Result<()>, Vec<u8>) {
-        match self {
-            Tcp::Uring(s) => {
+        each!(self,
+            s => {
                 let (r, slice) = s.write_all(buf.slice(start..end)).await;
                 (r, slice.into_inner())
-            }
-            Tcp::Epoll(s) => {
+            },
+            s => {
                 let mut pos = start;
                 while pos < end {
                     if let Err(e) = s.writable().await {
@@ -268,42 +294,30 @@ impl Tcp {
                 }
                 (Ok(()), buf)
             }
-        }
+        )
     }
 
     /// The socket's descriptor (for readiness-driven protocols above, such as TLS).
     pub fn fd(&self) -> std::os::fd::RawFd {
-        match self {
-            Tcp::Uring(s) => s.as_raw_fd(),
-            Tcp::Epoll(s) => s.as_raw_fd(),
-        }
+        each!(self, s => s.as_raw_fd(), s => s.as_raw_fd())
     }
 
     /// Runs a non-blocking read `f` on the socket (one that uses [`FdIo`]): on epoll
     /// through tokio's `try_io`, so that a `WouldBlock` clears the cached readiness
     /// and the next [`Tcp::readable`] really waits.
     pub fn try_io_read<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
-        match self {
-            Tcp::Uring(_) => f(),
-            Tcp::Epoll(s) => s.try_io(tokio::io::Interest::READABLE, f),
-        }
+        each!(self, _s => f(), s => s.try_io(tokio::io::Interest::READABLE, f))
     }
 
     /// As [`Tcp::try_io_read`], for a non-blocking write.
     pub fn try_io_write<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
-        match self {
-            Tcp::Uring(_) => f(),
-            Tcp::Epoll(s) => s.try_io(tokio::io::Interest::WRITABLE, f),
-        }
+        each!(self, _s => f(), s => s.try_io(tokio::io::Interest::WRITABLE, f))
     }
 
     /// Waits until the socket can take more bytes: epoll readiness, or
     /// `IORING_OP_POLL_ADD` for output on io_uring.
     pub async fn writable(&self) -> io::Result<()> {
-        match self {
-            Tcp::Uring(s) => uring_poll(s.as_raw_fd(), libc::POLLOUT as u32).await,
-            Tcp::Epoll(s) => s.writable().await,
-        }
+        each!(self, s => uring_poll(s.as_raw_fd(), libc::POLLOUT as u32).await, s => s.writable().await)
     }
 
     /// The first byte waiting on the socket, left where it is; `None`: closed.
@@ -318,10 +332,7 @@ impl Tcp {
     }
 
     pub fn shutdown(&self, how: Shutdown) {
-        let _ = match self {
-            Tcp::Uring(s) => s.shutdown(how),
-            Tcp::Epoll(s) => socket2::SockRef::from(s).shutdown(how),
-        };
+        let _ = each!(self, s => s.shutdown(how), s => socket2::SockRef::from(s).shutdown(how));
     }
 }
 

@@ -28,6 +28,39 @@ use std::time::{Duration, Instant};
 
 pub use io::{Driver, DriverChoice, Listener, Peek, Soon, Tcp};
 
+/// An upstream's address: TCP, or a Unix-domain socket (`server unix:/path`,
+/// `proxy_pass http://unix:/path:`), shown as nginx shows it (`unix:/path`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Peer {
+    Ip(SocketAddr),
+    Unix(std::sync::Arc<std::path::Path>),
+}
+
+impl Peer {
+    /// The TCP address, if it is one.
+    pub fn ip(&self) -> Option<SocketAddr> {
+        match self {
+            Peer::Ip(a) => Some(*a),
+            Peer::Unix(_) => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(a: SocketAddr) -> Peer {
+        Peer::Ip(a)
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Ip(a) => a.fmt(f),
+            Peer::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// Why an I/O operation did not complete.
 #[derive(Debug)]
 pub enum IoFail {
@@ -240,6 +273,18 @@ impl Stream {
     /// Bytes written on this connection so far (complete writes).
     pub fn written(&self) -> u64 {
         self.written.get()
+    }
+
+    /// Connects to an upstream's address (TCP or Unix-domain) within `timeout`.
+    pub async fn connect_peer(peer: &Peer, timeout: Duration) -> Result<Stream, IoFail> {
+        match peer {
+            Peer::Ip(a) => Stream::connect(*a, timeout).await,
+            Peer::Unix(path) => match tokio::time::timeout(timeout, Tcp::connect_unix(path.as_ref())).await {
+                Ok(Ok(s)) => Ok(Stream::new(s)),
+                Ok(Err(e)) => Err(IoFail::Io(e)),
+                Err(_) => Err(IoFail::Timeout),
+            },
+        }
     }
 
     /// Connects to `addr` within `timeout`; a connect that times out leaves no socket.

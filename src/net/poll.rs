@@ -60,7 +60,9 @@ fn poll_ready(tcp: &Tcp, cx: &mut Context<'_>, out: bool, slot: &mut Wait) -> Po
     match tcp {
         Tcp::Epoll(s) if out => s.poll_write_ready(cx),
         Tcp::Epoll(s) => s.poll_read_ready(cx),
-        Tcp::Uring(_) => {
+        Tcp::EpollUnix(s) if out => s.poll_write_ready(cx),
+        Tcp::EpollUnix(s) => s.poll_read_ready(cx),
+        Tcp::Uring(_) | Tcp::UringUnix(_) => {
             let fd = tcp.fd();
             let wait = slot.get_or_insert_with(|| {
                 let mask = if out {
@@ -147,7 +149,7 @@ impl AsyncRead for PollIo {
             // Readiness first while a wait is known to be needed (a poll in flight
             // on io_uring; epoll's cached readiness costs nothing): no recv that can
             // only say EAGAIN each time the connection is polled.
-            let waiting = matches!(me.s.inner, Tcp::Epoll(_)) || me.rd.is_some();
+            let waiting = !me.s.inner.is_uring() || me.rd.is_some();
             if waiting && !me.s.has_buffered() {
                 ready!(poll_ready(&me.s.inner, cx, false, &mut me.rd))?;
             }

@@ -8,15 +8,15 @@
 //! connection the upstream closed is found on reuse (the request then goes to a
 //! fresh connection, see `http::proxy`).
 
+use super::Peer;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Stream;
 
 pub struct UpConn {
     pub stream: Stream,
-    pub addr: SocketAddr,
+    pub addr: Peer,
     /// `(0, "")` for plain TCP; else the TLS settings' id and the name it was made with.
     pub key: TlsKey,
     pub buf: Vec<u8>,
@@ -26,7 +26,7 @@ pub struct UpConn {
 }
 
 impl UpConn {
-    pub fn new(stream: Stream, addr: SocketAddr, key: TlsKey, buf_size: usize) -> Self {
+    pub fn new(stream: Stream, addr: Peer, key: TlsKey, buf_size: usize) -> Self {
         UpConn {
             stream,
             addr,
@@ -43,8 +43,8 @@ pub struct Pool {
     /// Plain connections, by address only: the common case hashes and compares no more
     /// than the address (a key with the TLS name in it cost 1% CPU per request in
     /// memcmp alone on small responses).
-    plain: HashMap<SocketAddr, VecDeque<UpConn>>,
-    tls: HashMap<(SocketAddr, TlsKey), VecDeque<UpConn>>,
+    plain: HashMap<Peer, VecDeque<UpConn>>,
+    tls: HashMap<(Peer, TlsKey), VecDeque<UpConn>>,
 }
 
 /// What a TLS connection was made with: the location's TLS settings (their id) and
@@ -53,11 +53,11 @@ pub type TlsKey = (u64, Box<str>);
 
 impl Pool {
     /// A reusable idle connection to `addr` made with `key`, if one is fresh enough.
-    pub fn take(&mut self, addr: SocketAddr, key: &TlsKey) -> Option<UpConn> {
+    pub fn take(&mut self, addr: &Peer, key: &TlsKey) -> Option<UpConn> {
         let q = if key.0 == 0 {
-            self.plain.get_mut(&addr)?
+            self.plain.get_mut(addr)?
         } else {
-            self.tls.get_mut(&(addr, key.clone()))?
+            self.tls.get_mut(&(addr.clone(), key.clone()))?
         };
         let now = Instant::now();
         while let Some(c) = q.pop_back() {
@@ -78,9 +78,9 @@ impl Pool {
         c.idle_until = Instant::now() + max_idle;
         c.buf.clear();
         let q = if c.key.0 == 0 {
-            self.plain.entry(c.addr).or_default()
+            self.plain.entry(c.addr.clone()).or_default()
         } else {
-            self.tls.entry((c.addr, c.key.clone())).or_default()
+            self.tls.entry((c.addr.clone(), c.key.clone())).or_default()
         };
         if q.len() >= limit {
             q.pop_front();

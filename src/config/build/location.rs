@@ -170,6 +170,19 @@ impl Builder<'_> {
             };
             return Ok((pp, https));
         }
+        if let Some(path) = hostport.strip_prefix("unix:") {
+            let peer = crate::net::Peer::Unix(std::path::Path::new(path).into());
+            let pp = ProxyPass {
+                upstream: self.implicit_upstream(hostport, vec![peer]),
+                // nginx's host for a Unix-domain socket.
+                proxy_host: "localhost".into(),
+                proxy_port: 80,
+                uri,
+                tls: None,
+                uri_exact: false,
+            };
+            return Ok((pp, https));
+        }
         let (host, port) =
             split_host_port(hostport).ok_or_else(|| d.err(format!("invalid port in upstream \"{hostport}\"")))?;
         let port = port.unwrap_or(if https { 443 } else { 80 });
@@ -181,7 +194,7 @@ impl Builder<'_> {
             return Err(d.err(format!("host not found in upstream \"{hostport}\"")));
         }
         let pp = ProxyPass {
-            upstream: self.implicit_upstream(hostport, &addrs),
+            upstream: self.implicit_upstream(hostport, addrs.into_iter().map(Into::into).collect()),
             proxy_host: hostport.to_string(),
             proxy_port: port,
             uri,
@@ -192,13 +205,13 @@ impl Builder<'_> {
     }
 
     /// The implicit upstream for `name` (made on its first `proxy_pass`).
-    fn implicit_upstream(&mut self, name: &str, addrs: &[SocketAddr]) -> Arc<Upstream> {
+    fn implicit_upstream(&mut self, name: &str, addrs: Vec<crate::net::Peer>) -> Arc<Upstream> {
         if let Some(u) = self.upstreams.iter().find(|u| u.implicit && u.name == name) {
             return u.clone();
         }
         let servers = addrs
-            .iter()
-            .map(|a| UpstreamServer::new(*a, name.to_string()))
+            .into_iter()
+            .map(|a| UpstreamServer::new(a, name.to_string()))
             .collect();
         let index = self.upstreams.len();
         let u = Arc::new(Upstream::new(
@@ -249,10 +262,19 @@ fn proxy_url(d: &Directive) -> Result<(&str, Option<String>, bool), ConfError> {
     } else {
         return Err(d.err(format!("invalid URL prefix in \"{url}\"")));
     };
-    let (hostport, uri) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+    // `unix:/path/to.sock[:/uri]`: the path ends at the first ':' (nginx's
+    // ngx_parse_unix_domain_url).
+    let split = match rest.strip_prefix("unix:") {
+        Some(path) => path.find(':').map(|i| (5 + i, 5 + i + 1)),
+        None => rest.find('/').map(|i| (i, i)),
+    };
+    let (hostport, uri) = match split {
+        Some((end, from)) => (&rest[..end], Some(rest[from..].to_string()).filter(|u| !u.is_empty())),
         None => (rest, None),
     };
+    if hostport == "unix:" {
+        return Err(d.err(format!("no path in the unix domain socket \"{url}\"")));
+    }
     if hostport.is_empty() {
         return Err(d.err(format!("no host in upstream \"{url}\"")));
     }

@@ -78,6 +78,13 @@ fn server(_: &mut Builder<'_>, up: &mut UpstreamLevel, d: &Directive) -> Done {
         return Err(nargs(d));
     }
     let hp = &d.args[0];
+    if let Some(path) = hp.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(d.err(format!("no path in the unix domain socket \"{hp}\"")));
+        }
+        let peer = crate::net::Peer::Unix(std::path::Path::new(path).into());
+        return server_params(up, d, UpstreamServer::new(peer, hp.clone()));
+    }
     let (host, port) = split_host_port(hp).ok_or_else(|| d.err(format!("invalid port in upstream \"{hp}\"")))?;
     let addrs: Vec<SocketAddr> = (host.trim_matches(|c| c == '[' || c == ']'), port.unwrap_or(80))
         .to_socket_addrs()
@@ -86,7 +93,25 @@ fn server(_: &mut Builder<'_>, up: &mut UpstreamLevel, d: &Directive) -> Done {
     let Some(&first) = addrs.first() else {
         return Err(d.err(format!("host not found in upstream \"{hp}\"")));
     };
-    let mut s = UpstreamServer::new(first, hp.clone());
+    let s = params(d, UpstreamServer::new(first, hp.clone()))?;
+    for a in addrs {
+        up.u.servers.push(UpstreamServer {
+            addr: a.into(),
+            ..s.clone()
+        });
+    }
+    Ok(())
+}
+
+/// One `unix:` server with its parameters.
+fn server_params(up: &mut UpstreamLevel, d: &Directive, s: UpstreamServer) -> Done {
+    let s = params(d, s)?;
+    up.u.servers.push(s);
+    Ok(())
+}
+
+/// A server's parameters after its address.
+fn params(d: &Directive, mut s: UpstreamServer) -> Result<UpstreamServer, ConfError> {
     for p in &d.args[1..] {
         let bad = || d.err(format!("invalid parameter \"{p}\""));
         if let Some(v) = p.strip_prefix("weight=") {
@@ -109,10 +134,7 @@ fn server(_: &mut Builder<'_>, up: &mut UpstreamLevel, d: &Directive) -> Done {
             return Err(bad());
         }
     }
-    for a in addrs {
-        up.u.servers.push(UpstreamServer { addr: a, ..s.clone() });
-    }
-    Ok(())
+    Ok(s)
 }
 
 /// `least_conn`, `ip_hash`, `hash KEY [consistent]`, `random [two [least_conn]]`.

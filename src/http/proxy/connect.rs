@@ -11,7 +11,6 @@
 //! target is silent for `tunnel_read_timeout`. The access-log line is written when
 //! the tunnel closes, with what reached the client.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::target::{self, Found};
@@ -19,7 +18,7 @@ use super::{ms_since, status_line, write_add_headers, Client, Own, Peers, Req, S
 use crate::config::model::{LocConf, TunnelPass};
 use crate::http::ctx::{Attempt, Sent};
 use crate::http::fail::{Fail, Phase};
-use crate::net::{tunnel, IoFail, Stream};
+use crate::net::{tunnel, IoFail, Peer, Stream};
 use crate::observe::log;
 use crate::proto::h1::framing;
 use crate::proto::h1::request::Method;
@@ -85,7 +84,7 @@ async fn dial(c: &mut Client, r: &Req<'_>, peers: Peers<'_>, up: &crate::config:
             return None;
         };
         let t0 = Instant::now();
-        match Stream::connect(addr, conf.tunnel_connect_timeout).await {
+        match Stream::connect_peer(&addr, conf.tunnel_connect_timeout).await {
             Ok(s) => {
                 held.release(false);
                 // `$upstream_status` is "-" for a tunnel (no response came).
@@ -95,7 +94,7 @@ async fn dial(c: &mut Client, r: &Req<'_>, peers: Peers<'_>, up: &crate::config:
             Err(e) => {
                 let f = Fail::io(e, Phase::Connect, false);
                 held.release(f.counts_against_peer());
-                log_failure(c, r, &f, addr);
+                log_failure(c, r, &f, &addr);
                 c.attempts.push(attempt(addr, f.status(), ms_since(t0)));
                 let more = n < max && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < peers.len();
                 if !(more && f.next_upstream_allows(&conf.tunnel_next_upstream)) {
@@ -107,7 +106,7 @@ async fn dial(c: &mut Client, r: &Req<'_>, peers: Peers<'_>, up: &crate::config:
     None
 }
 
-fn attempt(addr: SocketAddr, status: u16, connect_ms: u64) -> Attempt {
+fn attempt(addr: Peer, status: u16, connect_ms: u64) -> Attempt {
     Attempt {
         addr,
         status,
@@ -117,7 +116,7 @@ fn attempt(addr: SocketAddr, status: u16, connect_ms: u64) -> Attempt {
     }
 }
 
-fn log_failure(c: &Client, r: &Req<'_>, f: &Fail, addr: SocketAddr) {
+fn log_failure(c: &Client, r: &Req<'_>, f: &Fail, addr: &Peer) {
     if let Some(cause) = f.cause() {
         log::error(format_args!(
             "{cause}, client: {}, server: {}, request: \"{} {} HTTP/1.1\", upstream: \"{addr}\"",

@@ -104,7 +104,7 @@ async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s Prox
     }
     for _ in 0..tries {
         let (held, addr) = peers.pick(&pp.upstream, c.peer.ip(), &key, &mut tried)?;
-        match exchange(c, sr, pp, addr).await {
+        match exchange(c, sr, pp, &addr).await {
             Ok(status) => {
                 held.release(false);
                 return Some(status);
@@ -119,13 +119,13 @@ async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s Prox
 }
 
 /// One connection: the head out, the response head in.
-async fn exchange(c: &mut Client, sr: &Req<'_>, pp: &ProxyPass, addr: std::net::SocketAddr) -> Result<u16, String> {
+async fn exchange(c: &mut Client, sr: &Req<'_>, pp: &ProxyPass, addr: &crate::net::Peer) -> Result<u16, String> {
     let conf = sr.conf;
     let io = |e: IoFail, what: &str| match e {
         IoFail::Timeout => format!("upstream timed out (110: Connection timed out) while {what}"),
         IoFail::Io(e) => format!("{what} failed ({})", crate::config::parser::os_err(&e)),
     };
-    let mut s = Stream::connect(addr, conf.proxy_connect_timeout)
+    let mut s = Stream::connect_peer(addr, conf.proxy_connect_timeout)
         .await
         .map_err(|e| io(e, "connect() while connecting to upstream"))?;
     if let Some(t) = pp.tls.as_deref() {
