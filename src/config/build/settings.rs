@@ -222,6 +222,8 @@ settings! {
     auth_request:                  Option<String>,                 HSL, auth_uri      => None;
     auth_request_set:              Vec<(usize, Template)>,         HSL, auth_set      => Vec::new();
     proxy_redirect:                RedirectSet,                    HSL, redirect_rule;
+    // ringx has no response cache: `proxy_cache off` (nginx's default) only
+    proxy_cache:                   bool,                           HSL, cache_off;
     // limit_req, limit_conn (zones in src/limit.rs; src/http/proxy/limits.rs)
     limit_req:                     Vec<LimitReq>,                  HSL, limit_req     => Vec::new();
     limit_req_status:              u16,                            HSL, limit_status  => 503;
@@ -715,6 +717,15 @@ fn redirect_rule(_: &mut Builder<'_>, d: &Directive, prev: Option<RedirectSet>) 
         _ => return Err(nargs(d)),
     }
     Ok(RedirectSet::Rules(rules))
+}
+
+/// `proxy_cache off` (what ringx does); a zone is not supported yet.
+fn cache_off(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool> {
+    one_arg(d)?;
+    if d.args[0] != "off" {
+        return Err(d.err("\"proxy_cache\" with a zone is not supported yet (ringx has no response cache)"));
+    }
+    Ok(false)
 }
 
 /// `auth_basic REALM|off` (the realm may have variables; one that renders as "off"
