@@ -249,8 +249,16 @@ fn what_ringx_cannot_do_of_squid_is_an_error_naming_the_line() {
             "acl type \"dstdom_regex\" is not supported yet",
         ),
         (
-            "http_port 3128\nauth_param basic program /usr/lib/squid/basic_ncsa_auth /etc/squid/passwd\n",
-            "\"auth_param\" is not supported yet (ringx has no proxy authentication yet)",
+            "http_port 3128\nauth_param digest program /usr/lib/squid/digest_file_auth /etc/squid/passwd\n",
+            "auth_param scheme \"digest\" is not supported (only basic)",
+        ),
+        (
+            "http_port 3128\nauth_param basic program /usr/lib/squid/basic_ldap_auth -b dc=x\n",
+            "only \"auth_param basic program …/basic_ncsa_auth FILE\" is supported (an htpasswd file)",
+        ),
+        (
+            "http_port 3128\nacl authed proxy_auth REQUIRED\n",
+            "a \"proxy_auth\" ACL needs \"auth_param basic program\"",
         ),
     ] {
         let path = dir.join("squid.conf");
@@ -262,4 +270,80 @@ fn what_ringx_cannot_do_of_squid_is_an_error_naming_the_line() {
             "{err}"
         );
     }
+}
+
+/// Squid's proxy authentication: `auth_param basic program basic_ncsa_auth FILE`,
+/// `acl NAME proxy_auth REQUIRED` (and one naming users): clients in localnet go
+/// without credentials, others get 407 until they give good ones, a named-user rule
+/// admits only those users, and the log line names the user.
+#[test]
+fn proxy_auth_asks_where_the_rules_need_it() {
+    let port = free_port();
+    let admin = free_port();
+    let dir = tempdir("squid-auth");
+    std::fs::write(
+        dir.join("passwd"),
+        "dev:{PLAIN}pw\nops:$apr1$s4lt$Yggrn4c.dyHLd2kGtCAoi.\n",
+    )
+    .unwrap();
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\n\
+         auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\n\
+         auth_param basic children 5\n\
+         auth_param basic realm Team proxy\n\
+         acl localnet src 127.0.0.2\n\
+         acl authed proxy_auth REQUIRED\n\
+         acl admins proxy_auth ops\n\
+         acl adminport port {admin}\n\
+         http_access deny adminport !admins\n\
+         http_access allow localnet\n\
+         http_access allow authed\n\
+         http_access deny all\n\
+         access_log {d}/access.log squid\n",
+        d = dir.display()
+    );
+    let b = Backend::start("origin");
+    let (_r, _) = start(&conf, port);
+    let proxy = format!("http://127.0.0.1:{port}");
+    let url = format!("http://127.0.0.1:{}/data", b.addr.port());
+    let get = |src: &str, auth: Option<&str>| {
+        let mut raw = format!("GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        if let Some(a) = auth {
+            raw.push_str(&format!(
+                "Proxy-Authorization: Basic {}\r\n",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, a)
+            ));
+        }
+        raw.push_str("Connection: close\r\n\r\n");
+        request_from(src.parse().unwrap(), addr_of(port), raw.as_bytes()).unwrap()
+    };
+    assert_eq!(get("127.0.0.2", None).status, 200, "localnet needs no credentials");
+    let r = get("127.0.0.1", None);
+    assert_eq!(r.status, 407);
+    assert_eq!(r.header("proxy-authenticate"), Some("Basic realm=\"Team proxy\""));
+    assert_eq!(get("127.0.0.1", Some("dev:bad")).status, 407);
+    assert_eq!(get("127.0.0.1", Some("dev:pw")).status, 200);
+    assert!(curl(&["-x", &proxy, "--proxy-user", "ops:pw1", &url]).contains("origin"));
+    // The admin port is for admins only: dev is refused, ops admitted (nothing
+    // listens there, so ops gets as far as the connect: 502).
+    let admin_url = format!("http://127.0.0.1:{admin}/");
+    let raw = |auth: &str| {
+        format!(
+            "GET {admin_url} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nProxy-Authorization: Basic {}\r\nConnection: close\r\n\r\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, auth)
+        )
+    };
+    assert_eq!(request(addr_of(port), raw("dev:pw").as_bytes()).unwrap().status, 403);
+    assert_eq!(request(addr_of(port), raw("ops:pw1").as_bytes()).unwrap().status, 502);
+    let lines = log_lines(&dir, 7);
+    assert!(lines.iter().any(|l| l.contains(" TCP_DENIED/407 ")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!(" GET {url} dev HIER_DIRECT/127.0.0.1 "))),
+        "{lines:?}"
+    );
+    // -T prints the nginx form of it.
+    let (_, out, _) = ringx_cmd(&["-T", "-c", &_r.conf.display().to_string()]);
+    assert!(out.contains("auth_basic $squid_auth_realm;"), "{out}");
 }

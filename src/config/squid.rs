@@ -17,6 +17,10 @@
 //!   first-match `map` over the lines, `$squid_access`; when no line matches, the
 //!   answer is the opposite of the last line's (deny when there is none), as Squid.
 //!   A denied request gets 403 before anything is connected.
+//! - `auth_param basic program …/basic_ncsa_auth FILE` and `acl NAME proxy_auth
+//!   REQUIRED|USER…` → `auth_basic $squid_auth_realm` with FILE: the rules run with
+//!   the credentials taken as good, and the realm map asks for them (407) where a
+//!   line whose other ACLs match names a `proxy_auth` ACL before the deciding one.
 //! - `access_log [daemon:|stdio:]PATH [squid]` and `none`; Squid's native format is
 //!   ringx's predefined `squid` log format.
 //! - `dns_nameservers` (else /etc/resolv.conf's) → `resolver`; `forwarded_for`,
@@ -110,6 +114,9 @@ struct Squid {
     hostname: Option<String>,
     pid: Option<String>,
     user: Option<(String, Option<String>)>,
+    /// `auth_param basic program …basic_ncsa_auth FILE`, and `auth_param basic realm`.
+    auth_file: Option<String>,
+    auth_realm: String,
     warnings: Vec<ConfError>,
 }
 
@@ -121,11 +128,17 @@ pub fn translate(text: &str, file: &Path) -> Result<(String, Vec<ConfError>), Co
     let mut s = Squid {
         forwarded_for: "on".into(),
         via: true,
+        auth_realm: "Squid proxy-caching web server".into(),
         ..Squid::default()
     };
     predefine(&mut s);
     for l in &lines {
         directive(&mut s, l)?;
+    }
+    if s.auth_file.is_none() && s.acls.iter().any(|a| a.kind == "proxy_auth") {
+        let l = lines.iter().find(|l| l.words.get(2).is_some_and(|k| k == "proxy_auth"));
+        let msg = "a \"proxy_auth\" ACL needs \"auth_param basic program\"";
+        return Err(l.map_or_else(|| ConfError::plain(msg), |l| l.err(msg)));
     }
     if s.ports.is_empty() {
         s.ports.push("3128".into());
@@ -264,8 +277,40 @@ fn directive(s: &mut Squid, l: &Line) -> Result<(), ConfError> {
             )));
             Ok(())
         }
-        "auth_param" => Err(l.err("\"auth_param\" is not supported yet (ringx has no proxy authentication yet)")),
+        "auth_param" => auth_param(s, l),
         _ => Err(l.err(format!("unknown directive \"{name}\""))),
+    }
+}
+
+/// `auth_param basic program HELPER FILE` (Squid's `basic_ncsa_auth`, which reads
+/// an htpasswd file: ringx reads the file itself), `realm`, and the helper's tuning
+/// (`children`, `credentialsttl`, `casesensitive`, `utf8`: no effect here).
+fn auth_param(s: &mut Squid, l: &Line) -> Result<(), ConfError> {
+    let w = &l.words;
+    if w.get(1).map(String::as_str) != Some("basic") {
+        return Err(l.err(format!(
+            "auth_param scheme \"{}\" is not supported (only basic)",
+            w.get(1).map_or("", |x| x)
+        )));
+    }
+    match w.get(2).map(String::as_str) {
+        Some("program") => {
+            let helper = w.get(3).map_or("", |h| h.rsplit('/').next().unwrap_or(""));
+            if helper != "basic_ncsa_auth" || w.len() != 5 {
+                return Err(
+                    l.err("only \"auth_param basic program …/basic_ncsa_auth FILE\" is supported (an htpasswd file)")
+                );
+            }
+            s.auth_file = Some(w[4].clone());
+            Ok(())
+        }
+        Some("realm") if w.len() > 3 => {
+            s.auth_realm = w[3..].join(" ");
+            Ok(())
+        }
+        Some("children" | "credentialsttl" | "casesensitive" | "utf8" | "keep_alive") => Ok(()),
+        Some(p) => Err(l.err(format!("auth_param basic \"{p}\" is not supported"))),
+        None => Err(l.err("\"auth_param basic\" needs a parameter")),
     }
 }
 
@@ -299,7 +344,10 @@ fn acl(s: &mut Squid, l: &Line) -> Result<(), ConfError> {
     let [_, name, kind, rest @ ..] = l.words.as_slice() else {
         return Err(l.err("\"acl\" needs a name, a type and values"));
     };
-    if !matches!(kind.as_str(), "src" | "dst" | "dstdomain" | "port" | "method") {
+    if !matches!(
+        kind.as_str(),
+        "src" | "dst" | "dstdomain" | "port" | "method" | "proxy_auth"
+    ) {
         return Err(l.err(format!("acl type \"{kind}\" is not supported yet")));
     }
     let mut values = Vec::new();
@@ -346,6 +394,7 @@ fn check_value(l: &Line, kind: &str, v: &str) -> Result<(), ConfError> {
         "src" | "dst" => v == "all" || !networks(v).is_empty(),
         "port" => port_range(v).is_some(),
         "method" => v.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'),
+        "proxy_auth" => !v.is_empty() && !v.contains(['"', '{', '}', ';', ' ', '\\']),
         _ => !v.contains(['"', '{', '}', ';', ' ']),
     };
     if ok {
@@ -563,6 +612,7 @@ fn write_nginx(s: &Squid, file: &Path) -> String {
         }
     }
     access_map(&mut o, s);
+    auth_map(&mut o, s);
     o.push_str("    map $request $squid_not_proxied { \"~^[A-Za-z]+ /\" 1; default 0; }\n");
     for p in &s.ports {
         server(&mut o, s, p);
@@ -593,7 +643,7 @@ fn acl_var(o: &mut String, a: &Acl) {
             .iter()
             .map(|d| format!("{} 1;", d.to_ascii_lowercase()))
             .collect(),
-        "method" => a.values.iter().map(|m| format!("{m} 1;")).collect(),
+        "method" | "proxy_auth" => a.values.iter().map(|m| format!("{m} 1;")).collect(),
         "port" => a
             .values
             .iter()
@@ -610,6 +660,12 @@ fn acl_var(o: &mut String, a: &Acl) {
         "dst" => writeln!(o, "    geo $host ${} {{ default 0; {body} }}", a.var),
         "dstdomain" => writeln!(o, "    map $host ${} {{ hostnames; default 0; {body} }}", a.var),
         "method" => writeln!(o, "    map $request_method ${} {{ default 0; {body} }}", a.var),
+        // Evaluated as if the credentials were good (auth_basic checks them where the
+        // rules need them, see `auth_map`): REQUIRED is any user, else those named.
+        "proxy_auth" if a.values.iter().any(|v| v == "REQUIRED") => {
+            writeln!(o, "    map $remote_user ${} {{ default 1; }}", a.var)
+        }
+        "proxy_auth" => writeln!(o, "    map $remote_user ${} {{ default 0; {body} }}", a.var),
         // The URL's port; an absolute-form URL without one is port 80.
         "port" => writeln!(
             o,
@@ -660,6 +716,43 @@ fn access_map(o: &mut String, s: &Squid) {
     );
 }
 
+/// Whether an `http_access` line names a `proxy_auth` ACL.
+fn names_auth(s: &Squid, terms: &[(bool, usize)]) -> bool {
+    terms.iter().any(|(_, a)| s.acls[*a].kind == "proxy_auth")
+}
+
+/// `$squid_auth_realm`: where Squid would ask for credentials, the realm, else
+/// "off" (auth_basic's off). That is when a line whose other ACLs match names a
+/// `proxy_auth` ACL, at or before the line that decides with the credentials taken
+/// as good (`$squid_access`): per line a pair of flags (the line matches; its other
+/// ACLs match and it names one), and a pair `.1` before any `1.` asks.
+fn auth_map(o: &mut String, s: &Squid) {
+    if !s.access.iter().any(|(_, t)| names_auth(s, t)) {
+        return;
+    }
+    o.push_str("    # proxy_auth: where the rules need credentials, auth_basic asks for them\n");
+    let mut flags = String::new();
+    for (i, (_, terms)) in s.access.iter().enumerate() {
+        let _ = write!(flags, "${{squid_rule_{i}}}");
+        let others: Vec<_> = terms.iter().filter(|(_, a)| s.acls[*a].kind != "proxy_auth").collect();
+        if !names_auth(s, terms) {
+            flags.push('0');
+        } else if others.is_empty() {
+            flags.push('1');
+        } else {
+            let src: String = others.iter().map(|(_, a)| format!("${}", s.acls[*a].var)).collect();
+            let want: String = others.iter().map(|(neg, _)| if *neg { '0' } else { '1' }).collect();
+            let _ = writeln!(o, "    map \"{src}\" $squid_authline_{i} {{ {want} 1; default 0; }}");
+            let _ = write!(flags, "${{squid_authline_{i}}}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "    map \"{flags}\" $squid_auth_realm {{ \"~^(0.)*.1\" \"{}\"; default off; }}",
+        s.auth_realm.replace('"', "")
+    );
+}
+
 fn server(o: &mut String, s: &Squid, port: &str) {
     o.push_str("    server {\n");
     let _ = writeln!(o, "        listen {port};");
@@ -674,6 +767,12 @@ fn server(o: &mut String, s: &Squid, port: &str) {
     if s.via {
         let host = s.hostname.clone().unwrap_or_else(|| "$hostname".into());
         let _ = writeln!(o, "        proxy_set_header Via \"1.1 {host} (ringx)\";");
+    }
+    if let Some(f) = &s.auth_file {
+        if s.access.iter().any(|(_, t)| names_auth(s, t)) {
+            o.push_str("        auth_basic $squid_auth_realm;\n");
+            let _ = writeln!(o, "        auth_basic_user_file {f};");
+        }
     }
     o.push_str("        if ($squid_not_proxied) { return 400; }\n");
     o.push_str("        if ($squid_access = deny) { return 403; }\n");

@@ -229,7 +229,7 @@ impl ReqCtx<'_> {
             SquidField::Code => out.extend_from_slice(match (self.attempts.last(), self.sent.status) {
                 (Some(_), _) if self.head.method() == Method::Connect => b"TCP_TUNNEL",
                 (Some(_), _) => b"TCP_MISS",
-                (None, 403) => b"TCP_DENIED",
+                (None, 403 | 407) => b"TCP_DENIED",
                 (None, 400) => b"NONE_NONE",
                 (None, _) => b"TCP_MISS",
             }),
