@@ -179,17 +179,8 @@ impl ReqZone {
     /// Accounts a request that [`ReqZone::lookup`] let through without accounting
     /// (an earlier limit of several), whatever its excess; the excess.
     pub fn account(&self, key: &[u8], rate: u64) -> u64 {
-        let now = self.now_ms();
-        let state = &self.states[self.slot(hash(&self.seed, key), now)];
-        loop {
-            let s = state.load(Ordering::Acquire);
-            let (excess, next) = next(s, now, rate);
-            if state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return excess;
-            }
+        match self.lookup(key, rate, u64::MAX, true) {
+            Bucket::Ok(e) | Bucket::Busy(e) => e,
         }
     }
 

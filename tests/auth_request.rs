@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -13,33 +13,25 @@ use common::*;
 /// in the subrequest): `ok` → 200 with `X-Auth-User: alice`, `none` → 401 with
 /// `WWW-Authenticate`, `bad` → 403, `boom` → 500. It records each subrequest's head.
 fn auth_service() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                read_until(&mut s, &mut buf, b"\r\n\r\n");
-                let head = String::from_utf8_lossy(&buf).into_owned();
-                let cookie = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Cookie: ").or_else(|| l.strip_prefix("cookie: ")))
-                    .unwrap_or("")
-                    .to_string();
-                log.lock().unwrap().push(head);
-                let resp = match cookie.as_str() {
-                    "ok" => "HTTP/1.1 200 OK\r\nX-Auth-User: alice\r\nContent-Length: 0\r\n",
-                    "bad" => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n",
-                    "boom" => "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n",
-                    _ => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"sso\"\r\nContent-Length: 0\r\n",
-                };
-                let _ = s.write_all(format!("{resp}Connection: close\r\n\r\n").as_bytes());
-            });
-        }
+    let addr = serve_each(move |mut s| {
+        let mut buf = Vec::new();
+        read_until(&mut s, &mut buf, b"\r\n\r\n");
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let cookie = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Cookie: ").or_else(|| l.strip_prefix("cookie: ")))
+            .unwrap_or("")
+            .to_string();
+        log.lock().unwrap().push(head);
+        let resp = match cookie.as_str() {
+            "ok" => "HTTP/1.1 200 OK\r\nX-Auth-User: alice\r\nContent-Length: 0\r\n",
+            "bad" => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n",
+            "boom" => "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n",
+            _ => "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"sso\"\r\nContent-Length: 0\r\n",
+        };
+        let _ = s.write_all(format!("{resp}Connection: close\r\n\r\n").as_bytes());
     });
     (addr, seen)
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,24 +142,16 @@ fn two_workers_admit_what_one_nginx_admits() {
 
 /// A backend that holds each response until `release` is set.
 fn held_backend() -> (SocketAddr, Arc<AtomicBool>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let release = Arc::new(AtomicBool::new(false));
     let rel = release.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            let rel = rel.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                read_until(&mut s, &mut buf, b"\r\n\r\n");
-                let hold = buf.starts_with(b"GET /hold");
-                while hold && !rel.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
-            });
+    let addr = serve_each(move |mut s| {
+        let mut buf = Vec::new();
+        read_until(&mut s, &mut buf, b"\r\n\r\n");
+        let hold = buf.starts_with(b"GET /hold");
+        while hold && !rel.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
     });
     (addr, release)
 }

@@ -5,38 +5,30 @@
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use common::*;
 
 /// A backend that answers 302 with the `Location` and `Refresh` the request asks
 /// for in `X-Loc` / `X-Refresh`.
 fn redirecting_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                read_until(&mut s, &mut buf, b"\r\n\r\n");
-                let head = String::from_utf8_lossy(&buf).into_owned();
-                let mut out = String::from("HTTP/1.1 302 Found\r\nContent-Length: 0\r\nConnection: close\r\n");
-                for line in head.lines() {
-                    if let Some((n, v)) = line.split_once(": ") {
-                        match n.to_ascii_lowercase().as_str() {
-                            "x-loc" => out.push_str(&format!("Location: {v}\r\n")),
-                            "x-refresh" => out.push_str(&format!("Refresh: {v}\r\n")),
-                            _ => {}
-                        }
-                    }
+    serve_each(|mut s| {
+        let mut buf = Vec::new();
+        read_until(&mut s, &mut buf, b"\r\n\r\n");
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let mut out = String::from("HTTP/1.1 302 Found\r\nContent-Length: 0\r\nConnection: close\r\n");
+        for line in head.lines() {
+            if let Some((n, v)) = line.split_once(": ") {
+                match n.to_ascii_lowercase().as_str() {
+                    "x-loc" => out.push_str(&format!("Location: {v}\r\n")),
+                    "x-refresh" => out.push_str(&format!("Refresh: {v}\r\n")),
+                    _ => {}
                 }
-                out.push_str("\r\n");
-                let _ = s.write_all(out.as_bytes());
-            });
+            }
         }
-    });
-    addr
+        out.push_str("\r\n");
+        let _ = s.write_all(out.as_bytes());
+    })
 }
 
 fn block(port: u16, be: SocketAddr) -> String {
@@ -156,11 +148,6 @@ fn proxy_redirect_config_errors_as_nginx() {
             "pcre2_compile() failed",
         ),
     ] {
-        let dir = tempdir("redir-t");
-        let p = dir.join("nginx.conf");
-        std::fs::write(&p, format!("events {{}} http {{ {bad} }}")).unwrap();
-        let (code, _, err) = ringx_cmd(&["-t", "-c", p.to_str().unwrap()]);
-        assert_eq!(code, 1, "{bad}");
-        assert!(err.contains(why) && err.contains("nginx.conf:1"), "{bad}: {err}");
+        assert_config_error(bad, why);
     }
 }

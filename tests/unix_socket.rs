@@ -119,11 +119,6 @@ fn unix_socket_config_errors() {
             "no path in the unix domain socket",
         ),
     ] {
-        let dir = tempdir("unix-t");
-        let p = dir.join("nginx.conf");
-        std::fs::write(&p, format!("events {{}} http {{ {bad} }}")).unwrap();
-        let (code, _, err) = ringx_cmd(&["-t", "-c", p.to_str().unwrap()]);
-        assert_eq!(code, 1, "{bad}");
-        assert!(err.contains(why), "{bad}: {err}");
+        assert_config_error(bad, why);
     }
 }

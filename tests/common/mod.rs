@@ -971,3 +971,30 @@ fn dns_reply(q: &[u8], zone: &Zone, asked: &Mutex<Vec<String>>, truncate: bool) 
     }
     r.build_bytes_vec_compressed().ok()
 }
+
+/// A TCP server on 127.0.0.1 running `each` on a thread of its own per connection;
+/// its address.
+pub fn serve_each(each: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let each = Arc::new(each);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { break };
+            let each = each.clone();
+            std::thread::spawn(move || each(s));
+        }
+    });
+    addr
+}
+
+/// `ringx -t` refuses the http block `body` with a message containing `why`, at line
+/// 1 of its file.
+pub fn assert_config_error(body: &str, why: &str) {
+    let dir = tempdir("conf-t");
+    let p = dir.join("nginx.conf");
+    std::fs::write(&p, format!("events {{}} http {{ {body} }}")).unwrap();
+    let (code, _, err) = ringx_cmd(&["-t", "-c", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{body}");
+    assert!(err.contains(why) && err.contains("nginx.conf:1"), "{body}: {err}");
+}
