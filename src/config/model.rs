@@ -582,6 +582,9 @@ pub struct LocConf {
     /// `auth_request URI` (`None`: off) and its `auth_request_set` variables.
     pub auth_request: Option<String>,
     pub auth_request_set: Vec<(usize, Template)>,
+    /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
+    pub limit_rate: SizeValue,
+    pub limit_rate_after: SizeValue,
     /// `proxy_redirect` rules in order (nginx's default rule made from `proxy_pass`
     /// when none is set; empty: off).
     pub proxy_redirect: Vec<Redirect>,
@@ -595,6 +598,14 @@ pub struct LocConf {
     pub limit_conn_status: u16,
     pub limit_conn_log_level: LogLevel,
     pub limit_conn_dry_run: bool,
+}
+
+/// A size written as it is, or with variables (rendered when used; `0` then when it
+/// is not a size, as nginx's `ngx_http_complex_value_size`).
+#[derive(Debug, Clone)]
+pub enum SizeValue {
+    Fixed(u64),
+    Var(Template),
 }
 
 /// One `proxy_redirect` rule for `Location` and `Refresh` from upstreams.

@@ -60,6 +60,7 @@ mod autoindex;
 mod connect;
 mod files;
 mod limits;
+mod pace;
 mod realip;
 mod rewrite;
 mod subrequest;
@@ -172,6 +173,8 @@ struct Client {
     /// `proxy_intercept_errors`: the upstream's status, answered by `error_page`
     /// instead of relayed.
     intercepted: Option<u16>,
+    /// `limit_rate` of the response being sent.
+    pace: Option<pace::Pace>,
 }
 
 /// The `proxy_pass` a request goes through: its location's, or one made for it
@@ -271,6 +274,7 @@ impl Client {
             },
             needs: 0,
             intercepted: None,
+            pace: None,
         }
     }
 
@@ -815,6 +819,7 @@ async fn handle(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &
     (r.uri, r.args) = uri_args(c);
     c.consumed = c.head.head_len;
     c.attempts.clear();
+    c.pace = None;
     c.needs = cfg.http.needs;
     if c.needs != 0 {
         c.heads.upstream.clear();
@@ -2740,6 +2745,7 @@ async fn relay_gzip(
         frame(&mut out, &z, chunked, done);
         z.clear();
         if !out.is_empty() {
+            pace::wait(c).await;
             out = c
                 .stream
                 .write_all(out, send_t)
@@ -3070,6 +3076,8 @@ async fn relay(
         ..Sent::default()
     };
 
+    let accel = upstream_header(&c.resp, upstream_head, b"x-accel-limit-rate").map(<[u8]>::to_vec);
+    pace::start(c, r, accel.as_deref());
     let body_start = hstart + c.resp.head_len;
     let filled = ubuf.len();
     let send_t = conf.send_timeout;
@@ -3121,6 +3129,7 @@ async fn relay(
     if out.len() <= body_start {
         let s = body_start - out.len();
         ubuf[s..body_start].copy_from_slice(&out);
+        pace::wait(c).await;
         ubuf = c
             .stream
             .write_range(ubuf, s, first_end, send_t)
@@ -3128,8 +3137,10 @@ async fn relay(
             .map_err(client_err)?;
         c.out = out;
     } else {
+        pace::wait(c).await;
         let o = c.stream.write_all(out, send_t).await.map_err(client_err)?;
         c.out = o;
+        pace::wait(c).await;
         ubuf = c
             .stream
             .write_range(ubuf, body_start, first_end, send_t)
@@ -3158,6 +3169,7 @@ async fn relay(
                     return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
                 state -= n as u64;
+                pace::wait(c).await;
                 ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
             }
         }
@@ -3180,6 +3192,7 @@ async fn relay(
                 if fed.done && fed.consumed != ubuf.len() {
                     exact = false;
                 }
+                pace::wait(c).await;
                 ubuf = c
                     .stream
                     .write_range(ubuf, 0, fed.consumed, send_t)
@@ -3203,6 +3216,7 @@ async fn relay(
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
                 }
+                pace::wait(c).await;
                 ubuf = c
                     .stream
                     .write_range(ubuf, 0, packed, send_t)
@@ -3242,6 +3256,7 @@ async fn relay(
                         if n == 0 {
                             ubuf.clear();
                             ubuf.extend_from_slice(b"0\r\n\r\n");
+                            pace::wait(c).await;
                             ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
                             break;
                         }
@@ -3257,6 +3272,7 @@ async fn relay(
                     ubuf.truncate(e);
                     ubuf.extend_from_slice(b"\r\n");
                     let end = ubuf.len();
+                    pace::wait(c).await;
                     ubuf = c
                         .stream
                         .write_range(ubuf, s - hl, end, send_t)
@@ -3266,6 +3282,7 @@ async fn relay(
                     let mut chunk = format!("{len:x}\r\n").into_bytes();
                     chunk.extend_from_slice(&ubuf[s..e]);
                     chunk.extend_from_slice(b"\r\n");
+                    pace::wait(c).await;
                     let _ = c.stream.write_all(chunk, send_t).await.map_err(client_err)?;
                 }
             }
@@ -3281,6 +3298,7 @@ async fn relay(
             if n == 0 {
                 break;
             }
+            pace::wait(c).await;
             ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
         },
     }

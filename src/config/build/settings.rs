@@ -29,7 +29,7 @@ use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
     AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, LimitConn, LimitReq, Lingering, LocConf, LogLevel,
-    NextUpstream, ProxyPass, RealIp, Resolver, RwOp, TryFiles, UserFile,
+    NextUpstream, ProxyPass, RealIp, Resolver, RwOp, SizeValue, TryFiles, UserFile,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -224,6 +224,9 @@ settings! {
     proxy_redirect:                RedirectSet,                    HSL, redirect_rule;
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
     proxy_cache:                   bool,                           HSL, cache_off;
+    // limit_rate (src/http/proxy/pace.rs)
+    limit_rate:                    SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
+    limit_rate_after:              SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
     // limit_req, limit_conn (zones in src/limit.rs; src/http/proxy/limits.rs)
     limit_req:                     Vec<LimitReq>,                  HSL, limit_req     => Vec::new();
     limit_req_status:              u16,                            HSL, limit_status  => 503;
@@ -726,6 +729,17 @@ fn cache_off(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool
         return Err(d.err("\"proxy_cache\" with a zone is not supported yet (ringx has no response cache)"));
     }
     Ok(false)
+}
+
+/// A size (`100k`) or a value with variables rendered when used.
+fn size_value(_: &mut Builder<'_>, d: &Directive, _: Option<SizeValue>) -> Parsed<SizeValue> {
+    one_arg(d)?;
+    if d.args[0].contains('$') {
+        return Template::compile(&d.args[0])
+            .map(SizeValue::Var)
+            .map_err(|e| e.at_dir(d));
+    }
+    parse_size(d, &d.args[0]).map(SizeValue::Fixed)
 }
 
 /// `auth_basic REALM|off` (the realm may have variables; one that renders as "off"

@@ -305,6 +305,7 @@ async fn dir_redirect(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u
 /// Answers with the file: its validators decide 304 and 412, `Range` 206 and 416.
 async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8], file: File, meta: &Metadata) -> bool {
     let keep = swallow_body(c) && client_keep(c, r);
+    super::pace::start(c, r, None);
     let size = meta.len();
     let v = Validators::for_file(meta.mtime(), size, r.conf.etag);
     // An error_page's file goes out with the error's status; nginx's not_modified
@@ -652,6 +653,7 @@ async fn send_parts(c: &mut Client, r: &mut Req<'_>, file: &File, parts: &[Part]
 /// Writes `out` (the head's bytes count once, in the first write) and counts it in
 /// `$bytes_sent`; the emptied buffer back, `None` on failure.
 async fn write_out(c: &Client, r: &mut Req<'_>, out: Vec<u8>) -> Option<Vec<u8>> {
+    super::pace::wait(c).await;
     let n = out.len() as u64;
     let mut b = c.stream.write_all(out, r.conf.send_timeout).await.ok()?;
     let first = r.sent.body_bytes == 0 && r.sent.bytes == r.sent.head_bytes;
