@@ -18,7 +18,7 @@ const CONFIGURE: &str = "--conf-path=/etc/ringx/nginx.conf --with-http_ssl_modul
 --without-http_empty_gif_module --without-http_browser_module \
 --without-http_userid_module --without-http_mirror_module --without-http_ssi_module \
 --without-http_charset_module --without-mail_pop3_module --without-mail_imap_module \
---without-mail_smtp_module --with-stream --without-stream_limit_conn_module \
+--without-mail_smtp_module --with-stream \
 --without-stream_geo_module --without-stream_map_module --without-stream_split_clients_module \
 --without-stream_set_module --without-stream_ssl_preread_module";
 

@@ -77,6 +77,11 @@ pub async fn serve(w: Rc<Worker>, tcp: Tcp, peer: SocketAddr, local: SocketAddr,
 
 async fn session(snap: &Snapshot, srv: &StreamServer, client: &Stream, s: &mut Session) {
     let ip = s.peer.ip();
+    // nginx's preaccess phase (limit_conn), then access (allow/deny).
+    let Some(_held) = limit_conn(srv, s) else {
+        s.status = 503;
+        return;
+    };
     if let Some((_, true)) = srv.allow.iter().find(|(net, _)| net.contains(ip)) {
         log::error(format_args!(
             "access forbidden by rule, client: {ip}, server: {}",
@@ -197,6 +202,36 @@ async fn dial(
         }
     }
     None
+}
+
+/// `limit_conn`: the session counted in each zone while it lasts; `None` when a zone
+/// refuses it (logged as nginx; a dry run counts nothing and lets it through).
+fn limit_conn(srv: &StreamServer, s: &Session) -> Option<Vec<crate::limit::ConnHeld>> {
+    let mut held = Vec::new();
+    for l in &srv.limit_conn {
+        let mut key = Vec::new();
+        l.key.value.render(&Ctx(s), &mut key);
+        if key.is_empty() || key.len() > 255 {
+            continue;
+        }
+        match l.zone.acquire(&key, l.max) {
+            Some(h) => held.push(h),
+            None => {
+                log::log(
+                    srv.limit_conn_log_level,
+                    format_args!(
+                        "limiting connections{} by zone \"{}\", client: {}, server: {}",
+                        if srv.limit_conn_dry_run { ", dry run" } else { "" },
+                        l.zone.name,
+                        s.peer.ip(),
+                        s.local
+                    ),
+                );
+                return srv.limit_conn_dry_run.then(Vec::new);
+            }
+        }
+    }
+    Some(held)
 }
 
 fn access_log(snap: &Snapshot, srv: &StreamServer, s: &Session) {

@@ -328,3 +328,60 @@ fn hash_keys_pick_what_nginx_picks() {
     }
     assert!(ours.iter().all(|x| x.0 == ours[0].0), "{ours:?}");
 }
+
+/// Stream `limit_conn`: a second session of the same client while the first is open
+/// is closed at once (`$status` 503, nginx's log line), and admitted once the first
+/// has ended; the same with Debian's nginx.
+#[test]
+fn limit_conn_closes_the_session_over_the_limit() {
+    let up = echo("limited");
+    let dir = tempdir("stream-limit");
+    let block = |port: u16, logs: &std::path::Path| {
+        format!(
+            "limit_conn_zone $binary_remote_addr zone=per_ip:1m;\n\
+             log_format st '$status';\n\
+             server {{ listen 127.0.0.1:{port}; limit_conn per_ip 1; proxy_pass {up};\n\
+               access_log {}/st.log st; }}",
+            logs.display()
+        )
+    };
+    let (rp, np) = (free_port(), free_port());
+    let nd = tempdir("stream-limit-n");
+    let conf = format!(
+        "daemon off; pid off; error_log {}/error.log info; events {{}}\nstream {{\n{}\n}}\n",
+        dir.display(),
+        block(rp, &dir)
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(rp));
+    let _n = nginx_bin()
+        .is_some()
+        .then(|| Nginx::start_with("", &format!("stream {{ {} }}", block(np, &nd)), addr_of(np)));
+    let targets: Vec<_> = [Some(rp), _n.as_ref().map(|_| np)].into_iter().flatten().collect();
+    for port in targets {
+        let mut first = TcpStream::connect(addr_of(port)).unwrap();
+        first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        read_until(&mut first, &mut got, b"limited\n");
+        let mut second = TcpStream::connect(addr_of(port)).unwrap();
+        second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        let _ = second.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "port {port}: {:?}", String::from_utf8_lossy(&rest));
+        drop(first);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            session(addr_of(port), "again\n").contains("limited\nagain\n"),
+            "port {port}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("error.log")).unwrap();
+    assert!(
+        log.contains("limiting connections by zone \"per_ip\", client: 127.0.0.1"),
+        "{log}"
+    );
+    wait_for("the refused session's log line", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("st.log"))
+            .unwrap_or_default()
+            .contains("503")
+    });
+}

@@ -133,6 +133,11 @@ pub struct StreamServer {
     pub half_close: bool,
     pub allow: Vec<(Cidr, bool)>,
     pub access_logs: Vec<AccessLog>,
+    /// `limit_conn` lines and their settings (closed at once when refused, `$status`
+    /// 503).
+    pub limit_conn: Vec<LimitConn>,
+    pub limit_conn_log_level: LogLevel,
+    pub limit_conn_dry_run: bool,
 }
 
 #[derive(Debug, Default)]

@@ -114,7 +114,7 @@ impl Builder<'_> {
 
     /// `limit_req_zone KEY zone=NAME:SIZE rate=Nr/s|Nr/m` and
     /// `limit_conn_zone KEY zone=NAME:SIZE`.
-    fn limit_zone(&mut self, e: &Directive) -> Done {
+    pub(super) fn limit_zone(&mut self, e: &Directive) -> Done {
         let req = e.name == "limit_req_zone";
         if e.args.len() != if req { 3 } else { 2 } {
             return Err(nargs(e));

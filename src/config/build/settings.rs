@@ -805,7 +805,7 @@ fn limit_req(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<LimitReq>>) ->
 }
 
 /// `limit_conn ZONE NUMBER` (one more for this level).
-fn limit_conn(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<LimitConn>>) -> Parsed<Vec<LimitConn>> {
+pub(super) fn limit_conn(b: &mut Builder<'_>, d: &Directive, prev: Option<Vec<LimitConn>>) -> Parsed<Vec<LimitConn>> {
     two_args(d)?;
     let name = d.args[0].as_str();
     let Some(z) = b.conn_zones.get(name) else {
@@ -839,7 +839,7 @@ fn limit_status(_: &mut Builder<'_>, d: &Directive, _: Option<u16>) -> Parsed<u1
 }
 
 /// `limit_req_log_level` / `limit_conn_log_level info|notice|warn|error`.
-fn limit_level(_: &mut Builder<'_>, d: &Directive, _: Option<LogLevel>) -> Parsed<LogLevel> {
+pub(super) fn limit_level(_: &mut Builder<'_>, d: &Directive, _: Option<LogLevel>) -> Parsed<LogLevel> {
     one_arg(d)?;
     match d.args[0].as_str() {
         "info" => Ok(LogLevel::Info),

@@ -31,6 +31,9 @@ struct Settings {
     pp_timeout: Option<Duration>,
     allow: Option<Vec<(Cidr, bool)>>,
     access_log: Option<Vec<AccessLog>>,
+    limit_conn: Option<Vec<crate::config::model::LimitConn>>,
+    limit_conn_log_level: Option<crate::config::model::LogLevel>,
+    limit_conn_dry_run: Option<bool>,
 }
 
 impl Settings {
@@ -47,7 +50,10 @@ impl Settings {
             half_close,
             pp_timeout,
             allow,
-            access_log
+            access_log,
+            limit_conn,
+            limit_conn_log_level,
+            limit_conn_dry_run
         );
     }
 }
@@ -86,6 +92,16 @@ macro_rules! settings_cmds {
             Cmd::run("allow", |_, l, d| access(l, d, false)),
             Cmd::run("deny", |_, l, d| access(l, d, true)),
             Cmd::run("access_log", access_log),
+            Cmd::run("limit_conn", |b, l, d| {
+                let prev = l.set.limit_conn.take();
+                l.set.limit_conn = Some(super::settings::limit_conn(b, d, prev)?);
+                Ok(())
+            }),
+            Cmd::run("limit_conn_log_level", |b, l, d| {
+                l.set.limit_conn_log_level = Some(super::settings::limit_level(b, d, None)?);
+                Ok(())
+            }),
+            Cmd::run("limit_conn_dry_run", |_, l, d| flag(d).map(|f| l.set.limit_conn_dry_run = Some(f))),
             Cmd::run("error_log", super::main_ctx::check_error_log),
             // Tuning knobs with no effect a client or upstream can observe.
             Cmd::run("tcp_nodelay", |_, _, d| flag(d).map(drop)),
@@ -98,8 +114,12 @@ macro_rules! settings_cmds {
 }
 
 /// The stream block's directives.
-pub(super) const STREAM: &[Cmd<Level>] =
-    settings_cmds![Cmd::early("upstream"), Cmd::early("log_format"), Cmd::later("server"),];
+pub(super) const STREAM: &[Cmd<Level>] = settings_cmds![
+    Cmd::early("upstream"),
+    Cmd::early("log_format"),
+    Cmd::early("limit_conn_zone"),
+    Cmd::later("server"),
+];
 
 /// A stream server's directives.
 pub(super) const SERVER: &[Cmd<Level>] = settings_cmds![
@@ -130,6 +150,9 @@ impl Builder<'_> {
     fn stream_block(&mut self, items: &[Directive]) -> Result<(Stream, Vec<ListenGroup>), ConfError> {
         for f in items.iter().filter(|d| d.name == "log_format") {
             self.log_format(f)?;
+        }
+        for z in items.iter().filter(|d| d.name == "limit_conn_zone") {
+            self.limit_zone(z)?;
         }
         for u in items.iter().filter(|d| d.name == "upstream") {
             if d_arg(u).is_some_and(|n| self.upstreams.iter().any(|x| x.name == n)) {
@@ -211,6 +234,9 @@ fn server(l: Level) -> StreamServer {
         half_close: s.half_close.unwrap_or(false),
         allow: s.allow.unwrap_or_default(),
         access_logs: s.access_log.unwrap_or_default(),
+        limit_conn: s.limit_conn.unwrap_or_default(),
+        limit_conn_log_level: s.limit_conn_log_level.unwrap_or(crate::config::model::LogLevel::Error),
+        limit_conn_dry_run: s.limit_conn_dry_run.unwrap_or(false),
     }
 }
 
