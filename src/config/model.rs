@@ -590,6 +590,10 @@ pub struct LocConf {
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
+    /// `proxy_cookie_domain`, `proxy_cookie_path` (empty: off), `proxy_cookie_flags`.
+    pub proxy_cookie_domain: Vec<Redirect>,
+    pub proxy_cookie_path: Vec<Redirect>,
+    pub proxy_cookie_flags: Vec<CookieFlags>,
     /// `proxy_redirect` rules in order (nginx's default rule made from `proxy_pass`
     /// when none is set; empty: off).
     pub proxy_redirect: Vec<Redirect>,
@@ -621,6 +625,29 @@ pub enum Redirect {
     /// `~` / `~*`: a regex over the whole value, which the replacement (`$1`…)
     /// replaces.
     Regex(Arc<Pcre>, Template),
+    /// `proxy_cookie_domain`'s: the whole value less a leading `.`, either case.
+    Domain(Template, Template),
+}
+
+/// One `proxy_cookie_flags COOKIE FLAG…` line.
+#[derive(Debug, Clone)]
+pub struct CookieFlags {
+    /// The cookie's name (either case), or `~REGEX` (caseless).
+    pub name: Result<Template, Arc<Pcre>>,
+    pub flags: Vec<Template>,
+}
+
+impl CookieFlags {
+    pub fn matches(&self, src: &dyn crate::config::vars::VarSource, cookie: &[u8]) -> bool {
+        match &self.name {
+            Ok(t) => {
+                let mut n = Vec::new();
+                t.render(src, &mut n);
+                n.eq_ignore_ascii_case(cookie)
+            }
+            Err(re) => re.0.is_match(cookie).unwrap_or(false),
+        }
+    }
 }
 
 /// `limit_req zone=NAME [burst=N] [nodelay|delay=N]` with its zone's key and rate.

@@ -58,6 +58,7 @@ use crate::proto::gzip;
 mod access;
 mod autoindex;
 mod connect;
+mod cookie;
 mod files;
 mod limits;
 mod pace;
@@ -2640,7 +2641,7 @@ async fn upgrade(
         expires: false,
     };
     pass_headers(&mut out, conf, &c.resp, upstream_head, pass, &|n, v| {
-        proxy_redirect(c, r, n, v)
+        rewritten(c, r, n, v)
     });
     out.extend_from_slice(b"Connection: upgrade\r\n");
     write_add_headers(&mut out, c, r, 101);
@@ -2805,6 +2806,15 @@ struct Pass<'a> {
     expires: bool,
 }
 
+/// An upstream's header value as the client gets it: `Set-Cookie` through the
+/// `proxy_cookie_*` rules, `Location` and `Refresh` through `proxy_redirect`.
+fn rewritten(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    if name.eq_ignore_ascii_case(b"set-cookie") {
+        return cookie::rewrite(c, r, value);
+    }
+    proxy_redirect(c, r, name, value)
+}
+
 /// `proxy_redirect` on a `Location` or `Refresh` (after its `url=`) from the
 /// upstream: the first rule that matches rewrites it, and a rewritten relative
 /// `Location` is made absolute (nginx's `headers_out.location`); `None`: as it is.
@@ -2833,6 +2843,7 @@ fn proxy_redirect(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<
                 p.len()
             })
         }
+        crate::config::model::Redirect::Domain(..) => None,
         crate::config::model::Redirect::Regex(re, repl) => {
             let caps = re.0.captures(rest).ok().flatten()?;
             let rw = RwState {
@@ -3038,7 +3049,7 @@ async fn relay(
         expires,
     };
     pass_headers(&mut out, conf, &c.resp, upstream_head, pass, &|n, v| {
-        proxy_redirect(c, r, n, v)
+        rewritten(c, r, n, v)
     });
     // Compressed: chunked to HTTP/1.1 (and HTTP/2), close-delimited to HTTP/1.0.
     let gz_chunked = compress && (c.stream.is_h2() || c.head.minor == 1);

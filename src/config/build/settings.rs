@@ -222,6 +222,9 @@ settings! {
     auth_request:                  Option<String>,                 HSL, auth_uri      => None;
     auth_request_set:              Vec<(usize, Template)>,         HSL, auth_set      => Vec::new();
     proxy_redirect:                RedirectSet,                    HSL, redirect_rule;
+    proxy_cookie_domain:           Vec<crate::config::model::Redirect>, HSL, cookie_domain => Vec::new();
+    proxy_cookie_path:             Vec<crate::config::model::Redirect>, HSL, cookie_path   => Vec::new();
+    proxy_cookie_flags:            Vec<crate::config::model::CookieFlags>, HSL, cookie_flags => Vec::new();
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
     proxy_cache:                   bool,                           HSL, cache_off;
     // limit_rate (src/http/proxy/pace.rs)
@@ -720,6 +723,100 @@ fn redirect_rule(_: &mut Builder<'_>, d: &Directive, prev: Option<RedirectSet>) 
         _ => return Err(nargs(d)),
     }
     Ok(RedirectSet::Rules(rules))
+}
+
+/// `proxy_cookie_domain off | DOMAIN REPLACEMENT` (`~REGEX`: caseless).
+fn cookie_domain(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<Vec<crate::config::model::Redirect>>,
+) -> Parsed<Vec<crate::config::model::Redirect>> {
+    cookie_rule(d, prev, true)
+}
+
+/// `proxy_cookie_path off | PATH REPLACEMENT` (`~REGEX`, `~*REGEX`).
+fn cookie_path(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<Vec<crate::config::model::Redirect>>,
+) -> Parsed<Vec<crate::config::model::Redirect>> {
+    cookie_rule(d, prev, false)
+}
+
+fn cookie_rule(
+    d: &Directive,
+    prev: Option<Vec<crate::config::model::Redirect>>,
+    domain: bool,
+) -> Parsed<Vec<crate::config::model::Redirect>> {
+    use crate::config::model::Redirect;
+    // `off` is an empty list: nothing may come before or after it.
+    let dup = || d.err(format!("\"{}\" directive is duplicate", d.name));
+    match (d.args.as_slice(), &prev) {
+        ([off], None) if off == "off" => return Ok(Vec::new()),
+        ([off], Some(_)) if off == "off" => return Err(dup()),
+        ([_, _], Some(v)) if v.is_empty() => return Err(dup()),
+        ([a], _) => return Err(d.err(format!("invalid parameter \"{a}\""))),
+        ([_, _], _) => {}
+        _ => return Err(nargs(d)),
+    }
+    let to = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
+    let from = &d.args[0];
+    let rule = match from.strip_prefix('~') {
+        Some(re) => {
+            let (re, caseless) = re.strip_prefix('*').map_or((re, domain), |r| (r, true));
+            Redirect::Regex(Arc::new(super::rewrite::pcre(d, re, caseless)?), to)
+        }
+        None => {
+            let from = Template::compile(from.strip_prefix('.').filter(|_| domain).unwrap_or(from))
+                .map_err(|e| e.at_dir(d))?;
+            if domain {
+                Redirect::Domain(from, to)
+            } else {
+                Redirect::Prefix(from, to)
+            }
+        }
+    };
+    Ok(push(prev, rule))
+}
+
+/// `proxy_cookie_flags off | COOKIE|~REGEX FLAG…`.
+fn cookie_flags(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    prev: Option<Vec<crate::config::model::CookieFlags>>,
+) -> Parsed<Vec<crate::config::model::CookieFlags>> {
+    const FLAGS: [&str; 8] = [
+        "secure",
+        "nosecure",
+        "httponly",
+        "nohttponly",
+        "samesite=strict",
+        "samesite=lax",
+        "samesite=none",
+        "nosamesite",
+    ];
+    let dup = || d.err("\"proxy_cookie_flags\" directive is duplicate");
+    match (d.args.as_slice(), &prev) {
+        ([off], None) if off == "off" => return Ok(Vec::new()),
+        ([off], Some(_)) if off == "off" => return Err(dup()),
+        ([a], _) => return Err(d.err(format!("invalid parameter \"{a}\""))),
+        ([], _) => return Err(nargs(d)),
+        (_, Some(v)) if v.is_empty() => return Err(dup()),
+        _ => {}
+    }
+    let name = match d.args[0].strip_prefix('~') {
+        Some(re) => Err(Arc::new(super::rewrite::pcre(d, re, true)?)),
+        None => Ok(Template::compile(&d.args[0]).map_err(|e| e.at_dir(d))?),
+    };
+    let mut flags = Vec::new();
+    for f in &d.args[1..] {
+        let t = Template::compile(f).map_err(|e| e.at_dir(d))?;
+        if t.as_literal().is_some() && !FLAGS.contains(&f.to_ascii_lowercase().as_str()) {
+            return Err(d.err(format!("invalid parameter \"{f}\"")));
+        }
+        flags.push(t);
+    }
+    Ok(push(prev, crate::config::model::CookieFlags { name, flags }))
 }
 
 /// `proxy_cache off` (what ringx does); a zone is not supported yet.
