@@ -227,6 +227,8 @@ settings! {
     proxy_cookie_flags:            Vec<crate::config::model::CookieFlags>, HSL, cookie_flags => Vec::new();
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
     proxy_cache:                   bool,                           HSL, cache_off;
+    // timed-out connections close with a FIN (nginx's default); `on` (RST) not yet
+    reset_timedout_connection:     bool,                           HSL, only_off;
     // limit_rate (src/http/proxy/pace.rs)
     limit_rate:                    SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
     limit_rate_after:              SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);

@@ -123,6 +123,18 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("proxy_buffer_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_buffers", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_busy_buffers_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    // Cache settings that do nothing while `proxy_cache` is off, the only value
+    // ringx takes (it has no response cache): guides set them beside `proxy_cache off`.
+    ("proxy_cache_bypass", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_no_cache", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_valid", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_key", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_use_stale", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_lock", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_min_uses", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_methods", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_revalidate", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("proxy_cache_background_update", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     // ringx streams responses and writes none to temp files (what 0 asks for).
     ("proxy_max_temp_file_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_temp_file_write_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),

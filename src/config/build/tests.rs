@@ -258,7 +258,7 @@ fn limit_and_auth_directives() {
     let c = cfg(
         "events {} http { limit_req_zone $binary_remote_addr zone=one:1m rate=30r/m; \
         limit_conn_zone $server_name zone=srv:64k; \
-        server { limit_req zone=one burst=5 nodelay; limit_conn srv 10; auth_basic \"x\"; proxy_cache off; \
+        server { limit_req zone=one burst=5 nodelay; limit_conn srv 10; auth_basic \"x\"; proxy_cache off; proxy_cache_bypass $http_upgrade; \
         location /a/ { limit_req zone=one delay=2; satisfy any; auth_basic off; } location /b/ { } } }",
     )
     .unwrap();
@@ -304,6 +304,7 @@ fn limit_and_auth_directives() {
         ("server { limit_req_status 200; }", "between 400 and 599"),
         ("server { satisfy some; }", "invalid value \"some\""),
         ("server { proxy_cache one; }", "ringx has no response cache"),
+        ("server { reset_timedout_connection on; }", "not supported yet"),
         (
             "server { location / { if ($uri) { auth_basic x; } } }",
             "not allowed here",
