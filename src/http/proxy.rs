@@ -230,6 +230,8 @@ struct Req<'s> {
     limited: crate::limit::Decided,
     /// This request's counts in `limit_conn` zones, released when it ends.
     conns_held: Vec<crate::limit::ConnHeld>,
+    /// `gzip_static` found a `.gz`: the response varies by Accept-Encoding.
+    gzip_vary: bool,
 }
 
 impl Client {
@@ -768,6 +770,7 @@ fn bare_req(server: &Server) -> Req<'_> {
         authenticate: None,
         limited: Default::default(),
         conns_held: Vec::new(),
+        gzip_vary: false,
     }
 }
 

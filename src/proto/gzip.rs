@@ -31,6 +31,17 @@ pub struct GzipConf {
     pub disable_msie6: bool,
     /// `gzip_disable REGEX…` on User-Agent.
     pub disable: Vec<regex::bytes::Regex>,
+    /// `gzip_static`: serve `FILE.gz` beside a static file.
+    pub static_mode: Static,
+}
+
+/// `gzip_static off|on|always` (ngx_http_gzip_static_module): `on` when the client
+/// takes gzip (the same rules as compressing), `always` whatever it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Static {
+    Off,
+    On,
+    Always,
 }
 
 impl Default for GzipConf {
@@ -45,6 +56,7 @@ impl Default for GzipConf {
             http10: false,
             disable_msie6: false,
             disable: Vec::new(),
+            static_mode: Static::Off,
         }
     }
 }
@@ -107,7 +119,8 @@ pub fn decide<'a>(conf: &GzipConf, asked: impl FnOnce() -> Asked<'a>, o: &Offere
     }
 }
 
-fn client_ok(conf: &GzipConf, a: &Asked<'_>) -> bool {
+/// nginx's `ngx_http_gzip_ok`: whether this client takes a gzip response.
+pub fn client_ok(conf: &GzipConf, a: &Asked<'_>) -> bool {
     let Some(ae) = a.accept_encoding else {
         return false;
     };

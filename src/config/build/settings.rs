@@ -210,7 +210,7 @@ settings! {
     gzip_proxied:                  bool,                           HSL, gzip_proxied;
     gzip_http_version:             bool,                           HSL, gzip_http_version;
     gzip_disable:                  (bool, Vec<regex::bytes::Regex>), HSL, gzip_disable;
-    gzip_static:                   bool,                           HSL, only_off;
+    gzip_static:                   crate::proto::gzip::Static,     HSL, gzip_static_mode;
     expires:                       Expires,                        HSLI, expires_dir   => Expires::Off;
     rewrite_log:                   bool,                           ALL_IF, on_off     => false;
     // access (allow, deny: one list, first match decides)
@@ -404,6 +404,24 @@ fn gzip_conf(s: &Settings) -> GzipConf {
         http10: s.gzip_http_version.unwrap_or(false),
         disable_msie6,
         disable,
+        static_mode: s.gzip_static.unwrap_or(crate::proto::gzip::Static::Off),
+    }
+}
+
+fn gzip_static_mode(
+    _: &mut Builder<'_>,
+    d: &Directive,
+    _: Option<crate::proto::gzip::Static>,
+) -> Parsed<crate::proto::gzip::Static> {
+    use crate::proto::gzip::Static;
+    one_arg(d)?;
+    match d.args[0].as_str() {
+        "off" => Ok(Static::Off),
+        "on" => Ok(Static::On),
+        "always" => Ok(Static::Always),
+        v => Err(d.err(format!(
+            "invalid value \"{v}\" in \"gzip_static\" directive, it must be \"on\", \"off\" or \"always\""
+        ))),
     }
 }
 

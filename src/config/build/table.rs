@@ -134,7 +134,10 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("proxy_cache_min_uses", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_cache_methods", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_cache_revalidate", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("proxy_cache_background_update", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    (
+        "proxy_cache_background_update",
+        &[Ctx::Http, Ctx::Server, Ctx::Location],
+    ),
     // ringx streams responses and writes none to temp files (what 0 asks for).
     ("proxy_max_temp_file_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_temp_file_write_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),

@@ -153,6 +153,11 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
     if uri.last() == Some(&b'/') {
         return index(snap, c, r, &uri, &path).await;
     }
+    if method != Method::Post && r.conf.gzip.static_mode != gzip::Static::Off {
+        if let Some(done) = gzip_static(snap, c, r, &uri, &path).await {
+            return Served::Done(done);
+        }
+    }
     let file = match open(&path) {
         Ok(f) => f,
         Err(e) => return open_failed(c, r, &path, &e),
@@ -171,7 +176,44 @@ pub(super) async fn serve(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> S
     if method == Method::Post {
         return Served::Status(405);
     }
-    Served::Done(send_file(snap, c, r, &uri, file, &meta).await)
+    Served::Done(send_file(snap, c, r, &uri, file, &meta, false).await)
+}
+
+/// `gzip_static`: `PATH.gz` instead of the file, with `Content-Encoding: gzip`, when
+/// the client takes it (or `always`); `None` to serve the file itself (no `.gz`, or
+/// a client that does not take gzip: then with `Vary` when `gzip_vary` is on, as
+/// nginx's r->gzip_vary).
+async fn gzip_static(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8], path: &[u8]) -> Option<bool> {
+    let gz = &r.conf.gzip;
+    let ok = gz.static_mode == gzip::Static::Always || gzip::client_ok(gz, &gzip_asked(c));
+    if !ok && !gz.vary {
+        return None;
+    }
+    let mut p = path.to_vec();
+    p.extend_from_slice(b".gz");
+    let file = match open(&p) {
+        Ok(f) => f,
+        Err(e) => {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
+            ) {
+                log::error(format_args!(
+                    "open() \"{}\" failed ({}){}",
+                    show(&p),
+                    Errno(&e),
+                    Why(c, r)
+                ));
+            }
+            return None;
+        }
+    };
+    let meta = file.metadata().ok().filter(|m| m.is_file())?;
+    r.gzip_vary = true;
+    if !ok {
+        return None;
+    }
+    Some(send_file(snap, c, r, uri, file, &meta, true).await)
 }
 
 fn open(path: &[u8]) -> io::Result<File> {
@@ -303,7 +345,16 @@ async fn dir_redirect(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u
 }
 
 /// Answers with the file: its validators decide 304 and 412, `Range` 206 and 416.
-async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8], file: File, meta: &Metadata) -> bool {
+/// `pre`: the file is a `.gz` sent as it is (`gzip_static`).
+async fn send_file(
+    snap: &Snapshot,
+    c: &mut Client,
+    r: &mut Req<'_>,
+    uri: &[u8],
+    file: File,
+    meta: &Metadata,
+    pre: bool,
+) -> bool {
     let keep = swallow_body(c) && client_keep(c, r);
     super::pace::start(c, r, None);
     let size = meta.len();
@@ -321,7 +372,9 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
     match conditional::precondition(&cond, &v, r.conf.if_modified_since) {
         Precondition::Full => {}
         Precondition::NotModified => {
-            let ok = write_head(c, r, 304, &FileHead::new(&v, None, None, keep)).await;
+            let mut h = FileHead::new(&v, None, None, keep);
+            h.precompressed = pre;
+            let ok = write_head(c, r, 304, &h).await;
             return finish(snap, c, r, ok, keep).await;
         }
         Precondition::Failed => return finish_error(snap, c, r, 412).await,
@@ -330,15 +383,21 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
         status,
         content_type: ctype.as_bytes(),
         content_length: Some(size),
-        encoded: false,
+        encoded: pre,
     };
     let gz = gzip::decide(&r.conf.gzip, || gzip_asked(c), &offered);
-    let vary = gz.vary(&r.conf.gzip);
+    let vary = gz.vary(&r.conf.gzip) || (r.gzip_vary && r.conf.gzip.vary);
     if gz == Gzip::Compress {
         // The range filter sees no length: the whole file, compressed.
         return send_gzipped(snap, c, r, &file, &v, ctype, size).await;
     }
-    let (code, parts, ctype, range) = match conditional::range(&cond, &v, size) {
+    // nginx answers a `.gz` of gzip_static whole, whatever Range asks.
+    let ranged = if pre {
+        RangeAnswer::Full
+    } else {
+        conditional::range(&cond, &v, size)
+    };
+    let (code, parts, ctype, range) = match ranged {
         RangeAnswer::Full => (status, vec![Part::whole(0, size)], Cow::Borrowed(ctype), None),
         RangeAnswer::Partial { start, end } => {
             let cr = format!("bytes {start}-{}/{size}", end - 1);
@@ -358,8 +417,9 @@ async fn send_file(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8],
     };
     let len = parts.iter().map(Part::len).sum();
     let mut h = FileHead::new(&v, Some((&ctype, Some(len))), range.as_deref(), keep);
-    h.accept_ranges = code == 200;
+    h.accept_ranges = code == 200 && !pre;
     h.vary = vary;
+    h.precompressed = pre;
     write_head_only(c, r, code, &h);
     let ok = if c.head.method() == Method::Head {
         flush(c, r).await
@@ -512,6 +572,8 @@ struct FileHead<'a> {
     vary: bool,
     /// Compressed (`Content-Encoding: gzip`, a weak ETag); `Some(true)`: chunked.
     gzip: Option<bool>,
+    /// A `.gz` sent as it is (`Content-Encoding: gzip`, its own ETag).
+    precompressed: bool,
 }
 
 impl<'a> FileHead<'a> {
@@ -524,6 +586,7 @@ impl<'a> FileHead<'a> {
             keep,
             vary: false,
             gzip: None,
+            precompressed: false,
         }
     }
 }
@@ -583,7 +646,7 @@ fn write_head_only(c: &mut Client, r: &mut Req<'_>, code: u16, h: &FileHead<'_>)
     if h.accept_ranges {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
-    if h.gzip.is_some() {
+    if h.gzip.is_some() || h.precompressed {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
     write_expires(&mut out, r.conf, code, Some(h.v.mtime));
