@@ -12,7 +12,7 @@ use crate::runtime::master::{self, Master};
 /// in (`--with-…`) and nginx's default modules it does not have (`--without-…`), so
 /// tools that read `nginx -V` (Test::Nginx's `has_module`) see what ringx serves.
 const CONFIGURE: &str = "--conf-path=/etc/ringx/nginx.conf --with-http_ssl_module --with-http_v2_module \
---with-http_realip_module --with-http_auth_request_module --without-http_fastcgi_module --without-http_uwsgi_module \
+--with-http_realip_module --with-http_auth_request_module --with-http_stub_status_module --without-http_fastcgi_module --without-http_uwsgi_module \
 --without-http_scgi_module --without-http_memcached_module \
 --without-http_split_clients_module --without-http_referer_module \
 --without-http_empty_gif_module --without-http_browser_module \

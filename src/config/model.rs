@@ -587,6 +587,8 @@ pub struct LocConf {
     /// `auth_request URI` (`None`: off) and its `auth_request_set` variables.
     pub auth_request: Option<String>,
     pub auth_request_set: Vec<(usize, Template)>,
+    /// `client_body_temp_path` (its levels do not matter: the files have no names).
+    pub client_body_temp_path: Option<Arc<std::path::Path>>,
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
@@ -597,6 +599,8 @@ pub struct LocConf {
     /// `proxy_redirect` rules in order (nginx's default rule made from `proxy_pass`
     /// when none is set; empty: off).
     pub proxy_redirect: Vec<Redirect>,
+    /// `stub_status`: this location answers with the connection counters.
+    pub stub_status: bool,
     /// `limit_req` lines in order, and their settings.
     pub limit_req: Vec<LimitReq>,
     pub limit_req_status: u16,

@@ -48,6 +48,8 @@ pub enum Var {
     RequestPort,
     /// `$is_request_port`: ":" when there is one.
     IsRequestPort,
+    /// `$connections_active`, `_reading`, `_writing`, `_waiting` (stub_status).
+    Connections(u8),
     /// `$limit_req_status`, `$limit_conn_status`.
     LimitReqStatus,
     LimitConnStatus,
@@ -235,6 +237,10 @@ impl Var {
             "request_port" => Var::RequestPort,
             "is_request_port" => Var::IsRequestPort,
             "limit_req_status" => Var::LimitReqStatus,
+            "connections_active" => Var::Connections(0),
+            "connections_reading" => Var::Connections(4),
+            "connections_writing" => Var::Connections(5),
+            "connections_waiting" => Var::Connections(6),
             "limit_conn_status" => Var::LimitConnStatus,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,

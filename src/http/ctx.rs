@@ -465,7 +465,7 @@ impl VarSource for ReqCtx<'_> {
             Var::UpstreamResponseTime => return self.list(out, |a, o| ms(o, a.response_ms)),
             Var::UpstreamConnectTime => return self.list(out, |a, o| ms(o, a.connect_ms)),
             Var::UpstreamHeaderTime => return self.list(out, |a, o| ms(o, a.header_ms)),
-            Var::NginxVersion | Var::RingxVersion => return common(v, out),
+            Var::NginxVersion | Var::RingxVersion | Var::Connections(_) => return common(v, out),
             Var::Squid(f) => self.squid(*f, out),
         }
         true
@@ -500,6 +500,7 @@ pub fn proxy_protocol_var(
 /// `stream`'s): the time, the process, the versions. False for any other.
 pub fn common(v: &Var, out: &mut Vec<u8>) -> bool {
     match v {
+        Var::Connections(i) => num(out, crate::observe::counters::totals()[usize::from(*i)]),
         Var::TimeLocal => {
             // As nginx: the time the variable is evaluated (the log line is written).
             let _ = write!(out, "{}", chrono::Local::now().format("%d/%b/%Y:%H:%M:%S %z"));

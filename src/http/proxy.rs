@@ -675,7 +675,10 @@ async fn active(conn: Conn) -> Next {
 /// closed, or its head was refused), else whether it may be kept.
 async fn serve_one(snap: &Snapshot, group: &crate::config::model::ListenGroup, c: &mut Client) -> Option<bool> {
     let default = &snap.cfg.http.servers[group.default_server];
-    match read_head(c, default).await {
+    let reading = crate::observe::counters::Gauge::new(crate::observe::counters::Kind::Reading);
+    let head = read_head(c, default).await;
+    drop(reading);
+    match head {
         Head::Ready => {}
         Head::Closed => return None,
         Head::Bad(e) => {
@@ -689,6 +692,7 @@ async fn serve_one(snap: &Snapshot, group: &crate::config::model::ListenGroup, c
         }
     }
     c.requests += 1;
+    let _writing = crate::observe::counters::Gauge::new(crate::observe::counters::Kind::Writing);
     let keep = handle(snap, group, c).await;
     realip::restore(c);
     Some(keep)
@@ -1080,6 +1084,12 @@ async fn phases(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Step {
         if let Some(s) = files::try_files(c, r, tf) {
             return s.into();
         }
+    }
+    if r.conf.stub_status {
+        let body = crate::observe::counters::stub_status();
+        let keep = swallow_body(c) && client_keep(c, r);
+        let ok = send_simple(c, r, 200, "text/plain", body.as_bytes(), None, keep).await;
+        return Step::Done(finish(snap, c, r, ok, keep).await);
     }
     if r.conf.status {
         let body = crate::observe::status::render(&snap.cfg);
@@ -2095,7 +2105,7 @@ async fn send_continue(c: &mut Client, conf: &LocConf) -> bool {
 /// the client went away; `Err(code)`: answer `code`.
 async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Result<Spool, u16> {
     let head_len = c.head.head_len;
-    let mut out = Spool::default();
+    let mut out = Spool::in_dir(r.conf.client_body_temp_path.clone());
     let mut d = ChunkedDecoder::new();
     let initial = match plan {
         BodyPlan::Buffered { len } => *len,

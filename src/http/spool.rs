@@ -5,8 +5,9 @@
 //! (`proxy_http_version 1.0`, nginx's default), which needs a `Content-Length`, so the
 //! whole body must be read first. nginx buffers such a body to a temporary file
 //! beyond `client_body_buffer_size`; ringx keeps the first [`SPOOL_MEM`] bytes in
-//! memory and the rest in an unnamed temporary file (`O_TMPFILE` in `$TMPDIR`, else
-//! `/tmp`: nothing is left behind, whatever ends the process). A spooled body can be
+//! memory and the rest in an unnamed temporary file (`O_TMPFILE` in
+//! `client_body_temp_path`, else `$TMPDIR`, else `/tmp`: nothing is left behind,
+//! whatever ends the process). A spooled body can be
 //! read again from the start, so the request can go to the next server.
 //!
 //! The file is written and read with plain blocking calls on the worker thread: they
@@ -25,13 +26,23 @@ pub struct Spool {
     mem: Vec<u8>,
     file: Option<File>,
     len: u64,
+    /// `client_body_temp_path`; `None`: `$TMPDIR`.
+    dir: Option<std::sync::Arc<std::path::Path>>,
 }
 
 impl Spool {
+    /// A spool whose file, if it needs one, is made in `dir`.
+    pub fn in_dir(dir: Option<std::sync::Arc<std::path::Path>>) -> Spool {
+        Spool {
+            dir,
+            ..Spool::default()
+        }
+    }
+
     /// Appends `data`, moving everything to a temporary file once it outgrows memory.
     pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
         if self.file.is_none() && self.mem.len() + data.len() > SPOOL_MEM {
-            let mut f = temp_file()?;
+            let mut f = temp_file(self.dir.as_deref())?;
             f.write_all(&self.mem)?;
             self.mem = Vec::new();
             self.file = Some(f);
@@ -73,13 +84,13 @@ impl Spool {
 }
 
 /// An unnamed file, readable and writable, gone when it is closed.
-fn temp_file() -> io::Result<File> {
+fn temp_file(dir: Option<&std::path::Path>) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE)
-        .open(std::env::temp_dir())
+        .open(dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf))
 }
 
 #[cfg(test)]

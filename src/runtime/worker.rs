@@ -330,11 +330,14 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
                 };
                 let stream_server = group.stream;
                 if w.active.get() >= snap.cfg.worker_connections && !w.make_room(snap.cfg.worker_connections) {
+                    crate::observe::counters::accepted(false);
                     continue;
                 }
+                crate::observe::counters::accepted(true);
                 let w2 = w.clone();
                 spawn_local(async move {
                     let _g = ConnGuard::new(w2.clone());
+                    let _active = crate::observe::counters::Gauge::new(crate::observe::counters::Kind::Active);
                     match stream_server {
                         Some(i) => crate::stream::serve(w2, stream, peer, addr, i).await,
                         None => crate::http::proxy::serve(w2, stream, peer, addr).await,

@@ -24,6 +24,7 @@ use crate::config::ConfError;
 pub(super) const LOCATION: &[Cmd<LocLevel>] = &[
     Cmd::later("health_check").unknown_elsewhere(),
     Cmd::run("ringx_status", ringx_status).unknown_elsewhere(),
+    Cmd::run("stub_status", stub_status).unknown_elsewhere(),
     Cmd::run("proxy_pass", |b, l, d| {
         let regex = matches!(l.matcher, LocMatch::Regex { .. });
         b.proxy_pass_into(&mut l.handlers, d, regex, false)
@@ -53,6 +54,7 @@ pub(super) struct LocLevel {
     ops: Vec<RwOp>,
     ifs: Vec<(usize, Directive)>,
     status: bool,
+    stub_status: bool,
     alias: Option<DocRoot>,
     try_files: Option<TryFiles>,
     internal: bool,
@@ -66,6 +68,7 @@ impl Builder<'_> {
             ops: Vec::new(),
             ifs: Vec::new(),
             status: false,
+            stub_status: false,
             alias: None,
             try_files: None,
             internal: false,
@@ -95,6 +98,7 @@ impl Builder<'_> {
         };
         conf.proxy_redirect = redirects(&set, &l.handlers, name)?;
         conf.status = l.status;
+        conf.stub_status = l.stub_status;
         conf.try_files = l.try_files.map(Arc::new);
         conf.internal = l.internal;
         if let Some(a) = l.alias {
@@ -351,6 +355,16 @@ fn internal(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
         return Err(nargs(d));
     }
     l.internal = true;
+    Ok(())
+}
+
+/// `stub_status` (an argument, as old configs write `stub_status on;`, is ignored,
+/// as nginx): this location answers with nginx's connection counters.
+fn stub_status(_: &mut Builder<'_>, l: &mut LocLevel, d: &Directive) -> Done {
+    if d.args.len() > 1 {
+        return Err(nargs(d));
+    }
+    l.stub_status = true;
     Ok(())
 }
 

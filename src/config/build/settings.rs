@@ -102,7 +102,7 @@ settings! {
     computed {
         proxy_pass, proxy_dyn, tunnel, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
-        doc_root, try_files, internal, gzip, realip, proxy_redirect,
+        doc_root, try_files, internal, stub_status, gzip, realip, proxy_redirect,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -229,6 +229,7 @@ settings! {
     proxy_cache:                   bool,                           HSL, cache_off;
     // timed-out connections close with a FIN (nginx's default); `on` (RST) not yet
     reset_timedout_connection:     bool,                           HSL, only_off;
+    client_body_temp_path:         Option<Arc<std::path::Path>>,   HSL, temp_path     => None;
     // limit_rate (src/http/proxy/pace.rs)
     limit_rate:                    SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
     limit_rate_after:              SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
@@ -267,6 +268,7 @@ struct Computed {
     doc_root: DocRoot,
     try_files: Option<Arc<TryFiles>>,
     internal: bool,
+    stub_status: bool,
     gzip: Arc<GzipConf>,
     realip: Option<Arc<RealIp>>,
     proxy_redirect: Vec<crate::config::model::Redirect>,
@@ -298,6 +300,7 @@ impl Builder<'_> {
             }),
             try_files: None,
             internal: false,
+            stub_status: false,
             proxy_redirect: Vec::new(),
             gzip: Arc::new(gzip_conf(s)),
             realip: s.set_real_ip_from.clone().map(|from| {
@@ -846,6 +849,23 @@ fn cache_off(_: &mut Builder<'_>, d: &Directive, _: Option<bool>) -> Parsed<bool
         return Err(d.err("\"proxy_cache\" with a zone is not supported yet (ringx has no response cache)"));
     }
     Ok(false)
+}
+
+/// `client_body_temp_path PATH [L1 [L2 [L3]]]` (relative to the prefix).
+fn temp_path(
+    b: &mut Builder<'_>,
+    d: &Directive,
+    _: Option<Option<Arc<std::path::Path>>>,
+) -> Parsed<Option<Arc<std::path::Path>>> {
+    if d.args.is_empty() || d.args.len() > 4 {
+        return Err(nargs(d));
+    }
+    for l in &d.args[1..] {
+        if !matches!(l.parse::<u8>(), Ok(1..=2)) {
+            return Err(d.err(format!("invalid value \"{l}\"")));
+        }
+    }
+    Ok(Some(b.env.path(&d.args[0]).into()))
 }
 
 /// A size (`100k`) or a value with variables rendered when used.

@@ -117,6 +117,15 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("types_hash_max_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("types_hash_bucket_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("server_names_hash_bucket_size", &[Ctx::Http]),
+    ("proxy_headers_hash_max_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    (
+        "proxy_headers_hash_bucket_size",
+        &[Ctx::Http, Ctx::Server, Ctx::Location],
+    ),
+    ("variables_hash_max_size", &[Ctx::Http]),
+    ("variables_hash_bucket_size", &[Ctx::Http]),
+    ("map_hash_max_size", &[Ctx::Http]),
+    ("map_hash_bucket_size", &[Ctx::Http]),
     ("server_names_hash_max_size", &[Ctx::Http]),
     ("proxy_buffering", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_request_buffering", &[Ctx::Http, Ctx::Server, Ctx::Location]),
@@ -138,6 +147,11 @@ const NO_OP: &[(&str, &[Ctx])] = &[
         "proxy_cache_background_update",
         &[Ctx::Http, Ctx::Server, Ctx::Location],
     ),
+    // Where responses of modules ringx does not write to temp files would go.
+    ("proxy_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("fastcgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("uwsgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    ("scgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     // ringx streams responses and writes none to temp files (what 0 asks for).
     ("proxy_max_temp_file_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_temp_file_write_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),

@@ -1,0 +1,53 @@
+//! `stub_status` and `$connections_*` (nginx's ngx_http_stub_status_module, as
+//! Prometheus' nginx exporter reads it): the same page and counts as Debian's nginx
+//! for the same traffic.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+fn block(port: u16) -> String {
+    format!(
+        r#"access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /status {{ stub_status; }}
+        location = /vars {{ return 200 "$connections_active $connections_reading $connections_writing $connections_waiting\n"; }}
+        location / {{ return 200 "ok\n"; }}
+    }}"#
+    )
+}
+
+#[test]
+fn stub_status_matches_nginx() {
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let mut pages = Vec::new();
+    for a in [ra, na] {
+        // One kept-alive connection that has made a request and now waits.
+        let mut idle = TcpStream::connect(a).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        idle.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        read_response(&mut idle, &mut buf, false).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let status = get(a, "/status", "x").unwrap();
+        assert_eq!(status.header("content-type"), Some("text/plain"));
+        let vars = get(a, "/vars", "x").unwrap().text();
+        pages.push((status.text(), vars));
+        drop(idle);
+    }
+    assert_eq!(pages[0], pages[1], "ringx, then nginx");
+    // The connection ringx::start / nginx's start probed with, the idle one, the
+    // status request; two requests before it.
+    assert_eq!(
+        pages[0].0,
+        "Active connections: 2 \nserver accepts handled requests\n 3 3 2 \nReading: 0 Writing: 1 Waiting: 1 \n"
+    );
+    assert_eq!(pages[0].1, "2 0 1 1\n");
+}
