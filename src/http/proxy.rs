@@ -176,6 +176,17 @@ struct Client {
     intercepted: Option<u16>,
     /// `limit_rate` of the response being sent.
     pace: Option<pace::Pace>,
+    /// An upstream's `X-Accel-Redirect`, to follow instead of relaying its response.
+    accel: Option<Accel>,
+}
+
+/// nginx's X-Accel-Redirect: where to go, and what of the upstream's head the final
+/// response keeps (`Set-Cookie`, `Content-Disposition`, `Cache-Control`, `Expires`;
+/// `Content-Type` for a file the redirect serves).
+struct Accel {
+    to: Vec<u8>,
+    headers: Vec<u8>,
+    content_type: Option<String>,
 }
 
 /// The `proxy_pass` a request goes through: its location's, or one made for it
@@ -232,6 +243,10 @@ struct Req<'s> {
     conns_held: Vec<crate::limit::ConnHeld>,
     /// `gzip_static` found a `.gz`: the response varies by Accept-Encoding.
     gzip_vary: bool,
+    /// Kept from an upstream that answered with X-Accel-Redirect: its header lines
+    /// for the final response, and its Content-Type for a file.
+    accel_headers: Vec<u8>,
+    accel_type: Option<String>,
 }
 
 impl Client {
@@ -278,6 +293,7 @@ impl Client {
             needs: 0,
             intercepted: None,
             pace: None,
+            accel: None,
         }
     }
 
@@ -775,6 +791,8 @@ fn bare_req(server: &Server) -> Req<'_> {
         limited: Default::default(),
         conns_held: Vec::new(),
         gzip_vary: false,
+        accel_headers: Vec::new(),
+        accel_type: None,
     }
 }
 
@@ -1471,9 +1489,13 @@ async fn finish_return(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, ret: &R
     } else if let (None, Some(page)) = (&ret.text, error_page(ret.code)) {
         send_simple(c, r, ret.code, "text/html", page.as_bytes(), None, keep).await
     } else {
-        // The text (empty for `return 200;`), typed by the URI's extension.
+        // The text (empty for `return 200;`), typed by the URI's extension, or as
+        // an X-Accel-Redirect's upstream typed it (nginx keeps that type).
         let conf = r.conf;
-        let ctype = content_type(conf, c.ctx(r).uri);
+        let accel_type = r.accel_type.clone();
+        let ctype = accel_type
+            .as_deref()
+            .unwrap_or_else(|| content_type(conf, c.ctx(r).uri));
         send_simple(c, r, ret.code, ctype, &text, None, keep).await
     };
     c.scratch = text;
@@ -1686,6 +1708,7 @@ fn write_add_headers(out: &mut Vec<u8>, c: &Client, r: &Req<'_>, code: u16) {
     if let Some(h) = &r.authenticate {
         out.extend_from_slice(h);
     }
+    out.extend_from_slice(&r.accel_headers);
     for h in &r.conf.add_headers {
         if !add_header_applies(code, h) {
             continue;
@@ -1992,6 +2015,9 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
                         code,
                         body: BodyFate::Handled(keep_client),
                     };
+                }
+                if let Some(a) = c.accel.take() {
+                    return accel_redirect(c, r, a);
                 }
                 return Step::Done(keep_client);
             }
@@ -2503,6 +2529,14 @@ async fn exchange(
     if more && conf.proxy_next_upstream.status(code) {
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
     }
+    let head = &ubuf[hstart..hstart + c.resp.head_len];
+    if let Some(to) = upstream_header(&c.resp, head, b"x-accel-redirect").filter(|t| !t.is_empty()) {
+        // nginx: the body is not read (the connection goes) and the request goes on
+        // at the URI the upstream named.
+        c.accel = Some(accel_of(c, r, head, to.to_vec()));
+        conn.buf = ubuf;
+        return Ok((!early && client_keep(c, r), false));
+    }
     if conf.proxy_intercept_errors && code >= 300 && conf.error_page.iter().any(|e| e.code == code) {
         // nginx's ngx_http_upstream_intercept_errors: the body is not read (the
         // connection is not reused) and the error page answers.
@@ -2817,6 +2851,59 @@ struct Pass<'a> {
     gz: bool,
     /// `expires` applies: ringx writes Expires and Cache-Control instead.
     expires: bool,
+}
+
+/// What an X-Accel-Redirect response leaves for the final one (nginx's upstream
+/// headers with `redirect` set; `Set-Cookie` through the `proxy_cookie_*` rules).
+fn accel_of(c: &Client, r: &Req<'_>, head: &[u8], to: Vec<u8>) -> Accel {
+    let mut a = Accel {
+        to,
+        headers: Vec::new(),
+        content_type: None,
+    };
+    for h in &c.resp.headers {
+        let (name, value) = (h.name.get(head), h.value.get(head));
+        if name.eq_ignore_ascii_case(b"content-type") {
+            a.content_type = Some(String::from_utf8_lossy(value).into_owned());
+            continue;
+        }
+        if !["set-cookie", "content-disposition", "cache-control", "expires"]
+            .iter()
+            .any(|k| k.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        let value = rewritten(c, r, name, value).unwrap_or_else(|| value.to_vec());
+        a.headers.extend_from_slice(name);
+        a.headers.extend_from_slice(b": ");
+        a.headers.extend_from_slice(&value);
+        a.headers.extend_from_slice(b"\r\n");
+    }
+    a
+}
+
+/// Follows an X-Accel-Redirect: a named location (`@name`), or an internal
+/// redirect to the URI (its `?args` split off; GET unless HEAD, as nginx). A URI
+/// that climbs out (`..`) or is not absolute is a 404 (nginx's
+/// ngx_http_parse_unsafe_uri).
+fn accel_redirect(c: &mut Client, r: &mut Req<'_>, a: Accel) -> Step {
+    r.accel_headers = a.headers;
+    r.accel_type = a.content_type;
+    if a.to.first() == Some(&b'@') {
+        return Step::Named(String::from_utf8_lossy(&a.to).into_owned());
+    }
+    let (uri, args) = match a.to.iter().position(|&b| b == b'?') {
+        Some(q) => (&a.to[..q], &a.to[q + 1..]),
+        None => (&a.to[..], &b""[..]),
+    };
+    let unsafe_uri =
+        uri.first() != Some(&b'/') || uri.split(|&b| b == b'/').any(|seg| seg == b"..") || uri.contains(&0);
+    if unsafe_uri {
+        return Step::error(404);
+    }
+    files::set_uri(c, r, uri, Some(args));
+    r.as_get = true;
+    Step::Redirect
 }
 
 /// An upstream's header value as the client gets it: `Set-Cookie` through the

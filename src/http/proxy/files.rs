@@ -368,7 +368,9 @@ async fn send_file(
         Conditions::default()
     };
     let conf = r.conf;
-    let ctype = content_type(conf, uri);
+    // An upstream's X-Accel-Redirect brought its Content-Type (nginx keeps it).
+    let accel_type = r.accel_type.clone();
+    let ctype = accel_type.as_deref().unwrap_or_else(|| content_type(conf, uri));
     match conditional::precondition(&cond, &v, r.conf.if_modified_since) {
         Precondition::Full => {}
         Precondition::NotModified => {
