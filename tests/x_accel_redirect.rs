@@ -42,6 +42,7 @@ fn block(port: u16, root: &str, be: std::net::SocketAddr) -> String {
     server {{
         listen 127.0.0.1:{port};
         location /app/ {{ proxy_pass http://{be}; proxy_cookie_path /app/ /; }}
+        location /raw/ {{ proxy_pass http://{be}/app/; proxy_ignore_headers X-Accel-Redirect Expires; }}
         location /protected/ {{ internal; root {root}; }}
         location @named {{ return 200 "named $uri $request_method\n"; }}
     }}"#
@@ -69,6 +70,7 @@ fn x_accel_redirect_matches_nginx() {
         ("GET", "/app/missing"),
         ("GET", "/app/plain"),
         ("GET", "/protected/secret.txt"),
+        ("GET", "/raw/file"),
     ] {
         let raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         let seen = |a| {
@@ -98,4 +100,30 @@ fn x_accel_redirect_matches_nginx() {
     assert_eq!(got[0].3.as_deref(), Some("dl=1; Path=/"));
     // A named location keeps the method (nginx changes it only for a URI).
     assert_eq!(got[3].6, "named /app/named POST\n");
+}
+
+/// `proxy_method`: the method sent upstream, variables allowed, whatever the client's.
+#[test]
+fn proxy_method_matches_nginx() {
+    let be = Backend::start("m");
+    let block = |port: u16| {
+        format!(
+            "access_log off; server {{ listen 127.0.0.1:{port};\n\
+             location /fixed/ {{ proxy_method PROPFIND; proxy_pass http://{a}; }}\n\
+             location /var/ {{ proxy_method $arg_m; proxy_pass http://{a}; }} }}",
+            a = be.addr
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for a in [ra, na] {
+        for p in ["/fixed/x", "/var/x?m=DELETE"] {
+            be.clear();
+            assert_eq!(get(a, p, "x").unwrap().status, 200);
+            seen.push(be.requests()[0].method.clone());
+        }
+    }
+    assert_eq!(seen, ["PROPFIND", "DELETE", "PROPFIND", "DELETE"]);
 }

@@ -592,6 +592,12 @@ pub struct LocConf {
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
+    /// `proxy_method` (variables allowed): the method sent upstream.
+    pub proxy_method: Option<Template>,
+    /// `proxy_ignore_headers`: the upstream fields not acted on (only those that do
+    /// something in ringx are kept: X-Accel-Redirect, X-Accel-Limit-Rate).
+    pub ignore_accel_redirect: bool,
+    pub ignore_accel_limit_rate: bool,
     /// `proxy_cookie_domain`, `proxy_cookie_path` (empty: off), `proxy_cookie_flags`.
     pub proxy_cookie_domain: Vec<Redirect>,
     pub proxy_cookie_path: Vec<Redirect>,

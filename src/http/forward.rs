@@ -40,7 +40,9 @@ pub fn write_request_head(
 ) -> HeadInfo {
     let b = ctx.buf;
     let head = ctx.head;
-    if ctx.as_get && head.method() != Method::Head {
+    if let Some(m) = &conf.proxy_method {
+        m.render(ctx, out);
+    } else if ctx.as_get && head.method() != Method::Head {
         out.extend_from_slice(b"GET");
     } else {
         out.extend_from_slice(head.method_span.get(b));

@@ -2530,7 +2530,9 @@ async fn exchange(
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
     }
     let head = &ubuf[hstart..hstart + c.resp.head_len];
-    if let Some(to) = upstream_header(&c.resp, head, b"x-accel-redirect").filter(|t| !t.is_empty()) {
+    let accel =
+        upstream_header(&c.resp, head, b"x-accel-redirect").filter(|t| !t.is_empty() && !conf.ignore_accel_redirect);
+    if let Some(to) = accel {
         // nginx: the body is not read (the connection goes) and the request goes on
         // at the URI the upstream named.
         c.accel = Some(accel_of(c, r, head, to.to_vec()));
@@ -3187,7 +3189,9 @@ async fn relay(
         ..Sent::default()
     };
 
-    let accel = upstream_header(&c.resp, upstream_head, b"x-accel-limit-rate").map(<[u8]>::to_vec);
+    let accel = upstream_header(&c.resp, upstream_head, b"x-accel-limit-rate")
+        .filter(|_| !conf.ignore_accel_limit_rate)
+        .map(<[u8]>::to_vec);
     pace::start(c, r, accel.as_deref());
     let body_start = hstart + c.resp.head_len;
     let filled = ubuf.len();

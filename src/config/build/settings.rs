@@ -103,6 +103,7 @@ settings! {
         proxy_pass, proxy_dyn, tunnel, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
         doc_root, try_files, internal, stub_status, gzip, realip, proxy_redirect,
+        ignore_accel_redirect, ignore_accel_limit_rate,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -225,6 +226,8 @@ settings! {
     proxy_cookie_domain:           Vec<crate::config::model::Redirect>, HSL, cookie_domain => Vec::new();
     proxy_cookie_path:             Vec<crate::config::model::Redirect>, HSL, cookie_path   => Vec::new();
     proxy_cookie_flags:            Vec<crate::config::model::CookieFlags>, HSL, cookie_flags => Vec::new();
+    proxy_method:                  Option<Template>,               HSL, method_value  => None;
+    proxy_ignore_headers:          (bool, bool),                   HSL, ignore_headers;
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
     proxy_cache:                   bool,                           HSL, cache_off;
     // timed-out connections close with a FIN (nginx's default); `on` (RST) not yet
@@ -269,6 +272,8 @@ struct Computed {
     try_files: Option<Arc<TryFiles>>,
     internal: bool,
     stub_status: bool,
+    ignore_accel_redirect: bool,
+    ignore_accel_limit_rate: bool,
     gzip: Arc<GzipConf>,
     realip: Option<Arc<RealIp>>,
     proxy_redirect: Vec<crate::config::model::Redirect>,
@@ -302,6 +307,8 @@ impl Builder<'_> {
             internal: false,
             stub_status: false,
             proxy_redirect: Vec::new(),
+            ignore_accel_redirect: s.proxy_ignore_headers.is_some_and(|h| h.0),
+            ignore_accel_limit_rate: s.proxy_ignore_headers.is_some_and(|h| h.1),
             gzip: Arc::new(gzip_conf(s)),
             realip: s.set_real_ip_from.clone().map(|from| {
                 Arc::new(RealIp {
@@ -840,6 +847,31 @@ fn cookie_flags(
         flags.push(t);
     }
     Ok(push(prev, crate::config::model::CookieFlags { name, flags }))
+}
+
+/// `proxy_method METHOD` (variables allowed).
+fn method_value(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Template>>) -> Parsed<Option<Template>> {
+    one_arg(d)?;
+    Template::compile(&d.args[0]).map(Some).map_err(|e| e.at_dir(d))
+}
+
+/// `proxy_ignore_headers FIELD…`: (X-Accel-Redirect, X-Accel-Limit-Rate) ignored;
+/// the others nginx takes only change what it would cache, and ringx caches nothing.
+fn ignore_headers(_: &mut Builder<'_>, d: &Directive, _: Option<(bool, bool)>) -> Parsed<(bool, bool)> {
+    if d.args.is_empty() {
+        return Err(nargs(d));
+    }
+    let mut v = (false, false);
+    for a in &d.args {
+        match a.to_ascii_lowercase().as_str() {
+            "x-accel-redirect" => v.0 = true,
+            "x-accel-limit-rate" => v.1 = true,
+            "x-accel-expires" | "x-accel-buffering" | "x-accel-charset" | "expires" | "cache-control"
+            | "set-cookie" | "vary" => {}
+            _ => return Err(d.err(format!("invalid value \"{a}\""))),
+        }
+    }
+    Ok(v)
 }
 
 /// `proxy_cache off` (what ringx does); a zone is not supported yet.
