@@ -127,3 +127,30 @@ fn proxy_method_matches_nginx() {
     }
     assert_eq!(seen, ["PROPFIND", "DELETE", "PROPFIND", "DELETE"]);
 }
+
+/// `proxy_set_body`: the upstream gets that body (variables rendered, its length
+/// as Content-Length) instead of the client's, which is read and dropped.
+#[test]
+fn proxy_set_body_matches_nginx() {
+    let be = Backend::start("b");
+    let block = |port: u16| {
+        format!(
+            "access_log off; server {{ listen 127.0.0.1:{port};\n\
+             location = /sb {{ proxy_set_body \"user=$arg_u&via=set\"; proxy_pass http://{a}/echo; }} }}",
+            a = be.addr
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for a in [ra, na] {
+        be.clear();
+        let raw = b"POST /sb?u=bob HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\nclient body";
+        let r = request(a, raw).unwrap();
+        let q = &be.requests()[0];
+        seen.push((r.status, r.text(), q.header("content-length").map(str::to_owned)));
+    }
+    assert_eq!(seen[0], seen[1], "ringx, then nginx");
+    assert_eq!(seen[0].1, "user=bob&via=set");
+}

@@ -592,6 +592,9 @@ pub struct LocConf {
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
+    /// `proxy_set_body` (variables allowed): the body sent upstream instead of the
+    /// client's.
+    pub proxy_set_body: Option<Template>,
     /// `proxy_method` (variables allowed): the method sent upstream.
     pub proxy_method: Option<Template>,
     /// `proxy_ignore_headers`: the upstream fields not acted on (only those that do

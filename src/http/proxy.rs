@@ -1842,6 +1842,21 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
     let max_body = conf.client_max_body_size;
     // 1. The body: check the limit, see how much is here.
     let mut plan = match c.head.body_kind() {
+        // `proxy_set_body`: that body instead of the client's (which is skipped).
+        _ if conf.proxy_set_body.is_some() => {
+            if !swallow_body(c) {
+                c.head.keep_alive = false;
+            }
+            let mut v = Vec::new();
+            if let Some(t) = &conf.proxy_set_body {
+                t.render(&c.ctx(r), &mut v);
+            }
+            let mut sp = Spool::default();
+            if sp.push(&v).is_err() {
+                return Step::error(500);
+            }
+            BodyPlan::Collected(sp)
+        }
         // After an error page's redirect the body (if any) has been used: none goes
         // again, and the connection closes if it was not all here (no desync).
         _ if !conf.proxy_pass_request_body || r.as_get => {
