@@ -385,3 +385,45 @@ fn limit_conn_closes_the_session_over_the_limit() {
             .contains("503")
     });
 }
+
+/// Stream to a Unix-domain socket: `proxy_pass unix:/PATH` and `server unix:/PATH`
+/// in a stream upstream; `$upstream_addr` names the socket, as nginx.
+#[test]
+fn stream_to_a_unix_socket() {
+    let dir = tempdir("stream-unix");
+    let sock = dir.join("echo.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { break };
+            std::thread::spawn(move || {
+                let _ = c.write_all(b"unix\n");
+                let mut b = [0u8; 4096];
+                while let Ok(n) = c.read(&mut b) {
+                    if n == 0 || c.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (p1, p2) = (free_port(), free_port());
+    let block = format!(
+        "upstream u {{ server unix:{s}; }}\n\
+         log_format up '$upstream_addr';\n\
+         server {{ listen 127.0.0.1:{p1}; proxy_pass unix:{s}; access_log {d}/up.log up; }}\n\
+         server {{ listen 127.0.0.1:{p2}; proxy_pass u; }}",
+        s = sock.display(),
+        d = dir.display()
+    );
+    let _r = start_stream(&block, p1);
+    for p in [p1, p2] {
+        assert!(session(addr_of(p), "ping\n").contains("unix\nping\n"), "port {p}");
+    }
+    wait_for("the session's log line", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("up.log"))
+            .unwrap_or_default()
+            .contains(&format!("unix:{}", sock.display()))
+    });
+}

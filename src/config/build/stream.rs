@@ -286,6 +286,14 @@ fn proxy_pass(b: &mut Builder<'_>, l: &mut Level, d: &Directive) -> Done {
         l.pass = Some(u.clone());
         return Ok(());
     }
+    if let Some(path) = a.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(d.err(format!("no path in the unix domain socket \"{a}\"")));
+        }
+        let peer = crate::net::Peer::Unix(std::path::Path::new(path).into());
+        l.pass = Some(implicit(b, a, vec![peer]));
+        return Ok(());
+    }
     let (host, port) = match super::args::split_host_port(a) {
         Some((h, Some(p))) => (h, p),
         _ => return Err(d.err(format!("no port in upstream \"{a}\""))),
@@ -293,24 +301,28 @@ fn proxy_pass(b: &mut Builder<'_>, l: &mut Level, d: &Directive) -> Done {
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
         .map_err(|_| d.err(format!("host not found in upstream \"{a}\"")))?
         .collect();
-    if let Some(u) = b.upstreams.iter().find(|u| u.implicit && u.name == *a) {
-        l.pass = Some(u.clone());
-        return Ok(());
+    l.pass = Some(implicit(b, a, addrs.into_iter().map(Into::into).collect()));
+    Ok(())
+}
+
+/// The implicit upstream of `proxy_pass ADDRESS` (one per address as written).
+fn implicit(b: &mut Builder<'_>, name: &str, peers: Vec<crate::net::Peer>) -> Arc<Upstream> {
+    if let Some(u) = b.upstreams.iter().find(|u| u.implicit && u.name == name) {
+        return u.clone();
     }
-    let servers = addrs
-        .iter()
-        .map(|s| crate::config::model::UpstreamServer::new(*s, a.clone()))
+    let servers = peers
+        .into_iter()
+        .map(|p| crate::config::model::UpstreamServer::new(p, name.to_string()))
         .collect();
     let u = Arc::new(Upstream::new(
-        a.clone(),
+        name.to_string(),
         b.upstreams.len(),
         crate::config::model::Balance::RoundRobin,
         servers,
         true,
     ));
     b.upstreams.push(u.clone());
-    l.pass = Some(u);
-    Ok(())
+    u
 }
 
 fn access(l: &mut Level, d: &Directive, deny: bool) -> Done {
