@@ -121,11 +121,15 @@ async fn session(snap: &Snapshot, srv: &StreamServer, client: &Stream, s: &mut S
             return;
         }
     }
-    let lim = tunnel::Limits {
-        read: srv.timeout,
-        write: srv.timeout,
+    let up = tunnel::Limits {
+        rate: srv.upload_rate,
+        ..tunnel::Limits::new(srv.timeout, srv.timeout)
     };
-    let t = tunnel::join(client, &upstream, lim, lim, srv.half_close).await;
+    let down = tunnel::Limits {
+        rate: srv.download_rate,
+        ..tunnel::Limits::new(srv.timeout, srv.timeout)
+    };
+    let t = tunnel::join(client, &upstream, up, down, srv.half_close).await;
     s.received = t.a_to_b;
     s.up_sent = t.a_to_b;
     s.up_received = t.b_to_a;

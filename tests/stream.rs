@@ -427,3 +427,48 @@ fn stream_to_a_unix_socket() {
             .contains(&format!("unix:{}", sock.display()))
     });
 }
+
+/// `proxy_download_rate` / `proxy_upload_rate`: a stream session reads no faster
+/// than the rate (nginx's `rate × (whole seconds + 1)`), as nginx's does.
+#[test]
+fn stream_rates_pace_the_session() {
+    let big = serve_each(|mut c| {
+        let _ = c.write_all(&vec![b'd'; 250 * 1024]);
+    });
+    let (rp, np, fp) = (free_port(), free_port(), free_port());
+    let block = |p: u16, f: u16| {
+        format!(
+            "server {{ listen 127.0.0.1:{p}; proxy_download_rate 100k; proxy_pass {big}; }}\n\
+             server {{ listen 127.0.0.1:{f}; proxy_pass {big}; }}"
+        )
+    };
+    let _r = start_stream(&block(rp, fp), rp);
+    let nf = free_port();
+    let _n = nginx_bin()
+        .is_some()
+        .then(|| Nginx::start_with("", &format!("stream {{ {} }}", block(np, nf)), addr_of(np)));
+    let fetch = |p: u16| {
+        let t = Instant::now();
+        let mut c = TcpStream::connect(addr_of(p)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        (got.len(), t.elapsed())
+    };
+    let mut targets = vec![(rp, true), (fp, false)];
+    if _n.is_some() {
+        targets.extend([(np, true), (nf, false)]);
+    }
+    for (p, paced) in targets {
+        let (n, took) = fetch(p);
+        assert_eq!(n, 250 * 1024, "port {p}");
+        if paced {
+            assert!(
+                took >= Duration::from_millis(800) && took < Duration::from_secs(6),
+                "port {p}: {took:?}"
+            );
+        } else {
+            assert!(took < Duration::from_millis(800), "port {p}: {took:?}");
+        }
+    }
+}

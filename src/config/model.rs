@@ -138,6 +138,10 @@ pub struct StreamServer {
     pub limit_conn: Vec<LimitConn>,
     pub limit_conn_log_level: LogLevel,
     pub limit_conn_dry_run: bool,
+    /// `proxy_upload_rate`, `proxy_download_rate`: bytes per second read from the
+    /// client / the upstream (0: no limit).
+    pub upload_rate: u64,
+    pub download_rate: u64,
 }
 
 #[derive(Debug, Default)]

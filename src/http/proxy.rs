@@ -2724,14 +2724,8 @@ async fn upgrade(
         .await
         .map_err(|f| ExErr::Fail(f.final_()))?;
     c.consumed = c.buf.len();
-    let to_upstream = tunnel::Limits {
-        read: NO_DEADLINE,
-        write: conf.proxy_send_timeout,
-    };
-    let to_client = tunnel::Limits {
-        read: conf.proxy_read_timeout,
-        write: conf.send_timeout,
-    };
+    let to_upstream = tunnel::Limits::new(NO_DEADLINE, conf.proxy_send_timeout);
+    let to_client = tunnel::Limits::new(conf.proxy_read_timeout, conf.send_timeout);
     let Some(client) = c.stream.h1() else {
         return Err(fatal(FailKind::InvalidHeader, Phase::ReadHead));
     };

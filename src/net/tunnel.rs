@@ -17,6 +17,29 @@ use super::{IoFail, Stream};
 pub struct Limits {
     pub read: Duration,
     pub write: Duration,
+    /// Bytes per second read from the source (0: no limit): nginx's stream
+    /// `proxy_upload_rate` / `proxy_download_rate`.
+    pub rate: u64,
+}
+
+impl Limits {
+    /// Timeouts without a rate.
+    pub fn new(read: Duration, write: Duration) -> Limits {
+        Limits { read, write, rate: 0 }
+    }
+}
+
+/// How many bytes a rate-limited pump may read now, waiting until it may read one
+/// (nginx's rule: `rate × (whole seconds + 1)` by each moment since the start).
+async fn allowance(rate: u64, start: std::time::Instant, total: u64) -> usize {
+    loop {
+        let allowed = rate.saturating_mul(start.elapsed().as_secs() + 1);
+        if allowed > total {
+            return (allowed - total).min(usize::MAX as u64) as usize;
+        }
+        let ms = (total - allowed) * 1000 / rate + 1;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 }
 
 /// What went through, and how it ended.
@@ -57,9 +80,13 @@ pub async fn join(a: &Stream, b: &Stream, a_to_b: Limits, b_to_a: Limits, half_c
 async fn pump(from: &Stream, to: &Stream, lim: Limits, half_close: bool) -> (u64, Option<IoFail>) {
     let mut buf = Vec::with_capacity(PUMP_BUF);
     let mut total = 0u64;
+    let start = std::time::Instant::now();
     loop {
         buf.clear();
-        let room = buf.capacity();
+        let mut room = buf.capacity();
+        if lim.rate > 0 {
+            room = room.min(allowance(lim.rate, start, total).await);
+        }
         let step = match from.read_append(buf, room, lim.read).await {
             Ok((0, _)) => {
                 if half_close {

@@ -34,6 +34,8 @@ struct Settings {
     limit_conn: Option<Vec<crate::config::model::LimitConn>>,
     limit_conn_log_level: Option<crate::config::model::LogLevel>,
     limit_conn_dry_run: Option<bool>,
+    upload_rate: Option<u64>,
+    download_rate: Option<u64>,
 }
 
 impl Settings {
@@ -53,7 +55,9 @@ impl Settings {
             access_log,
             limit_conn,
             limit_conn_log_level,
-            limit_conn_dry_run
+            limit_conn_dry_run,
+            upload_rate,
+            download_rate
         );
     }
 }
@@ -102,6 +106,16 @@ macro_rules! settings_cmds {
                 Ok(())
             }),
             Cmd::run("limit_conn_dry_run", |_, l, d| flag(d).map(|f| l.set.limit_conn_dry_run = Some(f))),
+            Cmd::run("proxy_upload_rate", |_, l, d| {
+                one_arg(d)?;
+                l.set.upload_rate = Some(super::args::parse_size(d, &d.args[0])?);
+                Ok(())
+            }),
+            Cmd::run("proxy_download_rate", |_, l, d| {
+                one_arg(d)?;
+                l.set.download_rate = Some(super::args::parse_size(d, &d.args[0])?);
+                Ok(())
+            }),
             Cmd::run("error_log", super::main_ctx::check_error_log),
             // Tuning knobs with no effect a client or upstream can observe.
             Cmd::run("tcp_nodelay", |_, _, d| flag(d).map(drop)),
@@ -237,6 +251,8 @@ fn server(l: Level) -> StreamServer {
         limit_conn: s.limit_conn.unwrap_or_default(),
         limit_conn_log_level: s.limit_conn_log_level.unwrap_or(crate::config::model::LogLevel::Error),
         limit_conn_dry_run: s.limit_conn_dry_run.unwrap_or(false),
+        upload_rate: s.upload_rate.unwrap_or(0),
+        download_rate: s.download_rate.unwrap_or(0),
     }
 }
 

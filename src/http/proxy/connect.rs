@@ -158,14 +158,8 @@ async fn join(c: &mut Client, r: &mut Req<'_>, upstream: &Stream) {
         c.out = b;
         let sent_early = early.is_empty() || upstream.write_all(early, conf.tunnel_send_timeout).await.is_ok();
         if sent_early {
-            let to_upstream = tunnel::Limits {
-                read: super::NO_DEADLINE,
-                write: conf.tunnel_send_timeout,
-            };
-            let to_client = tunnel::Limits {
-                read: conf.tunnel_read_timeout,
-                write: conf.send_timeout,
-            };
+            let to_upstream = tunnel::Limits::new(super::NO_DEADLINE, conf.tunnel_send_timeout);
+            let to_client = tunnel::Limits::new(conf.tunnel_read_timeout, conf.send_timeout);
             let t = tunnel::tunnel(client, upstream, to_upstream, to_client).await;
             if let Some(IoFail::Timeout) = t.failed {
                 log::info(format_args!(
