@@ -748,3 +748,27 @@ fn hostile_input_never_kills_a_worker() {
     }
     assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
 }
+
+/// `keepalive_time`: an upstream connection older than it is closed after its
+/// request instead of going back to the pool; younger ones are reused.
+#[test]
+fn keepalive_time_retires_old_upstream_connections() {
+    let b = Backend::start("aged");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; worker_processes 1; events {{}} http {{ access_log off;\n\
+         upstream u {{ server {}; keepalive 4; keepalive_time 1s; }}\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}",
+        b.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let conns = || b.conns.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
+    }
+    assert_eq!(conns(), 1, "reused while young");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
+    assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
+    assert_eq!(conns(), 2, "the old one went after its request, a new one serves");
+}

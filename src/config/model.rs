@@ -991,6 +991,8 @@ pub struct Upstream {
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u64,
+    /// `keepalive_time`: a connection is not kept after a request once it is older.
+    pub keepalive_time: Duration,
     /// Made from a `proxy_pass` address rather than an `upstream` block.
     pub implicit: bool,
     /// `hash KEY`.
@@ -1015,6 +1017,7 @@ impl Upstream {
             keepalive: 0,
             keepalive_timeout: Duration::from_secs(60),
             keepalive_requests: 1000,
+            keepalive_time: Duration::from_secs(3600),
             implicit,
             hash_key: None,
             chash_points: Vec::new(),

@@ -2267,7 +2267,7 @@ async fn attempt(
         match exchange(c, r, pp, &mut conn, plan, up_body, more, &mut rec, t0).await {
             Ok((keep_client, reusable)) => {
                 conn.requests += 1;
-                if reusable && conn.requests < up.keepalive_requests {
+                if reusable && conn.requests < up.keepalive_requests && conn.born.elapsed() < up.keepalive_time {
                     c.w.pool.borrow_mut().put(conn, up.keepalive, up.keepalive_timeout);
                 }
                 break Ok(keep_client);

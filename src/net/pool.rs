@@ -22,6 +22,8 @@ pub struct UpConn {
     pub buf: Vec<u8>,
     /// Requests sent on this connection.
     pub requests: u64,
+    /// When it was made (`keepalive_time`).
+    pub born: Instant,
     idle_until: Instant,
 }
 
@@ -33,6 +35,7 @@ impl UpConn {
             key,
             buf: Vec::with_capacity(buf_size),
             requests: 0,
+            born: Instant::now(),
             idle_until: Instant::now(),
         }
     }

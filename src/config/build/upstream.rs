@@ -27,6 +27,9 @@ pub(super) const UPSTREAM: &[Cmd<UpstreamLevel>] = &[
     Cmd::run("keepalive_timeout", |_, up, d| {
         time_arg(d).map(|t| up.u.keepalive_timeout = t)
     }),
+    Cmd::run("keepalive_time", |_, up, d| {
+        time_arg(d).map(|t| up.u.keepalive_time = t)
+    }),
     Cmd::run("keepalive_requests", |_, up, d| {
         one_arg(d)?;
         up.u.keepalive_requests = parse_num(d, &d.args[0])?;
