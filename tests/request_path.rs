@@ -951,3 +951,33 @@ fn a_spool_that_cannot_be_written_is_a_500_and_not_the_upstreams_fault() {
     );
     assert_eq!(be.count(), 1, "only the second request reached the backend");
 }
+
+/// `proxy_ignore_client_abort on`: a client that leaves while the upstream thinks
+/// does not abort it; the upstream's connection is still open when it answers.
+#[test]
+fn proxy_ignore_client_abort_leaves_the_upstream_to_answer() {
+    let (tx, rx) = std::sync::mpsc::channel::<bool>();
+    let tx = std::sync::Mutex::new(tx);
+    let up = raw_upstream(move |s| {
+        read_request_head(s);
+        std::thread::sleep(Duration::from_millis(1500));
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut b = [0u8; 1];
+        // Ok(0): ringx closed the connection; a timeout: it is still open.
+        let open = !matches!(s.read(&mut b), Ok(0));
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let _ = tx.lock().unwrap().send(open);
+    });
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_ignore_client_abort on; proxy_pass http://{up}; }} }} }}"
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let mut s = TcpStream::connect(addr_of(port)).unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(s);
+    let open = rx.recv_timeout(Duration::from_secs(8)).expect("the upstream answered");
+    assert!(open, "the upstream connection was closed when the client left");
+}

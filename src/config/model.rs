@@ -596,6 +596,8 @@ pub struct LocConf {
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
+    /// `proxy_ignore_client_abort`: a client that leaves does not abort the upstream.
+    pub proxy_ignore_client_abort: bool,
     /// `proxy_set_body` (variables allowed): the body sent upstream instead of the
     /// client's.
     pub proxy_set_body: Option<Template>,

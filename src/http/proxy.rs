@@ -2480,7 +2480,12 @@ async fn exchange(
         // the bytes arrive.
         let room = (hstart + UP_HEAD_MAX).saturating_sub(ubuf.len()).max(1);
         let client = &c.stream;
+        let ignore = conf.proxy_ignore_client_abort;
         let gone = async {
+            if ignore {
+                // `proxy_ignore_client_abort on`: the upstream is left to answer.
+                std::future::pending::<()>().await;
+            }
             tokio::time::sleep_until(watch_from).await;
             client.closed().await
         };

@@ -227,6 +227,7 @@ settings! {
     proxy_cookie_path:             Vec<crate::config::model::Redirect>, HSL, cookie_path   => Vec::new();
     proxy_cookie_flags:            Vec<crate::config::model::CookieFlags>, HSL, cookie_flags => Vec::new();
     proxy_method:                  Option<Template>,               HSL, method_value  => None;
+    proxy_ignore_client_abort:     bool,                           HSL, on_off        => false;
     proxy_set_body:                Option<Template>,               HSL, method_value  => None;
     proxy_ignore_headers:          (bool, bool),                   HSL, ignore_headers;
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
