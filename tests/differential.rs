@@ -262,3 +262,39 @@ fn invalid_header_names_are_dropped_or_kept_as_nginx() {
         "default; underscores_in_headers on; ignore_invalid_headers off"
     );
 }
+
+/// `chunked_transfer_encoding off`: a response of unknown length goes to an HTTP/1.1
+/// client close-delimited (no Transfer-Encoding, `Connection: close`), as nginx.
+#[test]
+fn chunked_transfer_encoding_off_matches_nginx() {
+    let backend = Backend::start("chunks");
+    let block = |port: u16| {
+        format!(
+            "access_log off;\n\
+             server {{ listen 127.0.0.1:{port}; chunked_transfer_encoding off;\n\
+               location / {{ proxy_pass http://{be}; proxy_http_version 1.1; }}\n\
+               location /gz/ {{ proxy_pass http://{be}/; gzip on; gzip_types text/plain; gzip_min_length 1; }} }}",
+            be = backend.addr
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for a in [ra, na] {
+        for p in ["/chunked?n=3000", "/gz/big?n=3000"] {
+            let raw = format!("GET {p} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+            let r = request(a, raw.as_bytes()).unwrap();
+            let h = |n: &str| r.header(n).map(str::to_owned);
+            seen.push((
+                r.status,
+                h("transfer-encoding"),
+                h("content-length"),
+                h("connection"),
+                !r.body.is_empty(),
+            ));
+        }
+    }
+    assert_eq!(seen[..2], seen[2..], "ringx, then nginx");
+    assert_eq!(seen[0], (200, None, None, Some("close".into()), true));
+}

@@ -596,6 +596,9 @@ pub struct LocConf {
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
+    /// `chunked_transfer_encoding` (off: a body of unknown length to an HTTP/1.1
+    /// client ends with the connection instead).
+    pub chunked_transfer_encoding: bool,
     /// `proxy_ignore_client_abort`: a client that leaves does not abort the upstream.
     pub proxy_ignore_client_abort: bool,
     /// `proxy_set_body` (variables allowed): the body sent upstream instead of the

@@ -3123,7 +3123,10 @@ async fn relay(
     let conf = r.conf;
     let is_head = c.head.method() == Method::Head;
     let rb = c.resp.body(is_head);
-    let mode = ClientFraming::choose(rb, c.head.minor);
+    // `chunked_transfer_encoding off`: an HTTP/1.1 client is framed as an HTTP/1.0 one
+    // (a body of unknown length ends with the connection).
+    let chunk_ok = conf.chunked_transfer_encoding || c.stream.is_h2();
+    let mode = ClientFraming::choose(rb, if chunk_ok { c.head.minor } else { 0 });
     let mut keep = client_keep(c, r) && mode.delimited();
     let code = r.err_status.unwrap_or(c.resp.code);
     // Build the client head in c.out.
@@ -3168,7 +3171,7 @@ async fn relay(
         rewritten(c, r, n, v)
     });
     // Compressed: chunked to HTTP/1.1 (and HTTP/2), close-delimited to HTTP/1.0.
-    let gz_chunked = compress && (c.stream.is_h2() || c.head.minor == 1);
+    let gz_chunked = compress && (c.stream.is_h2() || (c.head.minor == 1 && chunk_ok));
     if compress {
         keep = gz_chunked && client_keep(c, r);
         if gz_chunked && !is_head {

@@ -228,6 +228,7 @@ settings! {
     proxy_cookie_flags:            Vec<crate::config::model::CookieFlags>, HSL, cookie_flags => Vec::new();
     proxy_method:                  Option<Template>,               HSL, method_value  => None;
     proxy_ignore_client_abort:     bool,                           HSL, on_off        => false;
+    chunked_transfer_encoding:     bool,                           HSL, on_off        => true;
     proxy_set_body:                Option<Template>,               HSL, method_value  => None;
     proxy_ignore_headers:          (bool, bool),                   HSL, ignore_headers;
     // ringx has no response cache: `proxy_cache off` (nginx's default) only

@@ -492,7 +492,7 @@ async fn send_gzipped(
     ctype: &str,
     size: u64,
 ) -> bool {
-    let chunked = c.stream.is_h2() || c.head.minor == 1;
+    let chunked = c.stream.is_h2() || (c.head.minor == 1 && r.conf.chunked_transfer_encoding);
     let keep = chunked && swallow_body(c) && client_keep(c, r);
     let is_head = c.head.method() == Method::Head;
     let mut h = FileHead::new(v, Some((ctype, None)), None, keep);
