@@ -62,6 +62,8 @@ fn block(port: u16, auth: SocketAddr, app: SocketAddr) -> String {
         location /gone/ {{ auth_request /auth-gone; proxy_pass http://{app}; }}
         location /any/ {{ satisfy any; allow 127.0.0.2; deny all; auth_request /auth; proxy_pass http://{app}; }}
         location /off/ {{ auth_request /auth; location /off/in/ {{ auth_request off; proxy_pass http://{app}; }} }}
+        location ~ ^/re/(.+)$ {{ auth_request /auth-re; proxy_pass http://{app}/got/$1; }}
+        location ~ ^/auth-(re)$ {{ internal; return 204; }}
     }}"#
     )
 }
@@ -88,6 +90,7 @@ fn auth_request_matches_nginx() {
         ("127.0.0.1", req("/any/x", "ok")),
         ("127.0.0.1", req("/off/in/x", "none")),
         ("127.0.0.1", req("/auth", "ok")),
+        ("127.0.0.1", req("/re/kept", "ok")),
     ];
     let mut diffs = Vec::new();
     let mut ringx_seen = Vec::new();
@@ -104,6 +107,7 @@ fn auth_request_matches_nginx() {
                 r.header("x-seen-user").map(str::to_owned),
                 up.first().and_then(|q| q.header("x-user").map(str::to_owned)),
                 up.first().map(|q| q.body.len()),
+                up.first().map(|q| q.target.clone()),
             ));
         }
         if got[0] != got[1] {
@@ -114,11 +118,20 @@ fn auth_request_matches_nginx() {
     assert!(diffs.is_empty(), "ringx differs from nginx:\n{}", diffs.join("\n"));
     assert_eq!(
         ringx_seen[0],
-        (200, None, Some("alice".into()), Some("alice".into()), Some(4))
+        (
+            200,
+            None,
+            Some("alice".into()),
+            Some("alice".into()),
+            Some(4),
+            Some("/app/x?a=1".into())
+        )
     );
     assert_eq!(ringx_seen[1].0, 401);
     assert_eq!(ringx_seen[1].1.as_deref(), Some("Bearer realm=\"sso\""));
     assert_eq!((ringx_seen[2].0, ringx_seen[3].0, ringx_seen[5].0), (403, 500, 500));
+    // The request's own `$1` survives the subrequest's regex location.
+    assert_eq!(ringx_seen[11].5.as_deref(), Some("/got/kept"));
     // The subrequests: GET for the auth URI, the client's fields, no body.
     let heads = seen.lock().unwrap();
     let first = &heads[0];

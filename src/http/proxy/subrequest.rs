@@ -21,12 +21,13 @@ use crate::observe::log;
 use crate::proto::h1::response::{parse_response, ResponseHead};
 use crate::runtime::worker::Snapshot;
 
-/// The main request's `$uri`, `$args` and kept upstream head while a subrequest has
-/// its own.
+/// The main request's `$uri`, `$args`, kept upstream head and regex captures while
+/// a subrequest has its own.
 struct Saved {
     uri_norm: Vec<u8>,
     args_buf: Vec<u8>,
     upstream_head: Vec<u8>,
+    captures: (Vec<u8>, Vec<Option<(usize, usize)>>, Vec<Option<Vec<u8>>>),
 }
 
 /// The subrequest's status (and, for a proxied one, the upstream's response head,
@@ -37,6 +38,7 @@ pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Op
         uri_norm: c.uri_norm.clone(),
         args_buf: c.args_buf.clone(),
         upstream_head: std::mem::take(&mut c.heads.upstream),
+        captures: (c.rw.subject.clone(), c.rw.groups.clone(), c.rw.named.clone()),
     };
     let mut sr = bare_req(r.server);
     sr.start = r.start;
@@ -59,6 +61,7 @@ pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Op
     c.uri_norm = saved.uri_norm;
     c.args_buf = saved.args_buf;
     c.heads.upstream = saved.upstream_head;
+    (c.rw.subject, c.rw.groups, c.rw.named) = saved.captures;
     Some(status)
 }
 
