@@ -27,7 +27,9 @@ struct Saved {
     uri_norm: Vec<u8>,
     args_buf: Vec<u8>,
     upstream_head: Vec<u8>,
-    captures: (Vec<u8>, Vec<Option<(usize, usize)>>, Vec<Option<Vec<u8>>>),
+    subject: Vec<u8>,
+    groups: Vec<Option<(usize, usize)>>,
+    named: Vec<Option<Vec<u8>>>,
 }
 
 /// The subrequest's status (and, for a proxied one, the upstream's response head,
@@ -38,7 +40,9 @@ pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Op
         uri_norm: c.uri_norm.clone(),
         args_buf: c.args_buf.clone(),
         upstream_head: std::mem::take(&mut c.heads.upstream),
-        captures: (c.rw.subject.clone(), c.rw.groups.clone(), c.rw.named.clone()),
+        subject: c.rw.subject.clone(),
+        groups: c.rw.groups.clone(),
+        named: c.rw.named.clone(),
     };
     let mut sr = bare_req(r.server);
     sr.start = r.start;
@@ -61,7 +65,7 @@ pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Op
     c.uri_norm = saved.uri_norm;
     c.args_buf = saved.args_buf;
     c.heads.upstream = saved.upstream_head;
-    (c.rw.subject, c.rw.groups, c.rw.named) = saved.captures;
+    (c.rw.subject, c.rw.groups, c.rw.named) = (saved.subject, saved.groups, saved.named);
     Some(status)
 }
 
