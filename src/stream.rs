@@ -159,12 +159,7 @@ async fn dial(
 ) -> Option<Stream> {
     let bal = &snap.stream_balancers[up.index];
     let mut tried = crate::balance::Tried::new(bal.len());
-    let max = if srv.next_upstream_tries == 0 {
-        usize::MAX
-    } else {
-        srv.next_upstream_tries as usize
-    };
-    let deadline = (!srv.next_upstream_timeout.is_zero()).then(|| s.start + srv.next_upstream_timeout);
+    let budget = crate::balance::Budget::new(srv.next_upstream_tries, Some(srv.next_upstream_timeout), s.start);
     let ip = s.peer.ip();
     // `hash KEY`: rendered once per session.
     let mut key = Vec::new();
@@ -198,8 +193,7 @@ async fn dial(
                     "{why} while connecting to upstream, client: {ip}, server: {}, upstream: \"{addr}\", bytes from/to client:0/0, bytes from/to upstream:0/0",
                     s.local
                 ));
-                let more = n < max && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < bal.len();
-                if !(srv.next_upstream && more) {
+                if !(srv.next_upstream && budget.more(n, &tried, bal.len())) {
                     return None;
                 }
             }

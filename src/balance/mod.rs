@@ -57,6 +57,30 @@ pub struct Peer {
     pub weight_now: i64,
 }
 
+/// How far a request may go on to the next server: nginx's `*_next_upstream_tries`
+/// (0: no limit) and `*_next_upstream_timeout` (none or zero: no limit), counted
+/// from the request's start; and never past the last untried server.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    tries: usize,
+    deadline: Option<Instant>,
+}
+
+impl Budget {
+    pub fn new(tries: u32, timeout: Option<std::time::Duration>, start: Instant) -> Budget {
+        Budget {
+            tries: if tries == 0 { usize::MAX } else { tries as usize },
+            deadline: timeout.filter(|t| !t.is_zero()).map(|t| start + t),
+        }
+    }
+
+    /// Whether another attempt may follow attempt `n` (1-based), `tried` of `peers`
+    /// servers having been tried.
+    pub fn more(&self, n: usize, tried: &Tried, peers: usize) -> bool {
+        n < self.tries && self.deadline.is_none_or(|d| Instant::now() < d) && tried.count() < peers
+    }
+}
+
 /// Which servers this request has tried (nginx's `tried` bitmap). Up to 256 servers
 /// live inline, so a request allocates nothing here.
 #[derive(Debug, Clone)]
@@ -654,5 +678,22 @@ mod tests {
                 self.implicit,
             )
         }
+    }
+
+    #[test]
+    fn retry_budget_as_nginx() {
+        let now = Instant::now();
+        let mut tried = Tried::new(3);
+        tried.set(0);
+        let two = Budget::new(2, None, now);
+        assert!(two.more(1, &tried, 3));
+        assert!(!two.more(2, &tried, 3), "next_upstream_tries 2: two attempts");
+        let unlimited = Budget::new(0, Some(std::time::Duration::ZERO), now);
+        assert!(unlimited.more(100, &tried, 3), "0 tries and a zero timeout: no limit");
+        tried.set(1);
+        tried.set(2);
+        assert!(!unlimited.more(1, &tried, 3), "every server tried");
+        let late = Budget::new(0, Some(std::time::Duration::from_millis(1)), now - std::time::Duration::from_secs(1));
+        assert!(!late.more(1, &Tried::new(3), 3), "past next_upstream_timeout");
     }
 }

@@ -1986,12 +1986,11 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
     // 2. Attempts.
     let peers = Peers::of(snap, &pp.upstream, addrs);
     let mut tried = crate::balance::Tried::new(peers.len());
-    let max_tries = if conf.proxy_next_upstream_tries == 0 {
-        usize::MAX
-    } else {
-        conf.proxy_next_upstream_tries as usize
-    };
-    let deadline = conf.proxy_next_upstream_timeout.map(|d| r.start + d);
+    let budget = crate::balance::Budget::new(
+        conf.proxy_next_upstream_tries,
+        conf.proxy_next_upstream_timeout,
+        r.start,
+    );
     let idempotent = c.head.method().idempotent();
     let mut last: Option<Fail> = None;
     let mut n = 0;
@@ -2015,7 +2014,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
             break;
         };
         n += 1;
-        let more = n < max_tries && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < peers.len();
+        let more = budget.more(n, &tried, peers.len());
         crate::runtime::fault::check(&c.w, c.head.path.get(&c.buf));
         let res = attempt(c, r, pp, &addr, &mut plan, up_body, replayable, more).await;
         match res {

@@ -66,12 +66,11 @@ pub(super) async fn tunnel(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, t: 
 async fn dial(c: &mut Client, r: &Req<'_>, peers: Peers<'_>, up: &crate::config::model::Upstream) -> Option<Stream> {
     let conf: &LocConf = r.conf;
     let mut tried = crate::balance::Tried::new(peers.len());
-    let max = if conf.tunnel_next_upstream_tries == 0 {
-        usize::MAX
-    } else {
-        conf.tunnel_next_upstream_tries as usize
-    };
-    let deadline = (!conf.tunnel_next_upstream_timeout.is_zero()).then(|| r.start + conf.tunnel_next_upstream_timeout);
+    let budget = crate::balance::Budget::new(
+        conf.tunnel_next_upstream_tries,
+        Some(conf.tunnel_next_upstream_timeout),
+        r.start,
+    );
     for n in 1.. {
         let Some((held, addr)) = peers.pick(up, c.peer.ip(), b"", &mut tried) else {
             if n == 1 {
@@ -96,8 +95,7 @@ async fn dial(c: &mut Client, r: &Req<'_>, peers: Peers<'_>, up: &crate::config:
                 held.release(f.counts_against_peer());
                 log_failure(c, r, &f, &addr);
                 c.attempts.push(attempt(addr, f.status(), ms_since(t0)));
-                let more = n < max && deadline.is_none_or(|d| Instant::now() < d) && tried.count() < peers.len();
-                if !(more && f.next_upstream_allows(&conf.tunnel_next_upstream)) {
+                if !(budget.more(n, &tried, peers.len()) && f.next_upstream_allows(&conf.tunnel_next_upstream)) {
                     return None;
                 }
             }

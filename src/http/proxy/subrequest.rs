@@ -101,15 +101,16 @@ async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s Prox
     let conf = sr.conf;
     let peers = Peers::of(snap, &pp.upstream, None);
     let mut tried = crate::balance::Tried::new(peers.len());
-    let tries = match conf.proxy_next_upstream_tries {
-        0 => usize::MAX,
-        n => n as usize,
-    };
+    let budget = crate::balance::Budget::new(
+        conf.proxy_next_upstream_tries,
+        conf.proxy_next_upstream_timeout,
+        sr.start,
+    );
     let mut key = Vec::new();
     if let Some(k) = &pp.upstream.hash_key {
         k.render(&c.ctx(sr), &mut key);
     }
-    for _ in 0..tries {
+    for n in 1.. {
         let (held, addr) = peers.pick(&pp.upstream, c.peer.ip(), &key, &mut tried)?;
         match exchange(c, sr, pp, &addr).await {
             Ok(status) => {
@@ -119,6 +120,9 @@ async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s Prox
             Err(why) => {
                 held.release(true);
                 log::error(format_args!("{why}{}, upstream: \"{addr}\"", files::Why(c, sr)));
+                if !budget.more(n, &tried, peers.len()) {
+                    return None;
+                }
             }
         }
     }
