@@ -693,7 +693,11 @@ mod tests {
         tried.set(1);
         tried.set(2);
         assert!(!unlimited.more(1, &tried, 3), "every server tried");
-        let late = Budget::new(0, Some(std::time::Duration::from_millis(1)), now - std::time::Duration::from_secs(1));
+        let late = Budget::new(
+            0,
+            Some(std::time::Duration::from_millis(1)),
+            now - std::time::Duration::from_secs(1),
+        );
         assert!(!late.more(1, &Tried::new(3), 3), "past next_upstream_timeout");
     }
 }

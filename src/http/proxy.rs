@@ -2960,23 +2960,7 @@ fn proxy_redirect(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<
         }
         crate::config::model::Redirect::Domain(..) => None,
         crate::config::model::Redirect::Regex(re, repl) => {
-            let caps = re.0.captures(rest).ok().flatten()?;
-            let rw = RwState {
-                subject: rest.to_vec(),
-                groups: (0..caps.len())
-                    .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                    .collect(),
-                vars: c.rw.vars.clone(),
-                named: Vec::new(),
-            };
-            repl.render(
-                &ReqCtx {
-                    rw: Some(&rw),
-                    ..c.ctx(r)
-                },
-                &mut to,
-            );
-            Some(rest.len())
+            render_matched(c, &ctx, re, rest, repl, &mut to).then_some(rest.len())
         }
     })?;
     let mut v = Vec::with_capacity(value.len() + to.len());
@@ -2991,6 +2975,31 @@ fn proxy_redirect(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<
 
 /// A header value rewritten for the client (name, value → the new value).
 type Rewriter<'a> = dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>> + 'a;
+
+/// Renders `repl` with `$1`… from `re` matched on `subject` (the request's `set`
+/// variables kept); false when it does not match.
+fn render_matched(
+    c: &Client,
+    ctx: &ReqCtx<'_>,
+    re: &crate::config::model::Pcre,
+    subject: &[u8],
+    repl: &crate::config::vars::Template,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(caps) = re.0.captures(subject).ok().flatten() else {
+        return false;
+    };
+    let rw = RwState {
+        subject: subject.to_vec(),
+        groups: (0..caps.len())
+            .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
+            .collect(),
+        vars: c.rw.vars.clone(),
+        named: Vec::new(),
+    };
+    repl.render(&ReqCtx { rw: Some(&rw), ..*ctx }, out);
+    true
+}
 
 /// The upstream's headers that go to the client; `redirect` may rewrite a value
 /// (`proxy_redirect`).

@@ -11,7 +11,6 @@
 use super::{Client, Req};
 use crate::config::model::{CookieFlags, Redirect};
 use crate::http::ctx::ReqCtx;
-use crate::http::proxy::RwState;
 
 /// An attribute: its name, and its value when it has `=`.
 type Attr = (Vec<u8>, Option<Vec<u8>>);
@@ -106,18 +105,9 @@ fn rewrite_value(c: &Client, ctx: &ReqCtx<'_>, rules: &[Redirect], v: &[u8]) -> 
                 to.render(ctx, &mut out);
             }
             Redirect::Regex(re, to) => {
-                let Some(caps) = re.0.captures(v).ok().flatten() else {
+                if !super::render_matched(c, ctx, re, v, to, &mut out) {
                     continue;
-                };
-                let rw = RwState {
-                    subject: v.to_vec(),
-                    groups: (0..caps.len())
-                        .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                        .collect(),
-                    vars: c.rw.vars.clone(),
-                    named: Vec::new(),
-                };
-                to.render(&ReqCtx { rw: Some(&rw), ..*ctx }, &mut out);
+                }
             }
         }
         return Some(out);
@@ -180,28 +170,17 @@ fn edit(attrs: &mut Vec<Attr>, mut f: u8) {
                 false
             }
             b"httponly" => f & HTTPONLY_OFF != 0,
-            b"samesite" => {
-                let want: Option<&[u8]> = if f & STRICT != 0 {
-                    Some(b"Strict")
-                } else if f & LAX != 0 {
-                    Some(b"Lax")
-                } else if f & NONE != 0 {
-                    Some(b"None")
-                } else {
-                    None
-                };
-                match want {
-                    Some(w) => {
-                        f &= !(STRICT | LAX | NONE);
-                        let same = attrs[i].1.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(w));
-                        if !same {
-                            attrs[i] = (b"SameSite".to_vec(), Some(w.to_vec()));
-                        }
-                        false
+            b"samesite" => match samesite(f) {
+                Some(w) => {
+                    f &= !(STRICT | LAX | NONE);
+                    let same = attrs[i].1.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(w));
+                    if !same {
+                        attrs[i] = (b"SameSite".to_vec(), Some(w.to_vec()));
                     }
-                    None => f & SAMESITE_OFF != 0,
+                    false
                 }
-            }
+                None => f & SAMESITE_OFF != 0,
+            },
             _ => false,
         };
         if remove {
@@ -216,7 +195,14 @@ fn edit(attrs: &mut Vec<Attr>, mut f: u8) {
     if f & HTTPONLY_ON != 0 {
         attrs.push((b"HttpOnly".to_vec(), None));
     }
-    let site: Option<&[u8]> = if f & STRICT != 0 {
+    if let Some(s) = samesite(f) {
+        attrs.push((b"SameSite".to_vec(), Some(s.to_vec())));
+    }
+}
+
+/// The SameSite value the flags ask for, strict first (nginx's order).
+fn samesite(f: u8) -> Option<&'static [u8]> {
+    if f & STRICT != 0 {
         Some(b"Strict")
     } else if f & LAX != 0 {
         Some(b"Lax")
@@ -224,8 +210,5 @@ fn edit(attrs: &mut Vec<Attr>, mut f: u8) {
         Some(b"None")
     } else {
         None
-    };
-    if let Some(s) = site {
-        attrs.push((b"SameSite".to_vec(), Some(s.to_vec())));
     }
 }
