@@ -883,11 +883,18 @@ pub struct Dns {
 
 impl Dns {
     pub fn start() -> Dns {
-        // A port free for both (an ephemeral UDP one may be some TCP socket's).
-        let port = free_port();
-        let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        // A port free for both (an ephemeral UDP one may be some TCP socket's); one
+        // taken between the check and the bind (a CI run once lost that race) is
+        // passed over for the next.
+        let (udp, tcp) = (0..50)
+            .find_map(|_| {
+                let port = free_port();
+                let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).ok()?;
+                let tcp = TcpListener::bind(("127.0.0.1", port)).ok()?;
+                Some((udp, tcp))
+            })
+            .expect("a port free for UDP and TCP");
         let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).unwrap();
         let d = Dns {
             addr,
             zone: Arc::default(),
