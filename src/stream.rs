@@ -178,6 +178,9 @@ async fn dial(
         let t0 = Instant::now();
         match Stream::connect_peer(&addr, srv.connect_timeout).await {
             Ok(c) => {
+                if srv.socket_keepalive && addr.ip().is_some() {
+                    c.set_keepalive();
+                }
                 held.release(false);
                 s.attempts.push((addr, t0.elapsed().as_millis() as u64));
                 return Some(c);

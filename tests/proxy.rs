@@ -772,3 +772,37 @@ fn keepalive_time_retires_old_upstream_connections() {
     assert_eq!(get(addr_of(port), "/", "x").unwrap().status, 200);
     assert_eq!(conns(), 2, "the old one went after its request, a new one serves");
 }
+
+/// `proxy_socket_keepalive on`: ringx's connections to the upstream run the kernel's
+/// keepalive timer (`tr` 02 in /proc/net/tcp); without it they do not.
+#[test]
+fn proxy_socket_keepalive_sets_so_keepalive() {
+    let (on, off) = (Backend::start("on"), Backend::start("off"));
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; events {{}} http {{ access_log off;\n\
+         upstream on {{ server {}; keepalive 4; }} upstream off {{ server {}; keepalive 4; }}\n\
+         server {{ listen 127.0.0.1:{port}; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+           location /on/ {{ proxy_socket_keepalive on; proxy_pass http://on; }}\n\
+           location /off/ {{ proxy_pass http://off; }} }} }}",
+        on.addr, off.addr
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    for p in ["/on/x", "/off/x"] {
+        assert_eq!(get(addr_of(port), p, "x").unwrap().status, 200);
+    }
+    // The timer of ringx's side of each idle pooled connection (to the backend's port).
+    let timer = |to: u16| {
+        let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        tcp.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let rem_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+                (rem_port == to && f.get(3) == Some(&"01")).then(|| f.get(5)?.split(':').next().map(str::to_owned))?
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(timer(on.addr.port()), ["02"], "keepalive timer on");
+    assert_eq!(timer(off.addr.port()), ["00"], "no timer");
+}

@@ -142,6 +142,8 @@ pub struct StreamServer {
     /// client / the upstream (0: no limit).
     pub upload_rate: u64,
     pub download_rate: u64,
+    /// `proxy_socket_keepalive`: TCP keepalive probes on upstream connections.
+    pub socket_keepalive: bool,
 }
 
 #[derive(Debug, Default)]
@@ -599,6 +601,8 @@ pub struct LocConf {
     /// `chunked_transfer_encoding` (off: a body of unknown length to an HTTP/1.1
     /// client ends with the connection instead).
     pub chunked_transfer_encoding: bool,
+    /// `proxy_socket_keepalive`: TCP keepalive probes on upstream connections.
+    pub proxy_socket_keepalive: bool,
     /// `proxy_ignore_client_abort`: a client that leaves does not abort the upstream.
     pub proxy_ignore_client_abort: bool,
     /// `proxy_set_body` (variables allowed): the body sent upstream instead of the

@@ -2252,13 +2252,18 @@ async fn attempt(
         let mut conn = match pooled.take() {
             Some(p) => p,
             None => match Stream::connect_peer(addr, conf.proxy_connect_timeout).await {
-                Ok(s) => match (&pp.tls, &tls) {
-                    (Some(t), Some((name, _))) => match upstream_handshake(s, t, name, conf).await {
-                        Ok(s) => UpConn::new(s, addr.clone(), key.clone(), UP_BUF),
-                        Err(f) => break Err(f),
-                    },
-                    _ => UpConn::new(s, addr.clone(), key.clone(), UP_BUF),
-                },
+                Ok(s) => {
+                    if conf.proxy_socket_keepalive && addr.ip().is_some() {
+                        s.set_keepalive();
+                    }
+                    match (&pp.tls, &tls) {
+                        (Some(t), Some((name, _))) => match upstream_handshake(s, t, name, conf).await {
+                            Ok(s) => UpConn::new(s, addr.clone(), key.clone(), UP_BUF),
+                            Err(f) => break Err(f),
+                        },
+                        _ => UpConn::new(s, addr.clone(), key.clone(), UP_BUF),
+                    }
+                }
                 Err(e) => break Err(Fail::io(e, Phase::Connect, false)),
             },
         };

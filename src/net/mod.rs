@@ -260,6 +260,14 @@ impl Stream {
         self.fresh.set(true);
     }
 
+    /// Turns on TCP keepalive probes (`proxy_socket_keepalive on`), with the
+    /// system's timings, as nginx.
+    pub fn set_keepalive(&self) {
+        // SAFETY: the descriptor belongs to this stream, open for this call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.inner.fd()) };
+        let _ = socket2::SockRef::from(&fd).set_keepalive(true);
+    }
+
     /// The socket under the stream (the TLS handshake runs on it).
     pub fn tcp(&self) -> &Tcp {
         &self.inner

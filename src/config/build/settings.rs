@@ -229,6 +229,7 @@ settings! {
     proxy_method:                  Option<Template>,               HSL, method_value  => None;
     proxy_ignore_client_abort:     bool,                           HSL, on_off        => false;
     chunked_transfer_encoding:     bool,                           HSL, on_off        => true;
+    proxy_socket_keepalive:        bool,                           HSL, on_off        => false;
     proxy_set_body:                Option<Template>,               HSL, method_value  => None;
     proxy_ignore_headers:          (bool, bool),                   HSL, ignore_headers;
     // ringx has no response cache: `proxy_cache off` (nginx's default) only

@@ -36,6 +36,7 @@ struct Settings {
     limit_conn_dry_run: Option<bool>,
     upload_rate: Option<u64>,
     download_rate: Option<u64>,
+    socket_keepalive: Option<bool>,
 }
 
 impl Settings {
@@ -57,7 +58,8 @@ impl Settings {
             limit_conn_log_level,
             limit_conn_dry_run,
             upload_rate,
-            download_rate
+            download_rate,
+            socket_keepalive
         );
     }
 }
@@ -106,6 +108,7 @@ macro_rules! settings_cmds {
                 Ok(())
             }),
             Cmd::run("limit_conn_dry_run", |_, l, d| flag(d).map(|f| l.set.limit_conn_dry_run = Some(f))),
+            Cmd::run("proxy_socket_keepalive", |_, l, d| flag(d).map(|f| l.set.socket_keepalive = Some(f))),
             Cmd::run("proxy_upload_rate", |_, l, d| {
                 one_arg(d)?;
                 l.set.upload_rate = Some(super::args::parse_size(d, &d.args[0])?);
@@ -122,7 +125,7 @@ macro_rules! settings_cmds {
             Cmd::run("proxy_buffer_size", |_, _, d| one_arg(d)),
             Cmd::run("preread_buffer_size", |_, _, d| one_arg(d)),
             Cmd::run("preread_timeout", |_, _, d| time_arg(d).map(drop)),
-            Cmd::run("proxy_socket_keepalive", |_, _, d| flag(d).map(drop)),
+
         ]
     };
 }
@@ -253,6 +256,7 @@ fn server(l: Level) -> StreamServer {
         limit_conn_dry_run: s.limit_conn_dry_run.unwrap_or(false),
         upload_rate: s.upload_rate.unwrap_or(0),
         download_rate: s.download_rate.unwrap_or(0),
+        socket_keepalive: s.socket_keepalive.unwrap_or(false),
     }
 }
 
