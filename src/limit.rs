@@ -306,7 +306,8 @@ impl ConnZone {
         None
     }
 
-    /// Requests of `key` being served now (tests and `ringx_status`).
+    /// Requests of `key` being served now.
+    #[cfg(test)]
     pub fn count(&self, key: &[u8]) -> u64 {
         let h = hash(&self.seed, key);
         let tag = (h >> 32).max(1) << 32;

@@ -226,11 +226,11 @@ settings! {
     proxy_cookie_domain:           Vec<crate::config::model::Redirect>, HSL, cookie_domain => Vec::new();
     proxy_cookie_path:             Vec<crate::config::model::Redirect>, HSL, cookie_path   => Vec::new();
     proxy_cookie_flags:            Vec<crate::config::model::CookieFlags>, HSL, cookie_flags => Vec::new();
-    proxy_method:                  Option<Template>,               HSL, method_value  => None;
+    proxy_method:                  Option<Template>,               HSL, opt_template  => None;
     proxy_ignore_client_abort:     bool,                           HSL, on_off        => false;
     chunked_transfer_encoding:     bool,                           HSL, on_off        => true;
     proxy_socket_keepalive:        bool,                           HSL, on_off        => false;
-    proxy_set_body:                Option<Template>,               HSL, method_value  => None;
+    proxy_set_body:                Option<Template>,               HSL, opt_template  => None;
     proxy_ignore_headers:          (bool, bool),                   HSL, ignore_headers;
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
     proxy_cache:                   bool,                           HSL, cache_off;
@@ -853,8 +853,8 @@ fn cookie_flags(
     Ok(push(prev, crate::config::model::CookieFlags { name, flags }))
 }
 
-/// `proxy_method METHOD` (variables allowed).
-fn method_value(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Template>>) -> Parsed<Option<Template>> {
+/// A value with variables (`proxy_method`, `proxy_set_body`).
+fn opt_template(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Template>>) -> Parsed<Option<Template>> {
     one_arg(d)?;
     Template::compile(&d.args[0]).map(Some).map_err(|e| e.at_dir(d))
 }
