@@ -250,6 +250,19 @@ struct Req<'s> {
 }
 
 impl Client {
+    /// Writes `buf[start..end]` of the response to the client, paced by
+    /// `limit_rate` when it applies (see [`pace`]).
+    async fn send_range(&self, buf: Vec<u8>, start: usize, end: usize, t: Duration) -> Result<Vec<u8>, IoFail> {
+        pace::wait(self).await;
+        self.stream.write_range(buf, start, end, t).await
+    }
+
+    /// [`Client::send_range`] of the whole buffer.
+    async fn send_all(&self, buf: Vec<u8>, t: Duration) -> Result<Vec<u8>, IoFail> {
+        let end = buf.len();
+        self.send_range(buf, 0, end, t).await
+    }
+
     fn new(conn: Conn, s: Scratch) -> Client {
         let mut c = Client::bare(conn.w, Downstream::H1(conn.stream), conn.peer, conn.local, conn.id, s);
         c.requests = conn.requests;
@@ -2813,10 +2826,8 @@ async fn relay_gzip(
         frame(&mut out, &z, chunked, done);
         z.clear();
         if !out.is_empty() {
-            pace::wait(c).await;
             out = c
-                .stream
-                .write_all(out, send_t)
+                .send_all(out, send_t)
                 .await
                 .map_err(|e| client_write_failed(e, peer))?;
             out.clear();
@@ -3274,21 +3285,13 @@ async fn relay(
     if out.len() <= body_start {
         let s = body_start - out.len();
         ubuf[s..body_start].copy_from_slice(&out);
-        pace::wait(c).await;
-        ubuf = c
-            .stream
-            .write_range(ubuf, s, first_end, send_t)
-            .await
-            .map_err(client_err)?;
+        ubuf = c.send_range(ubuf, s, first_end, send_t).await.map_err(client_err)?;
         c.out = out;
     } else {
-        pace::wait(c).await;
-        let o = c.stream.write_all(out, send_t).await.map_err(client_err)?;
+        let o = c.send_all(out, send_t).await.map_err(client_err)?;
         c.out = o;
-        pace::wait(c).await;
         ubuf = c
-            .stream
-            .write_range(ubuf, body_start, first_end, send_t)
+            .send_range(ubuf, body_start, first_end, send_t)
             .await
             .map_err(client_err)?;
     }
@@ -3314,8 +3317,7 @@ async fn relay(
                     return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
                 state -= n as u64;
-                pace::wait(c).await;
-                ubuf = c.stream.write_all(b, send_t).await.map_err(client_err)?;
+                ubuf = c.send_all(b, send_t).await.map_err(client_err)?;
             }
         }
         ClientFraming::ChunkedPass => {
@@ -3337,12 +3339,7 @@ async fn relay(
                 if fed.done && fed.consumed != ubuf.len() {
                     exact = false;
                 }
-                pace::wait(c).await;
-                ubuf = c
-                    .stream
-                    .write_range(ubuf, 0, fed.consumed, send_t)
-                    .await
-                    .map_err(client_err)?;
+                ubuf = c.send_range(ubuf, 0, fed.consumed, send_t).await.map_err(client_err)?;
             }
         }
         ClientFraming::Dechunk => {
@@ -3361,12 +3358,7 @@ async fn relay(
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
                 }
-                pace::wait(c).await;
-                ubuf = c
-                    .stream
-                    .write_range(ubuf, 0, packed, send_t)
-                    .await
-                    .map_err(client_err)?;
+                ubuf = c.send_range(ubuf, 0, packed, send_t).await.map_err(client_err)?;
                 if fed.done {
                     break;
                 }
@@ -3401,8 +3393,7 @@ async fn relay(
                         if n == 0 {
                             ubuf.clear();
                             ubuf.extend_from_slice(b"0\r\n\r\n");
-                            pace::wait(c).await;
-                            ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+                            ubuf = c.send_all(ubuf, send_t).await.map_err(client_err)?;
                             break;
                         }
                         (CHUNK_HEADER_ROOM, CHUNK_HEADER_ROOM + n)
@@ -3417,18 +3408,12 @@ async fn relay(
                     ubuf.truncate(e);
                     ubuf.extend_from_slice(b"\r\n");
                     let end = ubuf.len();
-                    pace::wait(c).await;
-                    ubuf = c
-                        .stream
-                        .write_range(ubuf, s - hl, end, send_t)
-                        .await
-                        .map_err(client_err)?;
+                    ubuf = c.send_range(ubuf, s - hl, end, send_t).await.map_err(client_err)?;
                 } else {
                     let mut chunk = format!("{len:x}\r\n").into_bytes();
                     chunk.extend_from_slice(&ubuf[s..e]);
                     chunk.extend_from_slice(b"\r\n");
-                    pace::wait(c).await;
-                    let _ = c.stream.write_all(chunk, send_t).await.map_err(client_err)?;
+                    let _ = c.send_all(chunk, send_t).await.map_err(client_err)?;
                 }
             }
         }
@@ -3443,8 +3428,7 @@ async fn relay(
             if n == 0 {
                 break;
             }
-            pace::wait(c).await;
-            ubuf = c.stream.write_all(ubuf, send_t).await.map_err(client_err)?;
+            ubuf = c.send_all(ubuf, send_t).await.map_err(client_err)?;
         },
     }
     ubuf.clear();

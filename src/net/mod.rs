@@ -18,6 +18,7 @@ pub mod io;
 pub mod listener;
 pub mod poll;
 pub mod pool;
+pub mod rate;
 pub mod resolver;
 pub mod tls;
 pub mod tunnel;

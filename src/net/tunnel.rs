@@ -29,19 +29,6 @@ impl Limits {
     }
 }
 
-/// How many bytes a rate-limited pump may read now, waiting until it may read one
-/// (nginx's rule: `rate × (whole seconds + 1)` by each moment since the start).
-async fn allowance(rate: u64, start: std::time::Instant, total: u64) -> usize {
-    loop {
-        let allowed = rate.saturating_mul(start.elapsed().as_secs() + 1);
-        if allowed > total {
-            return (allowed - total).min(usize::MAX as u64) as usize;
-        }
-        let ms = (total - allowed) * 1000 / rate + 1;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
 /// What went through, and how it ended.
 #[derive(Debug)]
 pub struct Tunneled {
@@ -85,7 +72,7 @@ async fn pump(from: &Stream, to: &Stream, lim: Limits, half_close: bool) -> (u64
         buf.clear();
         let mut room = buf.capacity();
         if lim.rate > 0 {
-            room = room.min(allowance(lim.rate, start, total).await);
+            room = room.min(super::rate::allowance(lim.rate, start, total).await);
         }
         let step = match from.read_append(buf, room, lim.read).await {
             Ok((0, _)) => {

@@ -718,9 +718,8 @@ async fn send_parts(c: &mut Client, r: &mut Req<'_>, file: &File, parts: &[Part]
 /// Writes `out` (the head's bytes count once, in the first write) and counts it in
 /// `$bytes_sent`; the emptied buffer back, `None` on failure.
 async fn write_out(c: &Client, r: &mut Req<'_>, out: Vec<u8>) -> Option<Vec<u8>> {
-    super::pace::wait(c).await;
     let n = out.len() as u64;
-    let mut b = c.stream.write_all(out, r.conf.send_timeout).await.ok()?;
+    let mut b = c.send_all(out, r.conf.send_timeout).await.ok()?;
     let first = r.sent.body_bytes == 0 && r.sent.bytes == r.sent.head_bytes;
     r.sent.body_bytes += if first { n - r.sent.head_bytes } else { n };
     r.sent.bytes = r.sent.head_bytes + r.sent.body_bytes;

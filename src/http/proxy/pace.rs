@@ -4,11 +4,11 @@
 //!
 //! Where it sits: set when a response's head is about to go (the relay of an
 //! upstream response, the static handler), then asked before each write of its body.
-//! nginx's rule: by the time `t` whole seconds have passed since the request began,
-//! `rate × (t + 1)` bytes past `limit_rate_after` may have been sent; a write that
-//! would go past that waits until it may.
+//! nginx's rule (`net::rate`): by the time `t` whole seconds have passed since the
+//! request began, `rate × (t + 1)` bytes past `limit_rate_after` may have been sent;
+//! a write that would go past that waits until it may.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Client, Req};
 use crate::config::model::SizeValue;
@@ -55,19 +55,8 @@ pub(super) fn start(c: &mut Client, r: &Req<'_>, upstream: Option<&[u8]>) {
 
 /// Waits until the response may send more.
 pub(super) async fn wait(c: &Client) {
-    let Some(p) = c.pace else {
-        return;
-    };
-    // nginx counts whole seconds: a wait can end before the next one has begun,
-    // and is then followed by another.
-    loop {
+    if let Some(p) = c.pace {
         let sent = c.stream.written() - p.base;
-        let allowed = p.rate.saturating_mul(p.start.elapsed().as_secs() + 1);
-        let over = sent.saturating_sub(p.after) as i128 - allowed as i128;
-        if over < 0 {
-            return;
-        }
-        let ms = (over as u128 * 1000 / u128::from(p.rate)) as u64 + 1;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        crate::net::rate::allowance(p.rate, p.start, sent.saturating_sub(p.after)).await;
     }
 }
