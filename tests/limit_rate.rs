@@ -63,3 +63,49 @@ fn responses_are_paced_as_nginx_paces_them() {
         }
     }
 }
+
+/// An upstream's `X-Accel-Limit-Rate` paces its response (not passed on), unless
+/// `proxy_ignore_headers X-Accel-Limit-Rate`; as nginx.
+#[test]
+fn x_accel_limit_rate_paces_the_upstreams_response() {
+    let be = serve_each(|mut s| {
+        use std::io::Write;
+        let mut buf = Vec::new();
+        read_until(&mut s, &mut buf, b"\r\n\r\n");
+        let body = vec![b'x'; 250 * 1024];
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nX-Accel-Limit-Rate: 102400\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(&body);
+    });
+    let block = |port: u16| {
+        format!(
+            "access_log off; server {{ listen 127.0.0.1:{port};\n\
+             location /paced/ {{ proxy_pass http://{be}; }}\n\
+             location /ignored/ {{ proxy_pass http://{be}; proxy_ignore_headers X-Accel-Limit-Rate; }} }}"
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(block) else {
+        return;
+    };
+    for (who, a) in [("ringx", ra), ("nginx", na)] {
+        let t = Instant::now();
+        let r = get(a, "/paced/x", "x").unwrap();
+        let took = t.elapsed();
+        assert_eq!((r.status, r.body.len()), (200, 250 * 1024), "{who}");
+        assert!(r.header("x-accel-limit-rate").is_none(), "{who}");
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(6),
+            "{who}: {took:?}"
+        );
+        let t = Instant::now();
+        assert_eq!(get(a, "/ignored/x", "x").unwrap().body.len(), 250 * 1024);
+        assert!(
+            t.elapsed() < Duration::from_millis(800),
+            "{who} ignored: {:?}",
+            t.elapsed()
+        );
+    }
+}

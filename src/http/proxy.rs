@@ -2567,9 +2567,8 @@ async fn exchange(
         return Err(ExErr::Fail(Fail::new(FailKind::Status(code), Phase::ReadHead, true)));
     }
     let head = &ubuf[hstart..hstart + c.resp.head_len];
-    let accel =
-        upstream_header(&c.resp, head, b"x-accel-redirect").filter(|t| !t.is_empty() && !conf.ignore_accel_redirect);
-    if let Some(to) = accel {
+    let accel = c.resp.accel_redirect.map(|s| s.get(head));
+    if let Some(to) = accel.filter(|t| !t.is_empty() && !conf.ignore_accel_redirect) {
         // nginx: the body is not read (the connection goes) and the request goes on
         // at the URI the upstream named.
         c.accel = Some(accel_of(c, r, head, to.to_vec()));
@@ -3230,10 +3229,9 @@ async fn relay(
         ..Sent::default()
     };
 
-    let accel = upstream_header(&c.resp, upstream_head, b"x-accel-limit-rate")
-        .filter(|_| !conf.ignore_accel_limit_rate)
-        .map(<[u8]>::to_vec);
-    pace::start(c, r, accel.as_deref());
+    let accel = c.resp.accel_limit_rate.filter(|_| !conf.ignore_accel_limit_rate);
+    let rate = accel.and_then(|s| std::str::from_utf8(s.get(upstream_head)).ok()?.trim().parse().ok());
+    pace::start(c, r, rate);
     let body_start = hstart + c.resp.head_len;
     let filled = ubuf.len();
     let send_t = conf.send_timeout;

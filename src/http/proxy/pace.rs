@@ -38,13 +38,10 @@ fn size(c: &Client, r: &Req<'_>, v: &SizeValue) -> u64 {
     }
 }
 
-/// Paces the response that starts now: the location's `limit_rate`, or `upstream`'s
-/// `X-Accel-Limit-Rate` (bytes per second) when it sent one.
-pub(super) fn start(c: &mut Client, r: &Req<'_>, upstream: Option<&[u8]>) {
-    let rate = match upstream.and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()) {
-        Some(n) => n,
-        None => size(c, r, &r.conf.limit_rate),
-    };
+/// Paces the response that starts now: the location's `limit_rate`, or the rate an
+/// upstream's `X-Accel-Limit-Rate` named (bytes per second).
+pub(super) fn start(c: &mut Client, r: &Req<'_>, upstream: Option<u64>) {
+    let rate = upstream.unwrap_or_else(|| size(c, r, &r.conf.limit_rate));
     c.pace = (rate > 0).then(|| Pace {
         rate,
         after: size(c, r, &r.conf.limit_rate_after),

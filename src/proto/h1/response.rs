@@ -34,6 +34,10 @@ pub struct ResponseHead {
     pub chunked: bool,
     /// The upstream allows reusing the connection.
     pub keep_alive: bool,
+    /// `X-Accel-Redirect` and `X-Accel-Limit-Rate`, found in the one pass over the
+    /// fields (nginx acts on them; they are not passed on).
+    pub accel_redirect: Option<Span>,
+    pub accel_limit_rate: Option<Span>,
 }
 
 impl ResponseHead {
@@ -75,6 +79,8 @@ pub fn parse_response_n<const N: usize>(buf: &[u8], head: &mut ResponseHead) -> 
     head.headers.clear();
     head.content_length = None;
     head.chunked = false;
+    head.accel_redirect = None;
+    head.accel_limit_rate = None;
     let mut close = head.minor == 0;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
@@ -108,6 +114,13 @@ pub fn parse_response_n<const N: usize>(buf: &[u8], head: &mut ResponseHead) -> 
             } else {
                 return Err(HttpError::upstream(502, "upstream sent unknown \"Transfer-Encoding\""));
             }
+        } else if name.len() > 8 && name[..8].eq_ignore_ascii_case(b"x-accel-") {
+            let slot = match &name[8..] {
+                n if n.eq_ignore_ascii_case(b"redirect") => &mut head.accel_redirect,
+                n if n.eq_ignore_ascii_case(b"limit-rate") => &mut head.accel_limit_rate,
+                _ => &mut None,
+            };
+            *slot = Some(span_of(buf, v));
         } else if name.eq_ignore_ascii_case(b"connection") {
             hop = true;
             for tok in v.split(|&c| c == b',').map(trim) {
