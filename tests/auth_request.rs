@@ -72,7 +72,7 @@ fn block(port: u16, auth: SocketAddr, app: SocketAddr) -> String {
 fn auth_request_matches_nginx() {
     let (auth, seen) = auth_service();
     let app = Backend::start("app");
-    let Some((_ringx, _nginx, ra, na)) = side_by_side(|p| block(p, auth, app.addr)) else {
+    let Some((ringx, _nginx, ra, na)) = side_by_side(|p| block(p, auth, app.addr)) else {
         return;
     };
     let req = |p: &str, cookie: &str| {
@@ -130,6 +130,15 @@ fn auth_request_matches_nginx() {
     assert_eq!(ringx_seen[1].0, 401);
     assert_eq!(ringx_seen[1].1.as_deref(), Some("Bearer realm=\"sso\""));
     assert_eq!((ringx_seen[2].0, ringx_seen[3].0, ringx_seen[5].0), (403, 500, 500));
+    // An auth server that cannot be reached: the proxy's error line (naming it),
+    // then nginx's line for the status.
+    let err = ringx.stderr();
+    assert!(
+        err.contains("connect() failed (111: Connection refused) while connecting to upstream")
+            && err.contains("upstream: \"127.0.0.1:1\"")
+            && err.contains("auth request unexpected status: 502"),
+        "{err}"
+    );
     // The request's own `$1` survives the subrequest's regex location.
     assert_eq!(ringx_seen[11].5.as_deref(), Some("/got/kept"));
     // The subrequests: GET for the auth URI, the client's fields, no body.

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use super::{bare_req, enter_location, files, rewrite, Client, Peers, Req};
 use crate::config::model::ProxyPass;
+use crate::http::fail::{Fail, FailKind, Phase};
 use crate::http::forward::{write_request_head, UpBody};
-use crate::net::{IoFail, Stream};
+use crate::net::Stream;
 use crate::observe::log;
 use crate::proto::h1::response::{parse_response, ResponseHead};
 use crate::runtime::worker::Snapshot;
@@ -36,20 +37,21 @@ struct Saved {
 /// kept in `c.heads.upstream` for `auth_request_set`).
 pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Option<u16> {
     let uri = r.conf.auth_request.as_deref()?;
+    // Moved out, and back when the subrequest is done (no copies).
     let saved = Saved {
-        uri_norm: c.uri_norm.clone(),
-        args_buf: c.args_buf.clone(),
+        uri_norm: std::mem::take(&mut c.uri_norm),
+        args_buf: std::mem::take(&mut c.args_buf),
         upstream_head: std::mem::take(&mut c.heads.upstream),
-        subject: c.rw.subject.clone(),
-        groups: c.rw.groups.clone(),
-        named: c.rw.named.clone(),
+        subject: std::mem::take(&mut c.rw.subject),
+        groups: std::mem::take(&mut c.rw.groups),
+        named: std::mem::take(&mut c.rw.named),
     };
     let mut sr = bare_req(r.server);
     sr.start = r.start;
     files::set_uri(c, &mut sr, uri.as_bytes(), Some(b""));
     sr.as_get = true;
     enter_location(c, &mut sr);
-    let status = run(snap, c, &mut sr, uri).await;
+    let (status, www) = run(snap, c, &mut sr, uri).await;
     // auth_request_set: evaluated in the subrequest, stored for the request.
     for (i, value) in &r.conf.auth_request_set {
         let mut v = Vec::new();
@@ -60,7 +62,7 @@ pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Op
         c.rw.vars[*i] = Some(v);
     }
     if status == 401 {
-        r.authenticate = www_authenticate(&c.heads.upstream);
+        r.authenticate = www;
     }
     c.uri_norm = saved.uri_norm;
     c.args_buf = saved.args_buf;
@@ -69,19 +71,20 @@ pub(super) async fn auth(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Op
     Some(status)
 }
 
-/// The subrequest through its location: the rewrite directives, then `proxy_pass`.
-async fn run(snap: &Snapshot, c: &mut Client, sr: &mut Req<'_>, uri: &str) -> u16 {
+/// The subrequest through its location: the rewrite directives, then `proxy_pass`;
+/// its status, and the `WWW-Authenticate` lines of an upstream's answer.
+async fn run(snap: &Snapshot, c: &mut Client, sr: &mut Req<'_>, uri: &str) -> (u16, Option<Vec<u8>>) {
     let conf = sr.conf;
     match rewrite::run(c, sr, &conf.rewrites) {
-        rewrite::Flow::Return(ret) => return ret.code,
-        rewrite::Flow::Fail(code) => return code,
+        rewrite::Flow::Return(ret) => return (ret.code, None),
+        rewrite::Flow::Fail(code) => return (code, None),
         rewrite::Flow::Next { .. } | rewrite::Flow::Stay => {}
         _ => {
             log::error(format_args!(
                 "auth_request \"{uri}\" rewrites or redirects, which ringx does not follow in a subrequest{}",
                 files::Why(c, sr)
             ));
-            return 500;
+            return (500, None);
         }
     }
     let Some(pp) = conf.proxy_pass.as_ref() else {
@@ -89,14 +92,20 @@ async fn run(snap: &Snapshot, c: &mut Client, sr: &mut Req<'_>, uri: &str) -> u1
             "auth_request \"{uri}\" reaches no \"proxy_pass\" without variables, the only subrequest content ringx runs{}",
             files::Why(c, sr)
         ));
-        return 500;
+        return (500, None);
     };
-    ask(snap, c, sr, pp).await.unwrap_or(502)
+    ask(snap, c, sr, pp).await.unwrap_or((502, None))
 }
 
-/// The upstream's answer to the subrequest: its status, the head kept in
-/// `c.heads.upstream`; `None` when no server answered (logged as nginx).
-async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s ProxyPass) -> Option<u16> {
+/// The upstream's answer to the subrequest: its status and `WWW-Authenticate`
+/// lines, the head kept in `c.heads.upstream`; `None` when no server answered
+/// (logged as the proxy logs an attempt, counted against the server as it is).
+async fn ask<'s>(
+    snap: &Snapshot,
+    c: &mut Client,
+    sr: &mut Req<'s>,
+    pp: &'s ProxyPass,
+) -> Option<(u16, Option<Vec<u8>>)> {
     sr.proxy = Some(super::PassRef::Conf(pp));
     let conf = sr.conf;
     let peers = Peers::of(snap, &pp.upstream, None);
@@ -113,13 +122,15 @@ async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s Prox
     for n in 1.. {
         let (held, addr) = peers.pick(&pp.upstream, c.peer.ip(), &key, &mut tried)?;
         match exchange(c, sr, pp, &addr).await {
-            Ok(status) => {
+            Ok(answer) => {
                 held.release(false);
-                return Some(status);
+                return Some(answer);
             }
-            Err(why) => {
-                held.release(true);
-                log::error(format_args!("{why}{}, upstream: \"{addr}\"", files::Why(c, sr)));
+            Err(f) => {
+                held.release(f.counts_against_peer());
+                if let Some(cause) = f.cause() {
+                    log::error(format_args!("{cause}{}, upstream: \"{addr}\"", files::Why(c, sr)));
+                }
                 if !budget.more(n, &tried, peers.len()) {
                     return None;
                 }
@@ -129,27 +140,27 @@ async fn ask<'s>(snap: &Snapshot, c: &mut Client, sr: &mut Req<'s>, pp: &'s Prox
     None
 }
 
-/// One connection: the head out, the response head in.
-async fn exchange(c: &mut Client, sr: &Req<'_>, pp: &ProxyPass, addr: &crate::net::Peer) -> Result<u16, String> {
+/// One connection: the head out, the response head in (the proxy's [`Fail`] for
+/// what goes wrong: its status, whose fault, nginx's words).
+async fn exchange(
+    c: &mut Client,
+    sr: &Req<'_>,
+    pp: &ProxyPass,
+    addr: &crate::net::Peer,
+) -> Result<(u16, Option<Vec<u8>>), Fail> {
     let conf = sr.conf;
-    let io = |e: IoFail, what: &str| match e {
-        IoFail::Timeout => format!("upstream timed out (110: Connection timed out) while {what}"),
-        IoFail::Io(e) => format!("{what} failed ({})", crate::config::parser::os_err(&e)),
-    };
     let mut s = Stream::connect_peer(addr, conf.proxy_connect_timeout)
         .await
-        .map_err(|e| io(e, "connect() while connecting to upstream"))?;
+        .map_err(|e| Fail::io(e, Phase::Connect, false))?;
     if let Some(t) = pp.tls.as_deref() {
         let name = super::upstream_name(c, sr, pp, t);
-        s = super::upstream_handshake(s, t, &name, conf)
-            .await
-            .map_err(|_| "SSL_do_handshake() failed while SSL handshaking to upstream".to_string())?;
+        s = super::upstream_handshake(s, t, &name, conf).await?;
     }
     let mut out = Vec::new();
     write_request_head(&mut out, &c.ctx(sr), conf, pp, sr.loc_prefix, UpBody::None);
     s.write_all(out, conf.proxy_send_timeout)
         .await
-        .map_err(|e| io(e, "writev() while sending request to upstream"))?;
+        .map_err(|e| Fail::io(e, Phase::SendRequest, false))?;
     let deadline = crate::net::Deadline::At(Instant::now() + conf.proxy_read_timeout);
     let mut buf = Vec::with_capacity(4096);
     let mut head = ResponseHead::default();
@@ -157,10 +168,10 @@ async fn exchange(c: &mut Client, sr: &Req<'_>, pp: &ProxyPass, addr: &crate::ne
         let (n, b) = s
             .read_append(buf, 65536, deadline)
             .await
-            .map_err(|e| io(e, "recv() while reading response header from upstream"))?;
+            .map_err(|e| Fail::io(e, Phase::ReadHead, true))?;
         buf = b;
         if n == 0 {
-            return Err("upstream prematurely closed connection while reading response header from upstream".into());
+            return Err(Fail::new(FailKind::Error, Phase::ReadHead, true));
         }
         match parse_response(&buf, &mut head) {
             // An interim response (100) goes by: the final one follows.
@@ -170,27 +181,26 @@ async fn exchange(c: &mut Client, sr: &Req<'_>, pp: &ProxyPass, addr: &crate::ne
             Ok(Some(())) => {
                 c.heads.upstream.clear();
                 c.heads.upstream.extend_from_slice(&buf[..head.head_len]);
-                return Ok(head.code);
+                return Ok((head.code, www_authenticate(&head, &buf)));
             }
-            Ok(None) if buf.len() > 65536 => {
-                return Err("upstream sent too big header while reading response header from upstream".into())
-            }
+            Ok(None) if buf.len() > 65536 => return Err(Fail::new(FailKind::TooBigHeader, Phase::ReadHead, true)),
             Ok(None) => {}
-            Err(_) => return Err("upstream sent invalid header while reading response header from upstream".into()),
+            Err(_) => return Err(Fail::new(FailKind::InvalidHeader, Phase::ReadHead, true)),
         }
     }
 }
 
-/// The `WWW-Authenticate` lines of a kept upstream head, as they go to the client.
-fn www_authenticate(head: &[u8]) -> Option<Vec<u8>> {
+/// The response's `WWW-Authenticate` fields, as they go to the client.
+fn www_authenticate(head: &ResponseHead, buf: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > 17 && line[..17].eq_ignore_ascii_case(b"www-authenticate:") {
-            out.extend_from_slice(b"WWW-Authenticate: ");
-            out.extend_from_slice(line[17..].trim_ascii());
-            out.extend_from_slice(b"\r\n");
-        }
+    for h in head
+        .headers
+        .iter()
+        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(b"www-authenticate"))
+    {
+        out.extend_from_slice(b"WWW-Authenticate: ");
+        out.extend_from_slice(h.value.get(buf));
+        out.extend_from_slice(b"\r\n");
     }
     Some(out).filter(|o| !o.is_empty())
 }
