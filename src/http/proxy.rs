@@ -64,6 +64,7 @@ mod limits;
 mod pace;
 mod realip;
 mod rewrite;
+mod rules;
 mod subrequest;
 mod target;
 
@@ -2962,26 +2963,10 @@ fn proxy_redirect(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<
         return None;
     };
     let rest = &value[prefix..];
-    let ctx = c.ctx(r);
-    let mut to = Vec::new();
-    let len = rules.iter().find_map(|rule| match rule {
-        crate::config::model::Redirect::Prefix(pattern, repl) => {
-            let mut p = Vec::new();
-            pattern.render(&ctx, &mut p);
-            rest.starts_with(&p).then(|| {
-                repl.render(&ctx, &mut to);
-                p.len()
-            })
-        }
-        crate::config::model::Redirect::Domain(..) => None,
-        crate::config::model::Redirect::Regex(re, repl) => {
-            render_matched(c, &ctx, re, rest, repl, &mut to).then_some(rest.len())
-        }
-    })?;
-    let mut v = Vec::with_capacity(value.len() + to.len());
+    let to = rules::apply(c, &c.ctx(r), rules, rest)?;
+    let mut v = Vec::with_capacity(prefix + to.len());
     v.extend_from_slice(&value[..prefix]);
     v.extend_from_slice(&to);
-    v.extend_from_slice(&rest[len..]);
     if location && v.first() == Some(&b'/') {
         return Some(absolute_location(c, r, &v));
     }
@@ -2990,31 +2975,6 @@ fn proxy_redirect(c: &Client, r: &Req<'_>, name: &[u8], value: &[u8]) -> Option<
 
 /// A header value rewritten for the client (name, value → the new value).
 type Rewriter<'a> = dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>> + 'a;
-
-/// Renders `repl` with `$1`… from `re` matched on `subject` (the request's `set`
-/// variables kept); false when it does not match.
-fn render_matched(
-    c: &Client,
-    ctx: &ReqCtx<'_>,
-    re: &crate::config::model::Pcre,
-    subject: &[u8],
-    repl: &crate::config::vars::Template,
-    out: &mut Vec<u8>,
-) -> bool {
-    let Some(caps) = re.0.captures(subject).ok().flatten() else {
-        return false;
-    };
-    let rw = RwState {
-        subject: subject.to_vec(),
-        groups: (0..caps.len())
-            .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-            .collect(),
-        vars: c.rw.vars.clone(),
-        named: Vec::new(),
-    };
-    repl.render(&ReqCtx { rw: Some(&rw), ..*ctx }, out);
-    true
-}
 
 /// The upstream's headers that go to the client; `redirect` may rewrite a value
 /// (`proxy_redirect`).

@@ -732,7 +732,6 @@ pub(super) enum RedirectSet {
 
 /// `proxy_redirect default | off | REDIRECT REPLACEMENT` (`~`/`~*` for a regex).
 fn redirect_rule(_: &mut Builder<'_>, d: &Directive, prev: Option<RedirectSet>) -> Parsed<RedirectSet> {
-    use crate::config::model::Redirect;
     let mut rules = match (prev, d.args.as_slice()) {
         (Some(_), [a]) if a == "off" => return Err(d.err("\"proxy_redirect\" directive is duplicate")),
         (None, [a]) if a == "off" => return Ok(RedirectSet::Off),
@@ -743,17 +742,7 @@ fn redirect_rule(_: &mut Builder<'_>, d: &Directive, prev: Option<RedirectSet>) 
     match d.args.as_slice() {
         [a] if a == "default" => rules.push(Err((d.file.clone(), d.line))),
         [a] => return Err(d.err(format!("invalid parameter \"{a}\""))),
-        [from, to] => {
-            let to = Template::compile(to).map_err(|e| e.at_dir(d))?;
-            let rule = match from.strip_prefix('~') {
-                Some(re) => {
-                    let (re, caseless) = re.strip_prefix('*').map_or((re, false), |r| (r, true));
-                    Redirect::Regex(Arc::new(super::rewrite::pcre(d, re, caseless)?), to)
-                }
-                None => Redirect::Prefix(Template::compile(from).map_err(|e| e.at_dir(d))?, to),
-            };
-            rules.push(Ok(rule));
-        }
+        [from, to] => rules.push(Ok(rewrite_rule(d, from, to, false)?)),
         _ => return Err(nargs(d)),
     }
     Ok(RedirectSet::Rules(rules))
@@ -782,7 +771,6 @@ fn cookie_rule(
     prev: Option<Vec<crate::config::model::Redirect>>,
     domain: bool,
 ) -> Parsed<Vec<crate::config::model::Redirect>> {
-    use crate::config::model::Redirect;
     // `off` is an empty list: nothing may come before or after it.
     let dup = || d.err(format!("\"{}\" directive is duplicate", d.name));
     match (d.args.as_slice(), &prev) {
@@ -793,24 +781,24 @@ fn cookie_rule(
         ([_, _], _) => {}
         _ => return Err(nargs(d)),
     }
-    let to = Template::compile(&d.args[1]).map_err(|e| e.at_dir(d))?;
-    let from = &d.args[0];
-    let rule = match from.strip_prefix('~') {
-        Some(re) => {
-            let (re, caseless) = re.strip_prefix('*').map_or((re, domain), |r| (r, true));
-            Redirect::Regex(Arc::new(super::rewrite::pcre(d, re, caseless)?), to)
-        }
-        None => {
-            let from = Template::compile(from.strip_prefix('.').filter(|_| domain).unwrap_or(from))
-                .map_err(|e| e.at_dir(d))?;
-            if domain {
-                Redirect::Domain(from, to)
-            } else {
-                Redirect::Prefix(from, to)
-            }
-        }
-    };
-    Ok(push(prev, rule))
+    Ok(push(prev, rewrite_rule(d, &d.args[0], &d.args[1], domain)?))
+}
+
+/// One `proxy_redirect` / `proxy_cookie_*` rule, as nginx compiles it: `~REGEX`
+/// (`~*` caseless; a cookie domain's regex is caseless either way), else a prefix,
+/// or for `proxy_cookie_domain` a domain (a leading `.` dropped).
+fn rewrite_rule(d: &Directive, from: &str, to: &str, domain: bool) -> Parsed<crate::config::model::Redirect> {
+    use crate::config::model::Redirect;
+    let to = Template::compile(to).map_err(|e| e.at_dir(d))?;
+    if let Some(re) = from.strip_prefix('~') {
+        let (re, caseless) = re.strip_prefix('*').map_or((re, domain), |r| (r, true));
+        return Ok(Redirect::Regex(Arc::new(super::rewrite::pcre(d, re, caseless)?), to));
+    }
+    if domain {
+        let from = Template::compile(from.strip_prefix('.').unwrap_or(from)).map_err(|e| e.at_dir(d))?;
+        return Ok(Redirect::Domain(from, to));
+    }
+    Ok(Redirect::Prefix(Template::compile(from).map_err(|e| e.at_dir(d))?, to))
 }
 
 /// `proxy_cookie_flags off | COOKIE|~REGEX FLAG…`.

@@ -9,7 +9,7 @@
 //! field is written again as `a=b; c=d; e`, else it goes as it came.
 
 use super::{Client, Req};
-use crate::config::model::{CookieFlags, Redirect};
+use crate::config::model::CookieFlags;
 use crate::http::ctx::ReqCtx;
 
 /// An attribute: its name, and its value when it has `=`.
@@ -34,7 +34,7 @@ pub(super) fn rewrite(c: &Client, r: &Req<'_>, value: &[u8]) -> Option<Vec<u8>> 
         } else {
             continue;
         };
-        if let Some(new) = rewrite_value(c, &ctx, rules, v) {
+        if let Some(new) = super::rules::apply(c, &ctx, rules, v) {
             *v = new;
             changed = true;
         }
@@ -71,48 +71,6 @@ fn join(attrs: &[Attr]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// The first rule that matches `v` rewrites it: a path prefix (case-sensitive), a
-/// domain (the whole value less a leading `.`, either case), or a regex (the whole
-/// value, `$1`… in the replacement).
-fn rewrite_value(c: &Client, ctx: &ReqCtx<'_>, rules: &[Redirect], v: &[u8]) -> Option<Vec<u8>> {
-    for rule in rules {
-        let mut out = Vec::new();
-        match rule {
-            Redirect::Prefix(p, to) => {
-                let mut pat = Vec::new();
-                p.render(ctx, &mut pat);
-                if !v.starts_with(&pat) {
-                    continue;
-                }
-                to.render(ctx, &mut out);
-                out.extend_from_slice(&v[pat.len()..]);
-            }
-            Redirect::Domain(p, to) => {
-                let mut pat = Vec::new();
-                p.render(ctx, &mut pat);
-                let (dot, rest) = match v.strip_prefix(b".") {
-                    Some(r) => (true, r),
-                    None => (false, v),
-                };
-                if !pat.eq_ignore_ascii_case(rest) {
-                    continue;
-                }
-                if dot {
-                    out.push(b'.');
-                }
-                to.render(ctx, &mut out);
-            }
-            Redirect::Regex(re, to) => {
-                if !super::render_matched(c, ctx, re, v, to, &mut out) {
-                    continue;
-                }
-            }
-        }
-        return Some(out);
-    }
-    None
 }
 
 const SECURE_ON: u8 = 1;
