@@ -610,10 +610,8 @@ pub struct LocConf {
     pub proxy_set_body: Option<Template>,
     /// `proxy_method` (variables allowed): the method sent upstream.
     pub proxy_method: Option<Template>,
-    /// `proxy_ignore_headers`: the upstream fields not acted on (only those that do
-    /// something in ringx are kept: X-Accel-Redirect, X-Accel-Limit-Rate).
-    pub ignore_accel_redirect: bool,
-    pub ignore_accel_limit_rate: bool,
+    /// `proxy_ignore_headers`: the upstream fields not acted on.
+    pub proxy_ignore_headers: IgnoredFields,
     /// `proxy_cookie_domain`, `proxy_cookie_path` (empty: off), `proxy_cookie_flags`.
     pub proxy_cookie_domain: Vec<Redirect>,
     pub proxy_cookie_path: Vec<Redirect>,
@@ -633,6 +631,14 @@ pub struct LocConf {
     pub limit_conn_status: u16,
     pub limit_conn_log_level: LogLevel,
     pub limit_conn_dry_run: bool,
+}
+
+/// `proxy_ignore_headers`: of the fields it names, those that do something in
+/// ringx (the others only change what nginx caches, and ringx caches nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IgnoredFields {
+    pub accel_redirect: bool,
+    pub accel_limit_rate: bool,
 }
 
 /// A size written as it is, or with variables (rendered when used; `0` then when it

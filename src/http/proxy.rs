@@ -2569,7 +2569,7 @@ async fn exchange(
     }
     let head = &ubuf[hstart..hstart + c.resp.head_len];
     let accel = c.resp.accel_redirect.map(|s| s.get(head));
-    if let Some(to) = accel.filter(|t| !t.is_empty() && !conf.ignore_accel_redirect) {
+    if let Some(to) = accel.filter(|t| !t.is_empty() && !conf.proxy_ignore_headers.accel_redirect) {
         // nginx: the body is not read (the connection goes) and the request goes on
         // at the URI the upstream named.
         c.accel = Some(accel_of(c, r, head, to.to_vec()));
@@ -3189,7 +3189,10 @@ async fn relay(
         ..Sent::default()
     };
 
-    let accel = c.resp.accel_limit_rate.filter(|_| !conf.ignore_accel_limit_rate);
+    let accel = c
+        .resp
+        .accel_limit_rate
+        .filter(|_| !conf.proxy_ignore_headers.accel_limit_rate);
     let rate = accel.and_then(|s| std::str::from_utf8(s.get(upstream_head)).ok()?.trim().parse().ok());
     pace::start(c, r, rate);
     let body_start = hstart + c.resp.head_len;

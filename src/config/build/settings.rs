@@ -28,8 +28,8 @@ use super::ssl::{
 use super::table::Ctx;
 use super::Builder;
 use crate::config::model::{
-    AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, LimitConn, LimitReq, Lingering, LocConf, LogLevel,
-    NextUpstream, ProxyPass, RealIp, Resolver, RwOp, SizeValue, TryFiles, UserFile,
+    AccessLog, AddHeader, Cidr, DocRoot, ErrorPage, HttpVersion, IgnoredFields, LimitConn, LimitReq, Lingering,
+    LocConf, LogLevel, NextUpstream, ProxyPass, RealIp, Resolver, RwOp, SizeValue, TryFiles, UserFile,
 };
 use crate::config::parser::Directive;
 use crate::config::tls::{Located, SessionCache, VerifyClient};
@@ -103,7 +103,6 @@ settings! {
         proxy_pass, proxy_dyn, tunnel, rewrites, proxy_set_headers, set_header_names, proxy_hide_headers,
         proxy_next_upstream_timeout, add_headers, access_logs, status,
         doc_root, try_files, internal, stub_status, gzip, realip, proxy_redirect,
-        ignore_accel_redirect, ignore_accel_limit_rate,
     }
     // directive = field           value type                      contexts parser       => default
     proxy_set_header:              Vec<(String, Template)>,        HSL, set_header;
@@ -231,7 +230,7 @@ settings! {
     chunked_transfer_encoding:     bool,                           HSL, on_off        => true;
     proxy_socket_keepalive:        bool,                           HSL, on_off        => false;
     proxy_set_body:                Option<Template>,               HSL, opt_template  => None;
-    proxy_ignore_headers:          (bool, bool),                   HSL, ignore_headers;
+    proxy_ignore_headers:          IgnoredFields,                  HSL, ignore_headers => IgnoredFields::default();
     // ringx has no response cache: `proxy_cache off` (nginx's default) only
     proxy_cache:                   bool,                           HSL, cache_off;
     // timed-out connections close with a FIN (nginx's default); `on` (RST) not yet
@@ -276,8 +275,6 @@ struct Computed {
     try_files: Option<Arc<TryFiles>>,
     internal: bool,
     stub_status: bool,
-    ignore_accel_redirect: bool,
-    ignore_accel_limit_rate: bool,
     gzip: Arc<GzipConf>,
     realip: Option<Arc<RealIp>>,
     proxy_redirect: Vec<crate::config::model::Redirect>,
@@ -311,8 +308,6 @@ impl Builder<'_> {
             internal: false,
             stub_status: false,
             proxy_redirect: Vec::new(),
-            ignore_accel_redirect: s.proxy_ignore_headers.is_some_and(|h| h.0),
-            ignore_accel_limit_rate: s.proxy_ignore_headers.is_some_and(|h| h.1),
             gzip: Arc::new(gzip_conf(s)),
             realip: s.set_real_ip_from.clone().map(|from| {
                 Arc::new(RealIp {
@@ -847,17 +842,16 @@ fn opt_template(_: &mut Builder<'_>, d: &Directive, _: Option<Option<Template>>)
     Template::compile(&d.args[0]).map(Some).map_err(|e| e.at_dir(d))
 }
 
-/// `proxy_ignore_headers FIELD…`: (X-Accel-Redirect, X-Accel-Limit-Rate) ignored;
-/// the others nginx takes only change what it would cache, and ringx caches nothing.
-fn ignore_headers(_: &mut Builder<'_>, d: &Directive, _: Option<(bool, bool)>) -> Parsed<(bool, bool)> {
+/// `proxy_ignore_headers FIELD…`.
+fn ignore_headers(_: &mut Builder<'_>, d: &Directive, _: Option<IgnoredFields>) -> Parsed<IgnoredFields> {
     if d.args.is_empty() {
         return Err(nargs(d));
     }
-    let mut v = (false, false);
+    let mut v = IgnoredFields::default();
     for a in &d.args {
         match a.to_ascii_lowercase().as_str() {
-            "x-accel-redirect" => v.0 = true,
-            "x-accel-limit-rate" => v.1 = true,
+            "x-accel-redirect" => v.accel_redirect = true,
+            "x-accel-limit-rate" => v.accel_limit_rate = true,
             "x-accel-expires" | "x-accel-buffering" | "x-accel-charset" | "expires" | "cache-control"
             | "set-cookie" | "vary" => {}
             _ => return Err(d.err(format!("invalid value \"{a}\""))),
