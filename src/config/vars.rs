@@ -21,6 +21,15 @@ pub enum SquidField {
     Hier,
 }
 
+/// Which of stub_status's counts a `$connections_*` variable is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnCount {
+    Active,
+    Reading,
+    Writing,
+    Waiting,
+}
+
 /// `$proxy_protocol_addr` and its kin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PpField {
@@ -49,7 +58,7 @@ pub enum Var {
     /// `$is_request_port`: ":" when there is one.
     IsRequestPort,
     /// `$connections_active`, `_reading`, `_writing`, `_waiting` (stub_status).
-    Connections(u8),
+    Connections(ConnCount),
     /// `$limit_req_status`, `$limit_conn_status`.
     LimitReqStatus,
     LimitConnStatus,
@@ -237,10 +246,10 @@ impl Var {
             "request_port" => Var::RequestPort,
             "is_request_port" => Var::IsRequestPort,
             "limit_req_status" => Var::LimitReqStatus,
-            "connections_active" => Var::Connections(0),
-            "connections_reading" => Var::Connections(4),
-            "connections_writing" => Var::Connections(5),
-            "connections_waiting" => Var::Connections(6),
+            "connections_active" => Var::Connections(ConnCount::Active),
+            "connections_reading" => Var::Connections(ConnCount::Reading),
+            "connections_writing" => Var::Connections(ConnCount::Writing),
+            "connections_waiting" => Var::Connections(ConnCount::Waiting),
             "limit_conn_status" => Var::LimitConnStatus,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,

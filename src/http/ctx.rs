@@ -500,7 +500,19 @@ pub fn proxy_protocol_var(
 /// `stream`'s): the time, the process, the versions. False for any other.
 pub fn common(v: &Var, out: &mut Vec<u8>) -> bool {
     match v {
-        Var::Connections(i) => num(out, crate::observe::counters::totals()[usize::from(*i)]),
+        Var::Connections(k) => {
+            use crate::config::vars::ConnCount;
+            let t = crate::observe::counters::totals();
+            num(
+                out,
+                match k {
+                    ConnCount::Active => t.active,
+                    ConnCount::Reading => t.reading,
+                    ConnCount::Writing => t.writing,
+                    ConnCount::Waiting => t.waiting,
+                },
+            )
+        }
         Var::TimeLocal => {
             // As nginx: the time the variable is evaluated (the log line is written).
             let _ = write!(out, "{}", chrono::Local::now().format("%d/%b/%Y:%H:%M:%S %z"));

@@ -1,7 +1,8 @@
 //! nginx's `stub_status` counters: connections accepted, handled, active, and
 //! requests, reading and writing, for the whole process.
 //!
-//! Where it sits: the accept loop (accepted, handled, active), the HTTP/1 and
+//! Where it sits: the accept loop (accepted, handled), a worker's connection guard
+//! (active), the HTTP/1 and
 //! HTTP/2 request paths (requests, reading, writing) and the `stub_status` handler
 //! and `$connections_*` variables that read them. Each worker thread has its own set,
 //! written only by it (a load and a store, no locked instruction, no shared cache
@@ -63,11 +64,16 @@ pub fn accepted(handled: bool) {
     });
 }
 
+/// A connection opened (1) or closed (-1) (`runtime::worker::ConnGuard`).
+pub fn active(n: i64) {
+    mine(|c| add_i(&c.active, n));
+}
+
 /// Which gauge a [`Gauge`] holds up.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    Active,
     Reading,
+    /// Serving a request (counts the request too).
     Writing,
 }
 
@@ -94,34 +100,48 @@ impl Drop for Gauge {
 
 fn gauge(c: &Counters, k: Kind) -> &AtomicI64 {
     match k {
-        Kind::Active => &c.active,
         Kind::Reading => &c.reading,
         Kind::Writing => &c.writing,
     }
 }
 
-/// The process's totals: (active, accepted, handled, requests, reading, writing,
-/// waiting).
-pub fn totals() -> [u64; 7] {
+/// The process's counts, as `stub_status` shows them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub active: u64,
+    pub accepted: u64,
+    pub handled: u64,
+    pub requests: u64,
+    pub reading: u64,
+    pub writing: u64,
+    /// Active connections neither reading a head nor serving a request.
+    pub waiting: u64,
+}
+
+/// Every worker's counters summed.
+pub fn totals() -> Totals {
     let all = ALL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut t = [0i64; 6];
-    for c in all.iter() {
-        t[0] += c.active.load(Ordering::Relaxed);
-        t[1] += c.accepted.load(Ordering::Relaxed) as i64;
-        t[2] += c.handled.load(Ordering::Relaxed) as i64;
-        t[3] += c.requests.load(Ordering::Relaxed) as i64;
-        t[4] += c.reading.load(Ordering::Relaxed);
-        t[5] += c.writing.load(Ordering::Relaxed);
-    }
-    let waiting = (t[0] - t[4] - t[5]).max(0);
-    let u = |v: i64| v.max(0) as u64;
-    [u(t[0]), u(t[1]), u(t[2]), u(t[3]), u(t[4]), u(t[5]), waiting as u64]
+    let sum = |f: &dyn Fn(&Counters) -> i64| all.iter().map(|c| f(c)).sum::<i64>().max(0) as u64;
+    let u = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
+    let i = |a: &AtomicI64| a.load(Ordering::Relaxed);
+    let mut t = Totals {
+        active: sum(&|c| i(&c.active)),
+        accepted: sum(&|c| u(&c.accepted)),
+        handled: sum(&|c| u(&c.handled)),
+        requests: sum(&|c| u(&c.requests)),
+        reading: sum(&|c| i(&c.reading)),
+        writing: sum(&|c| i(&c.writing)),
+        waiting: 0,
+    };
+    t.waiting = t.active.saturating_sub(t.reading + t.writing);
+    t
 }
 
 /// `stub_status`'s page, in nginx's words and spacing.
 pub fn stub_status() -> String {
-    let [active, accepted, handled, requests, reading, writing, waiting] = totals();
+    let t = totals();
     format!(
-        "Active connections: {active} \nserver accepts handled requests\n {accepted} {handled} {requests} \nReading: {reading} Writing: {writing} Waiting: {waiting} \n"
+        "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
+        t.active, t.accepted, t.handled, t.requests, t.reading, t.writing, t.waiting
     )
 }

@@ -149,12 +149,14 @@ impl Worker {
     }
 }
 
-/// Counts a client connection for the worker while it lives.
+/// Counts a client connection for the worker (and for `stub_status`) while it
+/// lives.
 pub struct ConnGuard(Rc<Worker>);
 
 impl ConnGuard {
     pub fn new(w: Rc<Worker>) -> Self {
         w.active.set(w.active.get() + 1);
+        crate::observe::counters::active(1);
         ConnGuard(w)
     }
 }
@@ -162,6 +164,7 @@ impl ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        crate::observe::counters::active(-1);
     }
 }
 
@@ -337,7 +340,6 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
                 let w2 = w.clone();
                 spawn_local(async move {
                     let _g = ConnGuard::new(w2.clone());
-                    let _active = crate::observe::counters::Gauge::new(crate::observe::counters::Kind::Active);
                     match stream_server {
                         Some(i) => crate::stream::serve(w2, stream, peer, addr, i).await,
                         None => crate::http::proxy::serve(w2, stream, peer, addr).await,
