@@ -1857,20 +1857,10 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
     // 1. The body: check the limit, see how much is here.
     let mut plan = match c.head.body_kind() {
         // `proxy_set_body`: that body instead of the client's (which is skipped).
-        _ if conf.proxy_set_body.is_some() => {
-            if !swallow_body(c) {
-                c.head.keep_alive = false;
-            }
-            let mut v = Vec::new();
-            if let Some(t) = &conf.proxy_set_body {
-                t.render(&c.ctx(r), &mut v);
-            }
-            let mut sp = Spool::default();
-            if sp.push(&v).is_err() {
-                return Step::error(500);
-            }
-            BodyPlan::Collected(sp)
-        }
+        _ if conf.proxy_set_body.is_some() => match set_body(c, r) {
+            Some(sp) => BodyPlan::Collected(sp),
+            None => return Step::error(500),
+        },
         // After an error page's redirect the body (if any) has been used: none goes
         // again, and the connection closes if it was not all here (no desync).
         _ if !conf.proxy_pass_request_body || r.as_get => {
@@ -2104,6 +2094,27 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
         code,
         body: BodyFate::Handled(keep),
     }
+}
+
+/// `proxy_set_body`: the body rendered for the upstream, the client's skipped (the
+/// connection closes if it is not all here); `None` when its temporary file fails.
+fn set_body(c: &mut Client, r: &Req<'_>) -> Option<Spool> {
+    if !swallow_body(c) {
+        c.head.keep_alive = false;
+    }
+    let mut v = Vec::new();
+    if let Some(t) = &r.conf.proxy_set_body {
+        t.render(&c.ctx(r), &mut v);
+    }
+    let mut sp = Spool::in_dir(r.conf.client_body_temp_path.clone());
+    if let Err(e) = sp.push(&v) {
+        // The same words as a chunked body's (ringx's fault, not the upstream's).
+        log::crit(format_args!(
+            "writing the request body to a temporary file failed ({e})"
+        ));
+        return None;
+    }
+    Some(sp)
 }
 
 /// Reads more of a request body into the receive buffer until `enough` says where

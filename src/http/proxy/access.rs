@@ -29,38 +29,47 @@ enum Says {
 
 /// The access phase: `Err(status)` when the request is refused.
 pub(super) async fn check(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>) -> Result<(), u16> {
-    let any = r.conf.satisfy;
-    // nginx's `r->access_code`: the refusal answered when no check allows.
-    let mut refused = 0;
-    for at in 0..3 {
-        let says = match at {
-            0 => rules(c, r, any),
-            1 => basic(c, r),
-            // Only when the checks before have not settled it (a subrequest costs).
-            _ => auth_request(snap, c, r).await,
-        };
-        match says {
-            Says::Declined => {}
-            Says::Allow if any => {
-                r.authenticate = None;
-                return Ok(());
-            }
-            Says::Allow => {}
-            Says::Refuse(code @ (401 | 403 | 407)) if any => {
-                if refused != 401 && refused != 407 {
-                    refused = code;
-                }
-            }
-            Says::Refuse(code) => return Err(code),
-        }
+    let mut a = Satisfy {
+        any: r.conf.satisfy,
+        refused: 0,
+    };
+    // In nginx's order; a check is asked only while the ones before left it open
+    // (an auth subrequest costs).
+    if a.step(rules(c, r, a.any))? || a.step(basic(c, r))? || a.step(auth_request(snap, c, r).await)? {
+        r.authenticate = None;
+        return Ok(());
     }
-    match refused {
+    match a.refused {
         0 => Ok(()),
         403 => {
             log::error(format_args!("access forbidden by rule{}", files::Why(c, r)));
             Err(403)
         }
         code => Err(code),
+    }
+}
+
+/// `satisfy`: how the checks' answers combine.
+struct Satisfy {
+    any: bool,
+    /// nginx's `r->access_code`: the refusal answered when no check allows.
+    refused: u16,
+}
+
+impl Satisfy {
+    /// `Ok(true)`: allowed, no more checks (`satisfy any`); `Err`: refused now.
+    fn step(&mut self, says: Says) -> Result<bool, u16> {
+        match says {
+            Says::Declined => Ok(false),
+            Says::Allow => Ok(self.any),
+            Says::Refuse(code @ (401 | 403 | 407)) if self.any => {
+                if self.refused != 401 && self.refused != 407 {
+                    self.refused = code;
+                }
+                Ok(false)
+            }
+            Says::Refuse(code) => Err(code),
+        }
     }
 }
 

@@ -194,16 +194,13 @@ async fn gzip_static(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, uri: &[u8
     let file = match open(&p) {
         Ok(f) => f,
         Err(e) => {
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
-            ) {
-                log::error(format_args!(
-                    "open() \"{}\" failed ({}){}",
-                    show(&p),
-                    Errno(&e),
-                    Why(c, r)
-                ));
+            // nginx: a missing one is no matter; a forbidden one is an error, anything
+            // else critical; the file itself is served then.
+            let line = format_args!("open() \"{}\" failed ({}){}", show(&p), Errno(&e), Why(c, r));
+            match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => {}
+                Some(libc::EACCES | libc::ELOOP | libc::EMLINK) => log::error(line),
+                _ => log::crit(line),
             }
             return None;
         }
