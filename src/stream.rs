@@ -212,6 +212,15 @@ fn limit_conn(srv: &StreamServer, s: &Session) -> Option<Vec<crate::limit::ConnH
     for l in &srv.limit_conn {
         let mut key = Vec::new();
         l.key.value.render(&Ctx(s), &mut key);
+        if key.len() > 255 {
+            log::error(format_args!(
+                "the value of the \"{}\" key is more than 255 bytes: \"{}\", client: {}, server: {}",
+                l.key.source,
+                String::from_utf8_lossy(&key),
+                s.peer.ip(),
+                s.local
+            ));
+        }
         if key.is_empty() || key.len() > 255 {
             continue;
         }

@@ -791,18 +791,7 @@ fn proxy_socket_keepalive_sets_so_keepalive() {
     for p in ["/on/x", "/off/x"] {
         assert_eq!(get(addr_of(port), p, "x").unwrap().status, 200);
     }
-    // The timer of ringx's side of each idle pooled connection (to the backend's port).
-    let timer = |to: u16| {
-        let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        tcp.lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let rem_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
-                (rem_port == to && f.get(3) == Some(&"01")).then(|| f.get(5)?.split(':').next().map(str::to_owned))?
-            })
-            .collect::<Vec<_>>()
-    };
+    let timer = tcp_timers;
     assert_eq!(timer(on.addr.port()), ["02"], "keepalive timer on");
     assert_eq!(timer(off.addr.port()), ["00"], "no timer");
 }

@@ -472,3 +472,26 @@ fn stream_rates_pace_the_session() {
         }
     }
 }
+
+/// Stream `proxy_socket_keepalive on`: the connection to the upstream runs the
+/// kernel's keepalive timer; without it, it does not.
+#[test]
+fn stream_proxy_socket_keepalive() {
+    let (on, off) = (echo("on"), echo("off"));
+    let (p1, p2) = (free_port(), free_port());
+    let block = format!(
+        "server {{ listen 127.0.0.1:{p1}; proxy_socket_keepalive on; proxy_pass {on}; }}\n\
+         server {{ listen 127.0.0.1:{p2}; proxy_pass {off}; }}"
+    );
+    let _r = start_stream(&block, p1);
+    let mut open = Vec::new();
+    for (p, name) in [(p1, "on\n"), (p2, "off\n")] {
+        let mut c = TcpStream::connect(addr_of(p)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        read_until(&mut c, &mut got, name.as_bytes());
+        open.push(c);
+    }
+    assert_eq!(tcp_timers(on.port()), ["02"], "keepalive timer on");
+    assert_eq!(tcp_timers(off.port()), ["00"], "no timer");
+}

@@ -1005,3 +1005,17 @@ pub fn assert_config_error(body: &str, why: &str) {
     assert_eq!(code, 1, "{body}");
     assert!(err.contains(why) && err.contains("nginx.conf:1"), "{body}: {err}");
 }
+
+/// The timer kind (`tr` in /proc/net/tcp: "02" is the keepalive timer) of each
+/// established TCP connection to local port `to`, seen from its other end.
+pub fn tcp_timers(to: u16) -> Vec<String> {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    tcp.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let rem_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+            (rem_port == to && f.get(3) == Some(&"01")).then(|| f.get(5)?.split(':').next().map(str::to_owned))?
+        })
+        .collect()
+}
