@@ -225,3 +225,78 @@ fn limit_conn_matches_nginx_and_is_global_across_workers() {
     );
     drop(ringx);
 }
+
+/// The log levels, a custom `limit_conn_status` and `limit_conn_dry_run`: a refusal
+/// is logged at `limit_*_log_level`, a delay one level below it; the dry run lets the
+/// request through and says so in `$limit_conn_status`.
+#[test]
+fn log_levels_status_and_dry_run() {
+    let (be, release) = held_backend();
+    let logs = tempdir("limit-levels");
+    let root = site("limit-levels-root", &["r"]);
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log {d}/error.log info; events {{}} http {{ access_log off;\n\
+         limit_req_zone $binary_remote_addr zone=q:1m rate=1r/m;\n\
+         limit_req_zone $binary_remote_addr zone=slow:1m rate=10r/s;\n\
+         limit_conn_zone $binary_remote_addr zone=c:1m;\n\
+         limit_conn_zone $binary_remote_addr zone=cd:1m;\n\
+         server {{ listen 127.0.0.1:{port}; root {r};\n\
+           add_header X-Conn \"$limit_conn_status\" always;\n\
+           location /r/ {{ limit_req zone=q; limit_req_log_level warn; }}\n\
+           location /d/ {{ limit_req zone=slow burst=5; limit_req_log_level warn; }}\n\
+           location /c/ {{ limit_conn c 1; limit_conn_status 429; limit_conn_log_level notice; proxy_pass http://{be}/; }}\n\
+           location /cd/ {{ limit_conn cd 1; limit_conn_dry_run on; proxy_pass http://{be}/; }} }} }}",
+        d = logs.display(),
+        r = root.display()
+    );
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    get(addr_of(port), "/r/", "x").unwrap();
+    assert_eq!(get(addr_of(port), "/r/", "x").unwrap().status, 503);
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("d/index.html"), "d").unwrap();
+    for _ in 0..2 {
+        get(addr_of(port), "/d/", "x").unwrap();
+    }
+    let mut held = start_held_at(addr_of(port), "/c/hold");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(addr_of(port), "/c/x", "x").unwrap().status, 429);
+    release.store(true, Ordering::SeqCst);
+    let _ = held.read_to_end(&mut Vec::new());
+    release.store(false, Ordering::SeqCst);
+    let mut held = start_held_at(addr_of(port), "/cd/hold");
+    std::thread::sleep(Duration::from_millis(300));
+    let dry = get(addr_of(port), "/cd/x", "x").unwrap();
+    assert_eq!((dry.status, dry.header("x-conn")), (200, Some("REJECTED_DRY_RUN")));
+    release.store(true, Ordering::SeqCst);
+    let _ = held.read_to_end(&mut Vec::new());
+    let log = std::fs::read_to_string(logs.join("error.log")).unwrap();
+    for want in [
+        "[warn]",
+        "limiting requests, excess: 1.000 by zone \"q\"",
+        "[notice]",
+        "delaying request, excess: 1.000, by zone \"slow\"",
+        "limiting connections by zone \"c\"",
+        "limiting connections, dry run by zone \"cd\"",
+    ] {
+        assert!(log.contains(want), "{want:?} not in:\n{log}");
+    }
+    let level_of = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split('[').nth(1))
+            .and_then(|l| l.split(']').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(level_of("limiting requests").as_deref(), Some("warn"));
+    assert_eq!(level_of("delaying request").as_deref(), Some("notice"));
+    assert_eq!(level_of("by zone \"c\"").as_deref(), Some("notice"));
+}
+
+fn start_held_at(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    s
+}

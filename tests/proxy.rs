@@ -795,3 +795,41 @@ fn proxy_socket_keepalive_sets_so_keepalive() {
     assert_eq!(timer(on.addr.port()), ["02"], "keepalive timer on");
     assert_eq!(timer(off.addr.port()), ["00"], "no timer");
 }
+
+/// `client_body_temp_path`: where a body read whole (chunked, for an HTTP/1.0
+/// upstream) keeps what does not fit in memory; a directory that cannot take the
+/// file is ringx's 500 with a crit line, never the upstream's fault.
+#[test]
+fn client_body_temp_path_is_where_a_spooled_body_goes() {
+    let b = Backend::start("spool");
+    let dir = tempdir("bodytemp");
+    let port = free_port();
+    let conf = format!(
+        "daemon off; pid off; error_log {d}/error.log info; events {{}} http {{ access_log off;\n\
+         server {{ listen 127.0.0.1:{port};\n\
+           location = /ok {{ client_body_temp_path {d}/body 1 2; proxy_pass http://{be}/echo; }}\n\
+           location = /bad {{ client_body_temp_path {d}/missing/body; proxy_pass http://{be}/echo; }} }} }}",
+        d = dir.display(),
+        be = b.addr
+    );
+    std::fs::create_dir_all(dir.join("body")).unwrap();
+    // Writable by the workers' user (nobody when the tests run as root); nginx would
+    // make it itself, ringx does not yet.
+    std::fs::set_permissions(dir.join("body"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let body = vec![b'z'; 200 * 1024];
+    let chunked = |path: &str| {
+        let mut raw = format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            .into_bytes();
+        raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        raw.extend_from_slice(&body);
+        raw.extend_from_slice(b"\r\n0\r\n\r\n");
+        request(addr_of(port), &raw).unwrap()
+    };
+    let ok = chunked("/ok");
+    assert_eq!((ok.status, ok.body.len()), (200, body.len()));
+    assert_eq!(chunked("/bad").status, 500);
+    assert_eq!(b.count(), 1, "the failed one reached no upstream");
+    let log = std::fs::read_to_string(dir.join("error.log")).unwrap();
+    assert!(log.contains("[crit]") && log.contains("writing the request body to a temporary file failed"), "{log}");
+}
