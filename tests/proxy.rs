@@ -819,8 +819,9 @@ fn client_body_temp_path_is_where_a_spooled_body_goes() {
     let _r = Ringx::start(&conf, &[], addr_of(port));
     let body = vec![b'z'; 200 * 1024];
     let chunked = |path: &str| {
-        let mut raw = format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-            .into_bytes();
+        let mut raw =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                .into_bytes();
         raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
         raw.extend_from_slice(&body);
         raw.extend_from_slice(b"\r\n0\r\n\r\n");
@@ -831,5 +832,8 @@ fn client_body_temp_path_is_where_a_spooled_body_goes() {
     assert_eq!(chunked("/bad").status, 500);
     assert_eq!(b.count(), 1, "the failed one reached no upstream");
     let log = std::fs::read_to_string(dir.join("error.log")).unwrap();
-    assert!(log.contains("[crit]") && log.contains("writing the request body to a temporary file failed"), "{log}");
+    assert!(
+        log.contains("[crit]") && log.contains("writing the request body to a temporary file failed"),
+        "{log}"
+    );
 }

@@ -495,3 +495,49 @@ fn stream_proxy_socket_keepalive() {
     assert_eq!(tcp_timers(on.port()), ["02"], "keepalive timer on");
     assert_eq!(tcp_timers(off.port()), ["00"], "no timer");
 }
+
+/// Stream `proxy_upload_rate`, and `access_log … if=` in stream: the client's bytes
+/// reach the upstream no faster than the rate; a log whose condition renders "0" or
+/// empty gets no line (both sessions, the start-up probe's and the test's, are in
+/// the other).
+#[test]
+fn stream_upload_rate_and_log_condition() {
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Duration)>();
+    let tx = std::sync::Mutex::new(tx);
+    let sink = serve_each(move |mut c| {
+        let t = Instant::now();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let _ = tx.lock().unwrap().send((got.len(), t.elapsed()));
+    });
+    let dir = tempdir("stream-up");
+    let port = free_port();
+    let block = format!(
+        "log_format st '$protocol';\n\
+         server {{ listen 127.0.0.1:{port}; proxy_upload_rate 100k; proxy_pass {sink};\n\
+           access_log {d}/yes.log st if=$protocol; access_log {d}/no.log st if=0; }}",
+        d = dir.display()
+    );
+    let _r = start_stream(&block, port);
+    let mut c = TcpStream::connect(addr_of(port)).unwrap();
+    c.write_all(&vec![b'u'; 250 * 1024]).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    // (The start-up probe's empty session comes first.)
+    let (n, took) = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|(n, _)| *n > 0)
+        .unwrap();
+    assert_eq!(n, 250 * 1024);
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    drop(c);
+    wait_for("the session's log line", Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("yes.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
+    });
+    assert_eq!(std::fs::read_to_string(dir.join("no.log")).unwrap_or_default(), "");
+}
