@@ -397,10 +397,10 @@ fn chunked_request_bodies_are_reencoded_without_extensions_or_trailers() {
     let port = free_port();
     let conf = format!(
         "daemon off; pid off; events {{}} http {{ access_log off;
-           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_http_version 1.1; }} }} }}"
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_http_version 1.1; proxy_request_buffering off; }} }} }}"
     );
     let _r = Ringx::start(&conf, &[], addr_of(port));
-    // Small (read whole before going upstream) and large (streamed).
+    // Small (read whole before going upstream) and large (streamed: buffering off).
     for size in [10usize, 200_000] {
         let data: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
         let mut req =
@@ -557,7 +557,7 @@ fn an_early_upstream_response_is_relayed_while_the_body_streams() {
         "daemon off; pid off; error_log stderr info; events {{}} http {{
            log_format st '$status $request_method';
            access_log {} st; client_max_body_size 0;
-           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_http_version 1.1; proxy_send_timeout 10s; }} }} }}",
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{up}; proxy_http_version 1.1; proxy_send_timeout 10s; proxy_request_buffering off; }} }} }}",
         log.display()
     );
     let r = Ringx::start(&conf, &[], addr_of(port));

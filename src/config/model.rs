@@ -595,6 +595,21 @@ pub struct LocConf {
     pub auth_request_set: Vec<(usize, Template)>,
     /// `client_body_temp_path` (its levels do not matter: the files have no names).
     pub client_body_temp_path: Option<Arc<std::path::Path>>,
+    /// `proxy_request_buffering`: a request body is read whole before it goes
+    /// upstream (with a Content-Length), so the request can go to another server.
+    pub proxy_request_buffering: bool,
+    /// `client_body_buffer_size`: what of a request body read whole stays in memory.
+    pub client_body_buffer_size: u64,
+    /// `proxy_buffering`: a response is read ahead of a slow client (memory up to
+    /// `proxy_buffers`, then a temporary file up to `proxy_max_temp_file_size`), so
+    /// the upstream connection is done with as soon as the upstream is.
+    pub proxy_buffering: bool,
+    pub proxy_buffers: (u64, u64),
+    /// `proxy_buffer_size`: the largest response head an upstream may send.
+    pub proxy_buffer_size: u64,
+    pub proxy_max_temp_file_size: u64,
+    /// `proxy_temp_path`: where a buffered response's temporary file is made.
+    pub proxy_temp_path: Option<Arc<std::path::Path>>,
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,

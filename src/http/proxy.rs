@@ -90,10 +90,11 @@ const UP_BUF_LARGE: usize = 64 * 1024;
 /// client_body_buffer_size): such a request can be retried and use a kept-alive
 /// upstream connection. Larger ones stream.
 const SMALL_BODY: usize = 64 * 1024;
+/// Most bytes read with an upstream response head (body bytes that come with it
+/// leave in the client's first write).
+const UP_READ_AHEAD: usize = 32 * 1024;
 /// Room kept in front of an upstream response for the client head.
 const RESERVE: usize = 512;
-/// Largest upstream response head (nginx: `proxy_buffer_size`).
-const UP_HEAD_MAX: usize = 32 * 1024;
 
 /// What a client connection keeps while it waits for its next request: its socket
 /// and a few numbers. The rest (receive buffer, parsed head, per-request vectors,
@@ -1956,13 +1957,23 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
     };
     let v11 = conf.proxy_http_version == crate::config::model::HttpVersion::Http11;
     let chunked_client = c.head.body_kind() == BodyKind::Chunked;
-    // An HTTP/1.0 upstream cannot take chunked: collect the body first (memory
-    // bounded by the spool; size by client_max_body_size).
-    if chunked_client && !v11 && !matches!(plan, BodyPlan::None) {
-        match collect_chunked(c, r, &mut plan).await {
+    // `proxy_request_buffering on` (nginx's default): the whole body is read before
+    // an upstream is chosen, and goes with a Content-Length (chunked ones de-chunked),
+    // so that it can go to the next server. An HTTP/1.0 upstream cannot take chunked:
+    // such a body is collected whatever the setting. Memory is bounded by the spool
+    // (`client_body_buffer_size`), size by client_max_body_size.
+    let whole = conf.proxy_request_buffering || (chunked_client && !v11);
+    let collect = match plan {
+        BodyPlan::StreamLength { .. } | BodyPlan::StreamChunked { .. } => whole,
+        BodyPlan::Buffered { .. } => whole && chunked_client,
+        _ => false,
+    };
+    if collect {
+        match collect_body(c, r, &mut plan).await {
             Ok(v) => plan = BodyPlan::Collected(v),
             Err(code) => {
-                if code == 0 {
+                if code == 0 || code == 408 {
+                    r.sent.status = code;
                     return Step::Done(false);
                 }
                 return Step::Error {
@@ -2072,10 +2083,13 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
                     return Step::Done(false);
                 }
                 let nu = &conf.proxy_next_upstream;
+                // A body still streaming from the client can go again only while none
+                // of it was sent: its unread rest is still in the client's socket
+                // (nginx: `u->request_sent && r->request_body_no_buffering`).
                 let retry = !f.fatal
                     && f.next_upstream_allows(nu)
                     && more
-                    && replayable
+                    && (replayable || !f.sent)
                     && (idempotent || nu.non_idempotent || !f.sent);
                 let fatal = f.fatal;
                 last = Some(f);
@@ -2166,11 +2180,87 @@ async fn send_continue(c: &mut Client, conf: &LocConf) -> bool {
     }
 }
 
-/// Reads a whole chunked body (for an HTTP/1.0 upstream) into a [`Spool`]. `Err(0)`:
-/// the client went away; `Err(code)`: answer `code`.
-async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Result<Spool, u16> {
+/// Reads the whole request body into a [`Spool`] (de-chunked), as nginx's
+/// `ngx_http_read_client_request_body`: `100 Continue` first when the client waits
+/// for it; past `client_body_buffer_size` the body goes to a temporary file, with
+/// nginx's warning. `Err(0)`: the client went away; `Err(408)`: it timed out (no
+/// answer, as nginx); `Err(code)`: answer `code`.
+async fn collect_body(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Result<Spool, u16> {
+    if !send_continue(c, r.conf).await {
+        return Err(0);
+    }
+    let mem = usize::try_from(r.conf.client_body_buffer_size).unwrap_or(usize::MAX);
+    let mut out = Spool::sized(r.conf.client_body_temp_path.clone(), mem);
+    match *plan {
+        BodyPlan::StreamLength { initial, total } => collect_length(c, r, initial, total, &mut out).await?,
+        _ => collect_chunked(c, r, plan, &mut out).await?,
+    }
+    if out.on_file() {
+        let dir = r
+            .conf
+            .client_body_temp_path
+            .as_deref()
+            .map_or_else(std::env::temp_dir, |p| p.to_path_buf());
+        log::warn(format_args!(
+            "a client request body is buffered to a temporary file {}/(unnamed), client: {}, server: {}",
+            dir.display(),
+            c.peer.ip(),
+            r.server.primary_name
+        ));
+    }
+    Ok(out)
+}
+
+/// A client read of the body failed: logged at info naming the client; 408 for a
+/// timeout, else 0.
+fn body_read_failed(c: &Client, e: Option<IoFail>) -> u16 {
+    let (what, code) = match e {
+        Some(IoFail::Timeout) => ("client timed out (110: Connection timed out)", 408),
+        _ => ("client prematurely closed connection", 0),
+    };
+    log::info(format_args!(
+        "{what} while reading client request body, client: {}",
+        c.peer.ip()
+    ));
+    code
+}
+
+/// The rest of a Content-Length body into `out` (exactly its length: pipelined bytes
+/// after it stay in the socket for the next request).
+async fn collect_length(c: &mut Client, r: &Req<'_>, initial: usize, total: u64, out: &mut Spool) -> Result<(), u16> {
     let head_len = c.head.head_len;
-    let mut out = Spool::in_dir(r.conf.client_body_temp_path.clone());
+    push_body(out, &c.buf[head_len..head_len + initial])?;
+    let mut left = total - initial as u64;
+    let mut tmp = Vec::with_capacity(UP_BUF_LARGE);
+    while left > 0 {
+        tmp.clear();
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(UP_BUF_LARGE);
+        match c.stream.read_append(tmp, want, r.conf.client_body_timeout).await {
+            Ok((0, _)) => return Err(body_read_failed(c, None)),
+            Err(e) => return Err(body_read_failed(c, Some(e))),
+            Ok((n, b)) => {
+                tmp = b;
+                left -= n as u64;
+            }
+        }
+        push_body(out, &tmp)?;
+    }
+    Ok(())
+}
+
+/// Appends to the spool: 500 (with a crit line) when its file fails.
+fn push_body(out: &mut Spool, data: &[u8]) -> Result<(), u16> {
+    out.push(data).map_err(|e| {
+        log::crit(format_args!(
+            "writing the request body to a temporary file failed ({e})"
+        ));
+        500
+    })
+}
+
+/// The rest of a chunked body, de-chunked into `out`.
+async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan, out: &mut Spool) -> Result<(), u16> {
+    let head_len = c.head.head_len;
     let mut d = ChunkedDecoder::new();
     let initial = match plan {
         BodyPlan::Buffered { len } => *len,
@@ -2178,19 +2268,20 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
         _ => 0,
     };
     let part = &c.buf[head_len..head_len + initial];
-    let f = spool_chunks(&mut d, part, &mut out)?;
+    let f = spool_chunks(&mut d, part, out)?;
     if f.done {
-        return Ok(out);
+        return Ok(());
     }
     let max = r.conf.client_max_body_size;
     let mut tmp = Vec::with_capacity(UP_BUF);
     loop {
         tmp.clear();
         match c.stream.read_append(tmp, UP_BUF, r.conf.client_body_timeout).await {
-            Ok((0, _)) | Err(_) => return Err(0),
+            Ok((0, _)) => return Err(body_read_failed(c, None)),
+            Err(e) => return Err(body_read_failed(c, Some(e))),
             Ok((_, b)) => tmp = b,
         }
-        let f = spool_chunks(&mut d, &tmp, &mut out)?;
+        let f = spool_chunks(&mut d, &tmp, out)?;
         if max != 0 && d.total > max {
             return Err(413);
         }
@@ -2198,7 +2289,7 @@ async fn collect_chunked(c: &mut Client, r: &Req<'_>, plan: &mut BodyPlan) -> Re
             // Pipelined bytes after the body stay for the next request.
             c.buf.extend_from_slice(&tmp[f.consumed..]);
             c.consumed = c.buf.len() - (tmp.len() - f.consumed);
-            return Ok(out);
+            return Ok(());
         }
     }
 }
@@ -2504,10 +2595,13 @@ async fn exchange(
     // fast upstream costs no extra operation.
     let watch_from = tokio::time::Instant::now() + CLIENT_WATCH_AFTER;
     let mut got_any = false;
+    // The largest head the upstream may send (nginx: the `proxy_buffer_size` buffer
+    // it is read into).
+    let head_max = usize::try_from(conf.proxy_buffer_size).unwrap_or(usize::MAX).max(1);
     'head: loop {
-        // At most what is left of the head limit: a head over it is "too big" however
-        // the bytes arrive.
-        let room = (hstart + UP_HEAD_MAX).saturating_sub(ubuf.len()).max(1);
+        // A head over the limit is "too big" however the bytes arrive (checked once
+        // it is parsed, or once that many bytes are here without its end).
+        let room = (hstart + head_max.max(UP_READ_AHEAD)).saturating_sub(ubuf.len()).max(1);
         let client = &c.stream;
         let ignore = conf.proxy_ignore_client_abort;
         let gone = async {
@@ -2548,6 +2642,7 @@ async fn exchange(
         got_any = true;
         loop {
             match parse_response(&ubuf[hstart..], &mut c.resp) {
+                Ok(Some(())) if c.resp.head_len > head_max => return Err(bad_head(FailKind::TooBigHeader)),
                 // 101 only where the client asked to switch (nginx's rule), and not
                 // while a body is still on its way.
                 Ok(Some(())) if c.resp.code == 101 && framing::wants_upgrade(&c.head, &c.buf) && !early => break 'head,
@@ -2556,7 +2651,7 @@ async fn exchange(
                     ubuf.drain(hstart..hstart + c.resp.head_len);
                 }
                 Ok(Some(())) => break 'head,
-                Ok(None) if ubuf.len() - hstart >= UP_HEAD_MAX => return Err(bad_head(FailKind::TooBigHeader)),
+                Ok(None) if ubuf.len() - hstart >= head_max => return Err(bad_head(FailKind::TooBigHeader)),
                 Ok(None) => continue 'head,
                 Err(_) => return Err(bad_head(FailKind::InvalidHeader)),
             }

@@ -28,20 +28,34 @@ pub struct Spool {
     len: u64,
     /// `client_body_temp_path`; `None`: `$TMPDIR`.
     dir: Option<std::sync::Arc<std::path::Path>>,
+    /// Bytes kept in memory before the body moves to a file.
+    mem_max: usize,
 }
 
 impl Spool {
-    /// A spool whose file, if it needs one, is made in `dir`.
+    /// A spool whose file, if it needs one, is made in `dir`, once it holds more than
+    /// [`SPOOL_MEM`].
     pub fn in_dir(dir: Option<std::sync::Arc<std::path::Path>>) -> Spool {
+        Spool::sized(dir, SPOOL_MEM)
+    }
+
+    /// A spool that keeps up to `mem_max` bytes in memory (`client_body_buffer_size`).
+    pub fn sized(dir: Option<std::sync::Arc<std::path::Path>>, mem_max: usize) -> Spool {
         Spool {
             dir,
+            mem_max,
             ..Spool::default()
         }
     }
 
+    /// Whether the body has moved to its temporary file.
+    pub fn on_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Appends `data`, moving everything to a temporary file once it outgrows memory.
     pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.file.is_none() && self.mem.len() + data.len() > SPOOL_MEM {
+        if self.file.is_none() && self.mem.len() + data.len() > self.mem_max {
             let mut f = temp_file(self.dir.as_deref())?;
             f.write_all(&self.mem)?;
             self.mem = Vec::new();
@@ -99,12 +113,12 @@ mod tests {
 
     #[test]
     fn small_bodies_stay_in_memory_and_large_ones_read_back_intact() {
-        let mut small = Spool::default();
+        let mut small = Spool::in_dir(None);
         small.push(b"hello ").unwrap();
         small.push(b"world").unwrap();
         assert_eq!(small.in_memory(), Some(&b"hello world"[..]));
 
-        let mut big = Spool::default();
+        let mut big = Spool::in_dir(None);
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         for part in data.chunks(7_000) {
             big.push(part).unwrap();

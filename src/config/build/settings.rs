@@ -236,6 +236,15 @@ settings! {
     // timed-out connections close with a FIN (nginx's default); `on` (RST) not yet
     reset_timedout_connection:     bool,                           HSL, only_off;
     client_body_temp_path:         Option<Arc<std::path::Path>>,   HSL, temp_path     => None;
+    // Buffering (request bodies read whole first, responses read ahead of the client:
+    // src/http/spool.rs, src/http/proxy/backlog.rs)
+    proxy_request_buffering:       bool,                           HSL, on_off        => true;
+    client_body_buffer_size:       u64,                            HSL, size          => 16 * 1024;
+    proxy_buffering:               bool,                           HSL, on_off        => true;
+    proxy_buffers:                 (u64, u64),                     HSL, buffers       => (8, 4096);
+    proxy_buffer_size:             u64,                            HSL, size          => 4096;
+    proxy_max_temp_file_size:      u64,                            HSL, size          => 1024 * 1024 * 1024;
+    proxy_temp_path:               Option<Arc<std::path::Path>>,   HSL, temp_path     => None;
     // limit_rate (src/http/proxy/pace.rs)
     limit_rate:                    SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
     limit_rate_after:              SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
@@ -884,6 +893,17 @@ fn temp_path(
         }
     }
     Ok(Some(b.env.path(&d.args[0]).into()))
+}
+
+/// `proxy_buffers NUMBER SIZE` (nginx: both above zero, at least two buffers).
+fn buffers(_: &mut Builder<'_>, d: &Directive, _: Option<(u64, u64)>) -> Parsed<(u64, u64)> {
+    two_args(d)?;
+    let n = parse_num(d, &d.args[0])?;
+    let size = parse_size(d, &d.args[1])?;
+    if n < 2 || size == 0 {
+        return Err(d.err("there must be at least 2 \"proxy_buffers\""));
+    }
+    Ok((n, size))
 }
 
 /// A size (`100k`) or a value with variables rendered when used.

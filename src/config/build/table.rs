@@ -127,10 +127,6 @@ const NO_OP: &[(&str, &[Ctx])] = &[
     ("map_hash_max_size", &[Ctx::Http]),
     ("map_hash_bucket_size", &[Ctx::Http]),
     ("server_names_hash_max_size", &[Ctx::Http]),
-    ("proxy_buffering", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("proxy_request_buffering", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("proxy_buffer_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("proxy_buffers", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_busy_buffers_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     // Cache settings that do nothing while `proxy_cache` is off, the only value
     // ringx takes (it has no response cache): guides set them beside `proxy_cache off`.
@@ -148,14 +144,11 @@ const NO_OP: &[(&str, &[Ctx])] = &[
         &[Ctx::Http, Ctx::Server, Ctx::Location],
     ),
     // Where responses of modules ringx does not write to temp files would go.
-    ("proxy_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("fastcgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("uwsgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("scgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    // ringx streams responses and writes none to temp files (what 0 asks for).
-    ("proxy_max_temp_file_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+    // How a temporary file is written (ringx writes what it has, whatever its size).
     ("proxy_temp_file_write_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("client_body_buffer_size", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("client_header_buffer_size", &[Ctx::Http, Ctx::Server]),
     ("accept_mutex", &[Ctx::Events]),
     ("accept_mutex_delay", &[Ctx::Events]),
