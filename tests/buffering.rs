@@ -204,3 +204,163 @@ fn proxy_buffer_size_bounds_the_upstream_head() {
         assert_eq!(large.header("x-big").map(str::len), Some(5000));
     }
 }
+
+const BIG: usize = 32 << 20;
+
+/// When the upstream had written each path's response.
+type Finished = std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
+
+fn pattern_byte(i: usize) -> u8 {
+    b'a' + (i % 26) as u8
+}
+
+/// An upstream that answers every request with `BIG` bytes (`X-Accel-Buffering: no`
+/// when the path says `/xab`) and notes, per path, when it had written them all.
+fn big_upstream(size: usize) -> (std::net::SocketAddr, Finished) {
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let d2 = done.clone();
+    let addr = serve_each(move |mut s| {
+        let mut buf = Vec::new();
+        read_until(&mut s, &mut buf, b"\r\n\r\n");
+        let line = String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string();
+        let path = line.split(' ').nth(1).unwrap_or("").to_string();
+        let xab = if path.contains("/xab") {
+            "X-Accel-Buffering: no\r\n"
+        } else {
+            ""
+        };
+        let mut out =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n{xab}Connection: close\r\n\r\n").into_bytes();
+        out.extend((0..size).map(pattern_byte));
+        if s.write_all(&out).is_ok() {
+            d2.lock().unwrap().push((path, Instant::now()));
+        }
+    });
+    (addr, done)
+}
+
+fn finished(done: &std::sync::Mutex<Vec<(String, Instant)>>, path: &str) -> Option<Instant> {
+    done.lock().unwrap().iter().find(|(p, _)| p == path).map(|(_, t)| *t)
+}
+
+/// A client that asks and then reads nothing for a while: with proxy_buffering on
+/// the upstream still gets its whole 32 MiB response out (memory, then the
+/// temporary file) and is done with; off, with no temporary file, or when the
+/// upstream says `X-Accel-Buffering: no`, it waits on the client, as nginx's. Every
+/// client then gets the whole body intact.
+#[test]
+fn a_slow_client_does_not_hold_the_upstream() {
+    let (up, done) = big_upstream(BIG);
+    let port = free_port();
+    let locs = format!(
+        "location /on/ {{ proxy_pass http://{up}; }}
+         location /off/ {{ proxy_pass http://{up}; proxy_buffering off; }}
+         location /nofile/ {{ proxy_pass http://{up}; proxy_max_temp_file_size 0; }}
+         location /on/xab {{ proxy_pass http://{up}; }}
+         location /ignored/xab {{ proxy_pass http://{up}; proxy_ignore_headers X-Accel-Buffering; }}"
+    );
+    let r = Ringx::start(&conf(port, "", &locs), &[], addr_of(port));
+    let cases = [
+        ("/on/a", true),
+        ("/off/a", false),
+        ("/nofile/a", false),
+        ("/on/xab", false),
+        ("/ignored/xab", true),
+    ];
+    let threads: Vec<_> = cases
+        .iter()
+        .map(|&(path, early)| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr_of(port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                let asked = Instant::now();
+                std::thread::sleep(Duration::from_millis(2500));
+                let during = finished(&done, path).is_some_and(|t| t - asked < Duration::from_millis(2500));
+                let resp = read_response(&mut s, &mut Vec::new(), false).expect("a response");
+                assert_eq!(resp.status, 200, "{path}");
+                assert_eq!(resp.body.len(), BIG, "{path}");
+                assert!(
+                    resp.body.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)),
+                    "{path}: body differs"
+                );
+                assert_eq!(resp.header("x-accel-buffering"), None, "{path}: not passed on");
+                assert_eq!(during, early, "{path}: upstream done while the client read nothing");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let err = r.stderr();
+    assert_eq!(
+        err.matches("an upstream response is buffered to a temporary file")
+            .count(),
+        2,
+        "{err}"
+    );
+}
+
+/// Over TLS, with a client that reads at 4 MB/s (curl --limit-rate) and with
+/// `limit_rate`: the upstream is done within a second, `$upstream_response_time`
+/// says so while `$request_time` is the client's, and the body arrives intact.
+#[test]
+fn a_throttled_tls_client_gets_a_buffered_response() {
+    if std::process::Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let size = 12 << 20;
+    let (up, done) = big_upstream(size);
+    let dir = tempdir("buffering-tls");
+    let pki = Pki::new(&dir, "ca");
+    pki.leaf(&dir, "site", &["localhost"]);
+    let log = dir.join("access.log");
+    let port = free_port();
+    let http = format!(
+        "log_format t '$uri $status $upstream_response_time $request_time';
+         server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {0}/site.crt; ssl_certificate_key {0}/site.key;
+           access_log {1} t;
+           location /curl/ {{ proxy_pass http://{up}; }}
+           location /paced/ {{ proxy_pass http://{up}; limit_rate 4m; }} }}",
+        dir.display(),
+        log.display()
+    );
+    let conf = format!("daemon off; pid off; error_log stderr info; events {{}} http {{ {http} }}");
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    for (path, rate) in [("/curl/a", "4M"), ("/paced/a", "100M")] {
+        let out_file = dir.join("body");
+        let t = Instant::now();
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--limit-rate", rate, "-o"])
+            .arg(&out_file)
+            .arg(format!("https://localhost:{port}{path}"))
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+        let body = std::fs::read(&out_file).unwrap();
+        assert_eq!(body.len(), size, "{path}");
+        assert!(
+            body.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)),
+            "{path}: body differs"
+        );
+        assert!(took >= Duration::from_secs(2), "{path}: the client took {took:?}");
+        let up_took = finished(&done, path).expect("the upstream finished") - t;
+        assert!(
+            up_took < Duration::from_millis(1500),
+            "{path}: upstream done after {up_took:?}"
+        );
+    }
+    wait_for("two log lines", Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 2
+    });
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (up_t, req_t): (f64, f64) = (f[2].parse().unwrap(), f[3].parse().unwrap());
+        // The request ends when ringx has written the last byte (the kernel holds a
+        // part of the throttled client's share).
+        assert!(up_t < 1.5 && req_t > up_t + 0.5, "{line}");
+    }
+}

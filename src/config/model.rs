@@ -654,6 +654,7 @@ pub struct LocConf {
 pub struct IgnoredFields {
     pub accel_redirect: bool,
     pub accel_limit_rate: bool,
+    pub accel_buffering: bool,
 }
 
 /// A size written as it is, or with variables (rendered when used; `0` then when it

@@ -57,6 +57,7 @@ use crate::proto::gzip;
 
 mod access;
 mod autoindex;
+mod backlog;
 mod connect;
 mod cookie;
 mod files;
@@ -180,6 +181,8 @@ struct Client {
     pace: Option<pace::Pace>,
     /// An upstream's `X-Accel-Redirect`, to follow instead of relaying its response.
     accel: Option<Accel>,
+    /// `proxy_buffering on`: what the client has not taken yet of a response.
+    backlog: std::cell::RefCell<Option<Box<backlog::Backlog>>>,
 }
 
 /// nginx's X-Accel-Redirect: where to go, and what of the upstream's head the final
@@ -309,6 +312,7 @@ impl Client {
             intercepted: None,
             pace: None,
             accel: None,
+            backlog: Default::default(),
         }
     }
 
@@ -2039,6 +2043,7 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
                     .last()
                     .is_some_and(|a| conf.proxy_next_upstream.status(a.status) && a.status != 403 && a.status != 404);
                 held.release(failed);
+                let keep_client = drain_backlog(c, r).await && keep_client;
                 if let Some(code) = c.intercepted.take() {
                     return Step::Error {
                         code,
@@ -2052,6 +2057,13 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
             }
             Err(f) => {
                 held.release(f.counts_against_peer());
+                // What the upstream did send before it broke off still goes (the
+                // client's own failure drops it).
+                if matches!(f.kind, FailKind::Client(_)) {
+                    c.backlog.borrow_mut().take();
+                } else {
+                    drain_backlog(c, r).await;
+                }
                 match f.kind {
                     // Logged where it happened; the client gets a 500.
                     FailKind::Internal => {
@@ -2107,6 +2119,27 @@ async fn proxy(snap: &Snapshot, c: &mut Client, r: &mut Req<'_>, pp: &ProxyPass,
     Step::Error {
         code,
         body: BodyFate::Handled(keep),
+    }
+}
+
+/// `proxy_buffering`: the rest of a response, sent once the upstream is done with
+/// (its connection pooled or closed, its balancer slot given back), counted for the
+/// access log. False when the client failed (logged naming it).
+async fn drain_backlog(c: &mut Client, r: &mut Req<'_>) -> bool {
+    if c.backlog.borrow().is_none() {
+        return true;
+    }
+    let mark = c.stream.written();
+    let res = backlog::drain(c, r.conf.send_timeout).await;
+    let n = c.stream.written() - mark;
+    r.sent.bytes += n;
+    r.sent.body_bytes += n;
+    match res {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = client_write_failed(e, c.peer);
+            false
+        }
     }
 }
 
@@ -3325,6 +3358,10 @@ async fn relay(
         conn.buf = ubuf;
         return Ok((keep, exact));
     }
+    let side = |e: backlog::Side| match e {
+        backlog::Side::Upstream(e) => up_err(e),
+        backlog::Side::Client(e) => client_err(e),
+    };
     // First write: client head placed just before the body bytes that came with the
     // upstream head, when it fits in the room there.
     let mut dec = ChunkedDecoder::new();
@@ -3349,13 +3386,24 @@ async fn relay(
         ClientFraming::Raw => (filled, 0),
         ClientFraming::Dechunk | ClientFraming::Encode => (body_start, 0),
     };
+    // Read ahead of the client (`proxy_buffering`) when more is to come from the
+    // upstream than this first write; compressed responses stream (relay_gzip
+    // writes as it compresses).
+    let more = match mode {
+        ClientFraming::None => false,
+        ClientFraming::Length(_) => state > 0,
+        ClientFraming::ChunkedPass => !dec.is_done(),
+        _ => true,
+    };
+    let says = c.resp.accel_buffering.map(|s| s.get(&ubuf[hstart..]));
+    backlog::start(c, conf, says.filter(|_| more), more);
     if out.len() <= body_start {
         let s = body_start - out.len();
         ubuf[s..body_start].copy_from_slice(&out);
-        ubuf = c.send_range(ubuf, s, first_end, send_t).await.map_err(client_err)?;
+        ubuf = backlog::send(c, ubuf, s, first_end, send_t).await.map_err(client_err)?;
         c.out = out;
     } else {
-        let o = c.send_all(out, send_t).await.map_err(client_err)?;
+        let o = backlog::send_all(c, out, send_t).await.map_err(client_err)?;
         c.out = o;
         ubuf = c
             .send_range(ubuf, body_start, first_end, send_t)
@@ -3375,27 +3423,23 @@ async fn relay(
             while state > 0 {
                 ubuf.clear();
                 let want = (state as usize).min(UP_BUF_LARGE);
-                let (n, b) = conn
-                    .stream
-                    .read_append(sized(ubuf, want.max(fit)), want, read_t)
+                let (n, b) = backlog::read(c, &conn.stream, sized(ubuf, want.max(fit)), want, read_t, send_t)
                     .await
-                    .map_err(up_err)?;
+                    .map_err(side)?;
                 if n == 0 {
                     return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
                 state -= n as u64;
-                ubuf = c.send_all(b, send_t).await.map_err(client_err)?;
+                ubuf = backlog::send_all(c, b, send_t).await.map_err(client_err)?;
             }
         }
         ClientFraming::ChunkedPass => {
             let d = &mut dec;
             while !d.is_done() {
                 ubuf.clear();
-                let (n, b) = conn
-                    .stream
-                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                let (n, b) = backlog::read(c, &conn.stream, sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t, send_t)
                     .await
-                    .map_err(up_err)?;
+                    .map_err(side)?;
                 if n == 0 {
                     return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
@@ -3406,7 +3450,9 @@ async fn relay(
                 if fed.done && fed.consumed != ubuf.len() {
                     exact = false;
                 }
-                ubuf = c.send_range(ubuf, 0, fed.consumed, send_t).await.map_err(client_err)?;
+                ubuf = backlog::send(c, ubuf, 0, fed.consumed, send_t)
+                    .await
+                    .map_err(client_err)?;
             }
         }
         ClientFraming::Dechunk => {
@@ -3425,16 +3471,14 @@ async fn relay(
                     ubuf.copy_within(rg.clone(), packed);
                     packed += rg.len();
                 }
-                ubuf = c.send_range(ubuf, 0, packed, send_t).await.map_err(client_err)?;
+                ubuf = backlog::send(c, ubuf, 0, packed, send_t).await.map_err(client_err)?;
                 if fed.done {
                     break;
                 }
                 ubuf.clear();
-                let (n, b) = conn
-                    .stream
-                    .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+                let (n, b) = backlog::read(c, &conn.stream, sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t, send_t)
                     .await
-                    .map_err(up_err)?;
+                    .map_err(side)?;
                 if n == 0 {
                     return Err(fatal(FailKind::Error, Phase::ReadBody));
                 }
@@ -3451,16 +3495,15 @@ async fn relay(
                     None => {
                         ubuf.clear();
                         ubuf.resize(CHUNK_HEADER_ROOM, 0);
-                        let (n, b) = conn
-                            .stream
-                            .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
-                            .await
-                            .map_err(up_err)?;
+                        let (n, b) =
+                            backlog::read(c, &conn.stream, sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t, send_t)
+                                .await
+                                .map_err(side)?;
                         ubuf = b;
                         if n == 0 {
                             ubuf.clear();
                             ubuf.extend_from_slice(b"0\r\n\r\n");
-                            ubuf = c.send_all(ubuf, send_t).await.map_err(client_err)?;
+                            ubuf = backlog::send_all(c, ubuf, send_t).await.map_err(client_err)?;
                             break;
                         }
                         (CHUNK_HEADER_ROOM, CHUNK_HEADER_ROOM + n)
@@ -3475,27 +3518,25 @@ async fn relay(
                     ubuf.truncate(e);
                     ubuf.extend_from_slice(b"\r\n");
                     let end = ubuf.len();
-                    ubuf = c.send_range(ubuf, s - hl, end, send_t).await.map_err(client_err)?;
+                    ubuf = backlog::send(c, ubuf, s - hl, end, send_t).await.map_err(client_err)?;
                 } else {
                     let mut chunk = format!("{len:x}\r\n").into_bytes();
                     chunk.extend_from_slice(&ubuf[s..e]);
                     chunk.extend_from_slice(b"\r\n");
-                    let _ = c.send_all(chunk, send_t).await.map_err(client_err)?;
+                    let _ = backlog::send_all(c, chunk, send_t).await.map_err(client_err)?;
                 }
             }
         }
         ClientFraming::Raw => loop {
             ubuf.clear();
-            let (n, b) = conn
-                .stream
-                .read_append(sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t)
+            let (n, b) = backlog::read(c, &conn.stream, sized(ubuf, UP_BUF_LARGE), UP_BUF_LARGE, read_t, send_t)
                 .await
-                .map_err(up_err)?;
+                .map_err(side)?;
             ubuf = b;
             if n == 0 {
                 break;
             }
-            ubuf = c.send_all(ubuf, send_t).await.map_err(client_err)?;
+            ubuf = backlog::send_all(c, ubuf, send_t).await.map_err(client_err)?;
         },
     }
     ubuf.clear();

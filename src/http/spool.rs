@@ -1,14 +1,14 @@
 //! A request body kept whole before it is sent upstream, in bounded memory.
 //!
 //! Where it sits: between reading the client body and writing the upstream request,
-//! for the one case that cannot stream: a chunked body for an HTTP/1.0 upstream
-//! (`proxy_http_version 1.0`, nginx's default), which needs a `Content-Length`, so the
-//! whole body must be read first. nginx buffers such a body to a temporary file
-//! beyond `client_body_buffer_size`; ringx keeps the first [`SPOOL_MEM`] bytes in
-//! memory and the rest in an unnamed temporary file (`O_TMPFILE` in
-//! `client_body_temp_path`, else `$TMPDIR`, else `/tmp`: nothing is left behind,
-//! whatever ends the process). A spooled body can be
-//! read again from the start, so the request can go to the next server.
+//! when the body is read whole first: `proxy_request_buffering on` (nginx's default),
+//! and a chunked body for an HTTP/1.0 upstream (which needs a `Content-Length`)
+//! whatever the setting. As nginx keeps such a body in `client_body_buffer_size` and
+//! then a temporary file, ringx keeps the first `mem_max` bytes in memory and the
+//! rest in an unnamed temporary file (`O_TMPFILE` in `client_body_temp_path`, else
+//! `$TMPDIR`, else `/tmp`: nothing is left behind, whatever ends the process). A
+//! spooled body can be read again from the start, so the request can go to the next
+//! server.
 //!
 //! The file is written and read with plain blocking calls on the worker thread: they
 //! go to the page cache, 64 KiB at a time.

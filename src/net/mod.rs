@@ -461,6 +461,44 @@ impl Stream {
         }
     }
 
+    /// Writes what the socket takes now of `data`, without waiting (TLS: what rustls
+    /// takes, its records sent as far as the socket allows; see
+    /// [`Stream::flush_now`]); counted as written. `WouldBlock` when it takes nothing.
+    pub fn try_write(&self, data: &[u8]) -> std::io::Result<usize> {
+        let n = match &self.tls {
+            Some(t) => {
+                let n = t.try_write_vectored(&self.inner, &[std::io::IoSlice::new(data)])?;
+                match t.flush_now(&self.inner) {
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return Err(e),
+                    _ => n,
+                }
+            }
+            None => self
+                .inner
+                .try_io_write(|| std::io::Write::write(&mut io::FdIo(self.inner.fd()), data))?,
+        };
+        self.written.set(self.written.get() + n as u64);
+        Ok(n)
+    }
+
+    /// Sends TLS records taken by [`Stream::try_write`] that the socket had no room
+    /// for, without waiting: true when none are left (always, without TLS).
+    pub fn flush_now(&self) -> std::io::Result<bool> {
+        match &self.tls {
+            Some(t) => match t.flush_now(&self.inner) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                Err(e) => Err(e),
+            },
+            None => Ok(true),
+        }
+    }
+
+    /// Waits until the socket can take more bytes.
+    pub async fn writable(&self) -> Result<(), IoFail> {
+        self.track(self.inner.writable()).await.map_err(IoFail::Io)
+    }
+
     /// Writes all of `buf`.
     pub async fn write_all(&self, buf: Vec<u8>, deadline: impl Into<Deadline>) -> Result<Vec<u8>, IoFail> {
         let n = buf.len();

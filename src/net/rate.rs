@@ -5,6 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+/// How many bytes may go now without waiting (0: none yet).
+pub fn allowance_now(rate: u64, start: Instant, done: u64) -> u64 {
+    rate.saturating_mul(start.elapsed().as_secs() + 1).saturating_sub(done)
+}
+
 /// How many bytes may go now, `done` having gone since `start` at `rate` bytes per
 /// second; waits until at least one may (nginx counts whole seconds, so a wait can
 /// end before the next one has begun and is then followed by another).

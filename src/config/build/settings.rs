@@ -861,8 +861,8 @@ fn ignore_headers(_: &mut Builder<'_>, d: &Directive, _: Option<IgnoredFields>) 
         match a.to_ascii_lowercase().as_str() {
             "x-accel-redirect" => v.accel_redirect = true,
             "x-accel-limit-rate" => v.accel_limit_rate = true,
-            "x-accel-expires" | "x-accel-buffering" | "x-accel-charset" | "expires" | "cache-control"
-            | "set-cookie" | "vary" => {}
+            "x-accel-buffering" => v.accel_buffering = true,
+            "x-accel-expires" | "x-accel-charset" | "expires" | "cache-control" | "set-cookie" | "vary" => {}
             _ => return Err(d.err(format!("invalid value \"{a}\""))),
         }
     }

@@ -57,3 +57,14 @@ pub(super) async fn wait(c: &Client) {
         crate::net::rate::allowance(p.rate, p.start, sent.saturating_sub(p.after)).await;
     }
 }
+
+/// How many bytes the response may send now without waiting (`u64::MAX` unpaced).
+pub(super) fn allowed_now(c: &Client) -> u64 {
+    match c.pace {
+        Some(p) => {
+            let sent = c.stream.written() - p.base;
+            crate::net::rate::allowance_now(p.rate, p.start, sent.saturating_sub(p.after))
+        }
+        None => u64::MAX,
+    }
+}

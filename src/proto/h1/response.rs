@@ -34,10 +34,11 @@ pub struct ResponseHead {
     pub chunked: bool,
     /// The upstream allows reusing the connection.
     pub keep_alive: bool,
-    /// `X-Accel-Redirect` and `X-Accel-Limit-Rate`, found in the one pass over the
-    /// fields (nginx acts on them; they are not passed on).
+    /// `X-Accel-Redirect`, `X-Accel-Limit-Rate` and `X-Accel-Buffering`, found in the
+    /// one pass over the fields (nginx acts on them; they are not passed on).
     pub accel_redirect: Option<Span>,
     pub accel_limit_rate: Option<Span>,
+    pub accel_buffering: Option<Span>,
 }
 
 impl ResponseHead {
@@ -81,6 +82,7 @@ pub fn parse_response_n<const N: usize>(buf: &[u8], head: &mut ResponseHead) -> 
     head.chunked = false;
     head.accel_redirect = None;
     head.accel_limit_rate = None;
+    head.accel_buffering = None;
     let mut close = head.minor == 0;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
@@ -118,6 +120,7 @@ pub fn parse_response_n<const N: usize>(buf: &[u8], head: &mut ResponseHead) -> 
             let slot = match &name[8..] {
                 n if n.eq_ignore_ascii_case(b"redirect") => &mut head.accel_redirect,
                 n if n.eq_ignore_ascii_case(b"limit-rate") => &mut head.accel_limit_rate,
+                n if n.eq_ignore_ascii_case(b"buffering") => &mut head.accel_buffering,
                 _ => &mut None,
             };
             *slot = Some(span_of(buf, v));
