@@ -799,27 +799,27 @@ fn proxy_socket_keepalive_sets_so_keepalive() {
     assert_eq!(timer(off.addr.port()), ["00"], "no timer");
 }
 
-/// `client_body_temp_path`: where a body read whole (chunked, for an HTTP/1.0
-/// upstream) keeps what does not fit in memory; a directory that cannot take the
-/// file is ringx's 500 with a crit line, never the upstream's fault.
+/// `client_body_temp_path`: where a body read whole keeps what does not fit in
+/// memory. ringx makes the directory at start-up, as nginx (mode 0700, given to the
+/// workers' user); one whose parent is missing stops the start with nginx's words;
+/// a directory that goes away later is ringx's 500 with a crit line, never the
+/// upstream's fault.
 #[test]
 fn client_body_temp_path_is_where_a_spooled_body_goes() {
+    use std::os::unix::fs::PermissionsExt;
     let b = Backend::start("spool");
     let dir = tempdir("bodytemp");
     let port = free_port();
     let conf = format!(
         "daemon off; pid off; error_log {d}/error.log info; events {{}} http {{ access_log off;\n\
          server {{ listen 127.0.0.1:{port};\n\
-           location = /ok {{ client_body_temp_path {d}/body 1 2; proxy_pass http://{be}/echo; }}\n\
-           location = /bad {{ client_body_temp_path {d}/missing/body; proxy_pass http://{be}/echo; }} }} }}",
+           location = /ok {{ client_body_temp_path {d}/body 1 2; proxy_pass http://{be}/echo; }} }} }}",
         d = dir.display(),
         be = b.addr
     );
-    std::fs::create_dir_all(dir.join("body")).unwrap();
-    // Writable by the workers' user (nobody when the tests run as root); nginx would
-    // make it itself, ringx does not yet.
-    std::fs::set_permissions(dir.join("body"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let _r = Ringx::start(&conf, &[], addr_of(port));
+    let r = Ringx::start(&conf, &[], addr_of(port));
+    let made = std::fs::metadata(dir.join("body")).expect("the directory was made");
+    assert_eq!(made.permissions().mode() & 0o777, 0o700);
     let body = vec![b'z'; 200 * 1024];
     let chunked = |path: &str| {
         let mut raw =
@@ -832,11 +832,33 @@ fn client_body_temp_path_is_where_a_spooled_body_goes() {
     };
     let ok = chunked("/ok");
     assert_eq!((ok.status, ok.body.len()), (200, body.len()));
-    assert_eq!(chunked("/bad").status, 500);
+    std::fs::remove_dir(dir.join("body")).unwrap();
+    assert_eq!(chunked("/ok").status, 500);
     assert_eq!(b.count(), 1, "the failed one reached no upstream");
     let log = std::fs::read_to_string(dir.join("error.log")).unwrap();
     assert!(
         log.contains("[crit]") && log.contains("writing the request body to a temporary file failed"),
         "{log}"
+    );
+    drop(r);
+    let bad = dir.join("bad.conf");
+    std::fs::write(
+        &bad,
+        format!(
+            "daemon off; pid off; events {{}} http {{ server {{ listen 127.0.0.1:{}; \
+             location / {{ proxy_temp_path {}/missing/proxy; }} }} }}",
+            free_port(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = ringx_cmd(&["-c", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "mkdir() \"{}/missing/proxy\" failed (2: No such file or directory)",
+            dir.display()
+        )),
+        "{err}"
     );
 }

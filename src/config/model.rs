@@ -1082,10 +1082,12 @@ impl Config {
     }
 
     /// Every distinct access-log path, indexed by `AccessLog::file_id`.
-    pub fn access_log_paths(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = Vec::new();
+    /// Every location-level configuration of the http servers: each server's, its
+    /// locations' and their `if` blocks'.
+    fn http_confs(&self) -> Vec<&LocConf> {
+        let mut all: Vec<&LocConf> = Vec::new();
         for s in &self.http.servers {
-            let mut all: Vec<&LocConf> = vec![&s.conf];
+            all.push(&s.conf);
             if_confs(&s.conf.rewrites, &mut all);
             if_confs(&s.rewrites, &mut all);
             let locs = s
@@ -1096,13 +1098,32 @@ impl Config {
             for l in locs {
                 location_confs(l, &mut all);
             }
-            for c in all {
-                for a in &c.access_logs {
-                    if out.len() <= a.file_id {
-                        out.resize(a.file_id + 1, PathBuf::new());
-                    }
-                    out[a.file_id] = a.path.clone();
+        }
+        all
+    }
+
+    /// The temporary-file directories named (`client_body_temp_path`,
+    /// `proxy_temp_path`), each once: made at start-up, as nginx's `ngx_create_paths`.
+    pub fn temp_paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for c in self.http_confs() {
+            for p in [&c.client_body_temp_path, &c.proxy_temp_path].into_iter().flatten() {
+                if !out.iter().any(|o| o.as_path() == &**p) {
+                    out.push(p.to_path_buf());
                 }
+            }
+        }
+        out
+    }
+
+    pub fn access_log_paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for c in self.http_confs() {
+            for a in &c.access_logs {
+                if out.len() <= a.file_id {
+                    out.resize(a.file_id + 1, PathBuf::new());
+                }
+                out[a.file_id] = a.path.clone();
             }
         }
         for a in self.stream.servers.iter().flat_map(|s| &s.access_logs) {

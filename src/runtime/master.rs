@@ -131,6 +131,7 @@ impl Master {
             None => None,
         };
         process_settings(&cfg)?;
+        make_temp_paths(&cfg, cfg.user.as_ref()).map_err(StartError::Other)?;
         if let Some(u) = &cfg.user {
             give_logs(&cfg, u);
             privileges::drop_to(u).map_err(|e| StartError::Other(e.to_string()))?;
@@ -333,6 +334,10 @@ impl Master {
             log::warn(format_args!(
                 "\"user\" changed: a reload keeps the workers' user, restart to apply"
             ));
+        }
+        if let Err(e) = make_temp_paths(&new, privileges::dropped()) {
+            log::log(LogLevel::Emerg, format_args!("{e}"));
+            return;
         }
         if let Some(u) = privileges::dropped() {
             give_logs(&new, u);
@@ -553,6 +558,32 @@ fn give_logs(cfg: &Config, u: &privileges::Credentials) {
             );
         }
     }
+}
+
+/// nginx's `ngx_create_paths`: each temporary-file directory is made (mode 0700, its
+/// parent must exist) and, with `user`, given to the workers' user with owner
+/// rwx; the first failure is the error, in nginx's words.
+fn make_temp_paths(cfg: &Config, user: Option<&privileges::Credentials>) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let failed = |what: &str, p: &std::path::Path, e: &std::io::Error| {
+        format!("{what} \"{}\" failed ({})", p.display(), config::parser::os_err(e))
+    };
+    for p in cfg.temp_paths() {
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(failed("mkdir()", &p, &e)),
+            _ => {}
+        }
+        let Some(u) = user else { continue };
+        let meta = std::fs::metadata(&p).map_err(|e| failed("stat()", &p, &e))?;
+        if meta.uid() != u.uid {
+            std::os::unix::fs::chown(&p, Some(u.uid), None).map_err(|e| failed("chown()", &p, &e))?;
+        }
+        if meta.mode() & 0o700 != 0o700 {
+            let mode = std::fs::Permissions::from_mode((meta.mode() | 0o700) & 0o7777);
+            std::fs::set_permissions(&p, mode).map_err(|e| failed("chmod()", &p, &e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Waits for `n` workers to report their start; the first failure is the error.
