@@ -364,3 +364,47 @@ fn a_throttled_tls_client_gets_a_buffered_response() {
         assert!(up_t < 1.5 && req_t > up_t + 0.5, "{line}");
     }
 }
+
+/// `proxy_limit_rate 1m`: a 3 MiB response is read from the upstream over two
+/// seconds (nginx's rule: a second's worth ahead, counted from the start), so
+/// `$upstream_response_time` is at least 2; without it the same response is read
+/// at once. The client gets every byte either way.
+#[test]
+fn proxy_limit_rate_paces_the_upstream() {
+    let size = 3 << 20;
+    let (up, _) = big_upstream(size);
+    let dir = tempdir("proxy-limit-rate");
+    let log = dir.join("access.log");
+    let port = free_port();
+    let http = format!(
+        "log_format t '$uri $upstream_response_time'; access_log {} t;",
+        log.display()
+    );
+    let locs = format!(
+        "location /paced/ {{ proxy_pass http://{up}; proxy_limit_rate 1m; }}
+         location /free/ {{ proxy_pass http://{up}; }}"
+    );
+    let conf = conf(port, "", &locs).replace("access_log off;", &http);
+    let _r = Ringx::start(&conf, &[], addr_of(port));
+    for path in ["/paced/a", "/free/a"] {
+        let mut s = TcpStream::connect(addr_of(port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let resp = read_response(&mut s, &mut Vec::new(), false).expect("a response");
+        assert_eq!(resp.body.len(), size, "{path}");
+        assert!(
+            resp.body.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)),
+            "{path}"
+        );
+    }
+    wait_for("two log lines", Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 2
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let took = |uri: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(uri)).expect(uri);
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert!(took("/paced/a") >= 1.9, "{text}");
+    assert!(took("/free/a") < 1.0, "{text}");
+}

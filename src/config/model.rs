@@ -613,6 +613,9 @@ pub struct LocConf {
     /// `limit_rate` and `limit_rate_after` (bytes; variables rendered per request).
     pub limit_rate: SizeValue,
     pub limit_rate_after: SizeValue,
+    /// `proxy_limit_rate`: bytes per second read from the upstream (buffered
+    /// responses only, as nginx).
+    pub proxy_limit_rate: u64,
     /// `chunked_transfer_encoding` (off: a body of unknown length to an HTTP/1.1
     /// client ends with the connection instead).
     pub chunked_transfer_encoding: bool,

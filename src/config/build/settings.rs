@@ -248,6 +248,8 @@ settings! {
     // limit_rate (src/http/proxy/pace.rs)
     limit_rate:                    SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
     limit_rate_after:              SizeValue,                      HSLI, size_value   => SizeValue::Fixed(0);
+    // proxy_limit_rate (src/http/proxy/backlog.rs: reads of a buffered response)
+    proxy_limit_rate:              u64,                            HSL, size          => 0;
     // limit_req, limit_conn (zones in src/limit.rs; src/http/proxy/limits.rs)
     limit_req:                     Vec<LimitReq>,                  HSL, limit_req     => Vec::new();
     limit_req_status:              u16,                            HSL, limit_status  => 503;

@@ -49,13 +49,21 @@ pub(super) struct Backlog {
     /// Read back from the file, not yet sent from `chunk_pos`.
     chunk: Vec<u8>,
     chunk_pos: usize,
+    /// `proxy_limit_rate` (0: none), from when the response head came, and the body
+    /// bytes read from the upstream since.
+    up_rate: u64,
+    up_start: std::time::Instant,
+    up_read: u64,
 }
 
 impl Backlog {
     fn new(conf: &LocConf) -> Backlog {
         let (n, size) = conf.proxy_buffers;
         let mem_max = usize::try_from(n.saturating_mul(size)).unwrap_or(usize::MAX);
-        Backlog::bounded(mem_max, conf.proxy_max_temp_file_size, conf.proxy_temp_path.clone())
+        Backlog {
+            up_rate: conf.proxy_limit_rate,
+            ..Backlog::bounded(mem_max, conf.proxy_max_temp_file_size, conf.proxy_temp_path.clone())
+        }
     }
 
     fn bounded(mem_max: usize, file_max: u64, dir: Option<Arc<Path>>) -> Backlog {
@@ -70,6 +78,9 @@ impl Backlog {
             dir,
             chunk: Vec::new(),
             chunk_pos: 0,
+            up_rate: 0,
+            up_start: std::time::Instant::now(),
+            up_read: 0,
         }
     }
 
@@ -283,14 +294,61 @@ pub(super) async fn read(
     read_t: Duration,
     send_t: Duration,
 ) -> Result<(usize, Vec<u8>), Side> {
-    let deadline = Deadline::At(std::time::Instant::now() + read_t);
     let Some(s) = c.stream.h1() else {
+        let deadline = Deadline::At(std::time::Instant::now() + read_t);
         return up.read_append(buf, want, deadline).await.map_err(Side::Upstream);
     };
     // An upstream that always has bytes and a backlog that always takes them would
     // never make this task wait (the client's writes no longer do): the worker's
     // other connections get their turn through tokio's budget.
     tokio::task::coop::consume_budget().await;
+    // As nginx, a read that `proxy_limit_rate` delays arms `proxy_read_timeout`
+    // only when the delay ends, and reads no more than the second allows.
+    let allowed = upstream_pace(c, s, send_t).await.map_err(Side::Client)?;
+    let want = want.min(usize::try_from(allowed).unwrap_or(usize::MAX));
+    let deadline = Deadline::At(std::time::Instant::now() + read_t);
+    let res = read_flushing(c, s, up, buf, want, deadline, send_t).await;
+    if let (Ok((n, _)), Some(b)) = (&res, c.backlog.borrow_mut().as_mut()) {
+        b.up_read += *n as u64;
+    }
+    res
+}
+
+/// `proxy_limit_rate`: waits until the upstream may be read again (nginx's rule,
+/// as `limit_rate`'s), sending the backlog to the client meanwhile; says how many
+/// bytes may be read now.
+async fn upstream_pace(c: &Client, s: &Stream, send_t: Duration) -> Result<u64, IoFail> {
+    loop {
+        let (rate, start, done) = match c.backlog.borrow().as_ref() {
+            Some(b) if b.up_rate > 0 => (b.up_rate, b.up_start, b.up_read),
+            _ => return Ok(u64::MAX),
+        };
+        let now = crate::net::rate::allowance_now(rate, start, done);
+        if now > 0 {
+            return Ok(now);
+        }
+        let idle = c.backlog.borrow().as_ref().is_none_or(|b| b.is_empty());
+        tokio::select! {
+            biased;
+            n = crate::net::rate::allowance(rate, start, done) => return Ok(n as u64),
+            r = client_ready(c, s, send_t), if !idle => {
+                r?;
+                flush(c, s)?;
+            }
+        }
+    }
+}
+
+/// One read of the upstream while the backlog goes out as the client takes it.
+async fn read_flushing(
+    c: &Client,
+    s: &Stream,
+    up: &Stream,
+    buf: Vec<u8>,
+    want: usize,
+    deadline: Deadline,
+    send_t: Duration,
+) -> Result<(usize, Vec<u8>), Side> {
     loop {
         if c.backlog.borrow().as_ref().is_none_or(|b| b.is_empty()) {
             return up.read_append(buf, want, deadline).await.map_err(Side::Upstream);
