@@ -51,3 +51,46 @@ fn stub_status_matches_nginx() {
     );
     assert_eq!(pages[0].1, "2 0 1 1\n");
 }
+
+/// `listen … deferred` (TCP_DEFER_ACCEPT, as nginx sets it): a client that connected
+/// and has sent nothing is not accepted yet, so it is not counted; ringx and nginx
+/// show the same page. Without it ringx would count the silent connection.
+#[test]
+fn a_deferred_listen_does_not_accept_a_silent_client() {
+    let deferred = |port| {
+        block(port).replace(
+            &format!("listen 127.0.0.1:{port};"),
+            &format!("listen 127.0.0.1:{port} deferred;"),
+        )
+    };
+    let Some((_ringx, _nginx, ra, na)) = side_by_side(deferred) else {
+        return;
+    };
+    let mut pages = Vec::new();
+    for a in [ra, na] {
+        let before = get(a, "/status", "x").unwrap().text();
+        let silent = TcpStream::connect(a).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = get(a, "/status", "x").unwrap().text();
+        pages.push((before, after));
+        drop(silent);
+    }
+    assert_eq!(pages[0].1, pages[1].1, "ringx, then nginx");
+    let accepts = |page: &str| {
+        page.lines()
+            .nth(2)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    for (before, after) in &pages {
+        assert_eq!(
+            accepts(after),
+            accepts(before) + 1,
+            "only the second status request: {after}"
+        );
+    }
+}

@@ -256,6 +256,9 @@ pub struct ListenGroup {
     pub stream: Option<usize>,
     /// `listen … proxy_protocol`: every connection begins with a PROXY header.
     pub proxy_protocol: bool,
+    /// `listen … deferred`: TCP_DEFER_ACCEPT (a connection is accepted once its
+    /// first bytes came, or after a second), as nginx sets it.
+    pub deferred: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -432,6 +432,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
     let header_deadline = Instant::now() + default.client_header_timeout;
     let ssl = group.ssl;
     let proxy_protocol = group.proxy_protocol;
+    let deferred = group.deferred;
     drop(snap);
     let mut conn = Conn {
         w: w.clone(),
@@ -464,21 +465,48 @@ pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, loc
             }
             return;
         }
-        if !handshake(&mut conn).await {
+        // Boxed: the handshake's state is most of a TLS connection's future, and an
+        // inline one would size every plain connection's task too.
+        if !Box::pin(handshake(&mut conn)).await {
             return;
         }
         if conn.stream.tls_info().is_some_and(|t| t.alpn.as_deref() == Some("h2")) {
             return Box::pin(serve_h2(conn, Vec::new())).await;
         }
     }
+    // A new plain connection's first bytes are read at once where that costs no more
+    // than the wait it may spare: on epoll (a read in place of the confirming peek)
+    // and, on io_uring, where `deferred` made the kernel wait for them (elsewhere
+    // they mostly come after the accept, and a POLL_ADD is cheaper than a read that
+    // finds nothing and then the POLL_ADD). Nothing yet: the buffer goes back and the
+    // connection parks.
+    let mut pre = if ssl || (conn.stream.is_uring() && !deferred) {
+        None
+    } else {
+        read_now(&conn)
+    };
     loop {
-        if !park(&conn).await {
+        if pre.is_none() && !park(&conn).await {
             return;
         }
-        match Box::pin(active(conn)).await {
+        match Box::pin(active(conn, pre.take())).await {
             Next::Idle(c) => conn = c,
             Next::Done => return,
             Next::H2(c, pre) => return Box::pin(serve_h2(c, pre)).await,
+        }
+    }
+}
+
+/// A non-blocking read into a pooled buffer: the bytes, or `None` (nothing yet,
+/// closed, or failed: the park that follows finds out which) with the buffer given
+/// back.
+fn read_now(conn: &Conn) -> Option<Vec<u8>> {
+    let mut buf = conn.w.take_buf(CLIENT_BUF);
+    match conn.stream.try_read_now(&mut buf, CLIENT_BUF) {
+        Ok(n) if n > 0 => Some(buf),
+        _ => {
+            conn.w.put_buf(buf);
+            None
         }
     }
 }
@@ -642,23 +670,29 @@ async fn park(conn: &Conn) -> bool {
 
 /// Serves requests while bytes keep coming; the connection back in its idle form
 /// when none are left.
-async fn active(conn: Conn) -> Next {
+/// `pre`: the first bytes, already read ([`read_now`]).
+async fn active(conn: Conn, pre: Option<Vec<u8>>) -> Next {
     let w = conn.w.clone();
     let mut c = Client::new(conn, w.take_scratch());
-    // Readiness said bytes are here; a spurious wake-up waits no longer than the park.
-    let deadline = Deadline::At(if c.requests == 0 {
-        c.first_deadline
+    if let Some(b) = pre {
+        c.buf = b;
     } else {
-        Instant::now() + c.keepalive_timeout
-    });
-    match c.stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await {
-        Ok((n, b)) if n > 0 => c.buf = b,
-        r => {
-            if let Err(IoFail::Io(e)) = &r {
-                tls_read_failed(&c, e);
+        // Readiness said bytes are here; a spurious wake-up waits no longer than the
+        // park.
+        let deadline = Deadline::At(if c.requests == 0 {
+            c.first_deadline
+        } else {
+            Instant::now() + c.keepalive_timeout
+        });
+        match c.stream.read_ready(w.take_buf(CLIENT_BUF), CLIENT_BUF, deadline).await {
+            Ok((n, b)) if n > 0 => c.buf = b,
+            r => {
+                if let Err(IoFail::Io(e)) = &r {
+                    tls_read_failed(&c, e);
+                }
+                c.stream.shutdown(Shutdown::Both);
+                return Next::Done;
             }
-            c.stream.shutdown(Shutdown::Both);
-            return Next::Done;
         }
     }
     // Prior knowledge is for plaintext only (nginx): on TLS, ALPN chose.

@@ -275,6 +275,11 @@ impl Stream {
     }
 
     /// What the TLS handshake agreed; `None` on a plain connection.
+    /// The connection is on the io_uring driver.
+    pub fn is_uring(&self) -> bool {
+        self.inner.is_uring()
+    }
+
     pub fn tls_info(&self) -> Option<&tls::Info> {
         self.tls.as_deref().map(|t| &t.info)
     }
@@ -353,6 +358,19 @@ impl Stream {
 
     /// Reads what has arrived without waiting, else as [`Stream::read_append`]: after
     /// [`Stream::readable`], so that the buffer is filled in the turn it is taken.
+    /// A read that does not wait, plaintext only (`WouldBlock` on TLS): bytes read
+    /// now also settle what [`Stream::wait_readable`] would have confirmed.
+    pub fn try_read_now(&self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        if self.tls.is_some() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        // Read or not, the readiness epoll reports from here on is real (a
+        // `WouldBlock` from the socket cleared tokio's stale one).
+        let r = self.inner.try_read(buf, max);
+        self.fresh.set(false);
+        r
+    }
+
     pub async fn read_ready(
         &self,
         mut buf: Vec<u8>,

@@ -73,7 +73,7 @@ fn bind_all(
     for g in cfg.http.listens.iter().filter(|g| addrs.contains(&g.addr)) {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
-            let l = listener::bind(g.addr, g.backlog, g.ipv6only)
+            let l = listener::bind(g.addr, g.backlog, g.ipv6only, g.deferred)
                 .map_err(|e| StartError::Bind(g.addr, config::parser::os_err(&e)))?;
             v.push(l);
         }
@@ -357,6 +357,18 @@ impl Master {
                 return;
             }
         };
+        // A kept address takes the new `deferred` (its sockets are the master's dups:
+        // one setting covers every worker's).
+        for g in &new.http.listens {
+            for l in self.listeners.get(&g.addr).into_iter().flatten() {
+                if let Err(e) = listener::set_deferred(l, g.deferred) {
+                    log::log(
+                        LogLevel::Alert,
+                        format_args!("setsockopt(TCP_DEFER_ACCEPT) for {} failed ({e}), ignored", g.addr),
+                    );
+                }
+            }
+        }
         let gone: Vec<SocketAddr> = self
             .listeners
             .keys()

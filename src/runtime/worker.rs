@@ -338,10 +338,13 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
                 }
                 crate::observe::counters::accepted(true);
                 let w2 = w.clone();
+                // The task holds a small future (stream's boxed, which its sessions
+                // need anyway): spawning and finishing a task copy it whole, and its
+                // size is what every idle connection keeps.
                 spawn_local(async move {
                     let _g = ConnGuard::new(w2.clone());
                     match stream_server {
-                        Some(i) => crate::stream::serve(w2, stream, peer, addr, i).await,
+                        Some(i) => Box::pin(crate::stream::serve(w2, stream, peer, addr, i)).await,
                         None => crate::http::proxy::serve(w2, stream, peer, addr).await,
                     }
                 });

@@ -24,6 +24,8 @@ pub(super) struct ListenSpec {
     /// `http2`: HTTP/2 on this address (the form before nginx 1.25.1).
     pub(super) http2: bool,
     pub(super) proxy_protocol: bool,
+    /// `deferred`: TCP_DEFER_ACCEPT.
+    pub(super) deferred: bool,
     /// Where the `listen` directive is.
     pub(super) at: (std::sync::Arc<str>, usize),
 }
@@ -38,6 +40,7 @@ impl ListenSpec {
             ssl: false,
             http2: false,
             proxy_protocol: false,
+            deferred: false,
             at: (std::sync::Arc::from(""), 0),
         }
     }
@@ -54,7 +57,8 @@ pub(super) fn listen(b: &mut Builder<'_>, d: &Directive) -> Result<ListenSpec, C
     for p in &d.args[1..] {
         match p.as_str() {
             "default_server" | "default" => spec.default_server = true,
-            "reuseport" | "deferred" | "bind" => {}
+            "reuseport" | "bind" => {}
+            "deferred" => spec.deferred = true,
             "ipv6only=on" => spec.ipv6only = true,
             "ipv6only=off" => spec.ipv6only = false,
             "ssl" => spec.ssl = true,
@@ -152,6 +156,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
                 default_server: idx,
                 stream: None,
                 proxy_protocol: spec.proxy_protocol,
+                deferred: spec.deferred,
             });
             marked.push(spec.default_server);
             continue;
@@ -162,6 +167,7 @@ pub(super) fn group(listens: Vec<(ListenSpec, usize, &Directive)>) -> Result<Vec
         g.http2 |= spec.http2;
         // As `ssl`: any server's `proxy_protocol` on an address is the address's.
         g.proxy_protocol |= spec.proxy_protocol;
+        g.deferred |= spec.deferred;
         if spec.default_server {
             if marked[i] && g.default_server != idx {
                 return Err(d.err(format!("a duplicate default server for {}", spec.addr)));

@@ -223,6 +223,7 @@ impl Builder<'_> {
                     default_server: 0,
                     stream: Some(idx),
                     proxy_protocol: pp,
+                    deferred: false,
                 });
             }
             stream.servers.push(server(l));
