@@ -541,3 +541,53 @@ fn stream_upload_rate_and_log_condition() {
     });
     assert_eq!(std::fs::read_to_string(dir.join("no.log")).unwrap_or_default(), "");
 }
+
+/// `proxy_next_upstream_tries`: with three dead servers a session tries two and is
+/// closed (502, two addresses in `$upstream_addr`); without the limit it tries all
+/// three. `max_fails=0` keeps every server in the rotation.
+#[test]
+fn proxy_next_upstream_tries_bounds_the_attempts() {
+    let dead: Vec<SocketAddr> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap())
+        .collect();
+    let servers: String = dead.iter().map(|a| format!("server {a} max_fails=0; ")).collect();
+    let (p2, pall) = (free_port(), free_port());
+    let dir = tempdir("stream-tries");
+    let block = format!(
+        "log_format s '$server_port $status $upstream_addr'; access_log {d}/s.log s;\n\
+         upstream dead {{ {servers} }}\n\
+         server {{ listen 127.0.0.1:{p2}; proxy_pass dead; proxy_next_upstream_tries 2; }}\n\
+         server {{ listen 127.0.0.1:{pall}; proxy_pass dead; }}",
+        d = dir.display()
+    );
+    let r = Ringx::start(
+        &format!("daemon off; pid off; events {{}}\nstream {{\n{block}\n}}\n"),
+        &[],
+        addr_of(p2),
+    );
+    wait_listening(addr_of(pall));
+    for port in [p2, pall] {
+        let mut c = TcpStream::connect(addr_of(port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(c.read_to_end(&mut Vec::new()).unwrap(), 0);
+    }
+    let path = dir.join("s.log");
+    let lines = |port: u16| -> Vec<String> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{port} ")))
+            .map(String::from)
+            .collect()
+    };
+    wait_for("the log lines", Duration::from_secs(5), || {
+        lines(p2).len() == 2 && !lines(pall).is_empty()
+    });
+    let tried = |l: &str| l.split_once(" 502 ").map_or(0, |(_, a)| a.split(", ").count());
+    for l in lines(p2) {
+        assert_eq!(tried(&l), 2, "{l}\n{}", r.stderr());
+    }
+    for l in lines(pall) {
+        assert_eq!(tried(&l), 3, "{l}\n{}", r.stderr());
+    }
+}
