@@ -22,7 +22,7 @@ pub struct Backend {
 
 impl Backend {
     fn start(self: &Arc<Self>) -> std::io::Result<()> {
-        let l = crate::net::listener::bind(self.addr, 128, true, false)?;
+        let l = crate::net::listener::bind(self.addr, 128, true)?;
         let l2 = l.try_clone()?;
         *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
         self.up.store(true, Ordering::SeqCst);

@@ -66,26 +66,8 @@ fn a_deferred_listen_does_not_accept_a_silent_client() {
     let Some((_ringx, _nginx, ra, na)) = side_by_side(deferred) else {
         return;
     };
-    let mut pages = Vec::new();
-    for a in [ra, na] {
-        let before = get(a, "/status", "x").unwrap().text();
-        let silent = TcpStream::connect(a).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let after = get(a, "/status", "x").unwrap().text();
-        pages.push((before, after));
-        drop(silent);
-    }
+    let pages: Vec<_> = [ra, na].into_iter().map(silent_client).collect();
     assert_eq!(pages[0].1, pages[1].1, "ringx, then nginx");
-    let accepts = |page: &str| {
-        page.lines()
-            .nth(2)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
     for (before, after) in &pages {
         assert_eq!(
             accepts(after),
@@ -93,4 +75,51 @@ fn a_deferred_listen_does_not_accept_a_silent_client() {
             "only the second status request: {after}"
         );
     }
+}
+
+/// The status pages before and after a client that connects and sends nothing.
+fn silent_client(a: std::net::SocketAddr) -> (String, String) {
+    let before = get(a, "/status", "x").unwrap().text();
+    let silent = TcpStream::connect(a).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = get(a, "/status", "x").unwrap().text();
+    drop(silent);
+    (before, after)
+}
+
+fn accepts(page: &str) -> u64 {
+    page.lines()
+        .nth(2)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A reload that adds `deferred` to a kept address sets it on the socket the workers
+/// already have, and one that drops it clears it (nginx's add/delete_deferred).
+#[test]
+fn a_reload_sets_and_clears_deferred_on_a_kept_address() {
+    let port = free_port();
+    let conf = |extra: &str| {
+        format!("daemon off; pid off; events {{}} http {{ {} }}", block(port)).replace(
+            &format!("listen 127.0.0.1:{port};"),
+            &format!("listen 127.0.0.1:{port}{extra};"),
+        )
+    };
+    let r = Ringx::start(&conf(""), &[], addr_of(port));
+    let counted = |(before, after): (String, String)| accepts(&after) - accepts(&before);
+    assert_eq!(counted(silent_client(addr_of(port))), 2, "without deferred");
+    r.rewrite(&conf(" deferred"));
+    r.signal(libc::SIGHUP);
+    wait_for("deferred set by the reload", Duration::from_secs(5), || {
+        counted(silent_client(addr_of(port))) == 1
+    });
+    r.rewrite(&conf(""));
+    r.signal(libc::SIGHUP);
+    wait_for("deferred cleared by the reload", Duration::from_secs(5), || {
+        counted(silent_client(addr_of(port))) == 2
+    });
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Binds a listening socket for one worker.
-pub fn bind(addr: SocketAddr, backlog: i32, ipv6only: bool, deferred: bool) -> io::Result<std::net::TcpListener> {
+pub fn bind(addr: SocketAddr, backlog: i32, ipv6only: bool) -> io::Result<std::net::TcpListener> {
     let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
@@ -19,9 +19,7 @@ pub fn bind(addr: SocketAddr, backlog: i32, ipv6only: bool, deferred: bool) -> i
     s.set_nodelay(true)?;
     s.bind(&addr.into())?;
     s.listen(backlog)?;
-    let l = s.into();
-    set_deferred(&l, deferred)?;
-    Ok(l)
+    Ok(s.into())
 }
 
 /// `listen … deferred`: TCP_DEFER_ACCEPT with nginx's 1 second (the kernel then
@@ -59,9 +57,9 @@ mod tests {
 
     #[test]
     fn two_workers_share_a_port() {
-        let a = bind("127.0.0.1:0".parse().unwrap(), 16, true, false).unwrap();
+        let a = bind("127.0.0.1:0".parse().unwrap(), 16, true).unwrap();
         let addr = a.local_addr().unwrap();
-        let b = bind(addr, 16, true, false).unwrap();
+        let b = bind(addr, 16, true).unwrap();
         assert_eq!(b.local_addr().unwrap(), addr);
     }
 }

@@ -274,12 +274,12 @@ impl Stream {
         &self.inner
     }
 
-    /// What the TLS handshake agreed; `None` on a plain connection.
     /// The connection is on the io_uring driver.
     pub fn is_uring(&self) -> bool {
         self.inner.is_uring()
     }
 
+    /// What the TLS handshake agreed; `None` on a plain connection.
     pub fn tls_info(&self) -> Option<&tls::Info> {
         self.tls.as_deref().map(|t| &t.info)
     }
@@ -356,8 +356,6 @@ impl Stream {
         }
     }
 
-    /// Reads what has arrived without waiting, else as [`Stream::read_append`]: after
-    /// [`Stream::readable`], so that the buffer is filled in the turn it is taken.
     /// A read that does not wait, plaintext only (`WouldBlock` on TLS): bytes read
     /// now also settle what [`Stream::wait_readable`] would have confirmed.
     pub fn try_read_now(&self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
@@ -371,6 +369,8 @@ impl Stream {
         r
     }
 
+    /// Reads what has arrived without waiting, else as [`Stream::read_append`]: after
+    /// [`Stream::readable`], so that the buffer is filled in the turn it is taken.
     pub async fn read_ready(
         &self,
         mut buf: Vec<u8>,

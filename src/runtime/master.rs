@@ -73,13 +73,32 @@ fn bind_all(
     for g in cfg.http.listens.iter().filter(|g| addrs.contains(&g.addr)) {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
-            let l = listener::bind(g.addr, g.backlog, g.ipv6only, g.deferred)
+            let l = listener::bind(g.addr, g.backlog, g.ipv6only)
                 .map_err(|e| StartError::Bind(g.addr, config::parser::os_err(&e)))?;
+            if g.deferred {
+                set_deferred(&l, g, true);
+            }
             v.push(l);
         }
         out.insert(g.addr, v);
     }
     Ok(out)
+}
+
+/// `listen … deferred` on one socket; a failure is nginx's `[alert]`, and the
+/// address serves without it.
+fn set_deferred(l: &std::net::TcpListener, g: &config::model::ListenGroup, on: bool) {
+    if let Err(e) = listener::set_deferred(l, on) {
+        log::log(
+            LogLevel::Alert,
+            format_args!(
+                "setsockopt(TCP_DEFER_ACCEPT, {}) for {} failed ({}), ignored",
+                i32::from(on),
+                g.addr,
+                config::parser::os_err(&e)
+            ),
+        );
+    }
 }
 
 fn core_for(aff: &CpuAffinity, i: usize) -> Option<core_affinity::CoreId> {
@@ -357,15 +376,19 @@ impl Master {
                 return;
             }
         };
-        // A kept address takes the new `deferred` (its sockets are the master's dups:
-        // one setting covers every worker's).
+        // A kept address whose `deferred` changed takes the new one (its sockets are
+        // the master's dups: one setting covers every worker's), as nginx's
+        // add_deferred/delete_deferred.
         for g in &new.http.listens {
-            for l in self.listeners.get(&g.addr).into_iter().flatten() {
-                if let Err(e) = listener::set_deferred(l, g.deferred) {
-                    log::log(
-                        LogLevel::Alert,
-                        format_args!("setsockopt(TCP_DEFER_ACCEPT) for {} failed ({e}), ignored", g.addr),
-                    );
+            if let Some(old) = self
+                .cfg
+                .http
+                .listens
+                .iter()
+                .find(|o| o.addr == g.addr && o.deferred != g.deferred)
+            {
+                for l in self.listeners.get(&old.addr).into_iter().flatten() {
+                    set_deferred(l, g, g.deferred);
                 }
             }
         }
