@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
-cargo test --all-targets "$@"
+cargo test --no-fail-fast --all-targets "$@"
 echo "== integration tests on the epoll driver =="
-RINGX_EVENTS=epoll cargo test --tests "$@"
+RINGX_EVENTS=epoll cargo test --no-fail-fast --tests "$@"

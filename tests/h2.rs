@@ -419,7 +419,13 @@ fn rapid_reset_is_bounded() {
                     Err(_) => break 'outer,
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Reset once the whole batch is upstream: a stream reset before ringx
+            // accepted it is h2's pending-accept reset, which ends the connection
+            // (also bounded, but then the cancel path below goes untested).
+            let t0 = std::time::Instant::now();
+            while open.load(SeqCst) < batch.len() && t0.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             for (_, mut out) in batch {
                 out.send_reset(h2::Reason::CANCEL);
             }
