@@ -111,7 +111,7 @@ struct Conn {
     id: u64,
     keepalive_timeout: Duration,
     /// Woken to close this connection while it waits idle (worker_connections).
-    wake: Rc<tokio::sync::Notify>,
+    wake: Rc<crate::runtime::idle::Wake>,
     /// When the wait for the next request ends: `client_header_timeout` from the
     /// accept for the first one (nginx arms it once: the whole first head is due
     /// then too), `keepalive_timeout` after a response.
@@ -158,7 +158,7 @@ struct Client {
     /// Bytes of `buf` that belong to the current request (head and body).
     consumed: usize,
     keepalive_timeout: Duration,
-    wake: Rc<tokio::sync::Notify>,
+    wake: Rc<crate::runtime::idle::Wake>,
     first_deadline: Instant,
     /// Unread request bytes may follow: close with a lingering close, so the client
     /// reads the response instead of a reset.
@@ -297,7 +297,7 @@ impl Client {
             attempts: s.attempts,
             consumed: 0,
             keepalive_timeout: Duration::ZERO,
-            wake: Rc::new(tokio::sync::Notify::new()),
+            wake: Rc::default(),
             first_deadline: Instant::now(),
             linger: None,
             plain_on_tls: false,
@@ -420,79 +420,146 @@ enum Head {
     Bad(HttpError),
 }
 
+/// A new client connection as its task holds it: once, in place (the arguments of
+/// an `async fn` are kept twice in its future, and this is what every idle
+/// connection keeps).
+struct Accepted {
+    _guard: crate::runtime::worker::ConnGuard,
+    /// `None` once handed over (to its active phase, or to HTTP/2).
+    conn: Option<Conn>,
+    ssl: bool,
+    proxy_protocol: bool,
+    deferred: bool,
+}
+
 /// Serves one client connection until it closes: parked on readiness while it has
 /// nothing to do, active (boxed, with its buffers) while it has.
-pub async fn serve(w: Rc<Worker>, stream: crate::net::Tcp, peer: SocketAddr, local: SocketAddr) {
-    let snap = w.snapshot();
-    let Some(group) = snap.group(local) else {
-        return;
-    };
-    let default = &snap.cfg.http.servers[group.default_server];
-    let ka = default.conf.keepalive_timeout;
-    let header_deadline = Instant::now() + default.client_header_timeout;
-    let ssl = group.ssl;
-    let proxy_protocol = group.proxy_protocol;
-    let deferred = group.deferred;
-    drop(snap);
-    let mut conn = Conn {
-        w: w.clone(),
-        stream: Stream::new(stream),
-        plain_on_tls: false,
-        accepted_ms: super::ctx::now_ms(),
-        peer,
-        local,
-        requests: 0,
-        id: w.next_conn_id(),
-        keepalive_timeout: ka,
-        wake: Rc::new(tokio::sync::Notify::new()),
-        idle_until: header_deadline,
-    };
-    // The PROXY header comes first, before TLS (nginx reads it within the first
-    // request's client_header_timeout).
-    if proxy_protocol && !conn.stream.accept_proxy_header(header_deadline, peer, local).await {
-        return;
+pub fn serve(
+    guard: crate::runtime::worker::ConnGuard,
+    stream: crate::net::Tcp,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
+    let mut accepted = Accepted::new(guard, stream, peer, local);
+    async move {
+        if let Some(a) = accepted.as_mut() {
+            a.run().await;
+        }
     }
-    // A TLS connection waits for its first byte parked too (nginx keeps it reusable
-    // until then): worker_connections can reclaim it and a graceful quit closes it.
-    if ssl {
-        if !park(&conn).await {
+}
+
+impl Accepted {
+    fn new(
+        guard: crate::runtime::worker::ConnGuard,
+        stream: crate::net::Tcp,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Accepted> {
+        let w = guard.worker().clone();
+        let snap = w.snapshot();
+        let group = snap.group(local)?;
+        let default = &snap.cfg.http.servers[group.default_server];
+        let conn = Conn {
+            w: w.clone(),
+            stream: Stream::new(stream),
+            plain_on_tls: false,
+            accepted_ms: super::ctx::now_ms(),
+            peer,
+            local,
+            requests: 0,
+            id: w.next_conn_id(),
+            keepalive_timeout: default.conf.keepalive_timeout,
+            wake: Rc::default(),
+            idle_until: Instant::now() + default.client_header_timeout,
+        };
+        Some(Accepted {
+            _guard: guard,
+            conn: Some(conn),
+            ssl: group.ssl,
+            proxy_protocol: group.proxy_protocol,
+            deferred: group.deferred,
+        })
+    }
+
+    async fn run(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        // The PROXY header comes first, before TLS (nginx reads it within the first
+        // request's client_header_timeout). Boxed: its state would size every
+        // connection's task.
+        if self.proxy_protocol
+            && !Box::pin(conn.stream.accept_proxy_header(conn.idle_until, conn.peer, conn.local)).await
+        {
+            return;
+        }
+        if self.ssl && !self.tls().await {
+            return;
+        }
+        let (c, pre) = match self.http1().await {
+            Some(h2) => h2,
+            None => return,
+        };
+        Box::pin(serve_h2(c, pre)).await
+    }
+
+    /// A TLS connection waits for its first byte parked too (nginx keeps it reusable
+    /// until then): worker_connections can reclaim it and a graceful quit closes it.
+    /// False: it is done (HTTP/2 chosen by ALPN ends here too).
+    async fn tls(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        if !park(conn).await {
             if Instant::now() >= conn.idle_until {
                 log::info(format_args!(
                     "client timed out (110: Connection timed out) while SSL handshaking, client: {}, server: {}",
-                    peer.ip(),
-                    local
+                    conn.peer.ip(),
+                    conn.local
                 ));
             }
-            return;
+            return false;
         }
         // Boxed: the handshake's state is most of a TLS connection's future, and an
         // inline one would size every plain connection's task too.
-        if !Box::pin(handshake(&mut conn)).await {
-            return;
+        if !Box::pin(handshake(conn)).await {
+            return false;
         }
-        if conn.stream.tls_info().is_some_and(|t| t.alpn.as_deref() == Some("h2")) {
-            return Box::pin(serve_h2(conn, Vec::new())).await;
+        if conn.stream.tls_info().is_none_or(|t| t.alpn.as_deref() != Some("h2")) {
+            return true;
         }
+        if let Some(c) = self.conn.take() {
+            Box::pin(serve_h2(c, Vec::new())).await;
+        }
+        false
     }
-    // A new plain connection's first bytes are read at once where that costs no more
-    // than the wait it may spare: on epoll (a read in place of the confirming peek)
-    // and, on io_uring, where `deferred` made the kernel wait for them (elsewhere
-    // they mostly come after the accept, and a POLL_ADD is cheaper than a read that
-    // finds nothing and then the POLL_ADD). Nothing yet: the buffer goes back and the
-    // connection parks.
-    let mut pre = if ssl || (conn.stream.is_uring() && !deferred) {
-        None
-    } else {
-        read_now(&conn)
-    };
-    loop {
-        if pre.is_none() && !park(&conn).await {
-            return;
-        }
-        match Box::pin(active(conn, pre.take())).await {
-            Next::Idle(c) => conn = c,
-            Next::Done => return,
-            Next::H2(c, pre) => return Box::pin(serve_h2(c, pre)).await,
+
+    /// HTTP/1 requests until the connection closes; `Some`: it began with the
+    /// HTTP/2 preface (these bytes of it read).
+    async fn http1(&mut self) -> Option<(Conn, Vec<u8>)> {
+        // A new plain connection's first bytes are read at once where that costs no
+        // more than the wait it may spare: on epoll (a read in place of the confirming
+        // peek) and, on io_uring, where `deferred` made the kernel wait for them
+        // (elsewhere they mostly come after the accept, and a POLL_ADD is cheaper than
+        // a read that finds nothing and then the POLL_ADD). Nothing yet: the buffer
+        // goes back and the connection parks.
+        let first = self.conn.as_ref()?;
+        let mut pre = if self.ssl || (first.stream.is_uring() && !self.deferred) {
+            None
+        } else {
+            read_now(first)
+        };
+        loop {
+            if pre.is_none() && !park(self.conn.as_ref()?).await {
+                return None;
+            }
+            // Moved into the boxed phase, so the task's future holds it only here.
+            let conn = self.conn.take()?;
+            match Box::pin(active(conn, pre.take())).await {
+                Next::Idle(c) => self.conn = Some(c),
+                Next::Done => return None,
+                Next::H2(c, pre) => return Some((c, pre)),
+            }
         }
     }
 }
@@ -646,22 +713,17 @@ async fn park(conn: &Conn) -> bool {
         conn.stream.shutdown(Shutdown::Both);
         return false;
     }
-    let quit = w.quit.notified();
-    tokio::pin!(quit);
-    quit.as_mut().enable();
-    let drain = conn.wake.notified();
-    tokio::pin!(drain);
-    drain.as_mut().enable();
-    let seq = w.idle.borrow_mut().enter(conn.wake.clone());
-    // The wait's end is a timer of its own, not the stream's deadline: a keep-alive
-    // timeout is a normal close (TLS: close_notify), not a timed-out operation.
+    // The wait's end is the worker's idle timer firing `wake` (see
+    // [`crate::runtime::idle`]), not the stream's deadline: a keep-alive timeout is a
+    // normal close (TLS: close_notify), not a timed-out operation.
+    conn.wake.reset();
+    let key = w.idle.borrow_mut().enter(conn.idle_until, conn.wake.clone());
     let ready = tokio::select! {
+        biased;
         r = conn.stream.wait_readable() => r.is_ok(),
-        _ = tokio::time::sleep_until(conn.idle_until.into()) => false,
-        _ = quit => false,
-        _ = drain => false,
+        _ = conn.wake.fired() => false,
     };
-    w.idle.borrow_mut().leave(seq);
+    w.idle.borrow_mut().leave(key);
     if !ready {
         conn.stream.shutdown(Shutdown::Both);
     }

@@ -22,6 +22,7 @@
 //! watches a second socket (an early upstream response, a client that left) without
 //! taking its bytes ([`Tcp::peek`]).
 
+use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -252,7 +253,10 @@ impl Tcp {
     /// io_uring cannot withdraw a poll whose future is dropped: [`super::Stream`]
     /// notes that and shuts the socket down when it is dropped, which completes it.
     pub async fn readable(&self) -> io::Result<()> {
-        each!(self, s => uring_poll_in(s.as_raw_fd()).await, s => s.readable().await)
+        // Epoll: the task's waker in the socket's reader slot (`poll_read_ready`), no
+        // waiter node held in the future (it is most of an idle connection's task).
+        // One task waits to read a socket at a time, which that slot needs.
+        each!(self, s => uring_poll_in(s.as_raw_fd()).await, s => poll_fn(|cx| s.poll_read_ready(cx)).await)
     }
 
     /// [`Tcp::readable`], confirmed: on epoll a new socket's readiness can be stale
@@ -262,13 +266,14 @@ impl Tcp {
     pub async fn readable_confirmed(&self) -> io::Result<()> {
         each!(self,
             s => uring_poll_in(s.as_raw_fd()).await,
-            s => loop {
-                s.readable().await?;
+            s => poll_fn(|cx| loop {
+                std::task::ready!(s.poll_read_ready(cx))?;
                 match self.try_io_read(|| self.peek_byte()) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    _ => return Ok(()),
+                    _ => return std::task::Poll::Ready(Ok(())),
                 }
-            }
+            })
+            .await
         )
     }
 
@@ -282,7 +287,7 @@ impl Tcp {
             s => {
                 let mut pos = start;
                 while pos < end {
-                    if let Err(e) = s.writable().await {
+                    if let Err(e) = poll_fn(|cx| s.poll_write_ready(cx)).await {
                         return (Err(e), buf);
                     }
                     match s.try_write(&buf[pos..end]) {
@@ -317,7 +322,7 @@ impl Tcp {
     /// Waits until the socket can take more bytes: epoll readiness, or
     /// `IORING_OP_POLL_ADD` for output on io_uring.
     pub async fn writable(&self) -> io::Result<()> {
-        each!(self, s => uring_poll(s.as_raw_fd(), libc::POLLOUT as u32).await, s => s.writable().await)
+        each!(self, s => uring_poll(s.as_raw_fd(), libc::POLLOUT as u32).await, s => poll_fn(|cx| s.poll_write_ready(cx)).await)
     }
 
     /// The first byte waiting on the socket, left where it is; `None`: closed.

@@ -24,7 +24,9 @@ pub mod tls;
 pub mod tunnel;
 
 use std::cell::Cell;
+use std::future::Future;
 use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 pub use io::{Driver, DriverChoice, Listener, Peek, Soon, Tcp};
@@ -135,19 +137,35 @@ pub struct Stream {
     proxy: Option<Box<crate::proto::proxy_protocol::Header>>,
 }
 
-/// Marks its stream when dropped before [`Pending::done`]: the operation it covers
-/// was abandoned mid-flight.
-struct Pending<'a>(&'a Cell<bool>);
+pin_project_lite::pin_project! {
+    /// One operation of a stream ([`Stream::track`]): marks the stream when dropped
+    /// before the operation completed. A future of its own, not an `async fn`, so
+    /// the operation's state is held once, not twice (an idle connection's task is
+    /// mostly such state).
+    struct Tracked<'a, F> {
+        #[pin]
+        op: F,
+        abandoned: &'a Cell<bool>,
+        done: bool,
+    }
 
-impl Pending<'_> {
-    fn done(self) {
-        std::mem::forget(self);
+    impl<F> PinnedDrop for Tracked<'_, F> {
+        fn drop(this: Pin<&mut Self>) {
+            if !this.done {
+                this.abandoned.set(true);
+            }
+        }
     }
 }
 
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.0.set(true);
+impl<F: Future> Future for Tracked<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.op.poll(cx));
+        *this.done = true;
+        std::task::Poll::Ready(out)
     }
 }
 
@@ -169,11 +187,12 @@ impl Drop for Stream {
 
 impl Stream {
     /// Runs one operation of this stream, noting it if its future is dropped first.
-    async fn track<T>(&self, op: impl std::future::Future<Output = T>) -> T {
-        let pending = Pending(&self.abandoned);
-        let out = op.await;
-        pending.done();
-        out
+    fn track<F: Future>(&self, op: F) -> Tracked<'_, F> {
+        Tracked {
+            op,
+            abandoned: &self.abandoned,
+            done: false,
+        }
     }
 
     pub fn new(inner: Tcp) -> Self {

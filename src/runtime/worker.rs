@@ -10,7 +10,6 @@
 //! use it, requests in flight finish on the one they hold), graceful quit, stop.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use crate::config::Config;
 use crate::net::pool::Pool;
 use crate::net::{Driver, Listener};
 use crate::observe::log::{self, AccessLogs};
+use crate::runtime::idle::IdleSet;
 
 /// Messages from the master.
 pub enum Control {
@@ -159,6 +159,10 @@ impl ConnGuard {
         crate::observe::counters::active(1);
         ConnGuard(w)
     }
+
+    pub fn worker(&self) -> &Rc<Worker> {
+        &self.0
+    }
 }
 
 impl Drop for ConnGuard {
@@ -253,6 +257,8 @@ async fn worker_main(
         spawn_local(accept_loop(w.clone(), addr, l));
     }
     spawn_local(housekeeping(w.clone()));
+    let w2 = w.clone();
+    spawn_local(async move { crate::runtime::idle::timer(&w2.idle).await });
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
@@ -296,6 +302,7 @@ fn reload(w: &Rc<Worker>, cfg: Arc<Config>, listeners: Vec<(SocketAddr, std::net
 async fn graceful_quit(w: &Worker) {
     w.quitting.set(true);
     w.quit.notify_waiters();
+    w.idle.borrow_mut().drain(usize::MAX);
     let limit = w.snapshot().cfg.worker_shutdown_timeout;
     let start = Instant::now();
     while w.active.get() > 0 {
@@ -337,17 +344,23 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
                     continue;
                 }
                 crate::observe::counters::accepted(true);
-                let w2 = w.clone();
+                let guard = ConnGuard::new(w.clone());
                 // The task holds a small future (stream's boxed, which its sessions
-                // need anyway): spawning and finishing a task copy it whole, and its
-                // size is what every idle connection keeps.
-                spawn_local(async move {
-                    let _g = ConnGuard::new(w2.clone());
-                    match stream_server {
-                        Some(i) => Box::pin(crate::stream::serve(w2, stream, peer, addr, i)).await,
-                        None => crate::http::proxy::serve(w2, stream, peer, addr).await,
+                // need anyway; HTTP's spawned as it is, not inside a block that would
+                // hold its arguments twice): spawning and finishing a task copy it
+                // whole, and its size is what every idle connection keeps.
+                match stream_server {
+                    Some(i) => {
+                        let session = Box::pin(crate::stream::serve(w.clone(), stream, peer, addr, i));
+                        spawn_local(async move {
+                            let _g = guard;
+                            session.await
+                        });
                     }
-                });
+                    None => {
+                        spawn_local(crate::http::proxy::serve(guard, stream, peer, addr));
+                    }
+                }
             }
             Err(e) => {
                 if w.quitting.get() || e.raw_os_error() == Some(libc::EINVAL) || w.snapshot().group(addr).is_none() {
@@ -359,41 +372,6 @@ async fn accept_loop(w: Rc<Worker>, addr: SocketAddr, listener: Listener) {
                 }
             }
         }
-    }
-}
-
-/// Idle client connections of one worker (kept alive between requests, or waiting
-/// for a first request), oldest first: when `worker_connections` are all in use, the
-/// oldest are closed to make room for new clients (nginx's `ngx_drain_connections`).
-#[derive(Default)]
-pub struct IdleSet {
-    next: u64,
-    waiting: BTreeMap<u64, Rc<Notify>>,
-}
-
-impl IdleSet {
-    /// A connection starts waiting idle; `wake` closes it when room is needed.
-    pub fn enter(&mut self, wake: Rc<Notify>) -> u64 {
-        self.next += 1;
-        self.waiting.insert(self.next, wake);
-        self.next
-    }
-
-    pub fn leave(&mut self, seq: u64) {
-        self.waiting.remove(&seq);
-    }
-
-    /// Closes up to `n` of the oldest idle connections; how many.
-    fn drain(&mut self, n: usize) -> usize {
-        let mut done = 0;
-        while done < n {
-            let Some((_, wake)) = self.waiting.pop_first() else {
-                break;
-            };
-            wake.notify_one();
-            done += 1;
-        }
-        done
     }
 }
 
