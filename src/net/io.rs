@@ -472,14 +472,14 @@ impl Listener {
 
     pub async fn accept(&self) -> io::Result<(Tcp, SocketAddr)> {
         match self {
+            // TCP_NODELAY is the listener's (`listener::bind`), which an accepted
+            // socket inherits on Linux: no setsockopt per connection.
             Listener::Uring(l) => {
                 let (s, peer) = l.accept().await?;
-                let _ = s.set_nodelay(true);
                 Ok((Tcp::Uring(s), peer))
             }
             Listener::Epoll(l) => {
                 let (s, peer) = l.accept().await?;
-                let _ = s.set_nodelay(true);
                 Ok((Tcp::Epoll(s), peer))
             }
         }
