@@ -110,8 +110,6 @@ struct Conn {
     requests: u64,
     id: u64,
     keepalive_timeout: Duration,
-    /// Woken to close this connection while it waits idle (worker_connections).
-    wake: Rc<crate::runtime::idle::Wake>,
     /// When the wait for the next request ends: `client_header_timeout` from the
     /// accept for the first one (nginx arms it once: the whole first head is due
     /// then too), `keepalive_timeout` after a response.
@@ -158,7 +156,6 @@ struct Client {
     /// Bytes of `buf` that belong to the current request (head and body).
     consumed: usize,
     keepalive_timeout: Duration,
-    wake: Rc<crate::runtime::idle::Wake>,
     first_deadline: Instant,
     /// Unread request bytes may follow: close with a lingering close, so the client
     /// reads the response instead of a reset.
@@ -272,7 +269,6 @@ impl Client {
         let mut c = Client::bare(conn.w, Downstream::H1(conn.stream), conn.peer, conn.local, conn.id, s);
         c.requests = conn.requests;
         c.keepalive_timeout = conn.keepalive_timeout;
-        c.wake = conn.wake;
         c.first_deadline = conn.idle_until;
         c.plain_on_tls = conn.plain_on_tls;
         c.heads.accepted_ms = conn.accepted_ms;
@@ -297,7 +293,6 @@ impl Client {
             attempts: s.attempts,
             consumed: 0,
             keepalive_timeout: Duration::ZERO,
-            wake: Rc::default(),
             first_deadline: Instant::now(),
             linger: None,
             plain_on_tls: false,
@@ -347,14 +342,13 @@ impl Client {
 
     /// Back to the idle form (an HTTP/1 connection).
     fn into_conn(self) -> Option<Conn> {
-        let (w, peer, local, requests, id, ka, wake, plain) = (
+        let (w, peer, local, requests, id, ka, plain) = (
             self.w.clone(),
             self.peer,
             self.local,
             self.requests,
             self.id,
             self.keepalive_timeout,
-            self.wake.clone(),
             self.plain_on_tls,
         );
         let accepted_ms = self.heads.accepted_ms;
@@ -370,7 +364,6 @@ impl Client {
             requests,
             id,
             keepalive_timeout: ka,
-            wake,
             plain_on_tls: plain,
             accepted_ms,
         })
@@ -427,6 +420,9 @@ struct Accepted {
     _guard: crate::runtime::worker::ConnGuard,
     /// `None` once handed over (to its active phase, or to HTTP/2).
     conn: Option<Conn>,
+    /// Ends its idle waits ([`park`]); kept here, not in the `Conn`, since only an
+    /// HTTP/1 connection's task parks (an HTTP/2 stream's `Client` has no use for one).
+    wake: Rc<crate::runtime::idle::Wake>,
     ssl: bool,
     proxy_protocol: bool,
     deferred: bool,
@@ -455,7 +451,7 @@ impl Accepted {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Option<Accepted> {
-        let w = guard.worker().clone();
+        let w = guard.worker();
         let snap = w.snapshot();
         let group = snap.group(local)?;
         let default = &snap.cfg.http.servers[group.default_server];
@@ -469,12 +465,12 @@ impl Accepted {
             requests: 0,
             id: w.next_conn_id(),
             keepalive_timeout: default.conf.keepalive_timeout,
-            wake: Rc::default(),
             idle_until: Instant::now() + default.client_header_timeout,
         };
         Some(Accepted {
             _guard: guard,
             conn: Some(conn),
+            wake: Rc::default(),
             ssl: group.ssl,
             proxy_protocol: group.proxy_protocol,
             deferred: group.deferred,
@@ -510,7 +506,7 @@ impl Accepted {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        if !park(conn).await {
+        if !park(conn, &self.wake).await {
             if Instant::now() >= conn.idle_until {
                 log::info(format_args!(
                     "client timed out (110: Connection timed out) while SSL handshaking, client: {}, server: {}",
@@ -550,7 +546,7 @@ impl Accepted {
             read_now(first)
         };
         loop {
-            if pre.is_none() && !park(self.conn.as_ref()?).await {
+            if pre.is_none() && !park(self.conn.as_ref()?, &self.wake).await {
                 return None;
             }
             // Moved into the boxed phase, so the task's future holds it only here.
@@ -707,7 +703,7 @@ async fn handshake(conn: &mut Conn) -> bool {
 /// Waits for the next request's first bytes holding no buffer, until `idle_until`;
 /// false (the connection shut down) on that deadline, on graceful quit, or when the
 /// worker needs the slot for a new client (`worker_connections`).
-async fn park(conn: &Conn) -> bool {
+async fn park(conn: &Conn, wake: &Rc<crate::runtime::idle::Wake>) -> bool {
     let w = &conn.w;
     if conn.idle_until <= Instant::now() || w.quitting.get() {
         conn.stream.shutdown(Shutdown::Both);
@@ -716,12 +712,12 @@ async fn park(conn: &Conn) -> bool {
     // The wait's end is the worker's idle timer firing `wake` (see
     // [`crate::runtime::idle`]), not the stream's deadline: a keep-alive timeout is a
     // normal close (TLS: close_notify), not a timed-out operation.
-    conn.wake.reset();
-    let key = w.idle.borrow_mut().enter(conn.idle_until, conn.wake.clone());
+    wake.reset();
+    let key = w.idle.borrow_mut().enter(conn.idle_until, wake.clone());
     let ready = tokio::select! {
         biased;
         r = conn.stream.wait_readable() => r.is_ok(),
-        _ = conn.wake.fired() => false,
+        _ = wake.fired() => false,
     };
     w.idle.borrow_mut().leave(key);
     if !ready {

@@ -62,4 +62,14 @@ mod tests {
         let b = bind(addr, 16, true).unwrap();
         assert_eq!(b.local_addr().unwrap(), addr);
     }
+
+    /// `Listener::accept` sets no TCP_NODELAY of its own: an accepted socket has the
+    /// listener's, as Linux copies it (small responses are not held back by Nagle).
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 16, true).unwrap();
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(s.nodelay().unwrap());
+    }
 }

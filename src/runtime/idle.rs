@@ -140,6 +140,7 @@ pub async fn timer(set: &std::cell::RefCell<IdleSet>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::time::Duration;
 
     #[test]
@@ -156,6 +157,21 @@ mod tests {
         assert!(a.fired.get() && !b.fired.get());
         assert_eq!(s.expire(t + Duration::from_secs(2)), None);
         assert!(b.fired.get());
+    }
+
+    /// A fire that lost to readiness is cleared by the next wait's reset, so that
+    /// wait does not end at once (a `Notify` would have kept it as a permit).
+    #[test]
+    fn reset_clears_a_late_fire() {
+        let w = Wake::default();
+        w.fire();
+        w.reset();
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut wait = std::pin::pin!(w.fired());
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        w.fire();
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]
